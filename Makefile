@@ -1,0 +1,38 @@
+# One-command setup, tests, demo and benchmarks. Needs only python3.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Tests and demo use every core but never oversubscribe a small machine.
+export OMP_NUM_THREADS ?= 2
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup test demo bench lint clean
+
+setup: $(STAMP)
+
+# The CPU build of torch is installed first, by exact version, so that nothing
+# later pulls a multi-GB CUDA build; litdata is pinned to a release that does
+# not require torchvision (see README, "Dependencies").
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip check
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+demo: setup
+	$(BIN)/python -m codeclm.demo
+
+bench: setup
+	$(BIN)/python -m bench
+
+lint: setup
+	$(BIN)/ruff check codeclm jpeglm avclm data_tools tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

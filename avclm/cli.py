@@ -1,0 +1,18 @@
+"""`avclm` command line."""
+
+import sys
+
+from codeclm.cli import run_cli
+
+VERBS = {
+    "encode": "avclm.commands.encode",
+    "decode": "avclm.commands.decode",
+}
+
+
+def main(argv=None) -> int:
+    return run_cli("avclm", "AVC-LM: generate videos by writing H.264 bytes.", VERBS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""The plumbing every CLI shares: lazy verb dispatch and one-line errors.
+
+Each verb lives in its own module with two functions::
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None: ...
+    def run(args: argparse.Namespace) -> int | None: ...
+
+and an optional module docstring (its first line is the verb's help). Modules are
+imported only when their verb runs, so ``jpeglm --help`` does not import torch.
+A verb whose module defines ``RAW_ARGV = True`` receives the remaining argv
+untouched as ``args.argv`` (used by ``train``, which hands it to LightningCLI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Mapping, Sequence
+
+from .errors import CodecLMError
+
+
+def run_cli(prog: str, description: str, verbs: Mapping[str, str],
+            argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run a verb; turn library errors into ``prog: error: msg`` + exit 1."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in verbs:
+        module = importlib.import_module(verbs[argv[0]])
+        if getattr(module, "RAW_ARGV", False):
+            return _guarded(prog, module.run, argparse.Namespace(argv=argv[1:]))
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+    for name, modname in verbs.items():
+        if argv and argv[0] == name:
+            module = importlib.import_module(modname)
+            doc = (module.__doc__ or "").strip()
+            p = sub.add_parser(name, help=doc.splitlines()[0] if doc else None, description=doc)
+            module.add_arguments(p)
+            p.set_defaults(_run=module.run)
+        else:  # help text only; the module is not imported
+            sub.add_parser(name)
+    args = parser.parse_args(argv)
+    return _guarded(prog, args._run, args)
+
+
+def _guarded(prog: str, fn, args) -> int:
+    try:
+        rc = fn(args)
+    except CodecLMError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `avclm generate -o - | head`
+        return 0
+    return int(rc or 0)

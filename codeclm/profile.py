@@ -1,0 +1,91 @@
+"""Codec profiles: one frozen dataclass per modality names every codec parameter.
+
+A profile is saved as ``profile.json`` beside every model and every shard set;
+everything downstream reads it instead of repeating numbers. The JSON carries a
+``modality`` field (``"jpeg"`` or ``"h264"``) so :func:`load_profile` can rebuild
+the right class without the caller knowing which one it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import ProfileError
+
+#: modality name -> "module:attribute" of its profile registry ``dict[str, Profile]``
+#: and its profile class. Lazy so that codeclm never imports a modality eagerly.
+MODALITIES = {
+    "jpeg": ("jpeglm.profile", "PROFILES", "JpegProfile"),
+    "h264": ("avclm.profile", "PROFILES", "AvcProfile"),
+}
+
+PROFILE_FILE = "profile.json"
+
+
+def profiles_of(modality: str) -> dict[str, Any]:
+    """The named profiles of a modality, e.g. ``profiles_of("jpeg")["paper"]``."""
+    if modality not in MODALITIES:
+        raise ProfileError(f"unknown modality {modality!r}; expected one of {sorted(MODALITIES)}")
+    mod, registry, _ = MODALITIES[modality]
+    return getattr(importlib.import_module(mod), registry)
+
+
+def get_profile(modality: str, name: str):
+    """Look up a named profile; a clear error lists the known names."""
+    known = profiles_of(modality)
+    if name not in known:
+        raise ProfileError(f"unknown {modality} profile {name!r}; known: {', '.join(sorted(known))}")
+    return known[name]
+
+
+def profile_to_dict(profile) -> dict[str, Any]:
+    d = dataclasses.asdict(profile)
+    d["modality"] = profile.modality
+    return d
+
+
+def profile_from_dict(d: dict[str, Any]):
+    d = dict(d)
+    modality = d.pop("modality", None)
+    if modality not in MODALITIES:
+        raise ProfileError(f"profile has unknown modality {modality!r}")
+    mod, _, cls_name = MODALITIES[modality]
+    cls = getattr(importlib.import_module(mod), cls_name)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - fields
+    if unknown:
+        raise ProfileError(f"profile has unknown fields {sorted(unknown)}")
+    for k, v in list(d.items()):  # JSON turns tuples into lists
+        if isinstance(v, list):
+            d[k] = tuple(v)
+    return cls(**d)
+
+
+def save_profile(profile, directory: str | os.PathLike) -> Path:
+    """Write ``profile.json`` into ``directory`` (atomically)."""
+    from .io import atomic_write
+
+    path = Path(directory) / PROFILE_FILE
+    with atomic_write(path, "w") as f:
+        json.dump(profile_to_dict(profile), f, indent=2, sort_keys=True)
+        f.write("\n")
+    return path
+
+
+def load_profile(directory_or_file: str | os.PathLike):
+    """Read a ``profile.json`` (or the one inside a directory)."""
+    p = Path(directory_or_file)
+    if p.is_dir():
+        p = p / PROFILE_FILE
+    if not p.is_file():
+        raise ProfileError(f"{p}: no codec profile found")
+    try:
+        d = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ProfileError(f"{p}: unreadable profile ({e})") from e
+    return profile_from_dict(d)

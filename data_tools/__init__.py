@@ -1,0 +1,1 @@
+"""Media folders -> canonical bytes -> tokens -> litdata shards; tokenizer training; synthetic media."""

@@ -1,0 +1,1 @@
+"""JPEG-LM: images as canonical JPEG bytes for a Llama language model."""

@@ -1,0 +1,17 @@
+"""`jpeglm` command line."""
+
+import sys
+
+from codeclm.cli import run_cli
+
+VERBS = {
+    "encode": "jpeglm.commands.encode",
+}
+
+
+def main(argv=None) -> int:
+    return run_cli("jpeglm", "JPEG-LM: generate images by writing JPEG bytes.", VERBS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
