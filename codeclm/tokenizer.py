@@ -1,0 +1,191 @@
+"""Byte-level BPE over codec bytes, built with Hugging Face ``tokenizers``.
+
+Each byte ``b`` is the character ``chr(0x2800 + b)`` (the Braille block, as in the
+JPEG-LM public inference code), so BPE sees a 256-character alphabet and every
+byte string has exactly one spelling. Merges are learned per modality and never
+cross a unit boundary: a pre-tokenizer splits the stream at the modality's unit
+marker (JPEG: after each restart marker ``FF D0``..``FF D7``; H.264: before each
+start code ``00 00 01`` / ``00 00 00 01``), so a prompt cut at a unit and the
+streaming writer always fall on a token boundary.
+
+Token ids: the special tokens come first (``<pad>`` 0, ``<s>`` 1, ``</s>`` 2, then
+eight ``<reserved_i>`` ids for conditioning), then the 256 byte tokens, then the
+merges. A modeled sample is ``[<s>] + tokens(bytes) + [</s>]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .errors import TokenizerError
+
+BYTE_OFFSET = 0x2800
+PAD, BOS, EOS = "<pad>", "<s>", "</s>"
+N_RESERVED = 8
+SPECIAL_TOKENS = (PAD, BOS, EOS, *(f"<reserved_{i}>" for i in range(N_RESERVED)))
+#: smallest useful vocabulary: specials + 256 bytes
+MIN_VOCAB = len(SPECIAL_TOKENS) + 256
+
+_TO_CHARS = {b: chr(BYTE_OFFSET + b) for b in range(256)}
+_ENC_TABLE = str.maketrans({chr(b): chr(BYTE_OFFSET + b) for b in range(256)})
+
+
+def _c(b: int) -> str:
+    return _TO_CHARS[b]
+
+
+#: unit-boundary split pattern (over the character alphabet) and split behaviour
+UNIT_SPLITS = {
+    # restart marker FF Dn closes an MCU: the marker stays with the unit before it
+    "jpeg": (f"{_c(0xFF)}[{_c(0xD0)}-{_c(0xD7)}]", "merged_with_previous"),
+    # a start code opens a NAL unit: it stays with the unit after it
+    "h264": (f"{_c(0)}{_c(0)}{_c(0)}?{_c(1)}", "merged_with_next"),
+}
+
+
+def bytes_to_text(data: bytes) -> str:
+    """Bytes -> the BPE alphabet (one character per byte)."""
+    return data.decode("latin-1").translate(_ENC_TABLE)
+
+
+def text_to_bytes(text: str) -> bytes:
+    """The inverse of :func:`bytes_to_text` (characters outside the alphabet are an error)."""
+    try:
+        return bytes(ord(ch) - BYTE_OFFSET for ch in text)
+    except ValueError as e:
+        raise TokenizerError(f"text contains characters outside the byte alphabet: {e}") from e
+
+
+def _build_backend(modality: str):
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+
+    if modality not in UNIT_SPLITS:
+        raise TokenizerError(f"unknown modality {modality!r}; expected one of {sorted(UNIT_SPLITS)}")
+    pattern, behavior = UNIT_SPLITS[modality]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior=behavior)
+    return tok
+
+
+class ByteTokenizer:
+    """A trained byte-level BPE tokenizer for one modality.
+
+    Wraps a ``tokenizers.Tokenizer``; the same file loads as
+    ``transformers.PreTrainedTokenizerFast(tokenizer_file=...)``.
+    """
+
+    def __init__(self, backend, modality: str):
+        self.backend = backend
+        self.modality = modality
+        vocab = backend.get_vocab()
+        self.vocab_size = len(vocab)
+        ids = {t: vocab.get(t) for t in SPECIAL_TOKENS}
+        if any(v is None for v in ids.values()):
+            raise TokenizerError("tokenizer lacks the special tokens " + ", ".join(SPECIAL_TOKENS))
+        self.pad_id, self.bos_id, self.eos_id = ids[PAD], ids[BOS], ids[EOS]
+        self.reserved_ids = [ids[f"<reserved_{i}>"] for i in range(N_RESERVED)]
+        self.special_ids = frozenset(ids.values())
+        #: token id -> its bytes (None for special tokens)
+        self.token_bytes: list[bytes | None] = [None] * self.vocab_size
+        for token, i in vocab.items():
+            if i not in self.special_ids:
+                self.token_bytes[i] = text_to_bytes(token)
+        missing = [b for b in range(256) if _c(b) not in vocab]
+        if missing:
+            raise TokenizerError(f"tokenizer lacks byte tokens for {len(missing)} byte values")
+        self.byte_ids = [vocab[_c(b)] for b in range(256)]
+
+    # --- training and files -------------------------------------------------
+    @classmethod
+    def train(cls, samples: Iterable[bytes], vocab_size: int, modality: str,
+              show_progress: bool = False) -> "ByteTokenizer":
+        """Learn ``vocab_size - MIN_VOCAB`` merges from ``samples`` (modeled byte strings)."""
+        from tokenizers import trainers
+
+        if vocab_size < MIN_VOCAB:
+            raise TokenizerError(f"vocab size {vocab_size} is below the minimum {MIN_VOCAB} "
+                                 f"({len(SPECIAL_TOKENS)} special tokens + 256 bytes)")
+        backend = _build_backend(modality)
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=list(SPECIAL_TOKENS),
+            initial_alphabet=[_c(b) for b in range(256)],
+            min_frequency=2,
+            show_progress=show_progress,
+        )
+        backend.train_from_iterator((bytes_to_text(s) for s in samples), trainer=trainer)
+        return cls(backend, modality)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ByteTokenizer":
+        """Load ``tokenizer.json`` (or the one inside a directory)."""
+        from tokenizers import Tokenizer
+
+        p = Path(path)
+        if p.is_dir():
+            p = p / "tokenizer.json"
+        if not p.is_file():
+            raise TokenizerError(f"{p}: no tokenizer file")
+        try:
+            backend = Tokenizer.from_file(str(p))
+        except Exception as e:  # tokenizers raises plain Exception subclasses
+            raise TokenizerError(f"{p}: not a tokenizer file ({e})") from e
+        return cls(backend, _modality_of(backend))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``tokenizer.json`` atomically (a directory gets ``DIR/tokenizer.json``)."""
+        from .io import atomic_write
+
+        p = Path(path)
+        if p.is_dir() or not p.suffix:
+            p = p / "tokenizer.json"
+        with atomic_write(p, "w") as f:
+            f.write(self.backend.to_str(pretty=True))
+        return p
+
+    def to_hf(self):
+        """A ``transformers.PreTrainedTokenizerFast`` over the same vocabulary."""
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast(
+            tokenizer_object=self.backend, bos_token=BOS, eos_token=EOS, pad_token=PAD,
+            additional_special_tokens=list(SPECIAL_TOKENS[3:]),
+        )
+
+    # --- encode / decode -----------------------------------------------------
+    def encode(self, data: bytes, bos: bool = True, eos: bool = True) -> list[int]:
+        """Modeled bytes -> token ids (``<s>`` ... ``</s>`` unless disabled)."""
+        ids = self.backend.encode(bytes_to_text(data), add_special_tokens=False).ids
+        return ([self.bos_id] if bos else []) + ids + ([self.eos_id] if eos else [])
+
+    def encode_batch(self, datas: Sequence[bytes], bos: bool = True, eos: bool = True) -> list[list[int]]:
+        encs = self.backend.encode_batch([bytes_to_text(d) for d in datas], add_special_tokens=False)
+        head, tail = ([self.bos_id] if bos else []), ([self.eos_id] if eos else [])
+        return [head + e.ids + tail for e in encs]
+
+    def decode(self, ids: Iterable[int]) -> bytes:
+        """Token ids -> bytes; special tokens are dropped."""
+        tb = self.token_bytes
+        try:
+            return b"".join(tb[i] or b"" for i in ids)
+        except IndexError as e:
+            raise TokenizerError(f"token id out of range for a vocabulary of {self.vocab_size}") from e
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def __repr__(self) -> str:
+        return f"ByteTokenizer(modality={self.modality!r}, vocab_size={self.vocab_size})"
+
+
+def _modality_of(backend) -> str:
+    """Recover the modality from the saved pre-tokenizer's split pattern."""
+    spec = json.loads(backend.to_str()).get("pre_tokenizer") or {}
+    pattern = (spec.get("pattern") or {}).get("Regex")
+    for name, (pat, _) in UNIT_SPLITS.items():
+        if pattern == pat:
+            return name
+    raise TokenizerError("tokenizer file was not made by codeclm (unknown unit split)")
