@@ -5,6 +5,8 @@ import sys
 from codeclm.cli import run_cli
 
 VERBS = {
+    "train": "avclm.commands.train",
+    "export": "avclm.commands.export",
     "encode": "avclm.commands.encode",
     "decode": "avclm.commands.decode",
 }

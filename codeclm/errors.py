@@ -17,6 +17,10 @@ class DecodeError(CodecLMError):
     """Codec bytes could not be decoded (strict mode: any corruption)."""
 
 
+class OutputError(CodecLMError):
+    """An output cannot be written (unwritable directory, disk full, closed pipe)."""
+
+
 class ProfileError(CodecLMError):
     """An unknown profile name, or a profile that does not match what it is used with."""
 

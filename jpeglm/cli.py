@@ -5,6 +5,8 @@ import sys
 from codeclm.cli import run_cli
 
 VERBS = {
+    "train": "jpeglm.commands.train",
+    "export": "jpeglm.commands.export",
     "encode": "jpeglm.commands.encode",
 }
 

@@ -1,0 +1,354 @@
+"""Canonical H.264 encoding in-process (PyAV + libx264), and MP4 wrapping.
+
+``encode_video(path)`` reproduces the paper's ffmpeg command (see avclm/profile.py)
+without a subprocess, step for step as the ffmpeg CLI does it:
+
+1. decode the first video stream; timestamps are shifted by the container's start
+   time (as ffmpeg does without ``-copyts``);
+2. a libavfilter graph, configured from the first decoded frame (size, pixel format,
+   colour space and range, as the CLI configures its ``buffer`` source), runs the
+   paper's ``-vf`` chain: ``fps`` (for each output tick at t = k/fps it keeps the
+   input frame whose time is nearest, duplicating or dropping frames), ``scale`` to
+   fit (plus our colour normalisation), ``pad`` centered; then ``trim=duration``
+   (the CLI's ``-t``) and ``format=yuv420p``;
+3. libx264 with the profile's options, one thread; frames get ``pict_type`` NONE so
+   source keyframes do not force IDRs (the CLI does the same);
+4. the x264 SEI NAL is dropped; everything else is kept byte for byte (start codes
+   included).
+
+For untagged, limited-range sources the result is bit-identical to the bundled ffmpeg
+binary running the paper's command (tests/avclm/test_ffmpeg_parity.py), SEI aside.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import itertools
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import av
+import av.error
+import numpy as np
+from av.filter import Graph
+from av.video.frame import PictureType
+
+from codeclm.errors import DecodeError, EncodeError, InputError
+from codeclm.io import atomic_path
+
+from . import nal as nalmod
+from .profile import PAPER, AvcProfile
+
+#: largest source picture we decode (pixels) and largest side; a header claiming more
+#: is rejected before any frame is decoded
+MAX_SOURCE_PIXELS = 8192 * 4608
+MAX_SOURCE_SIDE = 16384
+#: source frames decoded before giving up on filling the clip (a stream whose
+#: timestamps never advance would otherwise be read to its end)
+MAX_SOURCE_FRAMES = 20_000
+
+
+# --------------------------------------------------------------------------- encoder core
+
+class _CanonicalEncoder:
+    """Filter graph (canonical filters, trim, format) feeding libx264 for one clip.
+
+    Configured from the first frame; ``push`` returns False once the clip is full.
+    """
+
+    def __init__(self, profile: AvcProfile, first: av.VideoFrame, time_base: Fraction,
+                 sample_aspect: Fraction | None):
+        self.profile = profile
+        self.frames_out = 0
+        self.done = False
+        self._out = bytearray()
+        g = Graph()
+        sar = sample_aspect if sample_aspect else Fraction(0, 1)
+        src = g.add("buffer", video_size=f"{first.width}x{first.height}",
+                    pix_fmt=first.format.name, time_base=str(time_base),
+                    pixel_aspect=f"{sar.numerator}/{sar.denominator}",
+                    colorspace=str(int(first.colorspace)), range=str(int(first.color_range)))
+        chain = [src]
+        specs = profile.filters.split(",") + [f"trim=duration={profile.seconds}",
+                                               f"format={profile.pix_fmt}"]
+        for spec in specs:
+            name, _, args = spec.partition("=")
+            f = g.add(name, args or None)
+            chain[-1].link_to(f)
+            chain.append(f)
+        sink = g.add("buffersink")
+        chain[-1].link_to(sink)
+        g.configure()
+        self._graph = g
+
+        ctx = av.CodecContext.create(profile.encoder, "w")
+        ctx.width, ctx.height, ctx.pix_fmt = profile.width, profile.height, profile.pix_fmt
+        ctx.time_base = profile.time_base
+        ctx.framerate = Fraction(profile.fps)
+        ctx.sample_aspect_ratio = Fraction(*profile.sample_aspect)
+        ctx.thread_count = profile.threads
+        ctx.options = profile.codec_options()
+        self._ctx = ctx
+
+    def push(self, frame: av.VideoFrame | None) -> bool:
+        """Feed one source frame (None = end of input); False once the clip is full."""
+        if self.done:
+            return False
+        try:
+            self._graph.vpush(frame)
+        except av.error.EOFError:
+            self.done = True
+        self._drain()
+        return not self.done
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                out = self._graph.vpull()
+            except av.error.BlockingIOError:
+                return
+            except av.error.EOFError:
+                self.done = True
+                return
+            out.pict_type = PictureType.NONE
+            self.frames_out += 1
+            for packet in self._ctx.encode(out):
+                self._out += bytes(packet)
+
+    def finish(self) -> bytes:
+        """Flush filters and encoder; the canonical Annex-B bytes of the clip."""
+        if not self.done:
+            self.push(None)
+        for packet in self._ctx.encode(None):
+            self._out += bytes(packet)
+        return canonicalize(bytes(self._out), self.profile, self.frames_out)
+
+
+def canonicalize(raw: bytes, profile: AvcProfile, frames: int | None = None) -> bytes:
+    """x264 Annex-B output -> canonical bytes: SEI NAL units removed, rest kept exactly.
+
+    Checks the structure (``frames`` pictures of ``profile.nals_per_frame`` slices each)
+    and raises EncodeError if the encoder did not produce it."""
+    lead, units = nalmod.split_annexb_units(raw)
+    if lead:
+        raise EncodeError("encoder output does not start with a start code")
+    kept = [u for u in units
+            if not (profile.drop_sei and nalmod.nal_type(nalmod.strip_start_code(u)) == nalmod.NAL_SEI)]
+    slices = sum(nalmod.is_picture_nal(nalmod.strip_start_code(u)) for u in kept)
+    if frames is not None and slices != frames * profile.nals_per_frame:
+        raise EncodeError(f"encoder wrote {slices} slices for {frames} frames; expected "
+                          f"{profile.nals_per_frame} per frame")
+    return b"".join(kept)
+
+
+# --------------------------------------------------------------------------- sources
+
+def _check_size(width: int, height: int, what: str) -> None:
+    if width <= 0 or height <= 0:
+        raise InputError(f"{what}: video has no size ({width}x{height})")
+    if max(width, height) > MAX_SOURCE_SIDE or width * height > MAX_SOURCE_PIXELS:
+        raise InputError(f"{what}: {width}x{height} video is larger than the limit "
+                         f"({MAX_SOURCE_PIXELS} pixels, {MAX_SOURCE_SIDE} per side)")
+
+
+def _source_frames(container, stream, what: str) -> Iterator[av.VideoFrame]:
+    """Decoded frames with timestamps relative to the container start (CLI behaviour)."""
+    offset = 0
+    if container.start_time is not None and stream.time_base:
+        tb = stream.time_base
+        offset = round(Fraction(container.start_time, 1_000_000) / tb)
+    count = 0
+    try:
+        for packet in container.demux(stream):
+            for frame in packet.decode():
+                count += 1
+                if count > MAX_SOURCE_FRAMES:
+                    raise InputError(f"{what}: more than {MAX_SOURCE_FRAMES} frames decoded "
+                                     "without filling the clip (timestamps do not advance?)")
+                _check_size(frame.width, frame.height, what)
+                if frame.pts is None:
+                    raise InputError(f"{what}: video frame {count} has no timestamp")
+                frame.pts -= offset
+                yield frame
+    except av.error.FFmpegError as e:
+        raise InputError(f"{what}: corrupt or truncated video ({e})") from e
+
+
+def encode_video(path: str | os.PathLike, profile: AvcProfile = PAPER) -> bytes:
+    """A video file -> canonical Annex-B bytes (SPS, PPS, then ``nals_per_frame`` slice
+    NAL units per frame for up to ``profile.frames`` frames; no SEI).
+
+    Raises InputError for a missing, empty, non-media, corrupt, truncated or oversized
+    file, or one without video frames in its first ``profile.seconds`` seconds."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if not p.is_file():
+        raise InputError(f"{p}: not a regular file")
+    if p.stat().st_size == 0:
+        raise InputError(f"{p}: empty file")
+    try:
+        container = av.open(str(p), metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        raise InputError(f"{p}: not a readable media file ({e})") from e
+    with container:
+        if not container.streams.video:
+            raise InputError(f"{p}: no video stream")
+        stream = container.streams.video[0]
+        cc = stream.codec_context
+        _check_size(cc.width, cc.height, str(p))
+        if not stream.time_base:
+            raise InputError(f"{p}: video stream has no time base")
+        stream.thread_type = "AUTO"
+        return _encode_stream(_source_frames(container, stream, str(p)), stream.time_base,
+                              cc.sample_aspect_ratio, profile, str(p))
+
+
+def _encode_stream(frames: Iterator[av.VideoFrame], time_base: Fraction,
+                   sample_aspect: Fraction | None, profile: AvcProfile, what: str) -> bytes:
+    first = next(frames, None)
+    if first is None:
+        raise InputError(f"{what}: no video frames")
+    try:
+        enc = _CanonicalEncoder(profile, first, time_base, sample_aspect)
+        for frame in itertools.chain([first], frames):
+            if not enc.push(frame):
+                break
+        data = enc.finish()
+    except av.error.FFmpegError as e:
+        raise EncodeError(f"{what}: encoding failed ({e})") from e
+    if enc.frames_out == 0:
+        raise InputError(f"{what}: no video frames in the first {profile.seconds} s")
+    return data
+
+
+def encode_frames(frames: Iterable[np.ndarray] | Iterable[av.VideoFrame],
+                  profile: AvcProfile = PAPER) -> bytes:
+    """Frames -> canonical Annex-B bytes, through the same filters as :func:`encode_video`.
+
+    ``frames`` is either a sequence of RGB arrays, shape (profile.height, profile.width, 3)
+    uint8, one per output frame at ``profile.fps`` (at most ``profile.frames``), or an
+    iterable of ``av.VideoFrame`` of any size and format whose ``pts``/``time_base`` say
+    when they are shown (missing ones: frame i at i/fps); those are resampled to the
+    profile's rate like a video file.
+    """
+    it = iter(frames)
+    first = next(it, None)
+    if first is None:
+        raise InputError("no frames to encode")
+    if isinstance(first, np.ndarray):
+        arrays = [first, *it]
+        if len(arrays) > profile.frames:
+            raise InputError(f"{len(arrays)} frames given; profile {profile.name!r} holds "
+                             f"at most {profile.frames}")
+        shape = (profile.height, profile.width, 3)
+        vframes = []
+        for i, a in enumerate(arrays):
+            if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.shape != shape:
+                got = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+                raise InputError(f"frame {i}: expected uint8 array of shape {shape}, got {got}")
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(a), format="rgb24")
+            vf.pts, vf.time_base, vf.duration = i, profile.time_base, 1
+            vframes.append(vf)
+        return _encode_stream(iter(vframes), profile.time_base, Fraction(1, 1), profile, "frames")
+    if not isinstance(first, av.VideoFrame):
+        raise InputError(f"frames must be numpy arrays or av.VideoFrame, not {type(first).__name__}")
+    time_base = first.time_base or profile.time_base
+    return _encode_stream(_timed(itertools.chain([first], it), time_base, profile),
+                          time_base, None, profile, "frames")
+
+
+def _timed(frames: Iterable[av.VideoFrame], time_base: Fraction,
+           profile: AvcProfile) -> Iterator[av.VideoFrame]:
+    """Give every frame a pts in ``time_base`` (missing: frame i at i / fps)."""
+    for i, f in enumerate(frames):
+        if not isinstance(f, av.VideoFrame):
+            raise InputError(f"frame {i}: expected av.VideoFrame, got {type(f).__name__}")
+        _check_size(f.width, f.height, f"frame {i}")
+        if f.pts is None:
+            f.pts = round(Fraction(i, profile.fps) / time_base)
+        elif f.time_base and f.time_base != time_base:
+            f.pts = round(f.pts * f.time_base / time_base)
+            f.duration = round(f.duration * f.time_base / time_base)
+        if not f.duration:  # the fps filter drops a last frame that lasts no time
+            f.duration = max(1, round(Fraction(1, profile.fps) / time_base))
+        f.time_base = time_base
+        yield f
+
+
+@functools.lru_cache(maxsize=None)
+def canonical_header(profile: AvcProfile = PAPER) -> bytes:
+    """The SPS and PPS NAL units (with start codes) every canonical stream of ``profile``
+    starts with. They do not depend on the content, so one grey frame yields them."""
+    grey = np.full((profile.height, profile.width, 3), 128, np.uint8)
+    _, units = nalmod.split_annexb_units(encode_frames([grey], profile))
+    head = [u for u in units if nalmod.nal_type(nalmod.strip_start_code(u)) in nalmod.PARAMETER_SET_TYPES]
+    if len(head) != 2:
+        raise EncodeError(f"expected one SPS and one PPS, found {len(head)} parameter sets")
+    return b"".join(head)
+
+
+# --------------------------------------------------------------------------- MP4
+
+def annexb_to_mp4(data: bytes, path: str | os.PathLike, profile: AvcProfile = PAPER) -> Path:
+    """Wrap an Annex-B stream into an MP4 (or any container the suffix names) without
+    re-encoding: one packet per picture, pts = i in time base 1/fps, SPS/PPS moved into
+    the ``avcC`` box (the stream's own, else the profile's canonical ones). SEI and AUD
+    NAL units are left out. Written atomically. Raises DecodeError if ``data`` holds no
+    pictures or a slice header cannot be read."""
+    nals = nalmod.split_annexb(data)
+    if not nals:
+        raise DecodeError("no NAL units in the H.264 data")
+    sps = next((n for n in nals if nalmod.nal_type(n) == nalmod.NAL_SPS), None)
+    pps = next((n for n in nals if nalmod.nal_type(n) == nalmod.NAL_PPS), None)
+    header = (nalmod.join_annexb([sps, pps], long_start_codes=True) if sps and pps
+              else canonical_header(profile))
+    pictures = nalmod.group_pictures([n for n in nals if nalmod.is_picture_nal(n)])
+    if not pictures:
+        raise DecodeError("no coded pictures in the H.264 data")
+    path = Path(path)
+    tb = profile.time_base
+    try:
+        with av.open(io.BytesIO(header + nalmod.join_annexb(pictures[0])), format="h264") as src:
+            template = src.streams.video[0]
+            with atomic_path(path) as tmp:
+                with av.open(str(tmp), "w", format=_muxer_for(path)) as out:
+                    stream = out.add_stream_from_template(template)
+                    stream.time_base = tb
+                    for i, picture in enumerate(pictures):
+                        packet = av.Packet(nalmod.join_annexb(picture, long_start_codes=True))
+                        packet.pts = packet.dts = i
+                        packet.duration = 1
+                        packet.time_base = tb
+                        packet.stream = stream
+                        packet.is_keyframe = nalmod.nal_type(picture[0]) == nalmod.NAL_IDR
+                        out.mux(packet)
+    except av.error.FFmpegError as e:
+        raise EncodeError(f"{path}: could not write the container ({e})") from e
+    return path
+
+
+def _muxer_for(path: Path) -> str:
+    return {".mov": "mov", ".mkv": "matroska", ".m4v": "mp4"}.get(path.suffix.lower(), "mp4")
+
+
+def probe_video(path: str | os.PathLike) -> dict:
+    """What a prober reports about a video file: ``frames`` (counted by demuxing),
+    ``width``, ``height``, ``duration`` (seconds, float), ``fps`` (float), ``codec``."""
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                raise InputError(f"{path}: no video stream")
+            s = c.streams.video[0]
+            frames = sum(1 for p in c.demux(s) if p.size)
+            duration = (float(s.duration * s.time_base) if s.duration is not None
+                        else (c.duration or 0) / 1_000_000)
+            return {"frames": frames, "width": s.codec_context.width,
+                    "height": s.codec_context.height, "duration": duration,
+                    "fps": float(s.average_rate) if s.average_rate else 0.0,
+                    "codec": s.codec_context.name}
+    except av.error.FFmpegError as e:
+        raise InputError(f"{path}: not a readable media file ({e})") from e

@@ -1,0 +1,111 @@
+"""Training checkpoint -> model directory (``jpeglm export`` / ``avclm export``).
+
+A Lightning checkpoint written by :class:`codeclm.lightning_module.CodecLM` carries the
+tokenizer, the codec profile and the Llama config (``checkpoint["codeclm"]``), so the
+checkpoint alone is enough::
+
+    jpeglm export runs/tiny/checkpoints/last.ckpt -o models/jpeglm-tiny
+
+writes ``config.json model.safetensors tokenizer.json profile.json ...`` (see
+:mod:`codeclm.model_dir`), loadable with ``AutoModelForCausalLM.from_pretrained``.
+The model is assembled on the meta device and the checkpoint tensors are assigned to it,
+so exporting a 7B checkpoint needs no second copy of the weights in memory.
+
+An FSDP run with ``state_dict_type="sharded"`` saves a checkpoint *directory*; consolidate
+it first with ``python -m lightning.pytorch.utilities.consolidate_checkpoint DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Optional
+
+from .errors import ModelError
+
+DTYPES = ("float32", "bfloat16", "float16")
+COMMAND_OF = {"jpeg": "jpeglm", "h264": "avclm"}
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a training checkpoint (tensors and plain data only: ``weights_only=True``)."""
+    import pickle
+
+    import torch
+
+    p = Path(path)
+    if p.is_dir():
+        raise ModelError(f"{p}: a sharded checkpoint directory; consolidate it first with "
+                         f"`python -m lightning.pytorch.utilities.consolidate_checkpoint {p}`")
+    if not p.is_file():
+        raise ModelError(f"{p}: no such checkpoint")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
+        raise ModelError(f"{p}: not a readable checkpoint ({str(e).splitlines()[0]})") from e
+
+
+def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike,
+                      modality: Optional[str] = None, dtype: str = "float32") -> Path:
+    """Write the model directory for a training checkpoint; returns its path.
+
+    ``modality`` ("jpeg"/"h264"), when given, must be the checkpoint's.
+    """
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from .lightning_module import CKPT_KEY
+    from .model_dir import save_model_dir
+    from .profile import profile_from_dict
+    from .tokenizer import ByteTokenizer
+
+    if dtype not in DTYPES:
+        raise ModelError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    ckpt = load_checkpoint(ckpt_path)
+    info = ckpt.get(CKPT_KEY)
+    if not isinstance(info, dict) or "state_dict" not in ckpt:
+        raise ModelError(f"{ckpt_path}: not a checkpoint of `jpeglm train` / `avclm train`")
+    if modality is not None and info["modality"] != modality:
+        raise ModelError(f"{ckpt_path}: this is a {info['modality']} checkpoint "
+                         f"(export it with `{COMMAND_OF[info['modality']]} export`)")
+    try:
+        backend = Tokenizer.from_str(info["tokenizer"])
+    except Exception as e:  # tokenizers raises plain Exception subclasses
+        raise ModelError(f"{ckpt_path}: stored tokenizer is unreadable ({e})") from e
+    tokenizer = ByteTokenizer(backend, info["modality"])
+    if info.get("profile") is None:
+        raise ModelError(f"{ckpt_path}: checkpoint has no codec profile")
+    profile = profile_from_dict(info["profile"])
+
+    config = LlamaConfig.from_dict(info["llama_config"])
+    prefix = "model."
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as e:
+        raise ModelError(f"{ckpt_path}: weights do not fit the stored config "
+                         f"({str(e).splitlines()[0]})") from e
+    model = model.to(getattr(torch, dtype))
+    card = (f"# {COMMAND_OF[info['modality']]} model\n\nExported from `{Path(ckpt_path).name}` "
+            f"(global step {ckpt.get('global_step')}, epoch {ckpt.get('epoch')}); "
+            f"codec profile `{profile.name}`, vocabulary {tokenizer.vocab_size}, "
+            f"context {config.max_position_embeddings} tokens.\n")
+    return save_model_dir(model, tokenizer, profile, out_dir, card=card)
+
+
+# --- the CLI verb, shared by jpeglm/commands/export.py and avclm/commands/export.py ---------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a .ckpt written by `train fit` (e.g. DIR/checkpoints/last.ckpt)")
+    parser.add_argument("-o", "--output", required=True, help="model directory to write")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32",
+                        help="weight dtype of the exported model (default: float32)")
+
+
+def run(args: argparse.Namespace, modality: str) -> int:
+    path = export_checkpoint(args.checkpoint, args.output, modality=modality, dtype=args.dtype)
+    print(path)
+    return 0

@@ -1,0 +1,39 @@
+"""One module per `python -m data_tools` verb (see data_tools/__main__.py)."""
+
+import argparse
+import os
+
+KINDS = {"image": "image", "video": "video", "jpeg": "image", "h264": "video"}
+
+
+def kind_arg(value: str) -> str:
+    """--kind / --modality: image|video (jpeg|h264 accepted too)."""
+    if value not in KINDS:
+        raise argparse.ArgumentTypeError(f"expected image or video, not {value!r}")
+    return KINDS[value]
+
+
+def positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value!r}")
+    return n
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def add_workers(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=positive_int, default=default_workers(),
+                        help="encoding processes (default: one per CPU, here %(default)s)")
+
+
+def add_progress(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="always show the progress bar (default: only on a terminal)")
+    g.add_argument("--no-progress", dest="progress", action="store_false")

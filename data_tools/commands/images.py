@@ -1,0 +1,18 @@
+"""Turn a folder of images into litdata token shards (JPEG-LM training data).
+
+Every image (recursive) is encoded with the profile's canonical JPEG codec, tokenized
+as [<s>] + tokens + [</s>] and written to OUT as shards that
+litdata.StreamingDataset(OUT, item_loader=TokensLoader(block_size=B)) reads; OUT also
+gets profile.json, tokenizer.json, stats.json and skipped.jsonl. Resumable: re-run the
+same command after an interruption.
+"""
+
+from . import _build
+
+
+def add_arguments(parser) -> None:
+    _build.add_arguments(parser, "image")
+
+
+def run(args) -> int:
+    return _build.run(args, "image")

@@ -1,0 +1,273 @@
+"""A folder of media -> litdata token shards (the ``images`` / ``videos`` commands).
+
+Two phases:
+
+1. **encode** (parallel, resumable): each input file is turned into canonical codec
+   bytes by its modality (``codeclm.modality.modality_for(profile).encode_path``),
+   tokenized as ``[<s>] + tokens + [</s>]`` and stored in the per-input cache
+   (:mod:`data_tools.cache`); a bad input stores its reason instead. Inputs already in
+   the cache are not redone, so a killed run picks up where it stopped.
+2. **build** (one process, deterministic): the cached samples are written, in sorted
+   input order, as a litdata TokensLoader shard set (:mod:`data_tools.shards`) into a
+   staging folder that then replaces the output's shards; ``profile.json``,
+   ``tokenizer.json``, ``skipped.jsonl`` and ``stats.json`` are written beside them.
+
+The same inputs, profile and tokenizer give byte-identical shards and stats, whatever
+the number of workers and however often the run was interrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from codeclm.errors import InputError, ProfileError, TokenizerError
+from codeclm.io import atomic_write, atomic_write_bytes
+from codeclm.profile import profile_to_dict, save_profile
+from codeclm.tokenizer import ByteTokenizer
+
+from . import shards
+from .cache import InputCache, input_key, sha256_file
+from .sources import KIND_OF_MODALITY, MODALITY_OF_KIND, kind_of, list_files, source_root
+from .workers import progress, run_parallel
+
+CACHE_DIR = ".cache"
+STAGING_DIR = ".staging"
+STATS_FILE = "stats.json"
+SKIPPED_FILE = "skipped.jsonl"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclasses.dataclass
+class BuildResult:
+    out: Path
+    samples: int        #: samples written to the shards
+    skipped: int        #: inputs recorded in skipped.jsonl
+    encoded: int        #: inputs encoded by this run
+    reused: int         #: inputs found already encoded (an earlier, interrupted run)
+    errors: int         #: skipped inputs that raised an unexpected (non-library) exception
+    stats: dict
+
+    def summary(self, kind: str) -> str:
+        s = self.stats
+        line = (f"{kind}s: {self.samples} samples, {s['total_tokens']} tokens "
+                f"({s['tokens_per_sample']['mean']:.1f}/sample, {s['pixels_to_tokens']:.1f}x fewer "
+                f"than pixel values), {s['chunks']} chunks -> {self.out}")
+        if self.skipped:
+            line += f"; {self.skipped} skipped (see {self.out / SKIPPED_FILE})"
+        if self.errors:
+            line += f", {self.errors} of them by unexpected errors"
+        if self.reused:
+            line += f"; {self.reused} reused from an earlier run"
+        return line
+
+
+# --- phase 1: encode in workers ---------------------------------------------------------
+
+_W: dict = {}
+
+
+def _init_worker(profile, tokenizer_path: str, cache_root: str) -> None:
+    from codeclm.modality import modality_for
+
+    _W["modality"] = modality_for(profile)
+    _W["tokenizer"] = ByteTokenizer.load(tokenizer_path)
+    _W["cache"] = InputCache(cache_root)
+
+
+def _encode_job(job: tuple[str, str]) -> int:
+    """(absolute path, cache key) -> number of tokens cached; raises typed errors."""
+    path, key = job
+    data = _W["modality"].encode_path(path)
+    ids = _W["tokenizer"].encode(data)
+    _W["cache"].put_tokens(key, ids)
+    return len(ids)
+
+
+# --- the whole job ---------------------------------------------------------------------
+
+
+def build_dataset(src: str | os.PathLike, out: str | os.PathLike, kind: str, profile,
+                  tokenizer_path: str | os.PathLike, workers: int = 1,
+                  chunk_bytes: int = shards.DEFAULT_CHUNK_BYTES, keep_cache: bool = False,
+                  show_progress: bool | None = None, strict: bool = False,
+                  limit: int | None = None) -> BuildResult:
+    """Encode and tokenize every ``kind`` file under ``src`` into a shard set in ``out``.
+
+    ``kind``: "image" or "video" (must match ``profile.modality``: jpeg / h264).
+    ``limit``: use only the first N files (sorted order). ``keep_cache``: keep
+    ``out/.cache`` after success (otherwise removed). ``strict``: unexpected exceptions
+    stop the job instead of being recorded as skipped.
+    Raises :class:`InputError` if ``src`` is missing or empty or no input is usable.
+    """
+    src, out = Path(src), Path(out)
+    if MODALITY_OF_KIND.get(kind) != profile.modality:
+        raise ProfileError(f"profile {profile.name!r} is a {profile.modality} profile; "
+                           f"{kind}s need a {MODALITY_OF_KIND.get(kind, '?')} profile")
+    tokenizer_path = Path(tokenizer_path)
+    if tokenizer_path.is_dir():
+        tokenizer_path = tokenizer_path / TOKENIZER_FILE
+    tokenizer = ByteTokenizer.load(tokenizer_path)
+    if tokenizer.modality != profile.modality:
+        raise TokenizerError(f"{tokenizer_path}: tokenizer is for {KIND_OF_MODALITY[tokenizer.modality]}s "
+                             f"({tokenizer.modality}), not {kind}s")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory")
+
+    rels = list_files(src, exclude=[out])
+    if not rels:
+        raise InputError(f"{src}: no files found")
+    if limit is not None:
+        rels = rels[:limit]
+    root = source_root(src)
+
+    tok_sha = sha256_file(tokenizer_path)
+    prof_sha = _sha256_text(json.dumps(profile_to_dict(profile), sort_keys=True))
+    cache = InputCache(out / CACHE_DIR)
+    skipped: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    keys: dict[str, str] = {}  # relpath -> cache key, media files only
+    for rel in rels:
+        r = rel.as_posix()
+        if kind_of(rel) != kind:
+            other = kind_of(rel)
+            skipped[r] = (f"not {'an' if kind == 'image' else 'a'} {kind} file "
+                          f"({'a ' + other if other else 'unknown'} extension {rel.suffix or '(none)'!r})")
+            continue
+        st = (root / rel).stat()
+        keys[r] = input_key(r, st.st_size, st.st_mtime_ns, prof_sha, tok_sha)
+
+    todo = [r for r, k in keys.items() if not cache.has(k)]
+    reused = len(keys) - len(todo)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(str((root / r).resolve()), keys[r]) for r in todo]
+    rel_of = {j: r for j, r in zip(jobs, todo)}
+    results = run_parallel(_encode_job, jobs, workers, _init_worker,
+                           (profile, str(tokenizer_path.resolve()), str(cache.root.resolve())),
+                           strict=strict)
+    for job, outcome in progress(results, total=len(keys), initial=reused, enabled=show_progress,
+                                 desc=f"encoding {kind}s", unit=kind):
+        rel = rel_of[job]
+        if outcome.status == "skip":
+            cache.put_skip(job[1], rel, outcome.reason)
+        elif outcome.status == "error":  # not cached: a re-run tries again
+            errors[rel] = outcome.reason
+
+    return _build(out, kind, profile, tokenizer, tokenizer_path, tok_sha, cache, keys, skipped,
+                  errors, encoded=len(todo), reused=reused, chunk_bytes=chunk_bytes,
+                  keep_cache=keep_cache, src=src)
+
+
+def _sha256_text(s: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(s.encode()).hexdigest()
+
+
+# --- phase 2: shards and metadata ---------------------------------------------------------
+
+
+def _build(out: Path, kind: str, profile, tokenizer: ByteTokenizer, tokenizer_path: Path,
+           tok_sha: str, cache: InputCache, keys: dict[str, str], skipped: dict[str, str],
+           errors: dict[str, str], encoded: int, reused: int, chunk_bytes: int,
+           keep_cache: bool, src: Path) -> BuildResult:
+    lengths: list[int] = []
+    byte_lengths: list[int] = []
+    tb_len = np.array([len(b) if b else 0 for b in tokenizer.token_bytes], np.int64)
+
+    def samples():
+        for rel in sorted(keys):
+            if rel in errors:
+                skipped[rel] = errors[rel]
+                continue
+            got = cache.get(keys[rel])
+            if got is None:  # cannot happen unless the cache was removed under us
+                raise InputError(f"{out / CACHE_DIR}: result for {rel} disappeared during the run")
+            if isinstance(got, str):
+                skipped[rel] = got
+                continue
+            lengths.append(int(got.size))
+            byte_lengths.append(int(tb_len[got].sum()))
+            yield got
+
+    staging = out / STAGING_DIR
+    shutil.rmtree(staging, ignore_errors=True)
+    gen = samples()
+    first = next(gen, None)
+    if first is None:
+        _write_skipped(out, skipped)
+        reasons = sorted(set(skipped.values()))
+        raise InputError(f"{src}: none of the {len(skipped)} inputs could be used "
+                         f"(e.g. {reasons[0]}); see {out / SKIPPED_FILE}")
+    import itertools
+
+    info = shards.write_shards(itertools.chain([first], gen), staging, tokenizer.vocab_size,
+                               chunk_bytes)
+    shards.install_shards(staging, out)
+    save_profile(profile, out)
+    atomic_write_bytes(out / TOKENIZER_FILE, tokenizer_path.read_bytes())
+    _write_skipped(out, skipped)
+    stats = compute_stats(kind, profile, lengths, byte_lengths, info, skipped,
+                          profile_sha=sha256_file(out / "profile.json"), tokenizer_sha=tok_sha,
+                          tokenizer_name=tokenizer_path.name, vocab_size=tokenizer.vocab_size)
+    with atomic_write(out / STATS_FILE, "w") as f:
+        json.dump(stats, f, indent=2, sort_keys=True)
+        f.write("\n")
+    if keep_cache:
+        cache.prune(set(keys.values()))
+    else:
+        shutil.rmtree(cache.root, ignore_errors=True)
+    return BuildResult(out, len(lengths), len(skipped), encoded, reused, len(errors), stats)
+
+
+def _write_skipped(out: Path, skipped: dict[str, str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / SKIPPED_FILE, "w") as f:
+        for rel in sorted(skipped):
+            f.write(json.dumps({"path": rel, "reason": skipped[rel]}) + "\n")
+
+
+def compute_stats(kind: str, profile, lengths, byte_lengths, info: dict, skipped: dict,
+                  profile_sha: str, tokenizer_sha: str, tokenizer_name: str,
+                  vocab_size: int) -> dict:
+    """stats.json: counts, tokens per sample (incl. <s> and </s>), modeled bytes per
+    sample, and pixel values per token (``pixels_per_sample / mean tokens``)."""
+    from codeclm.modality import modality_for
+
+    t = np.asarray(lengths, np.int64)
+    b = np.asarray(byte_lengths, np.int64)
+    pixels = int(modality_for(profile).pixels_per_sample())
+
+    def summary(a):
+        return {"mean": float(a.mean()), "median": float(np.median(a)), "min": int(a.min()),
+                "max": int(a.max())}
+
+    return {
+        "kind": kind,
+        "modality": profile.modality,
+        "samples": int(t.size),
+        "skipped": len(skipped),
+        "inputs": int(t.size) + len(skipped),
+        "total_tokens": int(t.sum()),
+        "tokens_per_sample": summary(t),
+        "total_bytes": int(b.sum()),
+        "bytes_per_sample": summary(b),
+        "bytes_per_token": float(b.sum() / max(1, t.sum() - 2 * t.size)),
+        "pixels_per_sample": pixels,
+        "pixels_to_tokens": float(pixels / t.mean()),
+        "sample_layout": "[<s>] + tokens(modeled bytes) + [</s>]",
+        "token_dtype": info["dtype"],
+        "chunks": info["chunks"],
+        "profile": {"name": profile.name, "sha256": profile_sha},
+        "tokenizer": {"name": tokenizer_name, "sha256": tokenizer_sha, "vocab_size": vocab_size},
+    }
+
+
+def print_summary(result: BuildResult, kind: str) -> None:
+    print(result.summary(kind), file=sys.stdout)

@@ -1,0 +1,317 @@
+"""Procedural training media, written as ordinary files (PNG images, MP4 videos).
+
+Two families of sources:
+
+* ``shapes`` (numpy): one to three circles or rectangles of distinct palette colours on a
+  plain or two-colour gradient background, each moving at a constant velocity and
+  bouncing off the frame edges. Simple and consistent, so a small model can learn it;
+  this is what the bundled demo models are trained on.
+* ffmpeg ``lavfi`` generators, run through the bundled binary
+  (``imageio_ffmpeg.get_ffmpeg_exe()``): ``life`` (Conway's game of life), ``testsrc2``
+  (test pattern), ``mandelbrot`` (zooming fractal), ``cellauto`` (elementary cellular
+  automaton), each with seeded random parameters and colours.
+
+Everything is deterministic given ``seed``: item ``i`` draws from
+``numpy.random.default_rng((seed, i))`` (so item ``i`` is the same whatever ``count``
+is), PNGs are written by Pillow, MP4s by libx264 with one thread and bit-exact flags.
+Sizes are the profile's (``width`` x ``height`` pixels); videos default to the profile's
+frame rate and clip length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from codeclm.errors import ConfigError, EncodeError
+from codeclm.io import atomic_path
+
+SOURCES = ("shapes", "life", "testsrc2", "mandelbrot", "cellauto")
+DEFAULT_SOURCES = ("shapes",)
+
+#: distinct, saturated shape colours and calmer background colours (RGB)
+SHAPE_PALETTE = np.array([
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+    (145, 30, 180), (70, 240, 240), (240, 50, 230), (255, 255, 255), (20, 20, 20),
+], np.uint8)
+BACKGROUND_PALETTE = np.array([
+    (0, 0, 0), (255, 255, 255), (128, 128, 128), (40, 40, 90), (200, 220, 240),
+    (30, 70, 40), (240, 230, 200), (90, 40, 40),
+], np.uint8)
+#: interesting points of the Mandelbrot set to zoom into (real, imaginary)
+MANDEL_POINTS = ((-0.743643887037151, 0.13182590420533), (-0.7453, 0.1127), (-1.25066, 0.02012),
+                 (-0.1011, 0.9563), (0.285, 0.01), (-0.8, 0.156), (-1.768778833, -0.001738996),
+                 (-0.77568377, 0.13646737))
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary bundled with ``imageio-ffmpeg`` (there is no system ffmpeg)."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+# --- geometry ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """What to generate: ``width`` x ``height`` pixels; videos ``frames`` frames at ``fps``."""
+
+    width: int
+    height: int
+    fps: float = 0.0
+    frames: int = 1
+
+
+def geometry_for(profile, kind: str, fps: float | None = None, seconds: float | None = None,
+                 size: tuple[int, int] | None = None) -> Geometry:
+    """The profile's frame size (and for videos frame rate and clip length), overridable."""
+    w, h = size or (profile.width, profile.height)
+    if kind == "image":
+        return Geometry(w, h)
+    rate = fps or float(_first_attr(profile, ("fps", "frame_rate", "rate"), 3.0))
+    if seconds is None:
+        seconds = _first_attr(profile, ("seconds", "duration", "max_seconds", "clip_seconds"), None)
+        if seconds is None:
+            n = _first_attr(profile, ("frames", "max_frames", "num_frames"), 15)
+            seconds = n / float(_first_attr(profile, ("fps", "frame_rate", "rate"), rate))
+    frames = max(1, int(round(rate * float(seconds))))
+    return Geometry(w, h, rate, frames)
+
+
+def _first_attr(obj, names, default):
+    for n in names:
+        v = getattr(obj, n, None)
+        if v is not None:
+            return v
+    return default
+
+
+# --- shapes ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    kind: str                 #: "circle" or "rect"
+    color: tuple[int, int, int]
+    x: float                  #: centre at t=0, pixels
+    y: float
+    vx: float                 #: velocity, pixels per frame
+    vy: float
+    rx: float                 #: half width (circle: radius), pixels
+    ry: float                 #: half height (circle: radius), pixels
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    """A background and a few moving shapes; :meth:`render` draws frame ``t``."""
+
+    width: int
+    height: int
+    background: str           #: "plain", "vertical" or "horizontal" (gradient)
+    colors: tuple             #: one or two background colours
+    shapes: tuple[Shape, ...]
+
+    def render(self, t: int = 0) -> np.ndarray:
+        """Frame ``t`` as an (height, width, 3) uint8 RGB array."""
+        h, w = self.height, self.width
+        c0 = np.asarray(self.colors[0], np.float32)
+        if self.background == "plain":
+            img = np.empty((h, w, 3), np.float32)
+            img[:] = c0
+        else:
+            c1 = np.asarray(self.colors[1], np.float32)
+            n = h if self.background == "vertical" else w
+            ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)[:, None]
+            line = c0 + (c1 - c0) * ramp                      # (n, 3)
+            img = (np.broadcast_to(line[:, None, :], (h, w, 3)) if self.background == "vertical"
+                   else np.broadcast_to(line[None, :, :], (h, w, 3))).copy()
+        img = np.rint(img).astype(np.uint8)
+        yy = np.arange(h, dtype=np.float32)[:, None]
+        xx = np.arange(w, dtype=np.float32)[None, :]
+        for s in self.shapes:
+            cx = _bounce(s.x + s.vx * t, s.rx, w)
+            cy = _bounce(s.y + s.vy * t, s.ry, h)
+            if s.kind == "circle":
+                mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= s.rx * s.rx
+            else:
+                mask = (np.abs(xx - cx) <= s.rx) & (np.abs(yy - cy) <= s.ry)
+            img[mask] = s.color
+        return img
+
+
+def _bounce(pos: float, half: float, extent: int) -> float:
+    """Reflect a centre coordinate so the shape stays inside [0, extent)."""
+    lo, hi = half, max(half, extent - 1 - half)
+    span = hi - lo
+    if span <= 0:
+        return lo
+    p = (pos - lo) % (2 * span)
+    return lo + (p if p <= span else 2 * span - p)
+
+
+def random_scene(rng: np.random.Generator, width: int, height: int, moving: bool = True) -> Scene:
+    """A random background with 1-3 shapes; sizes scale with the frame, speeds 1-4% of it."""
+    style = ("plain", "vertical", "horizontal")[rng.integers(0, 3)]
+    bg = rng.choice(len(BACKGROUND_PALETTE), size=2, replace=False)
+    colors = tuple(tuple(int(v) for v in BACKGROUND_PALETTE[i]) for i in bg)
+    if style == "plain":
+        colors = colors[:1]
+    n = int(rng.integers(1, 4))
+    picks = rng.choice(len(SHAPE_PALETTE), size=n, replace=False)
+    short = min(width, height)
+    shapes = []
+    for i in range(n):
+        kind = "circle" if rng.random() < 0.5 else "rect"
+        rx = float(rng.uniform(0.08, 0.2) * short)
+        ry = rx if kind == "circle" else float(rng.uniform(0.08, 0.2) * short)
+        speed = float(rng.uniform(0.01, 0.04) * short) if moving else 0.0
+        angle = float(rng.uniform(0, 2 * np.pi))
+        shapes.append(Shape(kind, tuple(int(v) for v in SHAPE_PALETTE[picks[i]]),
+                            float(rng.uniform(rx, max(rx, width - rx))),
+                            float(rng.uniform(ry, max(ry, height - ry))),
+                            speed * np.cos(angle), speed * np.sin(angle), rx, ry))
+    return Scene(width, height, style, colors, tuple(shapes))
+
+
+# --- ffmpeg lavfi sources ---------------------------------------------------------------
+
+
+def _hex(rgb) -> str:
+    return "0x" + "".join(f"{int(v):02X}" for v in rgb)
+
+
+def lavfi_spec(source: str, rng: np.random.Generator, geo: Geometry) -> tuple[str, int, tuple]:
+    """(filtergraph, frames to skip at the start, two-colour palette or ()) for one item."""
+    size = f"{geo.width}x{geo.height}"
+    rate = geo.fps or 25
+    if source == "life":
+        c = rng.choice(len(SHAPE_PALETTE), size=2, replace=False)
+        spec = (f"life=s={size}:r={rate}:seed={int(rng.integers(0, 2**31))}"
+                f":ratio={rng.uniform(0.1, 0.5):.3f}:mold={int(rng.integers(0, 40))}"
+                f":life_color={_hex(SHAPE_PALETTE[c[0]])}:death_color={_hex(BACKGROUND_PALETTE[rng.integers(0, 8)])}"
+                f":mold_color={_hex(SHAPE_PALETTE[c[1]])}")
+        return spec, int(rng.integers(0, 30)), ()
+    if source == "testsrc2":
+        spec = f"testsrc2=s={size}:r={rate},hue=h={rng.uniform(0, 360):.1f}"
+        return spec, int(rng.integers(0, 250)), ()
+    if source == "mandelbrot":
+        x, y = MANDEL_POINTS[rng.integers(0, len(MANDEL_POINTS))]
+        scale = float(10 ** rng.uniform(-3, 0.5))
+        spec = (f"mandelbrot=s={size}:r={rate}:maxiter=256:start_x={x!r}:start_y={y!r}"
+                f":start_scale={scale:.6g}:end_scale={scale / 50:.6g}:end_pts=100"
+                f":outer=normalized_iteration_count")
+        return spec, 0, ()
+    if source == "cellauto":
+        c = rng.choice(len(SHAPE_PALETTE), size=2, replace=False)
+        rule = int((18, 22, 30, 45, 54, 57, 60, 73, 90, 105, 110, 126, 150, 182)[rng.integers(0, 14)])
+        spec = (f"cellauto=s={size}:r={rate}:rule={rule}:random_fill_ratio={rng.uniform(0.1, 0.9):.3f}"
+                f":random_seed={int(rng.integers(0, 2**31))}:scroll=1:full=1")
+        return spec, 0, (tuple(SHAPE_PALETTE[c[0]]), tuple(SHAPE_PALETTE[c[1]]))
+    raise ConfigError(f"unknown synthetic source {source!r}; known: {', '.join(SOURCES)}")
+
+
+def _run_ffmpeg(args: list[str], stdin: bytes | None = None) -> bytes:
+    cmd = [ffmpeg_exe(), "-nostdin" if stdin is None else "-hide_banner", "-v", "error", *args]
+    p = subprocess.run(cmd, input=stdin, capture_output=True)
+    if p.returncode != 0:
+        msg = p.stderr.decode(errors="replace").strip().splitlines()
+        raise EncodeError(f"ffmpeg failed: {msg[-1] if msg else p.returncode}")
+    return p.stdout
+
+
+def lavfi_frames(source: str, rng: np.random.Generator, geo: Geometry, n: int) -> np.ndarray:
+    """``n`` frames (n, H, W, 3) uint8 from a seeded lavfi generator."""
+    spec, skip, palette = lavfi_spec(source, rng, geo)
+    graph = f"{spec},trim=start_frame={skip},format=rgb24"
+    raw = _run_ffmpeg(["-f", "lavfi", "-i", graph, "-frames:v", str(n), "-fps_mode", "passthrough",
+                       "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+    frame = geo.width * geo.height * 3
+    if len(raw) < n * frame:
+        raise EncodeError(f"ffmpeg {source}: got {len(raw) // frame} of {n} frames")
+    frames = np.frombuffer(raw[: n * frame], np.uint8).reshape(n, geo.height, geo.width, 3)
+    if palette:  # black/white automaton -> two random colours
+        a, b = (np.asarray(c, np.float32) for c in palette)
+        v = frames[..., :1].astype(np.float32) / 255.0
+        frames = np.rint(a + (b - a) * v).astype(np.uint8)
+    return frames
+
+
+# --- writing files --------------------------------------------------------------------
+
+
+def save_png(img: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(img).save(tmp, format="PNG", compress_level=1)
+
+
+def save_mp4(frames: np.ndarray, fps: float, path: Path) -> None:
+    """Frames (T, H, W, 3) uint8 -> H.264 MP4 (yuv420p, CRF 18, one thread, bit-exact)."""
+    t, h, w, _ = frames.shape
+    with atomic_path(path) as tmp:
+        _run_ffmpeg(["-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps:g}",
+                     "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
+                     "-pix_fmt", "yuv420p", "-threads", "1", "-x264-params", "threads=1",
+                     "-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1",
+                     "-movflags", "+faststart", "-f", "mp4", str(tmp)],
+                    stdin=np.ascontiguousarray(frames).tobytes())
+
+
+def make_item(kind: str, source: str, geo: Geometry, rng: np.random.Generator) -> np.ndarray:
+    """One item's frames: (1, H, W, 3) for an image, (frames, H, W, 3) for a video."""
+    n = 1 if kind == "image" else geo.frames
+    if source == "shapes":
+        scene = random_scene(rng, geo.width, geo.height, moving=kind == "video")
+        return np.stack([scene.render(t) for t in range(n)])
+    # images from lavfi: one frame, taken a few steps in so the generators have evolved
+    if kind == "image":
+        step = int(rng.integers(0, 8))
+        return lavfi_frames(source, rng, geo, step + 1)[-1:]
+    return lavfi_frames(source, rng, geo, n)
+
+
+def synth(out: str | os.PathLike, kind: str, profile, count: int, seed: int = 0,
+          sources: Sequence[str] = DEFAULT_SOURCES, fps: float | None = None,
+          seconds: float | None = None, size: tuple[int, int] | None = None,
+          progress: bool = False) -> list[Path]:
+    """Write ``count`` synthetic images (PNG) or videos (MP4) into ``out``; returns their paths.
+
+    Item ``i`` is ``out/{i:05d}-{source}.png|mp4`` with its source picked from ``sources``
+    by the item's own seeded generator. Existing files are overwritten.
+    """
+    if kind not in ("image", "video"):
+        raise ConfigError(f"kind must be image or video, not {kind!r}")
+    if count < 1:
+        raise ConfigError(f"count must be at least 1, not {count}")
+    unknown = [s for s in sources if s not in SOURCES]
+    if unknown or not sources:
+        raise ConfigError(f"unknown synthetic source(s) {unknown}; known: {', '.join(SOURCES)}")
+    geo = geometry_for(profile, kind, fps, seconds, size)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    items = range(count)
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(items, desc=f"synth {kind}s", unit=kind)
+    for i in items:
+        rng = np.random.default_rng((seed, i))
+        source = sources[int(rng.integers(0, len(sources)))]
+        frames = make_item(kind, source, geo, rng)
+        if kind == "image":
+            path = out / f"{i:05d}-{source}.png"
+            save_png(frames[0], path)
+        else:
+            path = out / f"{i:05d}-{source}.mp4"
+            save_mp4(frames, geo.fps, path)
+        paths.append(path)
+    return paths
