@@ -4,31 +4,41 @@
 without a subprocess, step for step as the ffmpeg CLI does it:
 
 1. decode the first video stream; timestamps are shifted by the container's start
-   time (as ffmpeg does without ``-copyts``);
+   time (as ffmpeg does without ``-copyts``). Unlike the CLI we stop as soon as the
+   clip is full, and ask the decoder to skip non-reference frames the ``fps`` filter
+   is known to drop (see :class:`_UnusedFrames`): same output, less decoding;
 2. a libavfilter graph, configured from the first decoded frame (size, pixel format,
    colour space and range, as the CLI configures its ``buffer`` source), runs the
-   paper's ``-vf`` chain: ``fps`` (for each output tick at t = k/fps it keeps the
-   input frame whose time is nearest, duplicating or dropping frames), ``scale`` to
-   fit (plus our colour normalisation), ``pad`` centered; then ``trim=duration``
-   (the CLI's ``-t``) and ``format=yuv420p``;
+   paper's ``-vf`` chain: ``fps``, ``scale`` to fit (plus our colour normalisation),
+   ``pad`` centered; then ``trim=duration`` (the CLI's ``-t``) and ``format=yuv420p``.
+   The ``fps`` filter resamples by timestamp: source frame j (time t_j) gets the output
+   slot round(t_j * fps), and output frame k shows the latest source frame whose slot
+   is <= k, i.e. the last one starting before (k + 1/2) / fps: the frame nearest to
+   the tick k / fps, ties going to the later one; frames are duplicated or dropped
+   as needed. The last source frame lasts its own duration;
 3. libx264 with the profile's options, one thread; frames get ``pict_type`` NONE so
    source keyframes do not force IDRs (the CLI does the same);
 4. the x264 SEI NAL is dropped; everything else is kept byte for byte (start codes
    included).
 
-For untagged, limited-range sources the result is bit-identical to the bundled ffmpeg
-binary running the paper's command (tests/avclm/test_ffmpeg_parity.py), SEI aside.
+For untagged, limited-range sources with a known square-pixel SAR the result is
+bit-identical to the bundled ffmpeg binary running the paper's command, SEI aside
+(tests/avclm/test_ffmpeg_parity.py); otherwise only the SPS's VUI differs (and, for
+BT.709 or full-range sources, the pixels: see avclm/profile.py).
 """
 
 from __future__ import annotations
 
+import bisect
+import collections
 import functools
 import io
 import itertools
+import math
 import os
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import av
 import av.error
@@ -49,6 +59,13 @@ MAX_SOURCE_SIDE = 16384
 #: source frames decoded before giving up on filling the clip (a stream whose
 #: timestamps never advance would otherwise be read to its end)
 MAX_SOURCE_FRAMES = 20_000
+#: seconds of declared video that may be missing before a file counts as truncated
+TRUNCATION_SLACK = Fraction(1, 2)
+#: leave source frames the fps filter would drop undecoded where the decoder allows
+#: (non-reference frames); the output bytes are the same either way (tested)
+SKIP_UNUSED_FRAMES = True
+#: packets read ahead of the decoder to learn later timestamps (B-frame reordering)
+LOOKAHEAD_PACKETS = 16
 
 
 # --------------------------------------------------------------------------- encoder core
@@ -117,13 +134,21 @@ class _CanonicalEncoder:
             self.frames_out += 1
             for packet in self._ctx.encode(out):
                 self._out += bytes(packet)
+            if self.frames_out == self.profile.frames:
+                # trim would pass nothing more: stop reading the source now rather
+                # than decoding on until trim sees a frame at >= ``seconds``
+                self.done = True
+                return
 
-    def finish(self) -> bytes:
-        """Flush filters and encoder; the canonical Annex-B bytes of the clip."""
+    def finish(self, raw: bool = False) -> bytes:
+        """Flush filters and encoder; the canonical Annex-B bytes of the clip (``raw``:
+        x264's output as is, SEI included)."""
         if not self.done:
             self.push(None)
         for packet in self._ctx.encode(None):
             self._out += bytes(packet)
+        if raw:
+            return bytes(self._out)
         return canonicalize(bytes(self._out), self.profile, self.frames_out)
 
 
@@ -132,12 +157,18 @@ def canonicalize(raw: bytes, profile: AvcProfile, frames: int | None = None) -> 
 
     Checks the structure (``frames`` pictures of ``profile.nals_per_frame`` slices each)
     and raises EncodeError if the encoder did not produce it."""
-    lead, units = nalmod.split_annexb_units(raw)
-    if lead:
+    spans = list(nalmod.iter_annexb(raw))
+    if not spans or spans[0][0] != 0:
         raise EncodeError("encoder output does not start with a start code")
-    kept = [u for u in units
-            if not (profile.drop_sei and nalmod.nal_type(nalmod.strip_start_code(u)) == nalmod.NAL_SEI)]
-    slices = sum(nalmod.is_picture_nal(nalmod.strip_start_code(u)) for u in kept)
+    kept = []  # (unit_start, unit_end) byte ranges, each NAL with its start code
+    slices = 0
+    for i, (start, nal_start, _) in enumerate(spans):
+        end = spans[i + 1][0] if i + 1 < len(spans) else len(raw)
+        t = raw[nal_start] & 0x1F if nal_start < len(raw) else 0
+        if profile.drop_sei and t == nalmod.NAL_SEI:
+            continue
+        slices += t in nalmod.PICTURE_NAL_TYPES
+        kept.append(raw[start:end])
     if frames is not None and slices != frames * profile.nals_per_frame:
         raise EncodeError(f"encoder wrote {slices} slices for {frames} frames; expected "
                           f"{profile.nals_per_frame} per frame")
@@ -154,27 +185,93 @@ def _check_size(width: int, height: int, what: str) -> None:
                          f"({MAX_SOURCE_PIXELS} pixels, {MAX_SOURCE_SIDE} per side)")
 
 
-def _source_frames(container, stream, what: str) -> Iterator[av.VideoFrame]:
-    """Decoded frames with timestamps relative to the container start (CLI behaviour)."""
+class _UnusedFrames:
+    """Which source frames the ``fps`` filter will drop, known before decoding them.
+
+    The filter shows in output slot k the latest frame whose slot round(t * fps) is
+    <= k, so a frame is dropped whenever a later frame falls in the same slot. Seeing a
+    packet's pts in demux order plus a few packets of lookahead, a frame is reported
+    unused only if some *known* later frame lies in its slot (then the true successor,
+    between the two, does too), it is not the earliest known frame (which sets the
+    filter's start), and neither lies within ``EPS`` ticks of a slot boundary (so the
+    rounding convention cannot matter). Leaving such frames undecoded cannot change
+    the filter's output.
+    """
+
+    EPS = Fraction(1, 1000)
+
+    def __init__(self, time_base: Fraction, offset: int, fps: int):
+        self._scale = time_base * fps
+        self._offset = offset
+        self._pts: list[int] = []
+
+    def see(self, pts: int) -> None:
+        bisect.insort(self._pts, pts)
+
+    def unused(self, pts: int) -> bool:
+        i = bisect.bisect_right(self._pts, pts)
+        if i >= len(self._pts) or bisect.bisect_left(self._pts, pts) == 0:
+            return False
+        lo = (pts - self._offset) * self._scale - self.EPS
+        hi = (self._pts[i] - self._offset) * self._scale + self.EPS
+        return math.floor(lo + Fraction(1, 2)) == math.floor(hi + Fraction(1, 2))
+
+
+def _decoded(container, stream, offset: int, fps: int) -> Iterator[av.VideoFrame]:
+    """Decode ``stream``, asking the decoder to skip (``skip_frame=NONREF``) frames the
+    fps filter would drop; the decoder still decodes any that other frames reference,
+    so only truly disposable frames (typically non-reference B frames) go undecoded."""
+    cc = stream.codec_context
+    frames = _UnusedFrames(stream.time_base, offset, fps) if SKIP_UNUSED_FRAMES else None
+    pending: collections.deque = collections.deque()
+
+    def decode(packet) -> list[av.VideoFrame]:
+        skip = (frames is not None and packet.pts is not None and not packet.is_keyframe
+                and frames.unused(packet.pts))
+        cc.skip_frame = "NONREF" if skip else "DEFAULT"
+        return packet.decode()
+
+    for packet in container.demux(stream):
+        if packet.pts is not None and frames is not None:
+            frames.see(packet.pts)
+        pending.append(packet)
+        if len(pending) > LOOKAHEAD_PACKETS:
+            yield from decode(pending.popleft())
+    while pending:
+        yield from decode(pending.popleft())
+
+
+def _source_frames(container, stream, what: str, profile: AvcProfile) -> Iterator[av.VideoFrame]:
+    """Decoded frames with timestamps relative to the container start (CLI behaviour).
+
+    If the frames run out more than TRUNCATION_SLACK seconds before the stream's
+    declared duration (and before ``profile.seconds``), the file is taken as truncated."""
+    tb = stream.time_base
     offset = 0
-    if container.start_time is not None and stream.time_base:
-        tb = stream.time_base
+    if container.start_time is not None:
         offset = round(Fraction(container.start_time, 1_000_000) / tb)
     count = 0
+    end = Fraction(0)
     try:
-        for packet in container.demux(stream):
-            for frame in packet.decode():
-                count += 1
-                if count > MAX_SOURCE_FRAMES:
-                    raise InputError(f"{what}: more than {MAX_SOURCE_FRAMES} frames decoded "
-                                     "without filling the clip (timestamps do not advance?)")
-                _check_size(frame.width, frame.height, what)
-                if frame.pts is None:
-                    raise InputError(f"{what}: video frame {count} has no timestamp")
-                frame.pts -= offset
-                yield frame
+        for frame in _decoded(container, stream, offset, profile.fps):
+            count += 1
+            if count > MAX_SOURCE_FRAMES:
+                raise InputError(f"{what}: more than {MAX_SOURCE_FRAMES} frames decoded "
+                                 "without filling the clip (timestamps do not advance?)")
+            _check_size(frame.width, frame.height, what)
+            if frame.pts is None:
+                raise InputError(f"{what}: video frame {count} has no timestamp")
+            frame.pts -= offset
+            end = max(end, (frame.pts + (frame.duration or 0)) * tb)
+            yield frame
     except av.error.FFmpegError as e:
         raise InputError(f"{what}: corrupt or truncated video ({e})") from e
+    # only reached when the source ran out before the clip was full
+    if stream.duration:
+        declared = (stream.duration + (stream.start_time or 0) - offset) * tb
+        if end + TRUNCATION_SLACK < min(declared, Fraction(profile.seconds)):
+            raise InputError(f"{what}: truncated: video data ends at {float(end):.2f} s but the "
+                             f"stream declares {float(declared):.2f} s")
 
 
 def encode_video(path: str | os.PathLike, profile: AvcProfile = PAPER) -> bytes:
@@ -203,7 +300,8 @@ def encode_video(path: str | os.PathLike, profile: AvcProfile = PAPER) -> bytes:
         if not stream.time_base:
             raise InputError(f"{p}: video stream has no time base")
         stream.thread_type = "AUTO"
-        return _encode_stream(_source_frames(container, stream, str(p)), stream.time_base,
+        frames = _source_frames(container, stream, str(p), profile)
+        return _encode_stream(frames, stream.time_base,
                               cc.sample_aspect_ratio, profile, str(p))
 
 
@@ -279,7 +377,7 @@ def _timed(frames: Iterable[av.VideoFrame], time_base: Fraction,
         yield f
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def canonical_header(profile: AvcProfile = PAPER) -> bytes:
     """The SPS and PPS NAL units (with start codes) every canonical stream of ``profile``
     starts with. They do not depend on the content, so one grey frame yields them."""
@@ -289,6 +387,33 @@ def canonical_header(profile: AvcProfile = PAPER) -> bytes:
     if len(head) != 2:
         raise EncodeError(f"expected one SPS and one PPS, found {len(head)} parameter sets")
     return b"".join(head)
+
+
+def x264_sei_text(data: bytes) -> str | None:
+    """The x264 version-and-options text of an x264 SEI in ``data`` (raw encoder
+    output), or None. Two encoders with the same text run the same x264 core with the
+    same settings."""
+    for n in nalmod.split_annexb(data):
+        if nalmod.nal_type(n) == nalmod.NAL_SEI:
+            payload = nalmod.ebsp_to_rbsp(n[1:])
+            start = payload.find(b"x264 - core")
+            if start >= 0:
+                end = payload.find(b"\x00", start)
+                return payload[start:end if end >= 0 else None].decode("ascii", "replace")
+    return None
+
+
+def inprocess_x264_sei_text(profile: AvcProfile = PAPER) -> str:
+    """The SEI text of PyAV's libx264 for ``profile`` (one grey frame, raw output)."""
+    grey = av.VideoFrame.from_ndarray(np.full((profile.height, profile.width, 3), 128, np.uint8),
+                                      format="rgb24")
+    grey.pts, grey.time_base, grey.duration = 0, profile.time_base, 1
+    enc = _CanonicalEncoder(profile, grey, profile.time_base, Fraction(1, 1))
+    enc.push(grey)
+    text = x264_sei_text(enc.finish(raw=True))
+    if text is None:
+        raise EncodeError("libx264 wrote no version SEI")
+    return text
 
 
 # --------------------------------------------------------------------------- MP4
@@ -314,18 +439,18 @@ def annexb_to_mp4(data: bytes, path: str | os.PathLike, profile: AvcProfile = PA
     try:
         with av.open(io.BytesIO(header + nalmod.join_annexb(pictures[0])), format="h264") as src:
             template = src.streams.video[0]
-            with atomic_path(path) as tmp:
-                with av.open(str(tmp), "w", format=_muxer_for(path)) as out:
-                    stream = out.add_stream_from_template(template)
-                    stream.time_base = tb
-                    for i, picture in enumerate(pictures):
-                        packet = av.Packet(nalmod.join_annexb(picture, long_start_codes=True))
-                        packet.pts = packet.dts = i
-                        packet.duration = 1
-                        packet.time_base = tb
-                        packet.stream = stream
-                        packet.is_keyframe = nalmod.nal_type(picture[0]) == nalmod.NAL_IDR
-                        out.mux(packet)
+            # closing the container (inner) happens before the rename (outer)
+            with atomic_path(path) as tmp, av.open(str(tmp), "w", format=_muxer_for(path)) as out:
+                stream = out.add_stream_from_template(template)
+                stream.time_base = tb
+                for i, picture in enumerate(pictures):
+                    packet = av.Packet(nalmod.join_annexb(picture, long_start_codes=True))
+                    packet.pts = packet.dts = i
+                    packet.duration = 1
+                    packet.time_base = tb
+                    packet.stream = stream
+                    packet.is_keyframe = nalmod.nal_type(picture[0]) == nalmod.NAL_IDR
+                    out.mux(packet)
     except av.error.FFmpegError as e:
         raise EncodeError(f"{path}: could not write the container ({e})") from e
     return path
@@ -352,3 +477,8 @@ def probe_video(path: str | os.PathLike) -> dict:
                     "codec": s.codec_context.name}
     except av.error.FFmpegError as e:
         raise InputError(f"{path}: not a readable media file ({e})") from e
+
+
+#: small procedural sample clips shipped with the package (see avclm/assets/README.md)
+ASSETS = Path(__file__).resolve().parent / "assets"
+SAMPLE_CLIPS = {p.stem: p for p in sorted(ASSETS.glob("*.mp4"))}

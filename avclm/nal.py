@@ -19,9 +19,10 @@ Every parse error raises :class:`codeclm.errors.DecodeError`.
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 from codeclm.errors import DecodeError
 
@@ -92,7 +93,7 @@ def split_annexb_units(data: bytes) -> tuple[bytes, list[bytes]]:
     if not spans:
         return data, []
     bounds = spans + [len(data)]
-    return data[: spans[0]], [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    return data[: spans[0]], [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def join_annexb(nals: Iterable[bytes], long_start_codes: bool = False) -> bytes:
@@ -166,7 +167,7 @@ def rbsp_to_ebsp(rbsp: bytes) -> bytes:
 class BitReader:
     """MSB-first bit reader over RBSP bytes with Exp-Golomb codes (section 9.1)."""
 
-    __slots__ = ("_value", "_nbits", "pos")
+    __slots__ = ("_nbits", "_value", "pos")
 
     def __init__(self, rbsp: bytes):
         self._value = int.from_bytes(rbsp, "big")

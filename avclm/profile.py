@@ -17,7 +17,9 @@ What the command leaves to x264 defaults, stated here because it shapes the stre
 - GOP: ``keyint=250``, ``min-keyint`` auto (= min(keyint / 10, fps) = 3 at 3 fps),
   ``scenecut=40``. A 15-frame clip therefore starts with one IDR picture and, in
   general, has no other; but a hard scene cut at frame >= 3 makes x264 insert another
-  IDR (and a cut at frame 1-2 a non-IDR I picture). Do not assume "one IDR per clip".
+  IDR (and a cut at frame 1-2 a non-IDR I picture), and x264 repeats SPS and PPS
+  before every IDR. Do not assume "one IDR per clip" or "parameter sets only at the
+  start".
 - Rate control: constant QP 37 for P pictures; I pictures get ``ip_ratio`` 1.40, i.e.
   QP 34.
 - Start codes: x264 writes 4-byte start codes before the first NAL of each access

@@ -60,7 +60,7 @@ class StreamDecoder:
         #: NAL units ignored in tolerant mode (unreadable, wrong type, out of range)
         self.skipped_nals = 0
         self._mbs = profile.mbs_per_frame
-        self._ctx = self._new_context()
+        self._ctx = None
         self._sps: nalmod.Sps | None = None
         self._sps_id: int | None = None
         self._pps_ids: set[int] = set()
@@ -72,17 +72,26 @@ class StreamDecoder:
         self._prev_ref_fn: int | None = None  # frame_num of the last reference picture
         self._damaged = False
         self._last_frame: np.ndarray | None = None
-        if not strict:
+        self._start_stream()
+
+    def _start_stream(self) -> None:
+        """Fresh decoder state: strict mode needs SPS/PPS again; tolerant mode queues
+        the canonical ones."""
+        self._ctx = self._new_context()
+        self._sps, self._sps_id, self._pps_ids = None, None, set()
+        self._unsent, self._prev_ref_fn = [], None
+        if not self.strict:
             from .codec import canonical_header
 
-            header = nalmod.split_annexb(canonical_header(profile))
+            header = nalmod.split_annexb(canonical_header(self.profile))
             self._sps = nalmod.parse_sps(header[0])
             self._unsent = header
 
     # ------------------------------------------------------------------ public
     def feed(self, unit: bytes) -> list[np.ndarray]:
         """Take one NAL unit (with or without its start code); return the frames it
-        completes (zero or one)."""
+        completes: one when it is the last slice of a picture, else none (in tolerant
+        mode a slice that opens a new picture also returns the unfinished previous one)."""
         nal = nalmod.strip_start_code(bytes(unit))
         if not nal:
             return self._bad("empty NAL unit")
@@ -100,7 +109,10 @@ class StreamDecoder:
         return self._bad(f"unexpected NAL unit type {t}")
 
     def flush(self) -> list[np.ndarray]:
-        """End of stream: the last picture if it is still open (strict: an error)."""
+        """End of stream: the last picture if it is still open (strict: an error).
+
+        Afterwards the decoder starts over: a following stream must begin with an IDR
+        picture (and, in strict mode, its SPS/PPS). Counters keep running."""
         frames: list[np.ndarray] = []
         if self._picture:
             if self.strict:
@@ -115,6 +127,7 @@ class StreamDecoder:
             leftovers = []
         if leftovers and self.strict:
             raise DecodeError(f"decoder returned {len(leftovers)} frame(s) no picture accounts for")
+        self._start_stream()
         return frames
 
     # ------------------------------------------------------------------ NAL kinds
@@ -170,7 +183,11 @@ class StreamDecoder:
         if not self._picture:
             self._key = (head.frame_num, head.is_idr, head.idr_pic_id)
             self._ref_idc = head.nal_ref_idc
-            self._damaged = head.first_mb != 0
+            # a frame_num that does not follow means pictures were lost: the decoder
+            # predicts from the wrong reference without flagging the frame
+            lost = (self._prev_ref_fn is not None
+                    and head.frame_num not in self._expected_frame_nums(head))
+            self._damaged = head.first_mb != 0 or lost
         elif head.first_mb != self._last_mb + 1:
             self._damaged = True
         self._picture.append(nal)
