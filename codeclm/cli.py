@@ -30,7 +30,7 @@ def run_cli(prog: str, description: str, verbs: Mapping[str, str],
         if getattr(module, "RAW_ARGV", False):
             return _guarded(prog, module.run, argparse.Namespace(argv=argv[1:]))
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub = parser.add_subparsers(dest="verb")
     sub.required = True
     for name, modname in verbs.items():
         if argv and argv[0] == name:

@@ -168,11 +168,13 @@ class ByteTokenizer:
 
     def decode(self, ids: Iterable[int]) -> bytes:
         """Token ids -> bytes; special tokens are dropped."""
-        tb = self.token_bytes
-        try:
-            return b"".join(tb[i] or b"" for i in ids)
-        except IndexError as e:
-            raise TokenizerError(f"token id out of range for a vocabulary of {self.vocab_size}") from e
+        tb, n = self.token_bytes, self.vocab_size
+        out = []
+        for i in ids:
+            if not 0 <= i < n:
+                raise TokenizerError(f"token id {i} out of range for a vocabulary of {n}")
+            out.append(tb[i] or b"")
+        return b"".join(out)
 
     def __len__(self) -> int:
         return self.vocab_size

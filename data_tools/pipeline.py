@@ -4,8 +4,8 @@ Two phases:
 
 1. **encode** (parallel, resumable): each input file is turned into canonical codec
    bytes by its modality (``codeclm.modality.modality_for(profile).encode_path``),
-   tokenized as ``[<s>] + tokens + [</s>]`` and stored in the per-input cache
-   (:mod:`data_tools.cache`); a bad input stores its reason instead. Inputs already in
+   tokenized as ``[<s>] + tokens + [</s>]`` and appended as one record to the result
+   log (:mod:`data_tools.cache`); a bad input records its reason instead. Inputs already in
    the cache are not redone, so a killed run picks up where it stopped.
 2. **build** (one process, deterministic): the cached samples are written, in sorted
    input order, as a litdata TokensLoader shard set (:mod:`data_tools.shards`) into a
@@ -19,10 +19,10 @@ the number of workers and however often the run was interrupted.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ from codeclm.profile import profile_to_dict, save_profile
 from codeclm.tokenizer import ByteTokenizer
 
 from . import shards
-from .cache import InputCache, input_key, sha256_file
+from .cache import InputCache, LogWriter, input_key, sha256_file
 from .sources import KIND_OF_MODALITY, MODALITY_OF_KIND, kind_of, list_files, source_root
 from .workers import progress, run_parallel
 
@@ -78,15 +78,15 @@ def _init_worker(profile, tokenizer_path: str, cache_root: str) -> None:
 
     _W["modality"] = modality_for(profile)
     _W["tokenizer"] = ByteTokenizer.load(tokenizer_path)
-    _W["cache"] = InputCache(cache_root)
+    _W["log"] = LogWriter(cache_root)
 
 
 def _encode_job(job: tuple[str, str]) -> int:
-    """(absolute path, cache key) -> number of tokens cached; raises typed errors."""
+    """(absolute path, cache key) -> number of tokens logged; raises typed errors."""
     path, key = job
     data = _W["modality"].encode_path(path)
     ids = _W["tokenizer"].encode(data)
-    _W["cache"].put_tokens(key, ids)
+    _W["log"].put_tokens(key, ids)
     return len(ids)
 
 
@@ -140,12 +140,18 @@ def build_dataset(src: str | os.PathLike, out: str | os.PathLike, kind: str, pro
             skipped[r] = (f"not {'an' if kind == 'image' else 'a'} {kind} file "
                           f"({'a ' + other if other else 'unknown'} extension {rel.suffix or '(none)'!r})")
             continue
-        st = (root / rel).stat()
+        try:
+            st = (root / rel).stat()
+        except OSError as e:  # vanished or unreadable since it was listed
+            skipped[r] = f"cannot read file ({e.strerror or e})"
+            continue
         keys[r] = input_key(r, st.st_size, st.st_mtime_ns, prof_sha, tok_sha)
 
+    out.mkdir(parents=True, exist_ok=True)
+    cache.scan()
     todo = [r for r, k in keys.items() if not cache.has(k)]
     reused = len(keys) - len(todo)
-    out.mkdir(parents=True, exist_ok=True)
+    skip_log = None
     jobs = [(str((root / r).resolve()), keys[r]) for r in todo]
     rel_of = {j: r for j, r in zip(jobs, todo)}
     results = run_parallel(_encode_job, jobs, workers, _init_worker,
@@ -155,13 +161,32 @@ def build_dataset(src: str | os.PathLike, out: str | os.PathLike, kind: str, pro
                                  desc=f"encoding {kind}s", unit=kind):
         rel = rel_of[job]
         if outcome.status == "skip":
-            cache.put_skip(job[1], rel, outcome.reason)
+            skip_log = skip_log or LogWriter(cache.root)
+            skip_log.put_skip(job[1], rel, outcome.reason)
         elif outcome.status == "error":  # not cached: a re-run tries again
             errors[rel] = outcome.reason
+    for log in (skip_log, _W.get("log")):  # the in-process worker's log, when workers == 1
+        if log is not None:
+            log.close()
+    cache.scan()
 
     return _build(out, kind, profile, tokenizer, tokenizer_path, tok_sha, cache, keys, skipped,
                   errors, encoded=len(todo), reused=reused, chunk_bytes=chunk_bytes,
-                  keep_cache=keep_cache, src=src)
+                  keep_cache=keep_cache, src=src, root=root, strict=strict)
+
+
+def _redo(path: Path, key: str, cache: InputCache, profile, tokenizer_path: Path, strict: bool):
+    """Encode one input in this process: its tokens, or its non-ok Outcome."""
+    from .workers import call_safely
+
+    _init_worker(profile, str(tokenizer_path), str(cache.root))
+    try:
+        outcome = call_safely(_encode_job, (str(path.resolve()), key), strict=strict)
+    finally:
+        _W["log"].close()
+    if outcome.status != "ok":
+        return outcome
+    return cache.scan().get(key)
 
 
 def _sha256_text(s: str) -> str:
@@ -176,7 +201,7 @@ def _sha256_text(s: str) -> str:
 def _build(out: Path, kind: str, profile, tokenizer: ByteTokenizer, tokenizer_path: Path,
            tok_sha: str, cache: InputCache, keys: dict[str, str], skipped: dict[str, str],
            errors: dict[str, str], encoded: int, reused: int, chunk_bytes: int,
-           keep_cache: bool, src: Path) -> BuildResult:
+           keep_cache: bool, src: Path, root: Path, strict: bool) -> BuildResult:
     lengths: list[int] = []
     byte_lengths: list[int] = []
     tb_len = np.array([len(b) if b else 0 for b in tokenizer.token_bytes], np.int64)
@@ -187,8 +212,10 @@ def _build(out: Path, kind: str, profile, tokenizer: ByteTokenizer, tokenizer_pa
                 skipped[rel] = errors[rel]
                 continue
             got = cache.get(keys[rel])
-            if got is None:  # cannot happen unless the cache was removed under us
-                raise InputError(f"{out / CACHE_DIR}: result for {rel} disappeared during the run")
+            if got is None:  # its record was lost (e.g. the log removed under us): redo it
+                got = _redo(root / rel, keys[rel], cache, profile, tokenizer_path, strict)
+                if not isinstance(got, np.ndarray):
+                    got = got.reason
             if isinstance(got, str):
                 skipped[rel] = got
                 continue
@@ -205,8 +232,6 @@ def _build(out: Path, kind: str, profile, tokenizer: ByteTokenizer, tokenizer_pa
         reasons = sorted(set(skipped.values()))
         raise InputError(f"{src}: none of the {len(skipped)} inputs could be used "
                          f"(e.g. {reasons[0]}); see {out / SKIPPED_FILE}")
-    import itertools
-
     info = shards.write_shards(itertools.chain([first], gen), staging, tokenizer.vocab_size,
                                chunk_bytes)
     shards.install_shards(staging, out)
@@ -220,9 +245,9 @@ def _build(out: Path, kind: str, profile, tokenizer: ByteTokenizer, tokenizer_pa
         json.dump(stats, f, indent=2, sort_keys=True)
         f.write("\n")
     if keep_cache:
-        cache.prune(set(keys.values()))
+        cache.compact([keys[r] for r in sorted(keys)])
     else:
-        shutil.rmtree(cache.root, ignore_errors=True)
+        cache.remove()
     return BuildResult(out, len(lengths), len(skipped), encoded, reused, len(errors), stats)
 
 
@@ -267,7 +292,3 @@ def compute_stats(kind: str, profile, lengths, byte_lengths, info: dict, skipped
         "profile": {"name": profile.name, "sha256": profile_sha},
         "tokenizer": {"name": tokenizer_name, "sha256": tokenizer_sha, "vocab_size": vocab_size},
     }
-
-
-def print_summary(result: BuildResult, kind: str) -> None:
-    print(result.summary(kind), file=sys.stdout)

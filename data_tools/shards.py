@@ -24,11 +24,12 @@ command does not need to import torch. ``index.json`` leaves out the wall-clock
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -161,7 +162,7 @@ def read_samples(directory: str | os.PathLike) -> Iterator[np.ndarray]:
         raw = (d / chunk["filename"]).read_bytes()
         n = int(np.frombuffer(raw, np.uint32, 1)[0])
         offsets = np.frombuffer(raw, np.uint32, n + 1, offset=4)
-        for a, b in zip(offsets[:-1], offsets[1:]):
+        for a, b in itertools.pairwise(offsets):
             yield np.frombuffer(raw[a:b], np_dtype)
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from codeclm.errors import InputError
 
@@ -113,7 +113,7 @@ def probe_video(path: str | os.PathLike) -> dict:
             fps = float(s.average_rate or 0)
             duration = float(s.duration * s.time_base) if s.duration else (
                 c.duration / 1e6 if c.duration else 0.0)
-            frames = s.frames or int(round(duration * fps))
+            frames = s.frames or round(duration * fps)
             return {"frames": frames, "fps": fps, "duration": duration, "reader": "pyav"}
     except av.FFmpegError as e:
         raise InputError(f"{path}: not a readable video ({e})") from e

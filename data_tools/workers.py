@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from codeclm.errors import CodecLMError
 
@@ -64,14 +65,20 @@ def _call(item) -> Outcome:
     return call_safely(_WORKER_FN, item, _WORKER_STRICT)
 
 
+def _call_batch(batch: list) -> list[Outcome]:
+    return [_call(item) for item in batch]
+
+
 def run_parallel(fn: Callable, items: Sequence, workers: int = 1,
                  initializer: Callable | None = None, initargs: tuple = (),
-                 strict: bool = False) -> Iterator[tuple[Any, Outcome]]:
+                 strict: bool = False, batch: int | None = None) -> Iterator[tuple[Any, Outcome]]:
     """Yield ``(item, Outcome)`` for every item, as each finishes.
 
     ``fn`` and ``initializer`` must be module-level functions (they are sent to
     spawned processes); ``initializer(*initargs)`` runs once per process before the
-    first item (e.g. to load a tokenizer).
+    first item (e.g. to load a tokenizer). Items travel in batches of ``batch``
+    (default: up to 16, fewer when there are few items per worker) to keep the
+    inter-process overhead small.
     """
     items = list(items)
     if workers <= 1 or len(items) <= 1:
@@ -79,8 +86,11 @@ def run_parallel(fn: Callable, items: Sequence, workers: int = 1,
         for item in items:
             yield item, _call(item)
         return
+    if batch is None:
+        batch = max(1, min(16, len(items) // (workers * 8)))
+    batches = [items[i:i + batch] for i in range(0, len(items), batch)]
     ctx = multiprocessing.get_context("spawn")
-    pending = list(reversed(items))  # pop() from the end = input order
+    pending = list(reversed(batches))  # pop() from the end = input order
     while pending:
         crashed: list = []
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init,
@@ -88,15 +98,15 @@ def run_parallel(fn: Callable, items: Sequence, workers: int = 1,
             inflight: dict = {}
             try:
                 while pending or inflight:
-                    while pending and len(inflight) < workers * 4:
-                        item = pending.pop()
-                        inflight[pool.submit(_call, item)] = item
+                    while pending and len(inflight) < workers * 2:
+                        b = pending.pop()
+                        inflight[pool.submit(_call_batch, b)] = b
                     done, _ = wait(inflight, return_when=FIRST_COMPLETED)
                     for fut in done:
-                        result = fut.result()  # BrokenProcessPool surfaces here
-                        yield inflight.pop(fut), result
+                        results = fut.result()  # BrokenProcessPool surfaces here
+                        yield from zip(inflight.pop(fut), results)
             except BrokenProcessPool:
-                crashed = list(inflight.values())
+                crashed = [item for b in inflight.values() for item in b]
             except BaseException:  # interrupted or closed early: do not run the queue
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise

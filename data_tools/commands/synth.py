@@ -35,6 +35,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--fps", type=float, help="video frame rate (default: the profile's)")
     parser.add_argument("--seconds", type=float, help="video length (default: the profile's)")
     parser.add_argument("--size", help="WxH instead of the profile's size")
+    parser.add_argument("--workers", type=positive_int, help="threads (default: one per CPU)")
     add_progress(parser)
 
 
@@ -43,6 +44,6 @@ def run(args) -> int:
     sources = SOURCES if args.sources == "all" else tuple(s.strip() for s in args.sources.split(",") if s.strip())
     paths = synth(args.out, args.kind, profile, args.count, args.seed, sources, fps=args.fps,
                   seconds=args.seconds, size=_size(args.size) if args.size else None,
-                  progress=bool(args.progress))
+                  progress=bool(args.progress), workers=args.workers)
     print(f"wrote {len(paths)} synthetic {args.kind}s ({', '.join(sources)}) to {args.out}")
     return 0

@@ -288,3 +288,27 @@ def test_decode_out_of_range_id_is_an_error(tokenizers):
     tok = tokenizers["jpeg"]
     with pytest.raises(TokenizerError, match="out of range"):
         tok.decode([tok.vocab_size + 5])
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_boundary_check_catches_a_tokenizer_without_unit_splits(corpus, modality):
+    """The boundary assertions above are not vacuous: BPE without the unit split, trained
+    on the same bytes, does merge across units."""
+    from tokenizers import Tokenizer, models, trainers
+
+    from codeclm.tokenizer import SPECIAL_TOKENS, _c
+
+    backend = Tokenizer(models.BPE())
+    backend.train_from_iterator(
+        [bytes_to_text(d) for d in corpus[modality]],
+        trainers.BpeTrainer(vocab_size=450, special_tokens=list(SPECIAL_TOKENS),
+                            initial_alphabet=[_c(b) for b in range(256)], min_frequency=2))
+    naive = ByteTokenizer(backend, modality)
+    failures = 0
+    for data in corpus[modality]:
+        assert naive.decode(naive.encode(data)) == data
+        try:
+            assert_unit_boundaries(naive, data)
+        except AssertionError:
+            failures += 1
+    assert failures > 0

@@ -4,7 +4,6 @@ trained on their real canonical encodings (tiny profiles)."""
 from __future__ import annotations
 
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -64,12 +63,7 @@ def video_tokenizer(tmp_path_factory, video_dir, avc_tiny):
     return tok.save(tmp_path_factory.mktemp("vidtok") / "tok.json")
 
 
-def copy_tree(src, dst):
-    shutil.copytree(src, dst)
-    return dst
-
-
-def expected_samples(src, kind, profile, tokenizer_path):
+def expected_samples(src, kind, profile, tokenizer_path, exclude=()):
     """Independent recomputation: {relpath: (tokens, modeled bytes)} for every ``kind``
     file under ``src``, straight through the codec and the tokenizer."""
     from data_tools.sources import kind_of
@@ -78,7 +72,16 @@ def expected_samples(src, kind, profile, tokenizer_path):
     tok = ByteTokenizer.load(tokenizer_path)
     out = {}
     for p in sorted(src.rglob("*"), key=lambda q: q.relative_to(src).as_posix()):
+        rel = p.relative_to(src)
+        if any(part.startswith(".") for part in rel.parts) or rel.as_posix() in exclude:
+            continue
         if p.is_file() and kind_of(p) == kind:
             data = m.encode_path(str(p))
             out[p.relative_to(src).as_posix()] = (np.array(tok.encode(data)), data)
     return out
+
+
+@pytest.fixture(scope="session")
+def expected():
+    """:func:`expected_samples`, for the tests (fixtures are how helpers travel here)."""
+    return expected_samples

@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 
 from codeclm.errors import InputError, TokenizerError
-from data_tools.shards import (TENSOR_DTYPE_CODES, install_shards, read_samples, streaming_dataset,
-                               token_dtype, write_shards)
+from data_tools.shards import (
+    TENSOR_DTYPE_CODES,
+    install_shards,
+    read_samples,
+    streaming_dataset,
+    token_dtype,
+    write_shards,
+)
 
 
 def _samples(seed, n, vocab):

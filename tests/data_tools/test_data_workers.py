@@ -26,10 +26,10 @@ def _work(x):
     return x * 10 + _OFFSET["v"]
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_outcomes(workers):
+@pytest.mark.parametrize("workers,batch", [(1, None), (2, 1), (2, 3)])
+def test_outcomes(workers, batch):
     items = [i for i in range(10) if workers > 1 or i != 7]  # in-process, 7 would kill pytest
-    got = dict(run_parallel(_work, items, workers, _init, (1,)))
+    got = dict(run_parallel(_work, items, workers, _init, (1,), batch=batch))
     assert set(got) == set(items)
     for i, o in got.items():
         if i == 3:
