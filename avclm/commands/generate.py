@@ -1,0 +1,129 @@
+"""Generate videos with an AVC-LM model, writing each NAL unit as soon as it exists.
+
+Output: an MP4 (or .mov/.mkv) assembled without re-encoding, a raw Annex-B ``.h264``
+stream, or ``-`` for Annex-B on stdout, flushed after every NAL unit, so that
+
+    avclm generate --frames 16 -o - | ffmpeg -f h264 -i - out.webm
+
+plays while it is generated. Exactly ``--frames`` new frames per sample (after the
+prompt's, which are part of the output), also beyond one context window (the model
+continues from its last frame, re-encoded; see avclm/generate.py). Progress (frames,
+tokens/s) goes to stderr; stdout carries only video bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+from codeclm.errors import ConfigError
+from codeclm.sampler import add_sampling_arguments, sampling_config
+
+STREAM_SUFFIXES = (".h264", ".264", ".avc")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--frames", type=int, required=True, metavar="N",
+                        help="new frames to generate per sample")
+    parser.add_argument("-o", "--output", default="generated.mp4", metavar="OUT",
+                        help="OUT.mp4 (also .mov/.mkv), OUT.h264 (raw Annex-B) or - (Annex-B "
+                        "to stdout); with --batch B: OUT_0.mp4 ... (default generated.mp4)")
+    parser.add_argument("--prompt", metavar="VIDEO", default=None,
+                        help="continue this video (encoded with the model's profile)")
+    parser.add_argument("--prompt-frames", type=int, default=None, metavar="K",
+                        help="use the first K frames of --prompt (default: all, up to one clip)")
+    add_sampling_arguments(parser)
+    g = parser.add_argument_group("validity")
+    g.add_argument("--max-nal-tokens", type=int, default=None, metavar="N",
+                   help="tokens one NAL unit may take before it is sampled again (default 400)")
+    g.add_argument("--max-attempts", type=int, default=None, metavar="N",
+                   help="tries per NAL unit before a canonical one is used (default 4)")
+    g.add_argument("--context", type=int, default=None, metavar="TOKENS",
+                   help="KV cache per sample in tokens (default: the model's context)")
+
+
+class _Sink:
+    """Where one sample's Annex-B bytes go: stdout, a .h264 file (atomic), or memory
+    (for the MP4 written at the end)."""
+
+    def __init__(self, path: str, stack: contextlib.ExitStack):
+        from codeclm.io import atomic_write
+
+        self.path = path
+        self.kind = "stdout" if path == "-" else (
+            "stream" if Path(path).suffix.lower() in STREAM_SUFFIXES else "container")
+        self.chunks: list[bytes] = []
+        self.file = None
+        if self.kind == "stdout":
+            self.file = sys.stdout.buffer
+        elif self.kind == "stream":
+            self.file = stack.enter_context(atomic_write(path, "wb"))
+
+    def write(self, data: bytes) -> None:
+        if self.file is not None:
+            self.file.write(data)
+            if self.kind == "stdout":
+                self.file.flush()
+        else:
+            self.chunks.append(data)
+
+    def close(self, profile) -> None:
+        if self.kind == "container":
+            from avclm.codec import annexb_to_mp4
+
+            annexb_to_mp4(b"".join(self.chunks), self.path, profile)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from avclm.generate import (
+        DoneEvent,
+        FrameEvent,
+        NalEvent,
+        generate_video,
+        load_model,
+        output_paths,
+    )
+
+    if args.output == "-" and args.batch != 1:
+        raise ConfigError("-o - (stdout) takes one sample; use --batch 1 or a file name")
+    if args.frames < 1:
+        raise ConfigError(f"--frames must be >= 1, got {args.frames}")
+    config = sampling_config(args)
+    lm = load_model(args.model, "h264", args.device)
+    kw = {}
+    if args.max_nal_tokens is not None:
+        kw["max_nal_tokens"] = args.max_nal_tokens
+    if args.max_attempts is not None:
+        kw["max_attempts"] = args.max_attempts
+    paths = ["-"] if args.output == "-" else [str(p) for p in output_paths(args.output, args.batch)]
+    bar = tqdm(total=args.frames * args.batch, unit="frame", file=sys.stderr,
+               disable=args.quiet, dynamic_ncols=True)
+    stats = {}
+    with contextlib.ExitStack() as stack:
+        sinks = [_Sink(p, stack) for p in paths]
+        events = generate_video(lm, args.frames, prompt=args.prompt, prompt_frames=args.prompt_frames,
+                                batch=args.batch, config=config, context=args.context, **kw)
+        for ev in events:
+            if isinstance(ev, NalEvent):
+                sinks[ev.row].write(ev.data)
+            elif isinstance(ev, FrameEvent):
+                if ev.source != "prompt":
+                    bar.update(1)
+                    elapsed = bar.format_dict.get("elapsed") or 0
+                    if elapsed > 0:
+                        bar.set_postfix_str(f"{ev.tokens / elapsed:.0f} tok/s", refresh=False)
+            elif isinstance(ev, DoneEvent):
+                stats = ev.stats
+        bar.close()
+        for sink in sinks:
+            sink.close(lm.profile)
+    if not args.quiet:
+        where = "stdout" if args.output == "-" else ", ".join(paths)
+        print(f"{sum(stats['frames'])} frames -> {where}  ({stats['tokens_sampled']} tokens, "
+              f"{stats['tokens_per_s']:.0f} tok/s, {stats['replaced']} NALs replaced, "
+              f"{stats['continuations']} continuations, seed {stats['seed']})", file=sys.stderr)
+    return 0

@@ -1,0 +1,103 @@
+"""Generate images with a JPEG-LM model: N standalone .jpg files and a grid.png.
+
+Every image is a complete, valid baseline JPEG: sampling is masked by the scan grammar
+(--no-grammar samples freely as the paper does; damaged streams are then repaired:
+intact MCUs kept, the rest mid-grey). --preview writes DIR/preview_<i>.png as MCUs
+arrive (finished MCUs, grey elsewhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from codeclm.sampler import add_sampling_arguments, sampling_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-n", "--num", type=int, required=True, metavar="N", help="images to generate")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    add_common_arguments(parser)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by `generate` and `complete`."""
+    add_sampling_arguments(parser)
+    g = parser.add_argument_group("validity and output")
+    g.add_argument("--no-grammar", action="store_true",
+                   help="sample without the JPEG scan grammar (damaged images are repaired)")
+    g.add_argument("--max-tokens", type=int, default=None, metavar="N",
+                   help="new tokens per image at most (default: what the context leaves)")
+    g.add_argument("--max-mcu-tokens", type=int, default=None, metavar="N",
+                   help="without the grammar: end an image whose MCU is still open after N tokens")
+    g.add_argument("--preview", action="store_true",
+                   help="write DIR/preview_<i>.png while generating")
+    g.add_argument("--preview-every", type=int, default=None, metavar="K",
+                   help="update previews every K MCUs (default: one row of MCUs)")
+
+
+def write_png(image, path: Path) -> None:
+    from codeclm.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def run_samples(args, prompts: list[bytes] | None, count: int | None, names: list[str],
+                outdir: Path, lm, extra_grid=None) -> list:
+    """Generate, writing ``<name>.jpg`` per sample, previews if asked; returns ImageEvents."""
+    from tqdm import tqdm
+
+    from codeclm.io import atomic_write_bytes
+    from jpeglm import codec
+    from jpeglm.generate import DoneEvent, ImageEvent, McuEvent, generate_images, preview
+
+    profile = lm.profile
+    n = count if prompts is None else len(prompts)
+    every = args.preview_every or profile.mcus_per_row
+    heads = prompts or [codec.header(profile)] * n
+    pieces: dict[int, list[bytes]] = {}
+    total = n * profile.mcu_count - sum(len(codec.split_mcus(p)[1]) for p in heads)
+    bar = tqdm(total=total, unit="MCU", file=sys.stderr, disable=args.quiet, dynamic_ncols=True)
+    results, stats = [], {}
+    outdir.mkdir(parents=True, exist_ok=True)
+    for ev in generate_images(lm, count, prompts=prompts, batch=args.batch, config=sampling_config(args),
+                              grammar=not args.no_grammar, max_tokens=args.max_tokens,
+                              max_mcu_tokens=args.max_mcu_tokens):
+        if isinstance(ev, McuEvent):
+            bar.update(1)
+            got = pieces.setdefault(ev.sample, [])
+            got.append(ev.data)
+            if args.preview and len(got) % every == 0:
+                write_png(preview(heads[ev.sample] + b"".join(got), profile),
+                          outdir / f"preview_{names[ev.sample]}.png")
+        elif isinstance(ev, ImageEvent):
+            atomic_write_bytes(outdir / f"{names[ev.sample]}.jpg", codec.to_jpeg(ev.data, profile))
+            if args.preview:
+                write_png(ev.image, outdir / f"preview_{names[ev.sample]}.png")
+            results.append(ev)
+        elif isinstance(ev, DoneEvent):
+            stats = ev.stats
+    bar.close()
+    if not args.quiet:
+        print(f"{stats['images']} images -> {outdir}  ({stats['valid']} valid as sampled, "
+              f"{stats['tokens_sampled']} tokens, {stats['tokens_per_s']:.0f} tok/s, "
+              f"seed {stats['seed']})", file=sys.stderr)
+    return results
+
+
+def run(args: argparse.Namespace) -> int:
+    from codeclm.errors import ConfigError
+    from codeclm.sampler import load_model
+    from jpeglm.generate import grid
+
+    if args.num < 1:
+        raise ConfigError(f"-n must be >= 1, got {args.num}")
+    lm = load_model(args.model, "jpeg", args.device)
+    outdir = Path(args.output)
+    width = len(str(args.num - 1))
+    names = [f"{i:0{width}d}" for i in range(args.num)]
+    results = run_samples(args, None, args.num, names, outdir, lm)
+    write_png(grid([r.image for r in sorted(results, key=lambda r: r.sample)]), outdir / "grid.png")
+    return 0

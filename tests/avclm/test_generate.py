@@ -1,0 +1,200 @@
+"""`avclm generate` and avclm.generate.generate_video on a tiny random model (tiny profile).
+
+A random model writes garbage; the slice gate still makes every output stream hold
+exactly the asked number of decodable pictures. Decoding goes through PyAV and the
+bundled ffmpeg binary.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+
+from avclm import nal as nalmod
+from avclm.cli import main
+from avclm.generate import DoneEvent, FrameEvent, NalEvent, generate_video
+from avclm.profile import TINY
+from avclm.slice_gate import SliceGate
+from avclm.stream import decode_annexb
+from codeclm.sampler import SamplingConfig
+
+FAST = ["--max-nal-tokens", "12", "--max-attempts", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, smooth_frames):
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from avclm.codec import encode_frames
+    from codeclm.model_dir import save_model_dir
+    from codeclm.models import llama_config
+    from codeclm.tokenizer import ByteTokenizer
+
+    samples = [encode_frames(smooth_frames(TINY, seed=s), TINY) for s in range(4)]
+    tok = ByteTokenizer.train(samples, 384, "h264")
+    torch.manual_seed(0)
+    cfg = llama_config("tiny", tok.vocab_size, 1024, hidden_size=32, intermediate_size=64)
+    return save_model_dir(LlamaForCausalLM(cfg), tok, TINY, tmp_path_factory.mktemp("m") / "avc")
+
+
+@pytest.fixture(scope="module")
+def jpeg_model_dir(tmp_path_factory):
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from codeclm.model_dir import save_model_dir
+    from codeclm.models import llama_config
+    from codeclm.tokenizer import MIN_VOCAB, ByteTokenizer
+    from jpeglm.profile import PROFILES
+
+    tok = ByteTokenizer.train([b"\xff\xd8" + bytes(range(256))], MIN_VOCAB, "jpeg")
+    torch.manual_seed(0)
+    cfg = llama_config("tiny", tok.vocab_size, 256, hidden_size=32, intermediate_size=64)
+    return save_model_dir(LlamaForCausalLM(cfg), tok, PROFILES["tiny"],
+                          tmp_path_factory.mktemp("m") / "jpeg")
+
+
+def _count_frames(path) -> tuple[int, int]:
+    """(packets demuxed, frames decoded) by PyAV."""
+    with av.open(str(path)) as c:
+        packets = sum(1 for p in c.demux(video=0) if p.size)
+    with av.open(str(path)) as c:
+        frames = sum(1 for _ in c.decode(video=0))
+    return packets, frames
+
+
+class NeverFits(SliceGate):
+    """Rejects every generated slice: the output is canonical slices only."""
+
+    def fits(self, nal: bytes) -> bool:
+        return False
+
+
+# ----------------------------------------------------------------------------- Python API
+def test_events_stream_nals_then_each_frame_at_its_last_slice(model_dir):
+    events = list(generate_video(model_dir, 3, config=SamplingConfig(seed=1),
+                                 max_nal_tokens=12, max_attempts=2))
+    nals = [e for e in events if isinstance(e, NalEvent)]
+    frames = [e for e in events if isinstance(e, FrameEvent)]
+    done = events[-1]
+    assert isinstance(done, DoneEvent) and done.stats["frames"] == [3]
+    assert [f.index for f in frames] == [0, 1, 2] and all(f.source == "model" for f in frames)
+    assert [n.index for n in nals] == list(range(len(nals)))
+    assert [nalmod.nal_type(nalmod.strip_start_code(n.data)) for n in nals[:2]] == [7, 8]
+    assert len(nals) == 2 + 3 * TINY.mbs_per_frame
+    for i, e in enumerate(events):  # a frame comes right after the NAL of its last macroblock
+        if isinstance(e, FrameEvent):
+            last = nalmod.strip_start_code(events[i - 1].data)
+            assert nalmod.first_mb_in_slice(last) == TINY.mbs_per_frame - 1
+            assert events[i - 1].frame == e.index
+    stream = b"".join(n.data for n in nals)
+    again = decode_annexb(stream, TINY, strict=False)
+    assert len(again) == 3
+    assert all(np.array_equal(a, f.image) and f.image.shape == (64, 64, 3) for a, f in zip(again, frames))
+    assert done.stats["rejected"] >= done.stats["replaced"] > 0
+
+
+def test_exact_frames_beyond_one_context_window_decode_strictly(model_dir):
+    """Small context: the video goes on from its re-encoded last frame; with canonical
+    slices only the whole output must pass the strict decoder."""
+    events = list(generate_video(model_dir, 9, config=SamplingConfig(seed=2), context=300,
+                                 max_nal_tokens=8, max_attempts=1, gate_factory=NeverFits))
+    stats = events[-1].stats
+    nals = [e for e in events if isinstance(e, NalEvent)]
+    frames = [e for e in events if isinstance(e, FrameEvent)]
+    assert stats["continuations"] >= 1 and stats["frames"] == [9] and len(frames) == 9
+    assert any(f.source == "continuation" for f in frames)
+    assert sum(nalmod.nal_type(nalmod.strip_start_code(n.data)) == 7 for n in nals) == 1  # SPS once
+    stream = b"".join(n.data for n in nals)
+    assert len(decode_annexb(stream, TINY, strict=True)) == 9
+    # the continuation IDR repeats the frame before it (re-encoded)
+    i = next(k for k, f in enumerate(frames) if f.source == "continuation")
+    diff = np.abs(frames[i].image.astype(int) - frames[i - 1].image.astype(int)).mean()
+    assert diff < 12
+
+
+def test_batch_rows_each_have_n_frames(model_dir):
+    events = list(generate_video(model_dir, 2, batch=2, config=SamplingConfig(seed=3),
+                                 max_nal_tokens=12, max_attempts=3))
+    for r in (0, 1):
+        nals = [e for e in events if isinstance(e, NalEvent) and e.row == r]
+        assert [n.index for n in nals] == list(range(len(nals)))
+        frames = [e.index for e in events if isinstance(e, FrameEvent) and e.row == r]
+        assert frames == [0, 1]
+        assert len(decode_annexb(b"".join(n.data for n in nals), TINY, strict=False)) == 2
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_writes_mp4_with_exactly_n_frames(model_dir, tmp_path):
+    out = tmp_path / "v.mp4"
+    assert main(["generate", "--frames", "4", "--model", str(model_dir), "-o", str(out),
+                 "--seed", "0", *FAST]) == 0
+    assert _count_frames(out) == (4, 4)
+
+
+def test_cli_h264_files_per_batch_row(model_dir, tmp_path):
+    out = tmp_path / "v.h264"
+    assert main(["generate", "--frames", "2", "--model", str(model_dir), "-o", str(out),
+                 "--batch", "2", "--seed", "5", *FAST]) == 0
+    for r in (0, 1):
+        data = (tmp_path / f"v_{r}.h264").read_bytes()
+        assert len(decode_annexb(data, TINY, strict=False)) == 2
+    assert not out.exists() and not list(tmp_path.glob(".*part"))
+
+
+def test_cli_prompt_video_frames_lead_the_output(model_dir, tmp_path, smooth_frames, write_lossless):
+    from avclm.codec import encode_video
+
+    src = write_lossless(smooth_frames(TINY, seed=7), tmp_path / "p.mkv", TINY.fps)
+    out = tmp_path / "v.h264"
+    assert main(["generate", "--frames", "2", "--model", str(model_dir), "-o", str(out),
+                 "--prompt", str(src), "--prompt-frames", "3", "--seed", "1", *FAST]) == 0
+    data = out.read_bytes()
+    canonical = nalmod.split_annexb_units(encode_video(src, TINY))[1]
+    head = b"".join(canonical[:2 + 3 * TINY.mbs_per_frame])  # SPS, PPS, 3 pictures
+    assert data.startswith(head)
+    assert len(decode_annexb(data, TINY, strict=False)) == 5
+
+
+@pytest.mark.slow
+def test_cli_stdout_pipes_into_ffmpeg(model_dir, tmp_path, ffmpeg_exe):
+    out = tmp_path / "out.webm"
+    gen = subprocess.Popen([sys.executable, "-m", "avclm.cli", "generate", "--frames", "3", "--model",
+                            str(model_dir), "-o", "-", "--seed", "4", *FAST],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ff = subprocess.run([ffmpeg_exe, "-nostdin", "-v", "error", "-f", "h264", "-i", "-",
+                         "-c:v", "libvpx", "-y", str(out)], stdin=gen.stdout, capture_output=True,
+                        check=False)
+    gen.stdout.close()
+    assert gen.wait() == 0, gen.stderr.read().decode()
+    assert ff.returncode == 0, ff.stderr.decode()
+    assert out.stat().st_size > 0
+    assert _count_frames(out)[1] == 3
+
+
+def test_cli_stdout_carries_only_the_stream(model_dir, capfdbinary):
+    assert main(["generate", "--frames", "2", "--model", str(model_dir), "-o", "-", "--seed", "6",
+                 "--max-nal-tokens", "12", "--max-attempts", "1"]) == 0
+    out, err = capfdbinary.readouterr()
+    assert out.startswith(b"\x00\x00\x00\x01\x67")
+    assert len(decode_annexb(out, TINY, strict=False)) == 2
+    assert b"2 frames" in err
+
+
+def test_cli_errors(model_dir, jpeg_model_dir, capsys):
+    from codeclm.model_dir import bundled_model_dir
+
+    if bundled_model_dir("h264") is None:
+        assert main(["generate", "--frames", "1", "-o", "x.mp4"]) == 1
+        assert "no model given" in capsys.readouterr().err
+    assert main(["generate", "--frames", "1", "--model", str(jpeg_model_dir), "-o", "x.mp4"]) == 1
+    err = capsys.readouterr().err
+    assert "jpeg model" in err and err.count("\n") == 1
+    assert main(["generate", "--frames", "1", "--model", str(model_dir), "-o", "-", "--batch", "2"]) == 1
+    assert "stdout" in capsys.readouterr().err
+    assert main(["generate", "--frames", "0", "--model", str(model_dir), "-o", "x.mp4"]) == 1

@@ -1,0 +1,127 @@
+"""`jpeglm generate` / `jpeglm complete` and jpeglm.generate on a tiny random model.
+
+With the scan grammar every sampled image is a complete, valid JPEG even from a random
+model; without it, damaged streams are repaired to full size. Images are read back
+with Pillow and checked with the strict codec.
+"""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from codeclm.sampler import SamplingConfig
+from jpeglm import codec
+from jpeglm.cli import main
+from jpeglm.generate import DoneEvent, ImageEvent, McuEvent, generate_images, repair
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, encoded_tiny, tiny):
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from codeclm.model_dir import save_model_dir
+    from codeclm.models import llama_config
+    from codeclm.tokenizer import ByteTokenizer
+
+    tok = ByteTokenizer.train(list(encoded_tiny.values()), 320, "jpeg")
+    torch.manual_seed(0)
+    cfg = llama_config("tiny", tok.vocab_size, 2048, hidden_size=32, intermediate_size=64)
+    return save_model_dir(LlamaForCausalLM(cfg), tok, tiny, tmp_path_factory.mktemp("m") / "jpeg")
+
+
+@pytest.fixture(scope="module")
+def h264_model_dir(tmp_path_factory):
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from avclm.profile import TINY
+    from codeclm.model_dir import save_model_dir
+    from codeclm.models import llama_config
+    from codeclm.tokenizer import MIN_VOCAB, ByteTokenizer
+
+    tok = ByteTokenizer.train([b"\x00\x00\x01" + bytes(range(256))], MIN_VOCAB, "h264")
+    torch.manual_seed(0)
+    cfg = llama_config("tiny", tok.vocab_size, 256, hidden_size=32, intermediate_size=64)
+    return save_model_dir(LlamaForCausalLM(cfg), tok, TINY, tmp_path_factory.mktemp("m") / "avc")
+
+
+def test_grammar_images_are_valid_and_stream_mcu_by_mcu(model_dir, tiny):
+    events = list(generate_images(model_dir, 2, batch=2, config=SamplingConfig(seed=0)))
+    mcus = [e for e in events if isinstance(e, McuEvent)]
+    images = [e for e in events if isinstance(e, ImageEvent)]
+    assert isinstance(events[-1], DoneEvent) and events[-1].stats["valid"] == 2
+    for img in images:
+        assert img.valid and img.n_intact == tiny.mcu_count
+        codec.check(img.data, tiny)
+        mine = [m for m in mcus if m.sample == img.sample]
+        assert [m.index for m in mine] == list(range(tiny.mcu_count))
+        assert codec.header(tiny) + b"".join(m.data for m in mine) == img.data
+        assert img.image.size == tiny.size
+    assert images[0].data != images[1].data
+
+
+def test_cli_generate_writes_jpegs_grid_and_previews(model_dir, tmp_path, tiny):
+    out = tmp_path / "out"
+    assert main(["generate", "-n", "3", "-o", str(out), "--model", str(model_dir), "--batch", "2",
+                 "--seed", "1", "--preview", "--preview-every", "4", "--quiet"]) == 0
+    for i in range(3):
+        with Image.open(out / f"{i}.jpg") as im:
+            assert im.size == tiny.size and im.format == "JPEG"
+            im.load()
+        codec.check((out / f"{i}.jpg").read_bytes(), tiny)
+        with Image.open(out / f"preview_{i}.png") as im:
+            assert im.size == tiny.size
+    with Image.open(out / "grid.png") as g:
+        assert g.size == (2 * 64 + 3 * 2, 2 * 64 + 3 * 2)
+    assert not list(out.glob(".*"))  # no temporary files left
+
+
+def test_cli_complete_keeps_the_prompt_mcus(model_dir, tmp_path, tiny, samples):
+    out = tmp_path / "c"
+    paths = [str(p) for p in samples[:2]]
+    assert main(["complete", *paths, "--prefix-ratio", "0.5", "-o", str(out), "--model", str(model_dir),
+                 "--seed", "2", "--quiet"]) == 0
+    for i, p in enumerate(samples[:2]):
+        done = codec.to_modeled((out / f"{i}_{p.stem}.jpg").read_bytes(), tiny)
+        codec.check(done, tiny)
+        want = codec.split_mcus(codec.encode_image(p, tiny))[1][:tiny.mcu_count // 2]
+        assert codec.split_mcus(done)[1][:len(want)] == want
+        assert (out / f"{i}_{p.stem}_prompt.png").is_file()
+    with Image.open(out / "grid.png") as g:
+        assert g.size == (3 * 64 + 4 * 2, 2 * 64 + 3 * 2)
+
+
+def test_no_grammar_output_is_repaired_to_full_size(model_dir, tmp_path, tiny):
+    out = tmp_path / "raw"
+    assert main(["generate", "-n", "1", "-o", str(out), "--model", str(model_dir), "--no-grammar",
+                 "--max-mcu-tokens", "20", "--seed", "3", "--quiet"]) == 0
+    data = (out / "0.jpg").read_bytes()
+    codec.check(data, tiny)
+    with Image.open(out / "0.jpg") as im:
+        assert im.size == tiny.size
+
+
+def test_repair_keeps_intact_mcus(encoded_tiny, tiny):
+    data = next(iter(encoded_tiny.values()))
+    hdr, units, _ = codec.split_mcus(data)
+    cut = hdr + b"".join(units[:6]) + units[6][:3]
+    fixed, n = repair(cut, tiny)
+    codec.check(fixed, tiny)
+    assert n == 6 and codec.split_mcus(fixed)[1][:6] == units[:6]
+    assert repair(data, tiny) == (data, tiny.mcu_count)
+
+
+def test_cli_errors(model_dir, h264_model_dir, tmp_path, capsys, samples):
+    from codeclm.model_dir import bundled_model_dir
+
+    if bundled_model_dir("jpeg") is None:
+        assert main(["generate", "-n", "1", "-o", str(tmp_path / "x")]) == 1
+        assert "no model given" in capsys.readouterr().err
+    assert main(["generate", "-n", "1", "-o", str(tmp_path / "x"), "--model", str(h264_model_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "h264 model" in err and err.count("\n") == 1
+    assert main(["complete", str(samples[0]), "--prefix-ratio", "1.0", "-o", str(tmp_path / "y"),
+                 "--model", str(model_dir)]) == 1
+    assert "prefix-ratio" in capsys.readouterr().err
