@@ -9,6 +9,8 @@ VERBS = {
     "export": "avclm.commands.export",
     "encode": "avclm.commands.encode",
     "decode": "avclm.commands.decode",
+    "generate": "avclm.commands.generate",
+    "eval": "avclm.commands.eval",
 }
 
 

@@ -8,6 +8,9 @@ VERBS = {
     "train": "jpeglm.commands.train",
     "export": "jpeglm.commands.export",
     "encode": "jpeglm.commands.encode",
+    "eval": "jpeglm.commands.eval",
+    "generate": "jpeglm.commands.generate",
+    "complete": "jpeglm.commands.complete",
 }
 
 
