@@ -28,6 +28,7 @@ class LlamaPreset:
 PRESETS: dict[str, LlamaPreset] = {
     # CPU: seconds per step on a laptop core
     "tiny": LlamaPreset(64, 2, 4, 4, 176),
+    "mini": LlamaPreset(128, 4, 4, 4, 344),  # the bundled demo models
     "small": LlamaPreset(256, 6, 8, 8, 688),
     # GPU
     "1b": LlamaPreset(2048, 22, 32, 4, 5632),  # TinyLlama-1.1B shape
