@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -125,7 +125,7 @@ class ShardInfo:
                          shape=(int(chunk["dim"]),))
 
 
-def load_shard_meta(path: str | os.PathLike, modality: Optional[str] = None):
+def load_shard_meta(path: str | os.PathLike, modality: str | None = None):
     """(ShardInfo, ByteTokenizer, profile) of a shard directory, checked against each other.
 
     ``modality`` ("jpeg"/"h264"), when given, must be the shards' modality.
@@ -171,10 +171,10 @@ class CodecDataModule(L.LightningDataModule):
             never sees a whole image/clip and cannot learn to generate one).
     """
 
-    def __init__(self, path: Optional[str] = None, context: int = 128, batch_size: int = 8,
-                 val_path: Optional[str] = None, val_fraction: float = 0.05,
-                 val_batch_size: Optional[int] = None, num_workers: int = 0, seed: int = 42,
-                 shuffle: bool = True, modality: Optional[str] = None,
+    def __init__(self, path: str | None = None, context: int = 128, batch_size: int = 8,
+                 val_path: str | None = None, val_fraction: float = 0.05,
+                 val_batch_size: int | None = None, num_workers: int = 0, seed: int = 42,
+                 shuffle: bool = True, modality: str | None = None,
                  allow_partial_samples: bool = False):
         super().__init__()
         self.save_hyperparameters()
@@ -197,7 +197,7 @@ class CodecDataModule(L.LightningDataModule):
         self.modality = self.profile.modality
         self.val_info = None
         if self.val_path:
-            self.val_info, vtok, vprof = load_shard_meta(self.val_path, self.modality)
+            self.val_info, vtok, _ = load_shard_meta(self.val_path, self.modality)
             if vtok.backend.to_str() != self.tokenizer.backend.to_str():
                 raise TokenizerError(f"{self.val_path}: validation shards use a different tokenizer "
                                      f"than {self.path}")
@@ -228,9 +228,10 @@ class CodecDataModule(L.LightningDataModule):
                                   f"{self.block_size} tokens")
         elif self.val_fraction > 0:
             # the same arithmetic as litdata.train_test_split
-            n, n_val = int(n * (1.0 - self.val_fraction)), int(n * self.val_fraction)
+            total = n
+            n, n_val = int(total * (1.0 - self.val_fraction)), int(total * self.val_fraction)
             if n_val < 1:
-                raise ConfigError(f"val_fraction {self.val_fraction} of {n} blocks is no block; raise "
+                raise ConfigError(f"val_fraction {self.val_fraction} of {total} blocks is no block; raise "
                                   "--data.val_fraction, pass --data.val_path or set it to 0")
         if n < self.batch_size:
             raise ConfigError(f"{self.path}: only {n} training blocks of {self.block_size} tokens, "
@@ -250,7 +251,7 @@ class CodecDataModule(L.LightningDataModule):
         return StreamingDataset(str(Path(path).resolve()), item_loader=TokensLoader(block_size=self.block_size),
                                 shuffle=shuffle, seed=self.seed)
 
-    def setup(self, stage: Optional[str] = None) -> None:
+    def setup(self, stage: str | None = None) -> None:
         """Build the streaming datasets (after distributed init: litdata reads the world size)."""
         if self.train_ds is not None:
             return
@@ -264,6 +265,9 @@ class CodecDataModule(L.LightningDataModule):
             self.train_ds, self.val_ds = train_test_split(
                 full, [1.0 - self.val_fraction, self.val_fraction], seed=self.seed)
             self.val_ds.set_shuffle(False)
+            for ds in (self.train_ds, self.val_ds):  # numpy ints -> int: checkpoints stay
+                ds.region_of_interest = [(int(a), int(b))  # loadable with weights_only=True
+                                         for a, b in ds.region_of_interest]
         else:
             self.train_ds = self._dataset(self.path, self.shuffle)
 
@@ -287,7 +291,7 @@ class CodecDataModule(L.LightningDataModule):
     # --- resumable state ---------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """What the saved loader position is valid for (saved in every checkpoint)."""
-        return {"path": os.path.abspath(self.path), "block_size": self.block_size,
+        return {"path": str(Path(self.path).resolve()), "block_size": self.block_size,
                 "batch_size": self.batch_size, "seed": self.seed, "shuffle": self.shuffle,
                 "val_fraction": self.val_fraction, "n_train_blocks": self.n_train_blocks}
 

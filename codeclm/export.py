@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Optional
 
 from .errors import ModelError
 
@@ -47,7 +46,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike,
-                      modality: Optional[str] = None, dtype: str = "float32") -> Path:
+                      modality: str | None = None, dtype: str = "float32") -> Path:
     """Write the model directory for a training checkpoint; returns its path.
 
     ``modality`` ("jpeg"/"h264"), when given, must be the checkpoint's.

@@ -36,7 +36,7 @@ import csv
 import math
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -68,6 +68,11 @@ def cosine_schedule(step: int, warmup_steps: int, decay_steps: int, lr: float, m
     return target / lr
 
 
+def is_no_decay(name: str) -> bool:
+    """Parameters without weight decay: norm gains and biases (Llama has no biases)."""
+    return "norm" in name or name.endswith(".bias")
+
+
 class CodecLM(L.LightningModule):
     """A Llama decoder trained on codec token blocks.
 
@@ -78,8 +83,8 @@ class CodecLM(L.LightningModule):
         warmup_steps: optimizer steps of linear warmup.
         decay_steps: step at which the cosine reaches ``min_lr`` (default: the Trainer's
             ``max_steps`` / estimated stepping batches).
-        betas, weight_decay, eps: AdamW settings; weight decay applies to matrices only
-            (not to norms).
+        betas, weight_decay, eps: AdamW settings; weight decay applies to the weight
+            matrices and embeddings, not to norm gains.
         attn_implementation: "sdpa" (default, any device), "eager", or "flash_attention_2"
             (CUDA + flash-attn).
         gradient_checkpointing: recompute activations in backward (saves memory, ~30% slower).
@@ -92,12 +97,12 @@ class CodecLM(L.LightningModule):
     """
 
     def __init__(self, preset: str = "tiny", context: int = 128, lr: float = 3e-4,
-                 min_lr: float = 3e-5, warmup_steps: int = 100, decay_steps: Optional[int] = None,
+                 min_lr: float = 3e-5, warmup_steps: int = 100, decay_steps: int | None = None,
                  betas: tuple[float, float] = (0.9, 0.95), weight_decay: float = 0.1,
                  eps: float = 1e-8, attn_implementation: str = "sdpa",
                  gradient_checkpointing: bool = False, compile: bool = False,
-                 log_samples: int = 2, vocab_size: Optional[int] = None,
-                 model_overrides: Optional[dict[str, Any]] = None,
+                 log_samples: int = 2, vocab_size: int | None = None,
+                 model_overrides: dict[str, Any] | None = None,
                  tokenizer: Any = None, profile: Any = None):
         super().__init__()
         self.save_hyperparameters(ignore=["tokenizer", "profile"])
@@ -120,8 +125,8 @@ class CodecLM(L.LightningModule):
             self.llama_config = llama_config(preset, tokenizer.vocab_size, context,
                                              **(model_overrides or {}))
             self.register_buffer("token_nbytes", token_byte_lengths(tokenizer), persistent=False)
-        self._t_last: Optional[float] = None
-        self._val_sums: Optional[torch.Tensor] = None
+        self._t_last: float | None = None
+        self._val_sums: torch.Tensor | None = None
 
     # --- model ---------------------------------------------------------------------------
     def build_model(self):
@@ -143,7 +148,13 @@ class CodecLM(L.LightningModule):
         """Create the Llama model (Lightning calls this inside the strategy's init context)."""
         if self.model is not None:
             return
-        model = self.build_model()
+        device = self.trainer.strategy.root_device if self._trainer is not None else None
+        if device is not None and device.type == "cuda":
+            # build on the GPU: a 7B model never exists in host memory once per rank
+            with torch.device(device):
+                model = self.build_model()
+        else:
+            model = self.build_model()
         if self.hparams.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if self.hparams.compile:
@@ -206,9 +217,10 @@ class CodecLM(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         decay, no_decay = [], []
-        for p in self.parameters():
+        for name, p in self.named_parameters():
+            # by name, not by p.ndim: FSDP (use_orig_params) shows every shard as 1-D
             if p.requires_grad:
-                (decay if p.ndim >= 2 else no_decay).append(p)
+                (no_decay if is_no_decay(name) else decay).append(p)
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": hp.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}],
                                 lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps)
@@ -286,21 +298,26 @@ def preview_pairs(batch: torch.Tensor, preds: torch.Tensor, tokenizer, n: int):
     """Up to ``n`` (real ids, predicted ids) pairs from a block batch.
 
     ``batch`` is ``(B, T+1)``, ``preds`` the ``(B, T)`` argmax predictions of
-    ``batch[:, 1:]``. Each pair covers one sample, from the token after its first
-    ``<s>`` to its ``</s>`` (or the block's end); blocks without ``<s>`` are skipped.
+    ``batch[:, 1:]``. A candidate is a sample start (``<s>``) in a block's inputs; it covers
+    the tokens after ``<s>`` up to its ``</s>`` (or the block's end). Complete samples come
+    first, then the longest; at most one per block.
     """
-    out = []
-    for row, prow in zip(batch.tolist(), preds.tolist()):
-        if len(out) >= n:
-            break
+    bos, eos = tokenizer.bos_id, tokenizer.eos_id
+    cands = []
+    for r, (row, prow) in enumerate(zip(batch.tolist(), preds.tolist())):
         inp = row[:-1]
-        if tokenizer.bos_id not in inp:
-            continue
-        start = inp.index(tokenizer.bos_id)  # predictions of targets start..: row[start+1:]
-        real = row[start + 1:]
-        end = real.index(tokenizer.eos_id) if tokenizer.eos_id in real else len(real)
-        out.append((real[:end], prow[start:start + end]))
-    return out
+        best = None
+        for start in (i for i, t in enumerate(inp) if t == bos):
+            real = row[start + 1:]
+            complete = eos in real
+            end = real.index(eos) if complete else len(real)
+            key = (complete, end)
+            if best is None or key > best[0]:
+                best = (key, real[:end], prow[start:start + end])
+        if best is not None:
+            cands.append((best[0], r, best[1], best[2]))
+    cands.sort(key=lambda c: (not c[0][0], -c[0][1], c[1]))
+    return [(real, pred) for _, _, real, pred in cands[:n]]
 
 
 def decode_frames(modality, data: bytes) -> list[np.ndarray]:

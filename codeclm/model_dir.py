@@ -63,6 +63,7 @@ def save_model_dir(model, tokenizer: ByteTokenizer, profile, directory: str | os
         save_profile(profile, tmp)
         if card:
             (tmp / "README.md").write_text(card)
+        _normal_permissions(tmp)
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(tmp, directory)
@@ -70,6 +71,15 @@ def save_model_dir(model, tokenizer: ByteTokenizer, profile, directory: str | os
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def _normal_permissions(directory: Path) -> None:
+    """mkdtemp makes 0700 and some writers 0600: give the files what ``open`` would."""
+    mask = os.umask(0)
+    os.umask(mask)
+    directory.chmod(0o777 & ~mask)
+    for f in directory.iterdir():
+        f.chmod(0o666 & ~mask)
 
 
 def resolve_model_dir(path: str | os.PathLike | None, modality: str) -> Path:

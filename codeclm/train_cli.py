@@ -26,14 +26,17 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from .data_module import CodecDataModule
+from .errors import ConfigError
 from .lightning_module import CodecLM
 
 LOG_NAME = "logs"
@@ -63,7 +66,7 @@ class CodecCLI(LightningCLI):
     """LightningCLI over :class:`CodecLM` and :class:`CodecDataModule` for one modality."""
 
     #: "jpeg" or "h264": the shards this command accepts (set per command by :func:`main`)
-    modality: Optional[str] = None
+    modality: str | None = None
     #: callbacks added programmatically (tests, benchmarks)
     extra_callbacks: Sequence = ()
 
@@ -86,6 +89,9 @@ class CodecCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
+        if self.modality is not None and cfg.data.modality != self.modality:
+            raise ConfigError(f"data.modality {cfg.data.modality!r}: this command trains "
+                              f"{self.modality} models")
         root = cfg.trainer.default_root_dir or os.getcwd()
         if cfg.checkpoint.dirpath is None:
             cfg.checkpoint.dirpath = os.path.join(root, "checkpoints")
@@ -105,21 +111,43 @@ class CodecCLI(LightningCLI):
                     type(strategy).__name__ != "FSDPStrategy":
                 config["plugins"] = [AtomicCheckpointIO()]
         callbacks = list(callbacks) + list(self.extra_callbacks)
+        if config.get("enable_checkpointing") is False:  # `checkpoint` section is then unused
+            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
         return super()._instantiate_trainer(config, callbacks)
 
 
-def make_cli(argv: Sequence[str], modality: Optional[str], run: bool = True,
-             prog: Optional[str] = None, extra_callbacks: Sequence = (), **kwargs) -> CodecCLI:
+def make_cli(argv: Sequence[str], modality: str | None, run: bool = True,
+             prog: str | None = None, extra_callbacks: Sequence = (),
+             description: str | None = None, **kwargs) -> CodecCLI:
     """Build (and with ``run`` execute) the training CLI for ``modality`` over ``argv``."""
+    # argv is given explicitly while sys.argv keeps the real command line (DDP relaunches it)
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     cls = type("CodecCLI_" + (modality or "any"), (CodecCLI,),
                {"modality": modality, "extra_callbacks": tuple(extra_callbacks)})
-    parser_kwargs = {"prog": prog} if prog else {}
+    parser_kwargs = {k: v for k, v in (("prog", prog), ("description", description)) if v}
     return cls(CodecLM, CodecDataModule, args=list(argv), run=run,
                parser_kwargs=parser_kwargs, save_config_kwargs={"overwrite": True},
-               **kwargs)
+               auto_configure_optimizers=False, **kwargs)
+
+
+class _ParseOnly(CodecCLI):
+    def instantiate_classes(self) -> None:
+        self.config_init = self.datamodule = self.model = self.trainer = None
+
+
+def parse_config(argv: Sequence[str], modality: str | None = None):
+    """Parse a training command line (no subcommand) into a jsonargparse Namespace without
+    instantiating anything: checks a recipe on a machine that could not run it."""
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    cls = type("CodecCLI_parse", (_ParseOnly,), {"modality": modality})
+    return cls(CodecLM, CodecDataModule, args=list(argv), run=False,
+               seed_everything_default=False, auto_configure_optimizers=False).config
 
 
 def main(argv: Sequence[str], modality: str, prog: str) -> int:
     """Entry point of ``jpeglm train`` / ``avclm train``; errors propagate as CodecLMError."""
-    make_cli(argv, modality, prog=prog)
+    what = {"jpeg": "JPEG-LM (images as JPEG bytes)", "h264": "AVC-LM (videos as H.264 bytes)"}
+    make_cli(argv, modality, prog=prog,
+             description=f"Train {what[modality]} with LightningCLI. Subcommands: fit, validate; "
+                         f"recipes in recipes/; `{prog} fit --help` lists every option.")
     return 0

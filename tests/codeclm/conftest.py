@@ -152,7 +152,7 @@ def golden_shards(tmp_path_factory) -> Path:
     """Deterministic synthetic bytes through a byte-only tokenizer (no merges), written by
     ``litdata.optimize``: the same token ids on every machine and library version."""
     tmp = tmp_path_factory.mktemp("golden")
-    samples = synthetic_bytes(80, seed=1234)
+    samples = synthetic_bytes(160, seed=1234, lo=30, hi=60)
     tok = ByteTokenizer.train(samples, MIN_VOCAB, "jpeg")
     return build_shards(tmp / "shards", samples, "jpeg", tokenizer=tok, writer="optimize",
                         chunk_tokens=2048)
