@@ -40,21 +40,14 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, ProfileError, TokenizerError
+from .litdata_offline import offline_litdata
+from .model_dir import COMMAND_OF
 from .profile import load_profile
 from .tokenizer import ByteTokenizer
 
-#: modality -> the command that trains it (for error messages)
-COMMAND_OF = {"jpeg": "jpeglm", "h264": "avclm"}
 #: shortest context (tokens) a model is built with (codeclm.models.llama_config)
 MIN_CONTEXT = 16
 
-
-def _no_litdata_version_check() -> None:
-    """litdata 0.2.44 asks PyPI for a newer release whenever a StreamingDataset is made (an
-    HTTP request with a 30 s timeout). Training never touches the network: answer "none"."""
-    import litdata.helpers
-
-    litdata.helpers._get_newer_version = lambda current: None
 
 
 def collate_blocks(items: list) -> torch.Tensor:
@@ -247,7 +240,7 @@ class CodecDataModule(L.LightningDataModule):
         from litdata import StreamingDataset
         from litdata.streaming.item_loader import TokensLoader
 
-        _no_litdata_version_check()
+        offline_litdata()
         return StreamingDataset(str(Path(path).resolve()), item_loader=TokensLoader(block_size=self.block_size),
                                 shuffle=shuffle, seed=self.seed)
 

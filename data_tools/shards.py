@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from codeclm.errors import InputError, TokenizerError
+from codeclm.litdata_offline import offline_litdata
 from codeclm.io import atomic_write
 
 INDEX_FILE = "index.json"
@@ -175,11 +176,3 @@ def streaming_dataset(directory: str | os.PathLike, block_size: int, **kwargs):
     return StreamingDataset(str(Path(directory).resolve()), item_loader=TokensLoader(block_size=block_size),
                             **kwargs)
 
-
-def offline_litdata() -> None:
-    """Stop litdata 0.2.44 asking PyPI for a newer version whenever a StreamingDataset is
-    made (``litdata.helpers._get_newer_version``: an HTTP request with a 30 s timeout).
-    The toolkit never touches the network at run time."""
-    import litdata.streaming.dataset as lds
-
-    lds._check_version_and_prompt_upgrade = lambda *_a, **_k: None
