@@ -218,7 +218,8 @@ def shard_bpb(loaded, path: str | os.PathLike, batch_size: int = 4, max_blocks: 
     :func:`codeclm.eval.metrics.bits_per_byte`. The shards' tokenizer must be the model's.
     Returns the metrics plus ``path`` and ``block_tokens``.
     """
-    from ..data_module import _no_litdata_version_check, collate_blocks, load_shard_meta
+    from ..data_module import collate_blocks, load_shard_meta
+    from ..litdata_offline import offline_litdata
     from ..lightning_module import token_byte_lengths
     from .metrics import bits_per_byte
 
@@ -239,7 +240,7 @@ def shard_bpb(loaded, path: str | os.PathLike, batch_size: int = 4, max_blocks: 
     from litdata import StreamingDataset
     from litdata.streaming.item_loader import TokensLoader
 
-    _no_litdata_version_check()
+    offline_litdata()
     ds = StreamingDataset(str(Path(path).resolve()), item_loader=TokensLoader(block_size=block),
                           shuffle=False)
     n_blocks = min(n_blocks, len(ds))
