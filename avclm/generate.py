@@ -21,6 +21,13 @@ sampled: the frame count ends the video. A verifier can take the gate's place
 (``gate=``; any object with ``fits``, ``observe``, ``replacement``, ``restart``,
 ``frames`` and ``in_picture`` as in :class:`~avclm.slice_gate.SliceGate`).
 
+**Verification (default).** Each row's gate is an :class:`~avclm.verifier.NalVerifier`
+(x264's exact slice header, canonical emulation prevention, and slice data that decodes
+under ``err_detect=explode``), and the row samples under an
+:class:`~avclm.verifier.NalConstraint` (token masks: no start-code emulation, x264's
+start codes, NAL and slice headers). ``verify=False`` (``--no-verify``) keeps only the
+header gate, for ablations. Per-row counts: ``stats["verify"]``.
+
 **Longer than one context window.** When a row's context has less room left than
 ``reserve`` tokens after a picture ends (default: 1.5x the largest picture so far), the
 row continues from a fresh prompt: its last decoded frame re-encoded with the canonical
@@ -51,6 +58,7 @@ from codeclm.sampler import ACCEPT, Reject, SamplingConfig, Session, Stop, load_
 
 from . import nal as nalmod
 from .slice_gate import SliceGate
+from .verifier import NalConstraint, NalVerifier
 
 #: tokens one NAL (one macroblock) may take before it is given up: an I_PCM macroblock
 #: is 384 bytes, and a token is at least one byte
@@ -156,7 +164,8 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
                    device: str | None = None, dtype=None, context: int | None = None,
                    max_nal_tokens: int = DEFAULT_MAX_NAL_TOKENS,
                    max_attempts: int = DEFAULT_MAX_ATTEMPTS, reserve: int | None = None,
-                   gate_factory=SliceGate) -> Iterator[Event]:
+                   verify: bool = True, gate_factory=None,
+                   constraint_factory=None) -> Iterator[Event]:
     """Generate ``frames`` new frames per row; yield :class:`NalEvent` / :class:`FrameEvent`
     as they are made and a final :class:`DoneEvent`.
 
@@ -165,9 +174,13 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
     pictures are written to the output first (the generated P pictures predict from
     them). ``context``: tokens of KV cache per row (default and maximum: the model's
     context). ``reserve``: tokens that must be left after a picture for the row to go on
-    without a continuation (see the module docstring). Stats: ``frames`` (per row,
-    generated), ``tokens_sampled``, ``tokens_per_s``, ``rejected`` and ``replaced`` NALs,
-    ``continuations``, ``frame_latency_ms`` (mean, max), ``seed``, ``wall_s``.
+    without a continuation (see the module docstring). ``verify``: NAL verification
+    and token masks (default) or the header gate only. ``gate_factory(profile)`` and
+    ``constraint_factory(tokenizer, gate)`` override the gate and the per-row sampler
+    constraint. Stats: ``frames`` (per row, generated), ``tokens_sampled``,
+    ``tokens_per_s``, ``rejected`` and ``replaced`` NALs, ``continuations``,
+    ``frame_latency_ms`` (mean, max), ``seed``, ``wall_s``, ``verify`` (per row: the
+    gate's :class:`~avclm.verifier.VerifyStats` as a dict, or None).
     """
     if frames < 1:
         raise ConfigError(f"--frames must be >= 1, got {frames}")
@@ -182,11 +195,22 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
     from .codec import encode_frames
     from .stream import StreamDecoder
 
+    if gate_factory is None:
+        gate_factory = NalVerifier if verify else SliceGate
     head, n_prompt_frames = prompt_units(profile, prompt, prompt_frames)
     target = n_prompt_frames + frames
     rows = [_Row(gate_factory(profile), StreamDecoder(profile, strict=False, max_frames=target + 1),
                  target) for _ in range(batch)]
     latencies: list[float] = []
+
+    def constraint_for(st: _Row):
+        """The row's token masks: None without verification (or with a gate that has no
+        stream plan)."""
+        if constraint_factory is not None:
+            return constraint_factory(tok, st.gate)
+        if verify and isinstance(st.gate, NalVerifier):
+            return NalConstraint(tok, st.gate)
+        return None
 
     def judge(r: int, unit) -> object:
         st = rows[r]
@@ -196,6 +220,8 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
         if not unit.truncated and nal and st.gate.fits(nal):
             st.picture_done |= st.gate.observe(nal)
             return Stop(keep=True) if st.gate.frames >= st.target else ACCEPT
+        if unit.truncated and hasattr(st.gate, "note_truncated"):
+            st.gate.note_truncated()
         if unit.attempt + 1 < max_attempts:
             return Reject()
         rep = st.gate.replacement()
@@ -206,7 +232,7 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
     session = Session(lm.model, tok, batch, config, max_length=context, modality="h264",
                       min_new_tokens=1 << 62, max_unit_tokens=max_nal_tokens, on_unit=judge)
     prompt_ids = tok.encode(b"".join(head), bos=True, eos=False)
-    session.start([prompt_ids] * batch)
+    session.start([prompt_ids] * batch, [constraint_for(st) for st in rows])
 
     def emit(r: int, unit: bytes, source: str, t_token: float | None = None) -> Iterator[Event]:
         st = rows[r]
@@ -257,7 +283,7 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
         if len(ids) + (reserve or 1) >= session.kv.max_length:
             raise ConfigError(f"a context of {session.kv.max_length} tokens cannot hold the "
                               f"{len(ids)}-token continuation prompt and a picture")
-        session.restart(r, ids)
+        session.restart(r, ids, constraint_for(st))
         st.frame_start_tokens = len(ids)
 
     for r in range(batch):
@@ -301,6 +327,7 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
         frame_latency_ms=(1e3 * float(np.mean(latencies)) if latencies else 0.0,
                           1e3 * float(np.max(latencies)) if latencies else 0.0),
         context=session.kv.max_length,
+        verify=[st.gate.stats.as_dict() if hasattr(st.gate, "stats") else None for st in rows],
         wall_s=time.perf_counter() - t_start,
     )
     yield DoneEvent(stats)

@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="tokens one NAL unit may take before it is sampled again (default 400)")
     g.add_argument("--max-attempts", type=int, default=None, metavar="N",
                    help="tries per NAL unit before a canonical one is used (default 4)")
+    g.add_argument("--no-verify", action="store_true",
+                   help="ablation: no token masks and no slice-data check, only the slice-header "
+                   "gate (default: every NAL unit is verified, see avclm/verifier.py)")
     g.add_argument("--context", type=int, default=None, metavar="TOKENS",
                    help="KV cache per sample in tokens (default: the model's context)")
 
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--frames must be >= 1, got {args.frames}")
     config = sampling_config(args)
     lm = load_model(args.model, "h264", args.device)
-    kw = {}
+    kw = {"verify": not args.no_verify}
     if args.max_nal_tokens is not None:
         kw["max_nal_tokens"] = args.max_nal_tokens
     if args.max_attempts is not None:
@@ -123,6 +126,13 @@ def run(args: argparse.Namespace) -> int:
             sink.close(lm.profile)
     if not args.quiet:
         where = "stdout" if args.output == "-" else ", ".join(paths)
+        checked = [v for v in stats.get("verify") or [] if v]
+        if checked:
+            total = {k: sum(v[k] for v in checked) for k in
+                     ("nals_checked", "passed", "truncated", "retries", "substitutions")}
+            print(f"verifier: {total['passed']} of {total['nals_checked']} NALs passed, "
+                  f"{total['truncated']} cut off at --max-nal-tokens; {total['retries']} "
+                  f"sampled again, {total['substitutions']} substituted", file=sys.stderr)
         print(f"{sum(stats['frames'])} frames -> {where}  ({stats['tokens_sampled']} tokens, "
               f"{stats['tokens_per_s']:.0f} tok/s, {stats['replaced']} NALs replaced, "
               f"{stats['continuations']} continuations, seed {stats['seed']})", file=sys.stderr)

@@ -1,0 +1,1133 @@
+"""NAL verification for generated H.264: valid by construction, checked NAL by NAL.
+
+Two layers keep a sampled stream decodable under the strict decoder
+(``avclm.stream.decode_annexb(strict=True)``, ``err_detect=explode``), byte for byte in
+the form x264 writes with the canonical profile:
+
+1. **Token masks** (:class:`NalConstraint`, a :class:`codeclm.sampler.Constraint`):
+   cheap byte rules applied before each draw.
+
+   - *Emulation prevention*: inside a NAL unit ``00 00 00``, ``00 00 01``, ``00 00 02``
+     never occur, ``00 00 03`` (the escape) is followed by a byte <= 3, and a NAL does
+     not end in ``00`` or in an escape byte. A start code may only open a token (or
+     complete zeros the previous token ended with): the tokenizer's pre-split puts
+     every start code at the start of a token.
+   - *Start codes as x264 writes them*: 4 bytes before the first NAL of an access unit
+     (SPS, and the first slice of a non-IDR picture), 3 bytes elsewhere (the IDR slice
+     after the PPS, every slice but a picture's first).
+   - *NAL headers and slice headers the profile can produce*: the NAL header byte
+     (forbidden bit 0, x264's nal_ref_idc: 3 for SPS/PPS/IDR, 2 for other slices) and
+     the whole slice header up to the slice data, bit for bit: the next macroblock,
+     slice_type (7 for I, 5 for P: x264 writes type + 5), the PPS id, frame_num (one
+     more than the previous picture's), idr_pic_id (x264 alternates 0 and 1), the
+     reference count override (min(pictures since the IDR, refs)), the reference
+     marking bits, slice_qp_delta and the deblocking fields. SPS and PPS (nal_unit_type
+     7/8, exactly the canonical bytes) only where x264 writes them: before an IDR
+     picture, which may start a picture ``keyint_min`` or more pictures after the last
+     IDR (a scene cut); a scene cut nearer than that gives a non-IDR I picture, also
+     allowed; an IDR is forced at ``keyint``.
+
+   Masks are a handful of vectorized comparisons over per-token byte facts computed
+   once per tokenizer (:class:`TokenFacts`: start-code completion, leading zeros,
+   validity and end state of the payload automaton from each of its 6 states, the
+   token's first bytes for header patterns), cached by the state that decides them
+   (trailing zeros, escape state, position in the NAL while inside the header pattern,
+   the header pattern itself, and the next NAL's pattern for tokens that open one).
+
+2. **A NAL check** (:class:`NalVerifier`, a :class:`~avclm.slice_gate.SliceGate` for
+   ``avclm.generate.generate_video(gate_factory=...)``): each completed NAL unit must be
+   exactly what the masks allow (header bits, canonical emulation prevention, SPS/PPS
+   bytes) *and its slice data must decode*: the slice is decoded by libavcodec with
+   ``err_detect=explode+aggressive`` as the only macroblock of a 16x16 picture
+   (see :class:`SliceDecodeCheck`); any error, a concealed (corrupt) frame, a missing
+   frame, or bits left after the macroblock fail it.
+
+**Why a one-macroblock picture is a faithful test.** With ``slice_max_mbs=1`` every
+macroblock is its own slice, and H.264 treats macroblocks of other slices as
+unavailable: for intra prediction (modes and samples), for the CAVLC ``nC`` context of
+coefficient tokens, and for motion vector prediction. A macroblock at address ``k``
+therefore parses and predicts exactly as the only macroblock of a 1x1 picture, where
+the neighbours are unavailable because they are outside the picture. What changes when
+the slice moves to address 0 is the length of ``first_mb_in_slice`` (ue(v)), which
+would shift the bit alignment that ``pcm_alignment_zero_bit`` (I_PCM) depends on; the
+test SPS compensates with a longer ``frame_num`` (log2_max_frame_num + 0, 2, 4 or 6
+bits), so the slice data starts at the same bit position modulo 8. Motion vectors
+pointing outside the 16x16 reference are legal (unrestricted MVs) and clamp, as they do
+at the real picture's edges. The test decoders keep 3 reference frames (decoded
+candidates slide through them), so any ``ref_idx`` the header allows is present.
+Consequently a slice accepted here decodes without error in the real picture, and
+``mb_skip_run`` > 1 (a run into the next slice's macroblock) or trailing bits are
+rejected (stricter than the real decoder needs, never looser than x264 writes).
+
+**Rollback.** ``generate_video`` rolls a rejected NAL back in the KV cache and samples
+it again; after ``max_attempts`` tries :meth:`NalVerifier.replacement` substitutes a
+canonical NAL for that position (:meth:`SliceGate.replacement`'s P_Skip or flat-intra
+slice with x264's idr_pic_id, a flat intra slice in a non-IDR I picture, or the
+canonical PPS after a generated SPS), so the stream always decodes.
+Counts and timings per clip: :attr:`NalVerifier.stats` (:class:`VerifyStats`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+import time
+from typing import NamedTuple
+
+import av
+import av.error
+import numpy as np
+import torch
+
+from codeclm.errors import DecodeError, ProfileError
+
+from . import nal as nalmod
+from .profile import AvcProfile
+from .slice_gate import SliceGate, _templates
+
+#: bytes of a NAL's head kept to read its slice header (first_mb .. idr_pic_id)
+HEAD_BYTES = 16
+#: masks kept per tokenizer (each is ``vocab_size`` bools)
+MASK_CACHE_SIZE = 8192
+
+
+# =============================================================================== bits
+class _BitWriter:
+    """MSB-first bit accumulator (value, nbits) with Exp-Golomb codes."""
+
+    __slots__ = ("n", "value")
+
+    def __init__(self):
+        self.value, self.n = 0, 0
+
+    def u(self, n: int, v: int) -> _BitWriter:
+        if v < 0 or v >> n:
+            raise ValueError(f"{v} does not fit {n} bits")
+        self.value, self.n = (self.value << n) | v, self.n + n
+        return self
+
+    def ue(self, v: int) -> _BitWriter:
+        x = v + 1
+        return self.u(2 * x.bit_length() - 1, x)
+
+    def se(self, v: int) -> _BitWriter:
+        return self.ue(2 * v - 1 if v > 0 else -2 * v)
+
+
+#: ``00 00`` that needs an emulation-prevention byte after it (nal.rbsp_to_ebsp uses
+#: ``$``, which also matches before a final ``0a`` byte: a spurious escape there)
+_NEEDS_EPB = re.compile(rb"\x00\x00(?=[\x00-\x03]|\Z)")
+#: what canonical EBSP never holds: a start-code prefix, ``00 00 02``, or an escape
+#: not followed by a byte <= 3
+_BAD_EBSP = re.compile(rb"\x00\x00(?:[\x00-\x02]|\x03(?=[\x04-\xff]))")
+
+
+def _to_ebsp(rbsp: bytes) -> bytes:
+    return _NEEDS_EPB.sub(b"\x00\x00\x03", rbsp)
+
+
+def _ue_len(v: int) -> int:
+    return 2 * (v + 1).bit_length() - 1
+
+
+def _rbsp_int(nal: bytes) -> tuple[int, int]:
+    """A NAL (no start code) -> its RBSP as (int, bit count)."""
+    rbsp = nalmod.ebsp_to_rbsp(nal[1:])
+    return int.from_bytes(rbsp, "big"), 8 * len(rbsp)
+
+
+def _data_bits(value: int, total: int, start: int) -> tuple[int, int]:
+    """RBSP bits from bit ``start`` up to (not including) the rbsp_stop_one_bit:
+    (int, bit count). Raises DecodeError without a stop bit after ``start``."""
+    tail = value & ((1 << (total - start)) - 1) if total > start else 0
+    if tail == 0:
+        raise DecodeError("no rbsp_stop_one_bit after the header")
+    zeros = (tail & -tail).bit_length() - 1
+    return tail >> (zeros + 1), total - start - zeros - 1
+
+
+def _nal_bytes(nal_byte: int, header: tuple[int, int], data: tuple[int, int]) -> bytes:
+    """NAL header byte + RBSP (header bits, data bits, stop bit, zero alignment) in
+    EBSP form."""
+    (hv, hn), (dv, dn) = header, data
+    value, n = (((hv << dn) | dv) << 1) | 1, hn + dn + 1
+    pad = -n % 8
+    return bytes([nal_byte]) + _to_ebsp((value << pad).to_bytes((n + pad) // 8, "big"))
+
+
+# =============================================================================== SPS / PPS / slice header
+@dataclasses.dataclass(frozen=True)
+class PpsFields:
+    """The PPS fields a slice header depends on (section 7.3.2.2)."""
+
+    pps_id: int
+    sps_id: int
+    cabac: bool
+    bottom_field_pic_order: bool
+    num_slice_groups: int
+    num_ref_idx_l0_default: int  # num_ref_idx_l0_default_active_minus1 + 1
+    weighted_pred: bool
+    weighted_bipred_idc: int
+    deblocking_control: bool
+    redundant_pic_cnt: bool
+
+
+def parse_pps_fields(nal: bytes) -> PpsFields:
+    """Parse a PPS NAL unit (type 8, no start code) up to redundant_pic_cnt_present_flag."""
+    if nalmod.nal_type(nal) != nalmod.NAL_PPS:
+        raise DecodeError(f"not a PPS (nal_unit_type {nalmod.nal_type(nal)})")
+    r = nalmod.BitReader(nalmod.ebsp_to_rbsp(nal[1:]))
+    pps_id, sps_id, cabac, bottom = r.ue(), r.ue(), r.flag(), r.flag()
+    groups = r.ue() + 1
+    if groups > 1:
+        raise DecodeError("slice groups (FMO) are not supported")
+    l0, _l1 = r.ue() + 1, r.ue() + 1
+    weighted, bipred = r.flag(), r.u(2)
+    r.se(), r.se(), r.se()  # pic_init_qp_minus26, pic_init_qs_minus26, chroma_qp_index_offset
+    deblock = r.flag()
+    r.u(1)  # constrained_intra_pred_flag
+    redundant = r.flag()
+    return PpsFields(pps_id, sps_id, cabac, bottom, groups, l0, weighted, bipred, deblock, redundant)
+
+
+@dataclasses.dataclass(frozen=True)
+class SliceFields:
+    """Every slice header field the canonical profile writes (section 7.3.3), for
+    baseline CAVLC slices with pic_order_cnt_type 2. ``num_ref_override``: None when
+    num_ref_idx_active_override_flag is 0 (or the slice is I), else
+    num_ref_idx_l0_active_minus1. ``dec_ref``: IDR (no_output_of_prior_pics,
+    long_term_reference), other reference slices (adaptive_ref_pic_marking_mode,),
+    non-reference slices (). ``deblock``: (), (idc,) or (idc, alpha_div2, beta_div2)."""
+
+    nal_byte: int
+    first_mb: int
+    slice_type: int
+    pps_id: int
+    frame_num: int
+    idr_pic_id: int | None
+    num_ref_override: int | None
+    dec_ref: tuple[int, ...]
+    qp_delta: int
+    deblock: tuple[int, ...]
+
+    @property
+    def is_idr(self) -> bool:
+        return self.nal_byte & 0x1F == nalmod.NAL_IDR
+
+    @property
+    def kind(self) -> int:
+        return self.slice_type % 5
+
+
+def _check_sps(sps: nalmod.Sps) -> None:
+    if sps.pic_order_cnt_type != 2 or not sps.frame_mbs_only or sps.separate_colour_plane:
+        raise ProfileError("the NAL verifier supports progressive streams with "
+                           f"pic_order_cnt_type 2 (got {sps.pic_order_cnt_type})")
+
+
+def _check_pps(pps: PpsFields) -> None:
+    if pps.cabac or pps.weighted_pred or pps.redundant_pic_cnt or pps.num_slice_groups != 1:
+        raise ProfileError("the NAL verifier supports baseline CAVLC PPS without weighted "
+                           "prediction, redundant pictures or slice groups")
+
+
+def parse_slice_fields(nal: bytes, sps: nalmod.Sps, pps: PpsFields) -> tuple[SliceFields, int, int, int]:
+    """A slice NAL (no start code) -> (fields, header bits, RBSP int, RBSP bits).
+
+    The header bit count is where slice_data() begins in the RBSP. Raises DecodeError
+    for anything the canonical profile never writes (B/SP/SI slices, reference list
+    modification, memory management operations, another PPS)."""
+    t = nalmod.nal_type(nal)
+    if t not in (nalmod.NAL_SLICE, nalmod.NAL_IDR) or nal[0] & 0x80:
+        raise DecodeError(f"not a baseline slice NAL (header byte {nal[0]:#04x})")
+    value, total = _rbsp_int(nal)
+    r = nalmod.BitReader(value.to_bytes(total // 8, "big"))
+    first_mb, slice_type, pps_id = r.ue(), r.ue(), r.ue()
+    if slice_type % 5 not in (nalmod.SLICE_P, nalmod.SLICE_I) or slice_type > 9:
+        raise DecodeError(f"slice_type {slice_type} is not P or I")
+    if pps_id != pps.pps_id:
+        raise DecodeError(f"slice refers to PPS {pps_id}")
+    frame_num = r.u(sps.log2_max_frame_num)
+    idr_pic_id = r.ue() if t == nalmod.NAL_IDR else None
+    override = None
+    if slice_type % 5 == nalmod.SLICE_P:
+        if r.flag():
+            override = r.ue()
+            if override > 31:
+                raise DecodeError(f"num_ref_idx_l0_active_minus1 {override} out of range")
+        if r.flag():
+            raise DecodeError("ref_pic_list_modification (x264 never writes it here)")
+    dec_ref: tuple[int, ...] = ()
+    if nal[0] & 0x60:
+        if t == nalmod.NAL_IDR:
+            dec_ref = (r.u(1), r.u(1))
+        else:
+            dec_ref = (r.u(1),)
+            if dec_ref[0]:
+                raise DecodeError("adaptive_ref_pic_marking (x264 never writes it here)")
+    qp_delta = r.se()
+    deblock: tuple[int, ...] = ()
+    if pps.deblocking_control:
+        idc = r.ue()
+        deblock = (idc,) if idc == 1 else (idc, r.se(), r.se())
+        if idc > 2:
+            raise DecodeError(f"disable_deblocking_filter_idc {idc} out of range")
+    return (SliceFields(nal[0], first_mb, slice_type, pps_id, frame_num, idr_pic_id, override,
+                        dec_ref, qp_delta, deblock), r.pos, value, total)
+
+
+def compose_slice_header(f: SliceFields, log2_max_frame_num: int, first_mb: int | None = None,
+                         frame_num: int | None = None) -> tuple[int, int]:
+    """Slice header RBSP bits (without the NAL header byte): (int, bit count); the
+    inverse of :func:`parse_slice_fields` for the fields it accepts. ``first_mb`` and
+    ``frame_num`` override the fields' values."""
+    w = _BitWriter().ue(f.first_mb if first_mb is None else first_mb).ue(f.slice_type).ue(f.pps_id)
+    fn = f.frame_num if frame_num is None else frame_num
+    w.u(log2_max_frame_num, fn % (1 << log2_max_frame_num))
+    if f.is_idr:
+        w.ue(f.idr_pic_id or 0)
+    if f.kind == nalmod.SLICE_P:
+        w.u(1, f.num_ref_override is not None)
+        if f.num_ref_override is not None:
+            w.ue(f.num_ref_override)
+        w.u(1, 0)  # ref_pic_list_modification_flag_l0
+    for b in f.dec_ref:
+        w.u(1, b)
+    w.se(f.qp_delta)
+    if f.deblock:
+        w.ue(f.deblock[0])
+        for v in f.deblock[1:]:
+            w.se(v)
+    return w.value, w.n
+
+
+def rewrite_sps(nal: bytes, *, log2_max_frame_num: int, width_mbs: int, height_mbs: int) -> bytes:
+    """An SPS NAL (baseline/main, pic_order_cnt_type 2) with another log2_max_frame_num
+    and picture size (no cropping); every other field, the VUI included, is kept."""
+    value, total = _rbsp_int(nal)
+    r = nalmod.BitReader(value.to_bytes(total // 8, "big"))
+    w = _BitWriter().u(24, r.u(24))  # profile_idc, constraint flags, level_idc
+    w.ue(r.ue())  # seq_parameter_set_id
+    sps = nalmod.parse_sps(nal)
+    if sps.profile_idc not in (66, 77, 88):
+        raise ProfileError(f"SPS profile_idc {sps.profile_idc}: the verifier needs baseline/main")
+    r.ue()
+    if not 4 <= log2_max_frame_num <= 16:
+        raise ProfileError(f"log2_max_frame_num {log2_max_frame_num} out of range")
+    w.ue(log2_max_frame_num - 4)
+    poc = r.ue()
+    if poc != 2:
+        raise ProfileError(f"pic_order_cnt_type {poc}: the verifier needs 2")
+    w.ue(poc).ue(r.ue()).u(1, r.u(1))  # max_num_ref_frames, gaps_in_frame_num_allowed
+    r.ue(), r.ue()
+    w.ue(width_mbs - 1).ue(height_mbs - 1)
+    if not r.flag():
+        raise ProfileError("interlaced SPS")
+    w.u(1, 1).u(1, r.u(1))  # frame_mbs_only, direct_8x8_inference
+    if r.flag():
+        for _ in range(4):
+            r.ue()
+    w.u(1, 0)  # no cropping
+    rest = _data_bits(value, total, r.pos)  # vui_parameters_present_flag and the VUI
+    return _nal_bytes(nal[0], (w.value, w.n), rest)
+
+
+# =============================================================================== stream facts and plan
+class PlanState(NamedTuple):
+    """Where a canonical stream stands between two NAL units (what x264 may write next).
+
+    ``next_mb``: macroblock of the next slice (0: a picture boundary); ``ps``: 0, or 1
+    after an SPS (a PPS follows), 2 after a PPS (an IDR picture follows);
+    ``need_idr``: no IDR since the stream (re)started; ``since_idr``: pictures since the
+    last IDR (the open one included); ``frame_num`` of the last or open picture;
+    ``open_kind``: "idr", "i" or "p" while a picture is open, else None;
+    ``idr_pic_id``: of the open IDR picture, ``last_idr_pic_id`` of the last one."""
+
+    next_mb: int = 0
+    ps: int = 0
+    need_idr: bool = True
+    since_idr: int = 0
+    frame_num: int = -1
+    open_kind: str | None = None
+    idr_pic_id: int | None = None
+    last_idr_pic_id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Expect:
+    """One NAL unit x264 may write next.
+
+    ``kind``: "sps", "pps" or "slice"; ``sc_len``: its start code length (3 or 4);
+    ``nal``: the exact bytes of an SPS/PPS; ``fields``/``header``: a slice's header
+    fields and its header RBSP bits (int, count). ``mask``/``value``: byte pattern
+    over the NAL's first ``len(mask)`` bytes (header byte included) that every
+    acceptable NAL matches; ``exact``: the NAL is exactly that long; ``min_len``: the
+    NAL's shortest possible length in bytes."""
+
+    kind: str
+    sc_len: int
+    nal: bytes | None
+    fields: SliceFields | None
+    header: tuple[int, int] | None
+    mask: bytes
+    value: bytes
+    exact: bool
+    min_len: int
+
+
+def _pattern(nal_byte: int, header: tuple[int, int]) -> tuple[bytes, bytes]:
+    """Byte pattern (mask, value) of a NAL whose RBSP starts with ``header`` bits. It
+    stops before a position an emulation-prevention byte could shift (two zero bytes)."""
+    hv, hn = header
+    full, part = divmod(hn, 8)
+    rb = (hv >> part).to_bytes(full, "big") if full else b""
+    mask, value = [0xFF], [nal_byte]
+    for i, b in enumerate(rb):
+        mask.append(0xFF)
+        value.append(b)
+        if b == 0 and i and rb[i - 1] == 0:
+            return bytes(mask), bytes(value)
+    if part:
+        mask.append(((1 << part) - 1) << (8 - part))
+        value.append((hv & ((1 << part) - 1)) << (8 - part))
+    return bytes(mask), bytes(value)
+
+
+class StreamFacts:
+    """What the canonical profile writes, learned once from x264 itself: SPS/PPS bytes,
+    the slice header fields of IDR, I and P pictures (P: per reference count), the
+    slice data of the canonical flat-intra and P_Skip macroblocks. Shared by all gates
+    and constraints of a profile (:func:`stream_facts`)."""
+
+    def __init__(self, profile: AvcProfile):
+        from .codec import canonical_header
+
+        self.profile = profile
+        self.sps_nal, self.pps_nal = nalmod.split_annexb(canonical_header(profile))
+        self.sps = nalmod.parse_sps(self.sps_nal)
+        self.pps = parse_pps_fields(self.pps_nal)
+        _check_sps(self.sps)
+        _check_pps(self.pps)
+        self.log2_max_frame_num = self.sps.log2_max_frame_num
+        self.max_frame_num = 1 << self.log2_max_frame_num
+        self.mbs = profile.mbs_per_frame
+        self.max_refs = self.sps.max_num_ref_frames
+        self.keyint, self.keyint_min = profile.keyint, profile.keyint_min
+        _, pictures = _templates(profile)
+        parsed = [[parse_slice_fields(nalmod.strip_start_code(u), self.sps, self.pps) for u in pic]
+                  for pic in pictures]
+        idr = parsed[0][0]
+        self.idr_fields = idr[0]
+        self.intra_data = _data_bits(idr[2], idr[3], idr[1])  # the flat intra macroblock
+        #: refs (1..) -> header fields of a P slice with that many references
+        self.p_fields = {r: parsed[r][0][0] for r in range(1, len(parsed))}
+        p = parsed[1][0]
+        self.skip_data = _data_bits(p[2], p[3], p[1])  # P_Skip: mb_skip_run = 1
+        self.i_fields = dataclasses.replace(  # a non-IDR I picture (a scene cut < keyint_min)
+            self.idr_fields, nal_byte=p[0].nal_byte, idr_pic_id=None, dec_ref=(0,))
+        self._expect_cache: dict[PlanState, tuple[Expect, ...]] = {}
+
+    # ------------------------------------------------------------------ the plan
+    def observe(self, st: PlanState, nal: bytes) -> PlanState:
+        """The state after NAL unit ``nal`` (no start code; a slice's first
+        HEAD_BYTES bytes suffice). Lenient: follows whatever the NAL says, as
+        :meth:`SliceGate.observe` does. Raises DecodeError for an unreadable slice header."""
+        t = nal[0] & 0x1F
+        if t == nalmod.NAL_SPS:
+            return st._replace(ps=1, need_idr=True)
+        if t == nalmod.NAL_PPS:
+            return st._replace(ps=2, need_idr=True)
+        if t not in nalmod.PICTURE_NAL_TYPES:
+            return st
+        h = nalmod.parse_slice_header(nal, self.sps)
+        if st.open_kind is None:
+            idr = h.is_idr
+            kind = "idr" if idr else ("i" if h.slice_type % 5 == nalmod.SLICE_I else "p")
+            st = st._replace(
+                ps=0, open_kind=kind, frame_num=h.frame_num, idr_pic_id=h.idr_pic_id,
+                since_idr=0 if idr else st.since_idr + 1, need_idr=False if idr else st.need_idr,
+                last_idr_pic_id=h.idr_pic_id if idr else st.last_idr_pic_id)
+        nxt = h.first_mb + 1
+        if nxt >= self.mbs:
+            return st._replace(next_mb=0, open_kind=None)
+        return st._replace(next_mb=nxt)
+
+    def expect(self, st: PlanState) -> tuple[Expect, ...]:
+        """The NAL units x264 may write next, most common first (a P slice before the
+        SPS of a scene-cut IDR)."""
+        got = self._expect_cache.get(st)
+        if got is None:
+            if len(self._expect_cache) > 65536:
+                self._expect_cache.clear()
+            got = self._expect_cache[st] = self._expect(st)
+        return got
+
+    def _expect(self, st: PlanState) -> tuple[Expect, ...]:
+        if st.open_kind is not None:  # the next slice of the open picture
+            return (self._slice(st.open_kind, st.next_mb, st.frame_num, st.idr_pic_id,
+                                st.since_idr, 3),)
+        if st.ps == 1:
+            return (self._param(self.pps_nal),)
+        if st.ps == 2:
+            idr_id = 0 if st.last_idr_pic_id is None else st.last_idr_pic_id ^ 1
+            return (self._slice("idr", 0, 0, idr_id, 0, 3),)
+        if st.need_idr:
+            return (self._param(self.sps_nal),)
+        dist = st.since_idr + 1  # the new picture's distance from the last IDR
+        fn = (st.frame_num + 1) % self.max_frame_num
+        if dist >= self.keyint:
+            return (self._param(self.sps_nal),)
+        alts = [self._slice("p", 0, fn, None, dist, 4)]
+        if dist < self.keyint_min:
+            alts.append(self._slice("i", 0, fn, None, dist, 4))
+        else:
+            alts.append(self._param(self.sps_nal))
+        return tuple(alts)
+
+    def _param(self, nal: bytes) -> Expect:
+        return Expect("sps" if nalmod.nal_type(nal) == nalmod.NAL_SPS else "pps", 4, nal, None, None,
+                      b"\xff" * len(nal), nal, True, len(nal))
+
+    def slice_fields(self, kind: str, mb: int, frame_num: int, idr_pic_id: int | None,
+                     since_idr: int) -> SliceFields:
+        """Header fields x264 writes for macroblock ``mb`` of a picture of ``kind``."""
+        if kind == "idr":
+            base = dataclasses.replace(self.idr_fields, idr_pic_id=idr_pic_id)
+        elif kind == "i":
+            base = self.i_fields
+        else:
+            refs = max(1, min(since_idr, self.max_refs, max(self.p_fields)))
+            base = self.p_fields[refs]
+        return dataclasses.replace(base, first_mb=mb, frame_num=frame_num)
+
+    def _slice(self, kind: str, mb: int, frame_num: int, idr_pic_id: int | None,
+               since_idr: int, sc_len: int) -> Expect:
+        f = self.slice_fields(kind, mb, frame_num, idr_pic_id, since_idr)
+        header = compose_slice_header(f, self.log2_max_frame_num)
+        mask, value = _pattern(f.nal_byte, header)
+        # header byte, header bits, at least one data bit and the stop bit
+        min_len = 1 + -(-(header[1] + 2) // 8)
+        return Expect("slice", sc_len, None, f, header, mask, value, False, min_len)
+
+
+@functools.cache
+def stream_facts(profile: AvcProfile) -> StreamFacts:
+    """The :class:`StreamFacts` of ``profile`` (made once: two small x264 encodes)."""
+    return StreamFacts(profile)
+
+
+# =============================================================================== slice data check
+class _MiniDecoder:
+    """A libavcodec H.264 decoder for 16x16 test pictures with a given log2_max_frame_num.
+
+    ``idr=False``: primed with a flat IDR picture and three P_Skip pictures, so three
+    short-term references are always held; each accepted candidate (a reference
+    picture) slides through them; after a failed one it is primed again (the IDR
+    flushes whatever the failure left). ``idr=True``: every candidate is an IDR picture
+    (a failed one leaves nothing behind: tested)."""
+
+    def __init__(self, facts: StreamFacts, log2: int, idr: bool):
+        self.facts, self.log2, self.idr = facts, log2, idr
+        self.sps = rewrite_sps(facts.sps_nal, log2_max_frame_num=log2, width_mbs=1, height_mbs=1)
+        self.ctx = None
+        self.primed = False
+        self.frame_num = 0
+        self.primes = 0
+        self._headers: dict[tuple, tuple[int, int]] = {}  # test header bits, by fields
+        f = facts
+        prime = [(f.slice_fields("idr", 0, 0, 0, 0), f.intra_data)]
+        prime += [(f.slice_fields("p", 0, k, None, k), f.skip_data) for k in range(1, f.max_refs + 1)]
+        self._prime = [nalmod.START_CODE + _nal_bytes(
+            fd.nal_byte, compose_slice_header(fd, log2, 0, fd.frame_num), data) for fd, data in prime]
+
+    def _open(self) -> None:
+        ctx = av.CodecContext.create("h264", "r")
+        ctx.thread_count = 1
+        ctx.thread_type = "NONE"
+        ctx.options = {"err_detect": "crccheck+bitstream+buffer+explode+aggressive"}
+        self.ctx, self.head = ctx, nalmod.join_annexb([self.sps, self.facts.pps_nal])
+
+    def _prime_refs(self) -> None:
+        """Decode the flat IDR and P_Skip pictures: three fresh references."""
+        for attempt in range(2):
+            if self.ctx is None:
+                self._open()
+            if all(self._send(p) is None for p in self._prime):
+                self.primed, self.frame_num = True, len(self._prime)
+                self.primes += 1
+                return
+            self.ctx = None  # the context itself is unusable: open a new one
+        raise DecodeError("the verifier's test decoder rejects canonical slices")
+
+    def _send(self, payload: bytes) -> str | None:
+        """Decode one packet holding one picture; None if clean, else the reason."""
+        payload, self.head = self.head + payload, b""
+        try:
+            frames = self.ctx.decode(av.Packet(payload))
+        except av.error.FFmpegError as e:
+            return f"decoder error ({e})"
+        if len(frames) != 1:
+            return f"decoder returned {len(frames)} frames"
+        if frames[0].is_corrupt:
+            return "decoder concealed errors"
+        return None
+
+    def check(self, fields: SliceFields, data: tuple[int, int]) -> str | None:
+        """Decode the slice moved to macroblock 0 (with the decoder's next frame_num);
+        None if clean, else the reason."""
+        if self.idr:
+            if self.ctx is None:
+                self._open()
+        elif not self.primed:
+            self._prime_refs()
+        fn = 0 if self.idr else self.frame_num
+        f = fields
+        key = (f.nal_byte, f.slice_type, f.pps_id, f.idr_pic_id, f.num_ref_override, f.dec_ref,
+               f.qp_delta, f.deblock, fn)
+        header = self._headers.get(key)
+        if header is None:
+            if len(self._headers) > 4096:
+                self._headers.clear()
+            header = self._headers[key] = compose_slice_header(fields, self.log2, 0, fn)
+        reason = self._send(nalmod.START_CODE + _nal_bytes(fields.nal_byte, header, data))
+        if not self.idr:
+            if reason is None:
+                self.frame_num = (self.frame_num + 1) % (1 << self.log2)
+            else:
+                self.primed = False  # the failed picture may have entered the references
+        return reason
+
+
+class SliceDecodeCheck:
+    """Decodes one slice's data as the only macroblock of a 16x16 picture (see the
+    module docstring). ``check(fields, data)`` -> None if it decodes cleanly, else the
+    reason. Eight decoders at most: IDR / non-IDR x four frame_num widths."""
+
+    def __init__(self, facts: StreamFacts):
+        self.facts = facts
+        self._decoders: dict[tuple[int, bool], _MiniDecoder] = {}
+
+    def _log2_for(self, first_mb: int) -> int:
+        """A frame_num width that keeps the slice data's bit alignment when
+        first_mb_in_slice becomes 0: (ue length - 1) more bits, modulo 8."""
+        log2 = self.facts.log2_max_frame_num + (_ue_len(first_mb) - 1) % 8
+        return log2 - 8 if log2 > 16 else log2
+
+    def check(self, fields: SliceFields, data: tuple[int, int]) -> str | None:
+        key = (self._log2_for(fields.first_mb), fields.is_idr)
+        dec = self._decoders.get(key)
+        if dec is None:
+            dec = self._decoders[key] = _MiniDecoder(self.facts, key[0], key[1])
+        return dec.check(fields, data)
+
+
+# =============================================================================== the gate
+@dataclasses.dataclass
+class VerifyStats:
+    """Per clip (one gate per batch row). ``nals_checked`` NAL units went through the
+    check: ``passed`` or ``failed`` (``reasons``: "header", "emulation", "data");
+    ``truncated``: NALs the sampler cut off at ``max_nal_tokens`` (reported with
+    :meth:`NalVerifier.note_truncated`, never checked). Each failed or truncated NAL was
+    either sampled again (``retries``) or replaced by a canonical NAL
+    (``substitutions``): ``failed + truncated == retries + substitutions``. ``fills``:
+    canonical NALs put in without a failure (the rest of a picture when the context
+    runs out; also truncated NALs a caller did not report). ``check_s``: seconds in
+    the check, ``decode_s`` of it in the test decoder."""
+
+    nals_checked: int = 0
+    passed: int = 0
+    failed: int = 0
+    truncated: int = 0
+    retries: int = 0
+    substitutions: int = 0
+    fills: int = 0
+    check_s: float = 0.0
+    decode_s: float = 0.0
+    reasons: dict = dataclasses.field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["check_us_per_nal"] = 1e6 * self.check_s / self.nals_checked if self.nals_checked else 0.0
+        return d
+
+
+class NalVerifier(SliceGate):
+    """A :class:`SliceGate` that checks whole NAL units: header bits exactly as x264
+    writes them at this point of the stream, canonical emulation prevention, SPS/PPS
+    bytes where x264 writes parameter sets, and slice data that decodes (see
+    :class:`SliceDecodeCheck`). Use as ``generate_video(gate_factory=NalVerifier)``.
+
+    ``fits(nal)`` also records the reason of a failure in :attr:`last_reason` and
+    counts into :attr:`stats`; ``check_data=False`` leaves the decode out (header
+    level only, for ablations). ``after_header``: the stream's SPS and PPS have been
+    written already (generation: the prompt starts with them, and ``generate_video``
+    observes only its pictures), so an IDR picture comes first; False for checking a
+    whole stream from its first byte.
+
+    Counters a :class:`NalConstraint` reads: ``observed`` NAL units (prompt, accepted,
+    replacements) and ``rollbacks``: verdicts after which the row's bytes end at the
+    last observed NAL (a failed check, a truncated NAL, a replacement)."""
+
+    def __init__(self, profile: AvcProfile, check_data: bool = True, after_header: bool = True):
+        super().__init__(profile)
+        self.facts = stream_facts(profile)
+        self.plan = PlanState(ps=2) if after_header else PlanState()
+        self.check_data = check_data
+        self.stats = VerifyStats()
+        self.last_reason: str | None = None
+        self.observed = 0
+        self.rollbacks = 0
+        self._failed_last = False
+        self._decoder = _decode_check(profile) if check_data else None
+
+    # ------------------------------------------------------------------ gate API
+    def restart(self) -> None:
+        """A new coded video sequence follows: an IDR picture from a fresh encoder
+        (its SPS/PPS implied), as after a continuation."""
+        super().restart()
+        self.plan = PlanState(ps=2)
+
+    def observe(self, nal: bytes) -> bool:
+        self.observed += 1
+        self.plan = self.facts.observe(self.plan, nal)
+        t = nalmod.nal_type(nal)
+        if t in (nalmod.NAL_SPS, nalmod.NAL_PPS) and not self.in_picture:
+            self.need_idr = True
+        return super().observe(nal)
+
+    def fits(self, nal: bytes) -> bool:
+        t0 = time.perf_counter()
+        reason = self.check(nal)
+        self.stats.check_s += time.perf_counter() - t0
+        self.stats.nals_checked += 1
+        self.last_reason = reason
+        if reason is None:
+            self.stats.passed += 1
+            self._failed_last = False
+            return True
+        self.stats.failed += 1
+        self.stats.retries += 1  # becomes a substitution if replacement() follows
+        self.rollbacks += 1
+        key = reason.split(":")[0]
+        self.stats.reasons[key] = self.stats.reasons.get(key, 0) + 1
+        self._failed_last = True
+        return False
+
+    def note_truncated(self) -> None:
+        """Count a NAL unit the sampler gave up on before it ended (``max_unit_tokens``):
+        a failure that is never checked."""
+        self.stats.truncated += 1
+        self.stats.retries += 1  # becomes a substitution if replacement() follows
+        self.last_reason = "truncated"
+        self.rollbacks += 1
+        self._failed_last = True
+
+    def check(self, nal: bytes) -> str | None:
+        """None if ``nal`` (no start code) may come next, else why not ("kind: detail")."""
+        if not nal:
+            return "header: empty NAL unit"
+        alts = self.facts.expect(self.plan)
+        for e in alts:
+            if e.kind != "slice" and nal == e.nal:
+                return None
+        slices = [e for e in alts if e.kind == "slice" and e.fields.nal_byte == nal[0]]
+        if not slices:
+            kinds = ", ".join(e.kind for e in alts)
+            return f"header: NAL header {nal[0]:#04x} where x264 writes {kinds}"
+        if _BAD_EBSP.search(nal, 1):
+            return "emulation: start-code emulation or a needless escape in the payload"
+        value, total = _rbsp_int(nal)
+        for e in slices:
+            hv, hn = e.header
+            if total > hn and value >> (total - hn) == hv:
+                break
+        else:
+            return f"header: slice header is not x264's for macroblock {self.plan.next_mb}"
+        try:
+            data = _data_bits(value, total, hn)
+        except DecodeError as err:
+            return f"data: {err}"
+        if data[1] < 1:
+            return "data: no slice data"
+        if self._decoder is None:
+            return None
+        t0 = time.perf_counter()
+        reason = self._decoder.check(e.fields, data)
+        self.stats.decode_s += time.perf_counter() - t0
+        return None if reason is None else f"data: {reason}"
+
+    def replacement(self) -> bytes:
+        """A canonical NAL unit (with start code) for the next position: the PPS after
+        a generated SPS, else :meth:`SliceGate.replacement`'s slice with x264's
+        idr_pic_id, or a flat intra slice in a non-IDR I picture."""
+        if self._failed_last:
+            self.stats.retries -= 1
+            self.stats.substitutions += 1
+        else:
+            self.stats.fills += 1
+        self._failed_last = False
+        self.rollbacks += 1
+        e = self.facts.expect(self.plan)[0]
+        if e.kind != "slice":
+            return nalmod.LONG_START_CODE + e.nal
+        f = e.fields
+        if self.plan.open_kind == "i":
+            sc = nalmod.START_CODE if e.sc_len == 3 else nalmod.LONG_START_CODE
+            return sc + _nal_bytes(f.nal_byte, e.header, self.facts.intra_data)
+        unit = super().replacement()
+        if f.is_idr:
+            m = nalmod.START_CODE_RE.match(unit)
+            nal = nalmod.strip_start_code(unit)
+            fields, hn, value, total = parse_slice_fields(nal, self.sps, self.facts.pps)
+            if fields.idr_pic_id != f.idr_pic_id:
+                fields = dataclasses.replace(fields, idr_pic_id=f.idr_pic_id)
+                nal = _nal_bytes(nal[0], compose_slice_header(fields, self.facts.log2_max_frame_num),
+                                 _data_bits(value, total, hn))
+                unit = unit[:m.end()] + nal
+        return unit
+
+
+@functools.cache
+def _decode_check(profile: AvcProfile) -> SliceDecodeCheck:
+    return SliceDecodeCheck(stream_facts(profile))
+
+
+# =============================================================================== token masks
+#: payload automaton states (z: trailing zero bytes, q: the last non-zero byte was an
+#: emulation-prevention byte, e: the previous byte was one, so the next must be <= 3)
+_STATES = ((0, 0, 0), (1, 0, 0), (2, 0, 0), (0, 1, 1), (1, 1, 0), (2, 1, 0))
+_STATE_INDEX = {s: i for i, s in enumerate(_STATES)}
+#: token bytes compared against header patterns (an SPS is ~24 bytes)
+PATTERN_BYTES = 32
+
+
+def _payload_run(data: bytes, z: int, q: int, e: int) -> tuple[int, int, int] | None:
+    """Run NAL payload bytes through the emulation-prevention automaton from state
+    (z, q, e); the end state, or None if they break a rule: ``00 00 00``, ``00 00 01``
+    (a start code), ``00 00 02``, an escape followed by a byte > 3."""
+    for x in data:
+        if e and x > 3:
+            return None
+        if x == 0:
+            if z == 2:
+                return None
+            z, e = z + 1, 0
+        elif z == 2 and x < 3:
+            return None
+        elif z == 2:  # x == 3 is the escape; x > 3 a plain byte
+            z, q, e = (0, 1, 1) if x == 3 else (0, 0, 0)
+        else:
+            z, q, e = 0, 0, 0
+    return z, q, e
+
+
+class TokenFacts:
+    """Per-token byte facts of a tokenizer, computed once (:func:`token_facts`), and the
+    mask cache. Arrays have one row per token id (``V = vocab_size``):
+
+    - ``pay_ok[s]``: the token's bytes are valid NAL payload from automaton state ``s``
+      (no start code, no forbidden pattern, no dangling third zero);
+    - openers: ``lz`` leading zero bytes, ``lead1`` a ``01`` right after them (the
+      token completes a start code when the bytes before ended with ``3 - lz`` or
+      ``2 - lz`` zeros); ``body`` the bytes after that ``01`` (``body_ok``: valid as the
+      start of a NAL), ``body_len``;
+    - ``zeros``: length of an all-zero token (start-code zeros), else 0;
+    - ``tok``/``body`` byte matrices ``[V, PATTERN_BYTES]`` for header patterns.
+    """
+
+    def __init__(self, tokenizer):
+        tb = tokenizer.token_bytes
+        V = self.vocab_size = tokenizer.vocab_size
+        self.token_bytes = tb
+        self.eos_id = tokenizer.eos_id
+        K = PATTERN_BYTES
+        self.special = np.array([b is None for b in tb], bool)
+        self.length = np.array([len(b or b"") for b in tb], np.int64)
+        self.tok = np.zeros((V, K), np.uint8)
+        self.body = np.zeros((V, K), np.uint8)
+        self.lz = np.zeros(V, np.int64)
+        self.lead1 = np.zeros(V, bool)
+        self.body_ok = np.zeros(V, bool)
+        self.body_len = np.zeros(V, np.int64)
+        self.zeros = np.zeros(V, np.int64)
+        self.pay_ok = np.zeros((len(_STATES), V), bool)
+        for t, b in enumerate(tb):
+            if not b:
+                continue
+            self.tok[t, :min(K, len(b))] = np.frombuffer(b[:K], np.uint8)
+            lz = len(b) - len(b.lstrip(b"\x00"))
+            if lz == len(b):
+                self.zeros[t] = lz
+            self.lz[t] = lz
+            if lz < len(b) and b[lz] == 1 and lz <= 3:
+                body = b[lz + 1:]
+                self.lead1[t] = True
+                self.body_ok[t] = _payload_run(body, 0, 0, 0) is not None
+                self.body_len[t] = len(body)
+                self.body[t, :min(K, len(body))] = np.frombuffer(body[:K], np.uint8)
+            for i, s in enumerate(_STATES):
+                self.pay_ok[i, t] = _payload_run(b, *s) is not None
+        cols = np.arange(K)[None]
+        self.tok_beyond = cols >= self.length[:, None]
+        self.body_beyond = cols >= self.body_len[:, None]
+        self.cache: dict = {}  # full key -> torch mask
+        self.parts: dict = {}  # part key -> numpy mask
+
+    def match(self, opener: bool, mask: bytes, value: bytes, pos: int, exact: bool) -> np.ndarray:
+        """Tokens whose bytes (``opener``: the body after the start code) placed at NAL
+        position ``pos`` agree with the pattern; ``exact``: and do not run past it."""
+        mat, beyond, lens = ((self.body, self.body_beyond, self.body_len) if opener else
+                             (self.tok, self.tok_beyond, self.length))
+        P = len(mask)
+        L = min(P - pos, PATTERN_BYTES)
+        if L > 0:
+            m = np.frombuffer(mask, np.uint8)[pos:pos + L]
+            v = np.frombuffer(value, np.uint8)[pos:pos + L]
+            ok = (((mat[:, :L] & m) == v) | beyond[:, :L]).all(1)
+        else:
+            ok = np.ones(self.vocab_size, bool)
+        if exact:
+            ok &= lens <= P - pos
+        return ok
+
+
+_TOKEN_FACTS: dict[int, tuple[object, TokenFacts]] = {}
+_TOKEN_FACTS_KEPT = 8
+
+
+def token_facts(tokenizer) -> TokenFacts:
+    """The :class:`TokenFacts` of ``tokenizer`` (computed once per tokenizer object;
+    the last few tokenizers are kept)."""
+    got = _TOKEN_FACTS.get(id(tokenizer))
+    if got is None or got[0] is not tokenizer:
+        while len(_TOKEN_FACTS) >= _TOKEN_FACTS_KEPT:
+            del _TOKEN_FACTS[next(iter(_TOKEN_FACTS))]
+        got = _TOKEN_FACTS[id(tokenizer)] = (tokenizer, TokenFacts(tokenizer))
+    return got[1]
+
+
+def _pattern_key(e: Expect) -> tuple:
+    return (e.mask, e.value, e.exact, e.sc_len)
+
+
+class NalConstraint:
+    """Token masks that keep a row's H.264 bytes valid NAL units of the canonical
+    profile (see the module docstring); a :class:`codeclm.sampler.Constraint`.
+
+    ``gate``: the row's :class:`NalVerifier`, the authority on what has been written.
+    At every draw the constraint restarts from the gate's state (no open NAL: only a
+    start code may follow) when the gate has rolled the row back since (a failed
+    check, a truncated NAL reported with :meth:`NalVerifier.note_truncated`, a
+    replacement), or when the NAL units it has seen end do not match those the gate
+    has finalized since the constraint was first used: equal counts mean the open NAL
+    was finalized (a restored snapshot), more seen than finalized mean a rolled back
+    NAL the sampler had no snapshot for (its first token held no complete start code).
+    So rollbacks stay exact whatever the sampler's snapshots (one gap: a truncated NAL
+    whose start code was split over tokens, when the caller does not report the
+    truncation). Without a gate (``profile=`` and an optional ``plan``) the constraint
+    follows its own bytes only.
+
+    The bytes before the first token must end a complete NAL unit (the prompt): the
+    first token opens a NAL. ``done`` is never set: the caller ends the video (EOS is
+    allowed at picture boundaries). ``allowed_mask()`` -> ``torch.BoolTensor[vocab_size]``;
+    masks are cached per tokenizer by the state that decides them, so a step usually
+    costs a dict lookup.
+    """
+
+    def __init__(self, tokenizer, gate: NalVerifier | None = None, *,
+                 profile: AvcProfile | None = None, plan: PlanState | None = None):
+        if gate is None and profile is None:
+            raise ValueError("NalConstraint needs a gate or a profile")
+        self.tokens = token_facts(tokenizer)
+        self.facts = gate.facts if gate is not None else stream_facts(profile)
+        self._gate = gate
+        self._base = 0  # gate.observed when the constraint was first used
+        self.nals = 0  # start codes seen since then
+        self.plan = None if gate is not None else (plan or PlanState())
+        self._reset(self.plan)
+        self.done = False
+
+    def _reset(self, plan: PlanState | None) -> None:
+        """No open NAL: the next bytes must open one, in stream state ``plan``."""
+        self.plan = plan
+        self.cur: tuple[Expect, ...] | None = None  # alternatives the open NAL still matches
+        self.head = bytearray()  # the open NAL's first HEAD_BYTES bytes
+        self.pos = 0  # bytes of the open NAL (trailing zeros included unless closed)
+        self.z = self.q = self.e = 0
+        self.closed = True  # the open NAL is complete: only start-code bytes may follow
+        self.lost = False  # forced bytes left the expected patterns: byte rules only
+        self._next: PlanState | None = None
+
+    # ------------------------------------------------------------------ protocol
+    def copy(self) -> NalConstraint:
+        c = object.__new__(NalConstraint)
+        c.__dict__.update(self.__dict__)
+        c.head = bytearray(self.head)
+        return c
+
+    def allowed_mask(self) -> torch.Tensor:
+        self._sync()
+        T = self.tokens
+        can_end = self.can_end
+        if self.closed:
+            ckey = None
+        else:
+            ckey = (_STATE_INDEX.get((self.z, self.q, self.e), -1),)
+            if not self.lost:
+                pats = tuple((_pattern_key(e)) for e in self.cur
+                             if self.pos < len(e.mask) or e.exact)
+                if pats:
+                    ckey += (self.pos, pats)
+        okey = None
+        eos = False
+        if can_end:
+            nxt = self.next_plan()
+            okey = (self.z, tuple(_pattern_key(e) for e in self.facts.expect(nxt)))
+            eos = (self.cur is not None and nxt.next_mb == 0 and nxt.ps == 0
+                   and nxt.open_kind is None)
+        key = (ckey, okey, eos)
+        m = T.cache.get(key)
+        if m is None:
+            if len(T.cache) >= MASK_CACHE_SIZE:
+                T.cache.clear()
+            ok = self._part(("c",) + ckey if ckey is not None else None)
+            ok = ok | self._part(("o",) + okey if okey is not None else None)
+            if eos:
+                ok[T.eos_id] = True
+            m = T.cache[key] = torch.from_numpy(ok)
+        return m
+
+    def advance(self, token_id: int) -> None:
+        if self.plan is None:
+            self._sync()
+        b = self.tokens.token_bytes[token_id] if token_id < len(self.tokens.token_bytes) else None
+        if not b:
+            return
+        for x in b:
+            self._byte(x)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def can_end(self) -> bool:
+        """Whether the open NAL may end here (a start code or EOS may come next)."""
+        if self.closed:
+            return True
+        if self.q:
+            return False  # the NAL would end with an emulation-prevention byte
+        n = self.pos - self.z
+        if self.lost:
+            return n >= 2
+        return any(n == len(e.nal) if e.exact else (n >= e.min_len and self._has_data(e, n))
+                   for e in self.cur)
+
+    def _has_data(self, e: Expect, n: int) -> bool:
+        """Whether the first ``n`` bytes hold, after the slice header, at least one bit
+        of slice data and the rbsp_stop_one_bit (only in doubt for a NAL of at most
+        ``min_len + 1`` bytes: the last byte is non-zero)."""
+        if n > e.min_len + 1 or n > len(self.head):
+            return True
+        hn = e.header[1]
+        value, total = _rbsp_int(bytes(self.head[:n]))
+        if total <= hn + 1:
+            return False
+        tail = value & ((1 << (total - hn)) - 1)
+        return tail != 0 and total - hn - ((tail & -tail).bit_length() - 1) - 1 >= 1
+
+    def next_plan(self) -> PlanState:
+        """The stream state once the open NAL ends (as the gate will observe it)."""
+        if self._next is None:
+            if self.cur is None:
+                self._next = self.plan
+            else:
+                n = self.pos if self.closed else self.pos - self.z
+                try:
+                    self._next = self.facts.observe(self.plan, bytes(self.head[:n]))
+                except DecodeError:
+                    self._next = self.plan
+        return self._next
+
+    def _sync(self) -> None:
+        g = self._gate
+        if g is None:
+            return
+        if self.plan is None:
+            self._base, self.nals, self._rollbacks = g.observed, 0, g.rollbacks
+            self._reset(g.plan)
+            return
+        finalized = g.observed - self._base
+        if g.rollbacks == self._rollbacks and (
+                finalized == self.nals - 1 or (finalized == self.nals and self.closed)):
+            return  # inside the NAL after the finalized ones, or waiting for a start code
+        self.nals, self._rollbacks = finalized, g.rollbacks
+        self._reset(g.plan)
+
+    def _byte(self, x: int) -> None:
+        if x == 1 and self.z >= 2:  # a start code: a new NAL unit begins
+            self._reset(self.next_plan())
+            self.cur = self.facts.expect(self.plan)
+            self.closed = False
+            self.nals += 1
+            return
+        if self.closed:
+            if x == 0:
+                self.z += 1
+                return
+            self.closed, self.lost = False, True  # forced junk after a complete NAL
+        p = self.pos
+        self.pos += 1
+        if p < HEAD_BYTES:
+            self.head.append(x)
+            # the next state depends on the slice header only (inside min_len bytes)
+            if self.lost or p < max(e.min_len for e in self.cur):
+                self._next = None
+        if not self.lost:
+            alive = tuple(e for e in self.cur if (p < len(e.mask) and x & e.mask[p] == e.value[p])
+                          or (p >= len(e.mask) and not e.exact))
+            if alive:
+                self.cur = alive
+            else:
+                self.lost = True
+        if x == 0:
+            self.z, self.e = self.z + 1, 0
+        elif x == 3 and self.z >= 2:
+            self.z, self.q, self.e = 0, 1, 1
+        else:
+            self.z = self.q = self.e = 0
+        if (not self.lost and len(self.cur) == 1 and self.cur[0].exact
+                and self.pos == len(self.cur[0].nal)):
+            self.closed = True
+
+    # ------------------------------------------------------------------ masks
+    def _part(self, key) -> np.ndarray:
+        """The allowed tokens of one kind, cached: ``("c", state, [pos, patterns])``
+        payload continuing the open NAL; ``("o", z, patterns)`` start-code zeros and
+        tokens opening the next NAL."""
+        T = self.tokens
+        V = T.vocab_size
+        if key is None:
+            return np.zeros(V, bool)
+        got = T.parts.get(key)
+        if got is not None:
+            return got
+        if len(T.parts) >= MASK_CACHE_SIZE:
+            T.parts.clear()
+        if key[0] == "c":
+            s = key[1]
+            ok = T.pay_ok[s].copy() if s >= 0 else np.zeros(V, bool)
+            if len(key) > 2:
+                pos, pats = key[2], key[3]
+                hit = np.zeros(V, bool)
+                for mask, value, exact, _ in pats:
+                    hit |= T.match(False, mask, value, pos, exact)
+                ok &= hit
+        else:
+            z = key[1]
+            ok = np.zeros(V, bool)
+            for mask, value, exact, sc in key[2]:
+                ok |= (T.zeros > 0) & (z + T.zeros <= sc - 1)
+                ok |= (T.lead1 & (z + T.lz == sc - 1) & T.body_ok
+                       & T.match(True, mask, value, 0, exact))
+        ok &= ~T.special
+        T.parts[key] = ok
+        return ok
