@@ -29,8 +29,9 @@ start codes, NAL and slice headers). ``verify=False`` (``--no-verify``) keeps on
 header gate, for ablations. Per-row counts: ``stats["verify"]``.
 
 **Longer than one context window.** When a row's context has less room left than
-``reserve`` tokens after a picture ends (default: 1.5x the largest picture so far), the
-row continues from a fresh prompt: its last decoded frame re-encoded with the canonical
+``reserve`` tokens after a picture ends (default: 1.5x the largest picture so far), or
+its window already holds ``window`` frames (default: the profile's clip length, the
+longest stream the model saw in training), the row continues from a fresh prompt: its last decoded frame re-encoded with the canonical
 codec (SPS, PPS and one IDR picture). The model's next P pictures predict from the
 *re-encoded* picture, not from the one already in the output, so that IDR picture is
 also written to the output (its SPS/PPS are not: they are the same bytes), as the next
@@ -118,6 +119,7 @@ class _Row:
     last_image: np.ndarray | None = None
     frame_start_tokens: int = 0  # kept tokens when the current picture started
     max_frame_tokens: int = 0
+    window_start: int = 0  # gate.frames when the current context window began
     picture_done: bool = False  # a picture completed during this step
     replaced: int = 0
     continuations: int = 0
@@ -164,7 +166,7 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
                    device: str | None = None, dtype=None, context: int | None = None,
                    max_nal_tokens: int = DEFAULT_MAX_NAL_TOKENS,
                    max_attempts: int = DEFAULT_MAX_ATTEMPTS, reserve: int | None = None,
-                   verify: bool = True, gate_factory=None,
+                   window: int | None = None, verify: bool = True, gate_factory=None,
                    constraint_factory=None) -> Iterator[Event]:
     """Generate ``frames`` new frames per row; yield :class:`NalEvent` / :class:`FrameEvent`
     as they are made and a final :class:`DoneEvent`.
@@ -174,7 +176,10 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
     pictures are written to the output first (the generated P pictures predict from
     them). ``context``: tokens of KV cache per row (default and maximum: the model's
     context). ``reserve``: tokens that must be left after a picture for the row to go on
-    without a continuation (see the module docstring). ``verify``: NAL verification
+    without a continuation (see the module docstring). ``window``: frames per context
+    window, prompt included (default: the profile's clip length, what the model was
+    trained on; beyond it a model trained on whole clips would want to end the clip).
+    ``verify``: NAL verification
     and token masks (default) or the header gate only. ``gate_factory(profile)`` and
     ``constraint_factory(tokenizer, gate)`` override the gate and the per-row sampler
     constraint. Stats: ``frames`` (per row, generated), ``tokens_sampled``,
@@ -197,6 +202,9 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
 
     if gate_factory is None:
         gate_factory = NalVerifier if verify else SliceGate
+    window = window or profile.frames
+    if window < 2:
+        raise ConfigError(f"a context window must hold at least 2 frames, got {window}")
     head, n_prompt_frames = prompt_units(profile, prompt, prompt_frames)
     target = n_prompt_frames + frames
     rows = [_Row(gate_factory(profile), StreamDecoder(profile, strict=False, max_frames=target + 1),
@@ -276,6 +284,7 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
                 st.gate.observe(nal)
                 yield from emit(r, u, "continuation")
         st.continuations += 1
+        st.window_start = st.gate.frames - 1  # the re-encoded frame opens the new window
         if st.gate.frames >= st.target:
             session.finish(r)
             return
@@ -312,7 +321,8 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
                 st.max_frame_tokens = max(st.max_frame_tokens, used)
                 st.frame_start_tokens = len(row.tokens)
                 room = session.kv.max_length - len(row.tokens)
-                if room < (reserve if reserve is not None else 1.5 * st.max_frame_tokens):
+                if (room < (reserve if reserve is not None else 1.5 * st.max_frame_tokens)
+                        or st.gate.frames - st.window_start >= window):
                     yield from continue_row(r)
             st.picture_done = False
 

@@ -52,7 +52,7 @@ SLICE_P, SLICE_B, SLICE_I, SLICE_SP, SLICE_SI = range(5)
 SLICE_TYPE_NAMES = {SLICE_P: "P", SLICE_B: "B", SLICE_I: "I", SLICE_SP: "SP", SLICE_SI: "SI"}
 
 _EPB_RE = re.compile(rb"\x00\x00\x03")
-_NEEDS_EPB_RE = re.compile(rb"\x00\x00(?=[\x00-\x03]|$)")
+_NEEDS_EPB_RE = re.compile(rb"\x00\x00(?=[\x00-\x03]|\Z)")
 _HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
 
 

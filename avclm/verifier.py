@@ -115,16 +115,12 @@ class _BitWriter:
         return self.ue(2 * v - 1 if v > 0 else -2 * v)
 
 
-#: ``00 00`` that needs an emulation-prevention byte after it (nal.rbsp_to_ebsp uses
-#: ``$``, which also matches before a final ``0a`` byte: a spurious escape there)
-_NEEDS_EPB = re.compile(rb"\x00\x00(?=[\x00-\x03]|\Z)")
 #: what canonical EBSP never holds: a start-code prefix, ``00 00 02``, or an escape
 #: not followed by a byte <= 3
 _BAD_EBSP = re.compile(rb"\x00\x00(?:[\x00-\x02]|\x03(?=[\x04-\xff]))")
 
 
-def _to_ebsp(rbsp: bytes) -> bytes:
-    return _NEEDS_EPB.sub(b"\x00\x00\x03", rbsp)
+_to_ebsp = nalmod.rbsp_to_ebsp
 
 
 def _ue_len(v: int) -> int:

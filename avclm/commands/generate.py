@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "gate (default: every NAL unit is verified, see avclm/verifier.py)")
     g.add_argument("--context", type=int, default=None, metavar="TOKENS",
                    help="KV cache per sample in tokens (default: the model's context)")
+    g.add_argument("--window", type=int, default=None, metavar="FRAMES",
+                   help="frames per context window before continuing from the last frame "
+                   "(default: the profile's clip length, as in training)")
 
 
 class _Sink:
@@ -109,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         sinks = [_Sink(p, stack) for p in paths]
         events = generate_video(lm, args.frames, prompt=args.prompt, prompt_frames=args.prompt_frames,
-                                batch=args.batch, config=config, context=args.context, **kw)
+                                batch=args.batch, config=config, context=args.context,
+                                window=args.window, **kw)
         for ev in events:
             if isinstance(ev, NalEvent):
                 sinks[ev.row].write(ev.data)

@@ -118,6 +118,17 @@ def test_exact_frames_beyond_one_context_window_decode_strictly(model_dir):
     assert diff < 12
 
 
+def test_a_window_of_clip_length_starts_a_continuation(model_dir):
+    """With room to spare in the context, a continuation still starts once the window holds
+    the profile's clip length (what the model saw in training): 8 frames for tiny."""
+    kw = dict(config=SamplingConfig(seed=4), max_nal_tokens=8, max_attempts=1, gate_factory=NeverFits)
+    stats = list(generate_video(model_dir, 10, **kw))[-1].stats
+    assert stats["frames"] == [10] and stats["continuations"] == 1
+    # a window longer than the run: no continuation
+    stats = list(generate_video(model_dir, 10, window=16, **kw))[-1].stats
+    assert stats["frames"] == [10] and stats["continuations"] == 0
+
+
 def test_batch_rows_each_have_n_frames(model_dir):
     events = list(generate_video(model_dir, 2, batch=2, config=SamplingConfig(seed=3),
                                  max_nal_tokens=12, max_attempts=3))

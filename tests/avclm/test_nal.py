@@ -154,3 +154,12 @@ def test_group_pictures_starts_new_access_unit_on_parameter_sets_and_lost_heads(
     groups = nal.group_pictures(stream)
     assert [len(g) for g in groups] == [m + 2, m - 3, m + 2]
     assert groups[2][:2] == [sps, pps]
+
+
+def test_emulation_prevention_does_not_escape_before_a_final_newline_byte():
+    # regression: a `$` anchor also matched before a trailing 0x0a, adding a spurious 03
+    from avclm.nal import ebsp_to_rbsp, rbsp_to_ebsp
+
+    assert rbsp_to_ebsp(b"\x11\x00\x00\x0a") == b"\x11\x00\x00\x0a"
+    assert rbsp_to_ebsp(b"\x11\x00\x00") == b"\x11\x00\x00\x03"
+    assert ebsp_to_rbsp(rbsp_to_ebsp(b"\x00\x00\x01\x00\x00\x0a")) == b"\x00\x00\x01\x00\x00\x0a"
