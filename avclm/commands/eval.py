@@ -5,8 +5,8 @@
                       [--weights PATH] [--shards DIR] [sampling flags]
 
 Each clip is encoded with the model's profile; the model is prompted with the NAL units
-of its first K frames and generates M more (``avclm.generate.generate_video``: slice gate,
-retries, canonical substitutes); the stream is decoded (tolerant) and frames K..K+M-1 are
+of its first K frames and generates M more (``avclm.generate.generate_video``: NAL verification,
+retries, canonical substitutes; ``--no-verify``: the header gate only); the stream is decoded (tolerant) and frames K..K+M-1 are
 compared with the ground truth (the canonical clip, decoded): PSNR and SSIM per frame
 index, frame-level FID (Inception with --weights, or --extractor pixels), validity rate
 (strict decode of the whole stream), retries and substitutions, and bits per byte on
@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--max-attempts", type=int, default=None,
                    help="tries per slice before the canonical substitute "
                         "(default: the generator's)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="ablation: only the slice-header gate (default: NAL verification "
+                        "with rollback, avclm/verifier.py)")
     runner.add_common_arguments(p, batch=False)
     runner.add_fid_arguments(p, choices=("auto", "inception", "pixels", "none"), default="auto",
                              help="frame FID features: auto (inception when --weights or "
@@ -243,7 +246,7 @@ def _generate_missing(args, lm, store, items, refs: dict, quiet: bool) -> int:
     from codeclm.eval import report, runner
 
     K, M = args.prompt_frames, args.frames
-    kwargs = {}
+    kwargs = {"verify": not args.no_verify}
     if args.max_nal_tokens is not None:
         kwargs["max_nal_tokens"] = args.max_nal_tokens
     if args.max_attempts is not None:

@@ -7,8 +7,8 @@
 
 complete: every image (class subfolders = classes) is encoded with the model's profile;
 for each r the model is prompted with the header and the first r of the MCUs
-(``jpeglm.codec.prompt_prefix``) and samples to EOS (free sampling as in the paper;
---grammar constrains it to valid scans). FID of the completions (tolerant decode)
+(``jpeglm.codec.prompt_prefix``) and samples to EOS, constrained to valid scans by the
+JPEG grammar (``--no-grammar``: free sampling, as in the paper). FID of the completions (tolerant decode)
 against the real images at the profile's size, per r and seed, and per class
 (OUT/per_class_fid.csv); validity rate = strict decode; bits per byte on held-out shards.
 uncond: N images per seed from the header alone, FID against the held-out folder.
@@ -59,8 +59,9 @@ def _shared(p: argparse.ArgumentParser) -> None:
 
     runner.add_common_arguments(p, batch=True)
     runner.add_fid_arguments(p)
-    p.add_argument("--grammar", action="store_true",
-                   help="constrain sampling to valid scans (default: free sampling, the paper's)")
+    p.add_argument("--no-grammar", dest="grammar", action="store_false",
+                   help="sample freely, as the paper did (default: the JPEG scan grammar "
+                   "constrains sampling to valid scans)")
     p.add_argument("--max-tokens", type=int, default=None,
                    help="new tokens per image at most (default: what the context leaves)")
     p.add_argument("--max-mcu-tokens", type=int, default=None,
