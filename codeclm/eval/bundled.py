@@ -1,0 +1,129 @@
+"""Does a generated sample look like the training data? Statistics for the bundled models.
+
+``python -m codeclm.eval.bundled video|image --data DIR [--model DIR] [-n N]`` generates
+N samples and compares simple pixel statistics with the training media in ``DIR``:
+
+- per frame / image: the mean and standard deviation of each RGB channel (6 numbers);
+  a generated frame is *in range* when all six lie within the [1st, 99th] percentile
+  range of the same statistics over the training frames;
+- video only: motion, the mean absolute difference between consecutive frames (0-255
+  scale), for generated clips and for the training clips.
+
+Prints one JSON object (and writes it with ``-o``). Cheap and weight-free: this is a
+sanity check that the output is not noise, not a quality metric like FID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def frame_stats(frames: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, 6): per-channel mean and std."""
+    f = frames.astype(np.float32).reshape(len(frames), -1, 3)
+    return np.concatenate([f.mean(1), f.std(1)], axis=1)
+
+
+def motion(clip: np.ndarray) -> float:
+    """Mean absolute difference between consecutive frames of a (T, H, W, 3) clip."""
+    c = clip.astype(np.int16)
+    return float(np.abs(np.diff(c, axis=0)).mean()) if len(c) > 1 else 0.0
+
+
+def in_range_fraction(train: np.ndarray, generated: np.ndarray, pct: float = 1.0) -> float:
+    """Fraction of generated rows (N, 6) inside the training rows' percentile box."""
+    lo, hi = np.percentile(train, pct, axis=0), np.percentile(train, 100 - pct, axis=0)
+    ok = np.all((generated >= lo) & (generated <= hi), axis=1)
+    return float(ok.mean())
+
+
+def _training_clips(data: Path, profile, limit: int) -> list[np.ndarray]:
+    from avclm.codec import encode_video
+    from avclm.stream import decode_annexb
+
+    paths = sorted(p for p in data.rglob("*") if p.suffix in (".mp4", ".mkv", ".mov"))[:limit]
+    return [np.stack(decode_annexb(encode_video(p, profile), profile, strict=True)) for p in paths]
+
+
+def _training_images(data: Path, profile, limit: int) -> np.ndarray:
+    from jpeglm.codec import decode, encode_image
+
+    paths = sorted(p for p in data.rglob("*") if p.suffix in (".png", ".jpg", ".jpeg"))[:limit]
+    return np.stack([np.asarray(decode(encode_image(p, profile), profile).convert("RGB"))
+                     for p in paths])
+
+
+def video_report(model, data: Path, n: int, frames: int, seed: int, limit: int = 200) -> dict:
+    from avclm.generate import DoneEvent, FrameEvent, generate_video
+    from codeclm.sampler import SamplingConfig, load_model
+
+    lm = load_model(model, "h264", "cpu", None)
+    train = _training_clips(data, lm.profile, limit)
+    gen, verify = [], []
+    for i in range(n):
+        clip = []
+        for ev in generate_video(lm, frames, config=SamplingConfig(seed=seed + i)):
+            if isinstance(ev, FrameEvent):
+                clip.append(ev.image)
+            elif isinstance(ev, DoneEvent):
+                verify.append(ev.stats.get("verify"))
+        gen.append(np.stack(clip))
+    train_stats = frame_stats(np.concatenate(train))
+    gen_stats = frame_stats(np.concatenate(gen))
+    return {
+        "kind": "video", "clips": n, "frames_per_clip": frames, "training_clips": len(train),
+        "motion_generated": float(np.mean([motion(c) for c in gen])),
+        "motion_training": float(np.mean([motion(c) for c in train])),
+        "frames_in_training_range": in_range_fraction(train_stats, gen_stats),
+        "training_frames_in_range": in_range_fraction(train_stats, train_stats),
+        "verify": verify,
+    }
+
+
+def image_report(model, data: Path, n: int, seed: int, limit: int = 500) -> dict:
+    from codeclm.sampler import SamplingConfig, load_model
+    from jpeglm.generate import ImageEvent, generate_images
+
+    lm = load_model(model, "jpeg", "cpu", None)
+    train = _training_images(data, lm.profile, limit)
+    gen = [np.asarray(ev.image.convert("RGB"))
+           for ev in generate_images(lm, n, config=SamplingConfig(seed=seed))
+           if isinstance(ev, ImageEvent)]
+    train_stats, gen_stats = frame_stats(train), frame_stats(np.stack(gen))
+    return {
+        "kind": "image", "images": len(gen), "training_images": len(train),
+        "images_in_training_range": in_range_fraction(train_stats, gen_stats),
+        "training_images_in_range": in_range_fraction(train_stats, train_stats),
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m codeclm.eval.bundled", description=__doc__.splitlines()[0])
+    p.add_argument("kind", choices=("video", "image"))
+    p.add_argument("--data", required=True, help="the training media folder")
+    p.add_argument("--model", default=None, help="model directory (default: the bundled one)")
+    p.add_argument("-n", type=int, default=8, help="samples to generate")
+    p.add_argument("--frames", type=int, default=16, help="frames per generated clip")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", default=None, help="also write the JSON here")
+    args = p.parse_args(argv)
+    if args.kind == "video":
+        res = video_report(args.model, Path(args.data), args.n, args.frames, args.seed)
+    else:
+        res = image_report(args.model, Path(args.data), args.n, args.seed)
+    text = json.dumps(res, indent=2)
+    print(text)
+    if args.output:
+        from codeclm.io import atomic_write_bytes
+
+        atomic_write_bytes(args.output, text.encode() + b"\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
