@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
         t0 = time.perf_counter()
         try:
             res = importlib.import_module(f"bench.{name}").run()
-        except Exception:  # a broken benchmark must not hide the others
+        except Exception:  # noqa: BLE001 - a broken benchmark must not hide the others
             traceback.print_exc()
             failures += 1
             table.append((name, "FAILED", "", ""))

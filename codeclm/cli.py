@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from .errors import CodecLMError
 

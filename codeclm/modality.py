@@ -9,7 +9,8 @@ evaluation) talks to a modality only through :class:`Modality`. ``jpeglm`` and
 from __future__ import annotations
 
 import importlib
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .errors import TokenizerError
 
@@ -101,7 +101,7 @@ class ByteTokenizer:
     # --- training and files -------------------------------------------------
     @classmethod
     def train(cls, samples: Iterable[bytes], vocab_size: int, modality: str,
-              show_progress: bool = False) -> "ByteTokenizer":
+              show_progress: bool = False) -> ByteTokenizer:
         """Learn ``vocab_size - MIN_VOCAB`` merges from ``samples`` (modeled byte strings)."""
         from tokenizers import trainers
 
@@ -120,7 +120,7 @@ class ByteTokenizer:
         return cls(backend, modality)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ByteTokenizer":
+    def load(cls, path: str | os.PathLike) -> ByteTokenizer:
         """Load ``tokenizer.json`` (or the one inside a directory)."""
         from tokenizers import Tokenizer
 

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from codeclm.errors import InputError, TokenizerError
-from codeclm.litdata_offline import offline_litdata
 from codeclm.io import atomic_write
+from codeclm.litdata_offline import offline_litdata
 
 INDEX_FILE = "index.json"
 DEFAULT_CHUNK_BYTES = 64 << 20

@@ -219,8 +219,8 @@ def shard_bpb(loaded, path: str | os.PathLike, batch_size: int = 4, max_blocks: 
     Returns the metrics plus ``path`` and ``block_tokens``.
     """
     from ..data_module import collate_blocks, load_shard_meta
-    from ..litdata_offline import offline_litdata
     from ..lightning_module import token_byte_lengths
+    from ..litdata_offline import offline_litdata
     from .metrics import bits_per_byte
 
     info, tok, _ = load_shard_meta(path, loaded.profile.modality)

@@ -121,7 +121,8 @@ def test_exact_frames_beyond_one_context_window_decode_strictly(model_dir):
 def test_a_window_of_clip_length_starts_a_continuation(model_dir):
     """With room to spare in the context, a continuation still starts once the window holds
     the profile's clip length (what the model saw in training): 8 frames for tiny."""
-    kw = dict(config=SamplingConfig(seed=4), max_nal_tokens=8, max_attempts=1, gate_factory=NeverFits)
+    kw = {"config": SamplingConfig(seed=4), "max_nal_tokens": 8, "max_attempts": 1,
+          "gate_factory": NeverFits}
     stats = list(generate_video(model_dir, 10, **kw))[-1].stats
     assert stats["frames"] == [10] and stats["continuations"] == 1
     # a window longer than the run: no continuation
