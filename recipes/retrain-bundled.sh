@@ -21,11 +21,15 @@ cd "$work"
 "$bin/python" -m data_tools $verb media/$kind shards/$modality-tiny --profile tiny \
     --tokenizer media/$modality-tiny-tokenizer.json
 # One thread per run: the two bundled models were trained side by side on 2 cores.
-# Two legs, exactly as the shipped models were made: the recipe's 400 steps, then a
-# resume to 900 steps (the cosine schedule is re-stretched over 900 at the resume).
+# Legs exactly as the shipped models were made: the recipe's 400 steps, then resumes to
+# 900 (both models) and 1500 (video only) steps; the cosine schedule is re-stretched over
+# the new max_steps at each resume.
+case $kind in video) legs="900 1500" ;; image) legs="900" ;; esac
 OMP_NUM_THREADS=1 "$bin/$cmd" train fit --config "$root/recipes/$cmd-demo.yaml" \
     --data.path shards/$modality-tiny --trainer.default_root_dir train_$kind
-OMP_NUM_THREADS=1 "$bin/$cmd" train fit --config "$root/recipes/$cmd-demo.yaml" \
-    --data.path shards/$modality-tiny --trainer.default_root_dir train_$kind \
-    --trainer.max_steps 900 --ckpt_path last
+for steps in $legs; do
+  OMP_NUM_THREADS=1 "$bin/$cmd" train fit --config "$root/recipes/$cmd-demo.yaml" \
+      --data.path shards/$modality-tiny --trainer.default_root_dir train_$kind \
+      --trainer.max_steps $steps --ckpt_path last
+done
 "$bin/$cmd" export train_$kind/checkpoints/last.ckpt -o "$root/$cmd/assets/model"
