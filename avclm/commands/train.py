@@ -1,4 +1,4 @@
-"""Train a AVC-LM model with LightningCLI (subcommands: fit, validate).
+"""Train an AVC-LM model with LightningCLI (subcommands: fit, validate).
 
 Usage: avclm train fit --config recipes/avclm-tiny.yaml --data.path SHARDS [--trainer.max_steps N]
 [--trainer.default_root_dir DIR] [--ckpt_path last]; `avclm train fit --help` lists every option.
