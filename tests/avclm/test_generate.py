@@ -26,37 +26,20 @@ FAST = ["--max-nal-tokens", "12", "--max-attempts", "1", "--quiet"]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, smooth_frames):
-    import torch
-    from transformers import LlamaForCausalLM
-
+def model_dir(tmp_path_factory, smooth_frames, random_model_dir):
     from avclm.codec import encode_frames
-    from codeclm.model_dir import save_model_dir
-    from codeclm.models import llama_config
-    from codeclm.tokenizer import ByteTokenizer
 
     samples = [encode_frames(smooth_frames(TINY, seed=s), TINY) for s in range(4)]
-    tok = ByteTokenizer.train(samples, 384, "h264")
-    torch.manual_seed(0)
-    cfg = llama_config("tiny", tok.vocab_size, 1024, hidden_size=32, intermediate_size=64)
-    return save_model_dir(LlamaForCausalLM(cfg), tok, TINY, tmp_path_factory.mktemp("m") / "avc")
+    return random_model_dir(samples, 384, "h264", TINY, 1024, tmp_path_factory.mktemp("m") / "avc")
 
 
 @pytest.fixture(scope="module")
-def jpeg_model_dir(tmp_path_factory):
-    import torch
-    from transformers import LlamaForCausalLM
-
-    from codeclm.model_dir import save_model_dir
-    from codeclm.models import llama_config
-    from codeclm.tokenizer import MIN_VOCAB, ByteTokenizer
+def jpeg_model_dir(tmp_path_factory, random_model_dir):
+    from codeclm.tokenizer import MIN_VOCAB
     from jpeglm.profile import PROFILES
 
-    tok = ByteTokenizer.train([b"\xff\xd8" + bytes(range(256))], MIN_VOCAB, "jpeg")
-    torch.manual_seed(0)
-    cfg = llama_config("tiny", tok.vocab_size, 256, hidden_size=32, intermediate_size=64)
-    return save_model_dir(LlamaForCausalLM(cfg), tok, PROFILES["tiny"],
-                          tmp_path_factory.mktemp("m") / "jpeg")
+    return random_model_dir([b"\xff\xd8" + bytes(range(256))], MIN_VOCAB, "jpeg",
+                            PROFILES["tiny"], 256, tmp_path_factory.mktemp("m") / "jpeg")
 
 
 def _count_frames(path) -> tuple[int, int]:

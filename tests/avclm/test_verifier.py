@@ -395,17 +395,9 @@ def test_mask_cost_stays_small(streams):
 
 # ----------------------------------------------------------------------------- generation
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, smooth_frames):
-    from transformers import LlamaForCausalLM
-
-    from codeclm.model_dir import save_model_dir
-    from codeclm.models import llama_config
-
+def model_dir(tmp_path_factory, smooth_frames, random_model_dir):
     samples = [encode_frames(smooth_frames(TINY, seed=s), TINY) for s in range(4)]
-    tok = ByteTokenizer.train(samples, 384, "h264")
-    torch.manual_seed(0)
-    cfg = llama_config("tiny", tok.vocab_size, 1024, hidden_size=32, intermediate_size=64)
-    return save_model_dir(LlamaForCausalLM(cfg), tok, TINY, tmp_path_factory.mktemp("m") / "avc")
+    return random_model_dir(samples, 384, "h264", TINY, 1024, tmp_path_factory.mktemp("m") / "avc")
 
 
 def _generate_verified(monkeypatch, model_dir, frames: int, **kw):

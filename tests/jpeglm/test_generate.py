@@ -17,34 +17,18 @@ from jpeglm.generate import DoneEvent, ImageEvent, McuEvent, generate_images, re
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, encoded_tiny, tiny):
-    import torch
-    from transformers import LlamaForCausalLM
-
-    from codeclm.model_dir import save_model_dir
-    from codeclm.models import llama_config
-    from codeclm.tokenizer import ByteTokenizer
-
-    tok = ByteTokenizer.train(list(encoded_tiny.values()), 320, "jpeg")
-    torch.manual_seed(0)
-    cfg = llama_config("tiny", tok.vocab_size, 2048, hidden_size=32, intermediate_size=64)
-    return save_model_dir(LlamaForCausalLM(cfg), tok, tiny, tmp_path_factory.mktemp("m") / "jpeg")
+def model_dir(tmp_path_factory, encoded_tiny, tiny, random_model_dir):
+    return random_model_dir(list(encoded_tiny.values()), 320, "jpeg", tiny, 2048,
+                            tmp_path_factory.mktemp("m") / "jpeg")
 
 
 @pytest.fixture(scope="module")
-def h264_model_dir(tmp_path_factory):
-    import torch
-    from transformers import LlamaForCausalLM
-
+def h264_model_dir(tmp_path_factory, random_model_dir):
     from avclm.profile import TINY
-    from codeclm.model_dir import save_model_dir
-    from codeclm.models import llama_config
-    from codeclm.tokenizer import MIN_VOCAB, ByteTokenizer
+    from codeclm.tokenizer import MIN_VOCAB
 
-    tok = ByteTokenizer.train([b"\x00\x00\x01" + bytes(range(256))], MIN_VOCAB, "h264")
-    torch.manual_seed(0)
-    cfg = llama_config("tiny", tok.vocab_size, 256, hidden_size=32, intermediate_size=64)
-    return save_model_dir(LlamaForCausalLM(cfg), tok, TINY, tmp_path_factory.mktemp("m") / "avc")
+    return random_model_dir([b"\x00\x00\x01" + bytes(range(256))], MIN_VOCAB, "h264", TINY, 256,
+                            tmp_path_factory.mktemp("m") / "avc")
 
 
 def test_grammar_images_are_valid_and_stream_mcu_by_mcu(model_dir, tiny):
