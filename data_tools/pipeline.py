@@ -85,7 +85,7 @@ def _encode_job(job: tuple[str, str]) -> int:
     """(absolute path, cache key) -> number of tokens logged; raises typed errors."""
     path, key = job
     data = _W["modality"].encode_path(path)
-    ids = _W["tokenizer"].encode(data)
+    ids = _W["tokenizer"].encode_array(data)
     _W["log"].put_tokens(key, ids)
     return len(ids)
 

@@ -312,3 +312,105 @@ def test_boundary_check_catches_a_tokenizer_without_unit_splits(corpus, modality
         except AssertionError:
             failures += 1
     assert failures > 0
+
+
+# --- the fast rank-ordered encoder (codeclm.fast_bpe) ------------------------------------
+
+
+def _hf_ids(tok: ByteTokenizer, data: bytes) -> list[int]:
+    return tok.backend.encode(bytes_to_text(data), add_special_tokens=False).ids
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=ANY_BYTES)
+def test_fast_encoder_gives_hugging_face_ids_on_any_bytes(tokenizers, modality, data):
+    tok = tokenizers[modality]
+    assert tok.fast is not None  # trained merges are in rank order: the fast path is on
+    assert tok.fast.encode(data) == _hf_ids(tok, data)
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_fast_encoder_gives_hugging_face_ids_on_real_encodings(corpus, tokenizers, modality):
+    tok = tokenizers[modality]
+    for data in corpus[modality]:
+        ids = tok.encode(data, bos=False, eos=False)
+        assert ids == _hf_ids(tok, data)
+        assert len(ids) < len(data)  # merges did apply
+
+
+def test_fast_encoder_matches_on_the_bundled_tokenizers_and_assets():
+    """The shipped tokenizers over the shipped sample media (paper profiles: longer streams)."""
+    from pathlib import Path
+
+    import avclm
+    import jpeglm
+
+    for pkg, modality, pattern in ((jpeglm, "jpeg", "*.jpg"), (avclm, "h264", "*.mp4")):
+        root = Path(pkg.__file__).parent / "assets"
+        tok = ByteTokenizer.load(root / "model" / "tokenizer.json")
+        assert tok.fast is not None
+        m = modality_for(get_profile(modality, "paper"))
+        files = sorted(root.glob(pattern))
+        assert files
+        for f in files:
+            data = m.encode_path(str(f))
+            assert tok.fast.encode(data) == _hf_ids(tok, data)
+
+
+def _handmade_tokenizer(merges: list[tuple[str, str]]) -> ByteTokenizer:
+    """Specials + 256 bytes + the given merges over ASCII letters, jpeg unit split."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+
+    from codeclm.tokenizer import SPECIAL_TOKENS, UNIT_SPLITS
+
+    c = bytes_to_text
+    vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+    for b in range(256):
+        vocab[c(bytes([b]))] = len(vocab)
+    pairs = [(c(a.encode()), c(b.encode())) for a, b in merges]
+    for a, b in pairs:
+        vocab.setdefault(a + b, len(vocab))
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=pairs))
+    pattern, behavior = UNIT_SPLITS["jpeg"]
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior=behavior)
+    return ByteTokenizer(backend, "jpeg")
+
+
+def test_merges_out_of_rank_order_fall_back_to_hugging_face():
+    """A merge that re-produces a token after a lower-ranked merge used it ("a"+"bc" -> abc
+    at rank 4, "abc"+"d" at rank 3) makes rank order inexact: the fast path must stay off."""
+    from codeclm.fast_bpe import FastBPE
+
+    merges = [("b", "c"), ("a", "b"), ("ab", "c"), ("abc", "d"), ("a", "bc")]
+    tok = _handmade_tokenizer(merges)
+    assert tok.fast is None
+    hf = _hf_ids(tok, b"abcd")
+    assert tok.encode(b"abcd", bos=False, eos=False) == hf
+    assert [tok.token_bytes[i] for i in hf] == [b"abcd"]
+    # the check matters: forced on, rank order stops at abc + d
+    v = json.loads(tok.backend.to_str())["model"]["vocab"]
+    ids = [(v[bytes_to_text(a.encode())], v[bytes_to_text(b.encode())],
+            v[bytes_to_text((a + b).encode())]) for a, b in merges]
+    forced = FastBPE(tok.byte_ids, ids, "jpeg")
+    assert [tok.token_bytes[i] for i in forced.encode(b"abcd")] == [b"abc", b"d"]
+    # the same merges in training order are exact
+    assert _handmade_tokenizer(merges[:4]).fast is not None
+
+
+def test_fast_encoder_long_words_and_cache_reuse():
+    """Words longer than the 7-byte integer key take the one-by-one path; a second call
+    (cache warm) and a fresh encoder give the same ids as Hugging Face."""
+    from codeclm.fast_bpe import FastBPE
+
+    tok = _handmade_tokenizer([("a", "a"), ("aa", "aa"), ("aaaa", "aaaa"), ("b", "a"),
+                               ("ba", "aa"), ("x", "y")])
+    assert tok.fast is not None
+    samples = [b"a" * n + b"b" + b"a" * m + b"xy" * k
+               for n in range(0, 20, 3) for m in (0, 1, 6, 7, 8, 15) for k in (0, 1, 5)]
+    samples += [b"\xff\xd0".join(samples[i:i + 4]) for i in range(0, len(samples), 4)]
+    for data in samples + samples:  # the second pass hits the cache
+        assert tok.fast.encode(data) == _hf_ids(tok, data), data
+    fresh = FastBPE.from_backend(tok.backend, tok.byte_ids, "jpeg")
+    for data in reversed(samples):
+        assert fresh.encode(data) == _hf_ids(tok, data), data
