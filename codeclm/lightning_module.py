@@ -20,6 +20,11 @@ installed), ``gradient_checkpointing``, ``compile`` (``torch.compile`` of the Ll
 module in place, so checkpoint keys do not change); precision (``bf16-mixed``) and
 sharding (FSDP) are Trainer options.
 
+Warm start: ``init_from: DIR`` (``--model.init_from``) starts from an exported model
+directory's weights instead of a random init (fine-tuning on your own data, or another
+training leg after an export); the tokenizer and preset must match, the optimizer and
+schedule start fresh.
+
 Checkpoints carry everything export needs (``checkpoint["codeclm"]``: tokenizer JSON,
 codec profile, Llama config), so ``jpeglm export CKPT -o DIR`` needs nothing else.
 
@@ -33,6 +38,7 @@ modality's tolerant decoder, and saved as PNG strips (real row above predicted r
 from __future__ import annotations
 
 import csv
+import json
 import math
 import time
 from pathlib import Path
@@ -102,7 +108,7 @@ class CodecLM(L.LightningModule):
                  eps: float = 1e-8, attn_implementation: str = "sdpa",
                  gradient_checkpointing: bool = False, compile: bool = False,
                  log_samples: int = 2, vocab_size: int | None = None,
-                 model_overrides: dict[str, Any] | None = None,
+                 model_overrides: dict[str, Any] | None = None, init_from: str | None = None,
                  tokenizer: Any = None, profile: Any = None):
         super().__init__()
         self.save_hyperparameters(ignore=["tokenizer", "profile"])
@@ -142,7 +148,39 @@ class CodecLM(L.LightningModule):
             if not torch.cuda.is_available() or importlib.util.find_spec("flash_attn") is None:
                 raise ConfigError("attn_implementation flash_attention_2 needs a CUDA GPU and the "
                                   "flash-attn package; use sdpa")
-        return AutoModelForCausalLM.from_config(self.llama_config, attn_implementation=attn)
+        model = AutoModelForCausalLM.from_config(self.llama_config, attn_implementation=attn)
+        if self.hparams.init_from:
+            self._load_init_weights(model, Path(self.hparams.init_from))
+        return model
+
+    def _load_init_weights(self, model, directory: Path) -> None:
+        """Start from an exported model directory's weights (``init_from``: fine-tuning,
+        or a further training leg from a released model). Its tokenizer must be the data's
+        and its architecture this preset's; the optimizer and schedule start fresh."""
+        from safetensors.torch import load_file
+
+        from .tokenizer import ByteTokenizer
+
+        weights = directory / "model.safetensors"
+        if not weights.is_file() or not (directory / "tokenizer.json").is_file():
+            raise ConfigError(f"init_from {directory}: not an exported model directory "
+                              "(needs model.safetensors and tokenizer.json)")
+        def bpe(tok):  # vocabulary and merges; export adds a post-processor, which is not
+            m = json.loads(tok.backend.to_str())["model"]
+            return m["vocab"], m["merges"], tok.modality
+
+        if bpe(ByteTokenizer.load(directory / "tokenizer.json")) != bpe(self.tokenizer):
+            raise TokenizerError(f"init_from {directory}: its tokenizer differs from the data's "
+                                 "(the shards must be made with the model's tokenizer.json)")
+        state = load_file(str(weights))
+        own = model.state_dict()
+        bad = sorted(k for k in state if k not in own or own[k].shape != state[k].shape)
+        missing = sorted(set(own) - set(state))
+        if bad or missing:
+            raise ConfigError(f"init_from {directory}: weights do not fit preset "
+                              f"{self.hparams.preset!r} ({len(bad)} mismatched, {len(missing)} "
+                              f"missing tensors, e.g. {(bad or missing)[0]})")
+        model.load_state_dict(state)
 
     def configure_model(self) -> None:
         """Create the Llama model (Lightning calls this inside the strategy's init context)."""

@@ -58,6 +58,7 @@ def save_model_dir(model, tokenizer: ByteTokenizer, profile, directory: str | os
         model.config.bos_token_id = tokenizer.bos_id
         model.config.eos_token_id = tokenizer.eos_id
         model.config.pad_token_id = tokenizer.pad_id
+        _quiet_transformers()
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.to_hf().save_pretrained(tmp)
         save_profile(profile, tmp)
@@ -71,6 +72,14 @@ def save_model_dir(model, tokenizer: ByteTokenizer, profile, directory: str | os
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def _quiet_transformers() -> None:
+    """No per-file progress bars from transformers ("Loading weights", "Writing model
+    shards"): our CLIs report their own progress, and `--quiet` / `-o -` mean quiet."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def _normal_permissions(directory: Path) -> None:
@@ -117,6 +126,7 @@ def load_model_dir(path: str | os.PathLike, modality: str | None = None, device:
     if tokenizer.modality != profile.modality:
         raise TokenizerError(f"{path}: tokenizer is for {tokenizer.modality} but the profile is "
                              f"{profile.modality}")
+    _quiet_transformers()
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
     except (OSError, ValueError) as e:

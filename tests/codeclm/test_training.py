@@ -358,3 +358,51 @@ def test_weight_decay_skips_norms_only(jpeg_shards):
     assert all(p.ndim == 1 for p in no_decay["params"])
     assert len(no_decay["params"]) == 2 * lm.llama_config.num_hidden_layers + 1  # RMSNorm gains
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(lm.parameters()))
+
+
+def test_init_from_an_exported_model(jpeg_shards, tmp_path, capsys):
+    """`--model.init_from DIR` starts from an exported model's weights (fine-tuning, or a
+    further training leg); a model of another preset or tokenizer is a one-line error."""
+    from codeclm.export import load_checkpoint
+
+    first = tmp_path / "first"
+    assert jpeglm(["train", "fit", *jpeg_args(jpeg_shards, first, steps=2),
+                   "--model.log_samples", "0"]) == 0
+    exported = tmp_path / "exported"
+    assert jpeglm(["export", str(first / "checkpoints" / "last.ckpt"), "-o", str(exported)]) == 0
+    tok = ByteTokenizer.load(jpeg_shards)
+    from safetensors.torch import load_file
+
+    want = load_file(str(exported / "model.safetensors"))
+    lm = CodecLM(preset="tiny", context=256, tokenizer=tok, init_from=str(exported))
+    lm.configure_model()
+    got = lm.model.state_dict()
+    assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
+    fresh = CodecLM(preset="tiny", context=256, tokenizer=tok)
+    fresh.configure_model()
+    assert not torch.equal(fresh.model.state_dict()["model.embed_tokens.weight"],
+                           want["model.embed_tokens.weight"])
+
+    # a second leg through the CLI starts where the export ended (its first loss is the
+    # first run's level, not a fresh init's) and writes its own checkpoint
+    second = tmp_path / "second"
+    assert jpeglm(["train", "fit", *jpeg_args(jpeg_shards, second, steps=1),
+                   "--model.log_samples", "0", "--model.init_from", str(exported)]) == 0
+    assert load_checkpoint(second / "checkpoints" / "last.ckpt")["global_step"] == 1
+    x = torch.tensor([tok.encode(b"\xff\xd8 probe bytes" * 4)])
+    with torch.no_grad():
+        ce = lambda m: torch.nn.functional.cross_entropy(m(x)[0, :-1], x[0, 1:]).item()
+        assert ce(lm.eval()) < ce(fresh.eval())
+
+    other = tmp_path / "other"
+    shutil.copytree(jpeg_shards, other)
+    ByteTokenizer.train([bytes(range(256)) * 3, b"\x00\x01" * 50], 384, "jpeg").save(
+        other / "tokenizer.json")
+    for shards, extra, message in [
+        (jpeg_shards, ["--model.preset", "mini"], "weights do not fit preset 'mini'"),
+        (other, [], "its tokenizer differs from the data's"),
+        (jpeg_shards, ["--model.init_from", str(tmp_path)], "not an exported model directory"),
+    ]:
+        argv = ["train", "fit", *jpeg_args(shards, tmp_path / "bad", steps=1),
+                "--model.init_from", str(exported), *extra]
+        assert message in one_line_error(capsys, jpeglm, argv, "jpeglm")
