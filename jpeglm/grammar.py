@@ -1220,14 +1220,8 @@ class CompiledScanGrammar:
             base = valid & self.TFREE[sl]
             dep = np.flatnonzero(valid & self.TDEP[sl])
         if e.extra:
-            xt, xk, xc = [], [], []
-            for t, r in e.extra.items():
-                if r[7] == self.FULLP and r[8] == self.FULLC:
-                    base[t] = True
-                else:
-                    xt.append(t)
-                    xk.append(self.a._kid_of(r[7]))
-                    xc.append(r[8])
+            free, xt, xk, xc = self._split_extra(e)
+            base[free] = True
             if xt:
                 self._set_deps(e, np.concatenate([dep, xt]),
                                np.concatenate([kid[dep], xk]),
@@ -1237,6 +1231,19 @@ class CompiledScanGrammar:
             e.dep_ids, e.dep_kid = dep, kid[dep]
         e.base = torch.from_numpy(base)
         return e
+
+    def _split_extra(self, e: _Entry) -> tuple[list[int], list[int], list[int], list[int]]:
+        """``e.extra`` (tokens walked one by one) as (tokens valid whatever the DC
+        predictor and MCU class, then the others: ids, predictor-set ids, class bitsets)."""
+        free, ids, kids, kcs = [], [], [], []
+        for t, r in (e.extra or {}).items():
+            if r[7] == self.FULLP and r[8] == self.FULLC:
+                free.append(t)
+            else:
+                ids.append(t)
+                kids.append(self.a._kid_of(r[7]))
+                kcs.append(r[8])
+        return free, ids, kids, kcs
 
     def _set_deps(self, e: _Entry, ids, kids, kcs: list[int]) -> None:
         e.dep_ids = np.asarray(ids, np.int64)
@@ -1267,13 +1274,9 @@ class CompiledScanGrammar:
                 ids.append(t)
                 kids.append(0 if L.K is None else self.a._kid_of(_row_bits(L.K[lane])))
                 kcs.append(L.kc.get(lane, self.FULLC))
-        for t, r in (e.extra or {}).items():
-            if r[7] == self.FULLP and r[8] == self.FULLC:
-                base_np[t] = True
-            else:
-                ids.append(t)
-                kids.append(self.a._kid_of(r[7]))
-                kcs.append(r[8])
+        free, xt, xk, xc = self._split_extra(e)
+        base_np[free] = True
+        ids, kids, kcs = ids + xt, kids + xk, kcs + xc
         if ids:
             self._set_deps(e, ids, kids, kcs)
         return e
