@@ -17,14 +17,10 @@ K, M = 2, 2  # prompt frames, generated frames
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, random_model_dir):
     """2 clips of a moving square (MP4, one per class folder), a tiny random Llama with a
     BPE tokenizer trained on their canonical encodings, held-out shards of them."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from avclm.codec import annexb_to_mp4, encode_frames
-    from codeclm.model_dir import save_model_dir
     from codeclm.profile import save_profile
     from codeclm.tokenizer import ByteTokenizer
     from data_tools.shards import write_shards
@@ -43,12 +39,8 @@ def setup(tmp_path_factory):
         data = encode_frames(frames, TINY)
         samples.append(data)
         annexb_to_mp4(data, root / "videos" / f"class{i}" / f"clip{i}.mp4", TINY)
-    tok = ByteTokenizer.train(samples, 300, "h264")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
-                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                      max_position_embeddings=1024, tie_word_embeddings=False)
-    model = save_model_dir(LlamaForCausalLM(cfg), tok, TINY, root / "model")
+    model = random_model_dir(samples, 300, "h264", TINY, 1024, root / "model")
+    tok = ByteTokenizer.load(model)
     shards = root / "shards"
     write_shards([np.asarray(x, np.int64) for x in tok.encode_batch(samples * 2)], shards,
                  tok.vocab_size)

@@ -19,13 +19,9 @@ TINY = PROFILES["tiny"]
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, random_model_dir):
     """4 images in 2 class folders, a tiny random Llama with a BPE tokenizer trained on
     their canonical encodings, and held-out shards of those encodings."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from codeclm.model_dir import save_model_dir
     from codeclm.profile import save_profile
     from codeclm.tokenizer import ByteTokenizer
     from data_tools.shards import write_shards
@@ -43,12 +39,8 @@ def setup(tmp_path_factory):
         p.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(p)
         samples.append(codec.encode_image(p, TINY))
-    tok = ByteTokenizer.train(samples, 300, "jpeg")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
-                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                      max_position_embeddings=512, tie_word_embeddings=False)
-    model = save_model_dir(LlamaForCausalLM(cfg), tok, TINY, root / "model")
+    model = random_model_dir(samples, 300, "jpeg", TINY, 512, root / "model")
+    tok = ByteTokenizer.load(model)
     shards = root / "shards"
     write_shards([np.asarray(x, np.int64) for x in tok.encode_batch(samples)], shards,
                  tok.vocab_size)
