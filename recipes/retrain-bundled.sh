@@ -32,4 +32,15 @@ for steps in $legs; do
       --data.path shards/$modality-tiny --trainer.default_root_dir train_$kind \
       --trainer.max_steps $steps --ckpt_path last
 done
-"$bin/$cmd" export train_$kind/checkpoints/last.ckpt -o "$root/$cmd/assets/model"
+final=train_$kind/checkpoints/last.ckpt
+if [ "$kind" = video ]; then
+  # Video, fourth leg: a fresh run warm-started from the 1500-step export (new AdamW
+  # state, warmup, then cosine from 1.5e-3 to 1.5e-4 over 3500 steps).
+  "$bin/$cmd" export "$final" -o model_leg3
+  OMP_NUM_THREADS=1 "$bin/$cmd" train fit --config "$root/recipes/$cmd-demo.yaml" \
+      --data.path shards/$modality-tiny --trainer.default_root_dir train_video_leg4 \
+      --model.init_from model_leg3 --model.lr 1.5e-3 --model.min_lr 1.5e-4 \
+      --trainer.max_steps 3500
+  final=train_video_leg4/checkpoints/last.ckpt
+fi
+"$bin/$cmd" export "$final" -o "$root/$cmd/assets/model"
