@@ -33,7 +33,12 @@ class _FullPicture:
         import av
 
         from avclm.slice_gate import _templates
-        from avclm.verifier import _data_bits, _nal_bytes, compose_slice_header, parse_slice_fields
+        from avclm.slice_header import (
+            _data_bits,
+            _nal_bytes,
+            compose_slice_header,
+            parse_slice_fields,
+        )
 
         self.facts, self.idr = facts, idr
         ctx = av.CodecContext.create("h264", "r")
@@ -99,7 +104,7 @@ def _with_idr(fields, idr_pic_id: int):
 
 def _slices(data: bytes, facts) -> list:
     """(fields, data bits, nal) of every slice of a canonical stream."""
-    from avclm.verifier import _data_bits, parse_slice_fields
+    from avclm.slice_header import _data_bits, parse_slice_fields
 
     out = []
     for nal in nalmod.split_annexb(data):

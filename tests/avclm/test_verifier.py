@@ -21,17 +21,14 @@ import torch
 from avclm import nal as nalmod
 from avclm.codec import SAMPLE_CLIPS, encode_frames, encode_video
 from avclm.profile import PAPER, TINY
+from avclm.slice_header import _data_bits, _nal_bytes, compose_slice_header, parse_slice_fields
 from avclm.stream import decode_annexb
 from avclm.verifier import (
     NalConstraint,
     NalVerifier,
     PlanState,
     SliceDecodeCheck,
-    _data_bits,
     _MiniDecoder,
-    _nal_bytes,
-    compose_slice_header,
-    parse_slice_fields,
     stream_facts,
 )
 from codeclm.errors import DecodeError
