@@ -6,6 +6,10 @@ Two families of sources:
   plain or two-colour gradient background, each moving at a constant velocity and
   bouncing off the frame edges. Simple and consistent, so a small model can learn it;
   this is what the bundled demo models are trained on.
+* ``pan`` (numpy): a camera panning at a constant whole-pixel velocity (1-3 pixels per
+  frame on each axis) over a still world of three to six shapes on a gradient along the
+  pan. Every macroblock moves with the same motion vector, the easiest motion there is
+  for a small model to learn (the bundled video model is trained on it).
 * ffmpeg ``lavfi`` generators, run through the bundled binary
   (``imageio_ffmpeg.get_ffmpeg_exe()``): ``life`` (Conway's game of life), ``testsrc2``
   (test pattern), ``mandelbrot`` (zooming fractal), ``cellauto`` (elementary cellular
@@ -31,7 +35,7 @@ import numpy as np
 from codeclm.errors import ConfigError, EncodeError
 from codeclm.io import atomic_path
 
-SOURCES = ("shapes", "life", "testsrc2", "mandelbrot", "cellauto")
+SOURCES = ("shapes", "pan", "life", "testsrc2", "mandelbrot", "cellauto")
 DEFAULT_SOURCES = ("shapes",)
 
 #: distinct, saturated shape colours and calmer background colours (RGB)
@@ -180,6 +184,40 @@ def random_scene(rng: np.random.Generator, width: int, height: int, moving: bool
     return Scene(width, height, style, colors, tuple(shapes))
 
 
+def random_pan(rng: np.random.Generator, width: int, height: int,
+               frames: int) -> tuple[Scene, int, int]:
+    """(still world, vx, vy): a world just large enough for a ``width`` x ``height`` camera
+    moving ``(vx, vy)`` whole pixels per frame (each in -3..3, not both 0) for ``frames``."""
+    while True:
+        vx, vy = (int(v) for v in rng.integers(-3, 4, size=2))
+        if vx or vy:
+            break
+    ww, wh = width + abs(vx) * (frames - 1), height + abs(vy) * (frames - 1)
+    style = "horizontal" if abs(vx) >= abs(vy) else "vertical"  # the gradient moves too
+    bg = rng.choice(len(BACKGROUND_PALETTE), size=2, replace=False)
+    colors = tuple(tuple(int(v) for v in BACKGROUND_PALETTE[i]) for i in bg)
+    n = int(rng.integers(3, 7))
+    picks = rng.choice(len(SHAPE_PALETTE), size=n, replace=False)
+    short = min(width, height)
+    shapes = []
+    for i in range(n):
+        kind = "circle" if rng.random() < 0.5 else "rect"
+        rx = float(rng.uniform(0.08, 0.2) * short)
+        ry = rx if kind == "circle" else float(rng.uniform(0.08, 0.2) * short)
+        shapes.append(Shape(kind, tuple(int(v) for v in SHAPE_PALETTE[picks[i]]),
+                            float(rng.uniform(rx, max(rx, ww - rx))),
+                            float(rng.uniform(ry, max(ry, wh - ry))), 0.0, 0.0, rx, ry))
+    return Scene(ww, wh, style, colors, tuple(shapes)), vx, vy
+
+
+def pan_frames(world: Scene, vx: int, vy: int, width: int, height: int, frames: int) -> np.ndarray:
+    """The camera's view of ``world`` for ``frames`` frames: (frames, height, width, 3)."""
+    img = world.render(0)
+    x0, y0 = max(0, -vx) * (frames - 1), max(0, -vy) * (frames - 1)
+    return np.stack([img[y0 + vy * t:y0 + vy * t + height, x0 + vx * t:x0 + vx * t + width]
+                     for t in range(frames)])
+
+
 # --- ffmpeg lavfi sources ---------------------------------------------------------------
 
 
@@ -271,6 +309,9 @@ def make_item(kind: str, source: str, geo: Geometry, rng: np.random.Generator) -
     if source == "shapes":
         scene = random_scene(rng, geo.width, geo.height, moving=kind == "video")
         return np.stack([scene.render(t) for t in range(n)])
+    if source == "pan":
+        world, vx, vy = random_pan(rng, geo.width, geo.height, n)
+        return pan_frames(world, vx, vy, geo.width, geo.height, n)
     # images from lavfi: one frame, taken a few steps in so the generators have evolved
     if kind == "image":
         step = int(rng.integers(0, 8))

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from data_tools.__main__ import main
-from data_tools.synth import SOURCES, _bounce, random_scene, synth
+from data_tools.synth import SOURCES, _bounce, pan_frames, random_pan, random_scene, synth
 
 
 def _bytes_of(folder):
@@ -85,6 +85,32 @@ def test_shapes_scene_is_simple_and_moves_smoothly():
         assert f0.shape == (64, 96, 3) and f0.dtype == np.uint8
         # consecutive frames differ a little (motion), never completely
         assert (f0 != f1).any(axis=2).mean() < 0.5
+
+
+def test_pan_is_one_whole_pixel_shift_per_frame():
+    """Frame t+1 is frame t moved by (-vx, -vy): the overlap matches exactly."""
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        world, vx, vy = random_pan(rng, 64, 48, 8)
+        assert (vx, vy) != (0, 0) and max(abs(vx), abs(vy)) <= 3
+        assert 3 <= len(world.shapes) <= 6
+        f = pan_frames(world, vx, vy, 64, 48, 8)
+        assert f.shape == (8, 48, 64, 3)
+        for t in range(7):
+            a, b = f[t], f[t + 1]
+            ya, xa = slice(max(vy, 0), 48 + min(vy, 0)), slice(max(vx, 0), 64 + min(vx, 0))
+            yb, xb = slice(max(-vy, 0), 48 + min(-vy, 0)), slice(max(-vx, 0), 64 + min(-vx, 0))
+            assert np.array_equal(a[ya, xa], b[yb, xb])
+        assert (f[0] != f[-1]).any()
+
+
+def test_pan_clips_move_after_canonical_encoding(tmp_path, avc_tiny):
+    from avclm.codec import encode_video
+    from avclm.stream import decode_annexb
+
+    for p in synth(tmp_path, "video", avc_tiny, 4, seed=0, sources=("pan",)):
+        frames = np.stack(decode_annexb(encode_video(p, avc_tiny), avc_tiny, strict=True))
+        assert np.abs(np.diff(frames.astype(int), axis=0)).mean() > 1
 
 
 def test_cli_synth(tmp_path, capsys):
