@@ -165,7 +165,8 @@ class CodecLM(L.LightningModule):
         if not weights.is_file() or not (directory / "tokenizer.json").is_file():
             raise ConfigError(f"init_from {directory}: not an exported model directory "
                               "(needs model.safetensors and tokenizer.json)")
-        def bpe(tok):  # vocabulary and merges; export adds a post-processor, which is not
+
+        def bpe(tok):  # vocabulary and merges only: export adds a post-processor
             m = json.loads(tok.backend.to_str())["model"]
             return m["vocab"], m["merges"], tok.modality
 

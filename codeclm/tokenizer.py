@@ -99,7 +99,7 @@ class ByteTokenizer:
         self.byte_ids = [vocab[_c(b)] for b in range(256)]
         from .fast_bpe import FastBPE
 
-        #: the exact rank-ordered encoder (None: this file needs Hugging Face's)
+        #: the fast exact encoder (codeclm.fast_bpe); None: this file needs Hugging Face's
         self.fast = FastBPE.from_backend(backend, self.byte_ids, modality)
 
     # --- training and files -------------------------------------------------
