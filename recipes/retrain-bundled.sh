@@ -9,38 +9,33 @@ work=${2:-runs/bundled}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/.venv/bin
 case $kind in
-  video) cmd=avclm; count=3000; vocab=512; limit=1000; verb=videos; modality=h264 ;;
-  image) cmd=jpeglm; count=6000; vocab=320; limit=2000; verb=images; modality=jpeg ;;
+  # video: panning-camera clips (one motion vector per clip), 4000 steps in one run
+  video) cmd=avclm; count=3000; vocab=512; limit=1000; verb=videos; modality=h264
+         sources=pan; steps=4000 ;;
+  # image: still shapes, the recipe's 400 steps then a resume to 900
+  image) cmd=jpeglm; count=6000; vocab=320; limit=2000; verb=images; modality=jpeg
+         sources=shapes; steps=900 ;;
   *) echo "retrain-bundled.sh: kind must be video or image" >&2; exit 2 ;;
 esac
 mkdir -p "$work"
 cd "$work"
-"$bin/python" -m data_tools synth media/$kind --kind $kind --profile tiny --count $count --seed 7
+"$bin/python" -m data_tools synth media/$kind --kind $kind --profile tiny --count $count --seed 7 \
+    --sources $sources
 "$bin/python" -m data_tools bpe media/$kind -o media/$modality-tiny-tokenizer.json --profile tiny \
     --vocab-size $vocab --kind $kind --limit $limit
 "$bin/python" -m data_tools $verb media/$kind shards/$modality-tiny --profile tiny \
     --tokenizer media/$modality-tiny-tokenizer.json
-# One thread per run: the two bundled models were trained side by side on 2 cores.
-# Legs exactly as the shipped models were made: the recipe's 400 steps, then resumes to
-# 900 (both models) and 1500 (video only) steps; the cosine schedule is re-stretched over
-# the new max_steps at each resume.
-case $kind in video) legs="900 1500" ;; image) legs="900" ;; esac
-OMP_NUM_THREADS=1 "$bin/$cmd" train fit --config "$root/recipes/$cmd-demo.yaml" \
-    --data.path shards/$modality-tiny --trainer.default_root_dir train_$kind
-for steps in $legs; do
+# One thread per run (the shipped models were trained beside other work on 2 cores).
+fit() {
   OMP_NUM_THREADS=1 "$bin/$cmd" train fit --config "$root/recipes/$cmd-demo.yaml" \
-      --data.path shards/$modality-tiny --trainer.default_root_dir train_$kind \
-      --trainer.max_steps $steps --ckpt_path last
-done
-final=train_$kind/checkpoints/last.ckpt
-if [ "$kind" = video ]; then
-  # Video, fourth leg: a fresh run warm-started from the 1500-step export (new AdamW
-  # state, warmup, then cosine from 1.5e-3 to 1.5e-4 over 3500 steps).
-  "$bin/$cmd" export "$final" -o model_leg3
-  OMP_NUM_THREADS=1 "$bin/$cmd" train fit --config "$root/recipes/$cmd-demo.yaml" \
-      --data.path shards/$modality-tiny --trainer.default_root_dir train_video_leg4 \
-      --model.init_from model_leg3 --model.lr 1.5e-3 --model.min_lr 1.5e-4 \
-      --trainer.max_steps 3500
-  final=train_video_leg4/checkpoints/last.ckpt
+      --data.path shards/$modality-tiny --trainer.default_root_dir train_$kind "$@"
+}
+if [ "$kind" = image ]; then
+  # exactly as the shipped image model was made: 400 steps, then a resume to 900 (the
+  # cosine schedule is re-stretched over the new max_steps)
+  fit
+  fit --trainer.max_steps $steps --ckpt_path last
+else
+  fit --trainer.max_steps $steps
 fi
-"$bin/$cmd" export "$final" -o "$root/$cmd/assets/model"
+"$bin/$cmd" export train_$kind/checkpoints/last.ckpt -o "$root/$cmd/assets/model"
