@@ -160,11 +160,23 @@ def _bounce(pos: float, half: float, extent: int) -> float:
     return lo + (p if p <= span else 2 * span - p)
 
 
+def _two_background_colors(rng: np.random.Generator) -> tuple:
+    bg = rng.choice(len(BACKGROUND_PALETTE), size=2, replace=False)
+    return tuple(tuple(int(v) for v in BACKGROUND_PALETTE[i]) for i in bg)
+
+
+def _shape_size(rng: np.random.Generator, short: int) -> tuple[str, float, float]:
+    """(kind, half width, half height): 8-20% of the short side each."""
+    kind = "circle" if rng.random() < 0.5 else "rect"
+    rx = float(rng.uniform(0.08, 0.2) * short)
+    ry = rx if kind == "circle" else float(rng.uniform(0.08, 0.2) * short)
+    return kind, rx, ry
+
+
 def random_scene(rng: np.random.Generator, width: int, height: int, moving: bool = True) -> Scene:
     """A random background with 1-3 shapes; sizes scale with the frame, speeds 1-4% of it."""
     style = ("plain", "vertical", "horizontal")[rng.integers(0, 3)]
-    bg = rng.choice(len(BACKGROUND_PALETTE), size=2, replace=False)
-    colors = tuple(tuple(int(v) for v in BACKGROUND_PALETTE[i]) for i in bg)
+    colors = _two_background_colors(rng)
     if style == "plain":
         colors = colors[:1]
     n = int(rng.integers(1, 4))
@@ -172,9 +184,7 @@ def random_scene(rng: np.random.Generator, width: int, height: int, moving: bool
     short = min(width, height)
     shapes = []
     for i in range(n):
-        kind = "circle" if rng.random() < 0.5 else "rect"
-        rx = float(rng.uniform(0.08, 0.2) * short)
-        ry = rx if kind == "circle" else float(rng.uniform(0.08, 0.2) * short)
+        kind, rx, ry = _shape_size(rng, short)
         speed = float(rng.uniform(0.01, 0.04) * short) if moving else 0.0
         angle = float(rng.uniform(0, 2 * np.pi))
         shapes.append(Shape(kind, tuple(int(v) for v in SHAPE_PALETTE[picks[i]]),
@@ -194,16 +204,13 @@ def random_pan(rng: np.random.Generator, width: int, height: int,
             break
     ww, wh = width + abs(vx) * (frames - 1), height + abs(vy) * (frames - 1)
     style = "horizontal" if abs(vx) >= abs(vy) else "vertical"  # the gradient moves too
-    bg = rng.choice(len(BACKGROUND_PALETTE), size=2, replace=False)
-    colors = tuple(tuple(int(v) for v in BACKGROUND_PALETTE[i]) for i in bg)
+    colors = _two_background_colors(rng)
     n = int(rng.integers(3, 7))
     picks = rng.choice(len(SHAPE_PALETTE), size=n, replace=False)
     short = min(width, height)
     shapes = []
     for i in range(n):
-        kind = "circle" if rng.random() < 0.5 else "rect"
-        rx = float(rng.uniform(0.08, 0.2) * short)
-        ry = rx if kind == "circle" else float(rng.uniform(0.08, 0.2) * short)
+        kind, rx, ry = _shape_size(rng, short)
         shapes.append(Shape(kind, tuple(int(v) for v in SHAPE_PALETTE[picks[i]]),
                             float(rng.uniform(rx, max(rx, ww - rx))),
                             float(rng.uniform(ry, max(ry, wh - ry))), 0.0, 0.0, rx, ry))
