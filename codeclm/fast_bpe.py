@@ -140,13 +140,28 @@ class FastBPE:
         for j in np.flatnonzero(~short).tolist():  # long words
             word = data[ws[j]:ws[j] + wl[j]]
             rows[j] = row_of.get(word) or self._add(word, word)
-        if self._table is None or len(self._table) < len(self._ids):
-            width = max(len(r) for r in self._ids)
-            self._table = np.zeros((len(self._ids), width), dtype=np.int32)
-            for r, ids in enumerate(self._ids):
-                self._table[r, :len(ids)] = ids
-            self._nids = np.array([len(r) for r in self._ids], dtype=np.int64)
+        self._fill_table()
         return rows, self._table
+
+    def _fill_table(self) -> None:
+        """Copy rows added since the last call into the ids table (grown by doubling, so
+        a new word costs its own row, not a rebuild of every cached one)."""
+        n, done = len(self._ids), self._filled
+        if n == done:
+            return
+        width = max(self._table.shape[1], max(len(r) for r in self._ids[done:]))
+        if n > len(self._table) or width > self._table.shape[1]:
+            rows = len(self._table) if n <= len(self._table) else max(n, 2 * len(self._table))
+            table = np.zeros((rows, width), dtype=np.int32)
+            table[:done, :self._table.shape[1]] = self._table[:done]
+            nids = np.zeros(len(table), dtype=np.int64)
+            nids[:done] = self._nids[:done]
+            self._table, self._nids = table, nids
+        for r in range(done, n):
+            ids = self._ids[r]
+            self._table[r, :len(ids)] = ids
+            self._nids[r] = len(ids)
+        self._filled = n
 
     def _add(self, key, word: bytes) -> int:
         """Encode a new word, give it the next row (rows start at 1: 0 means unknown)."""
@@ -157,8 +172,10 @@ class FastBPE:
     def _reset_cache(self) -> None:
         self._row_of: dict = {}
         self._ids: list[list[int]] = [[]]  # row 0 unused, so a row is always truthy
-        self._table = None
-        self._nids = None
+        #: rows of ``_ids`` as a zero-padded int32 array, and each row's id count
+        self._table = np.zeros((64, 1), dtype=np.int32)
+        self._nids = np.zeros(64, dtype=np.int64)
+        self._filled = 1
 
     def _bpe_word(self, word: bytes) -> list[int]:
         """One word through the merges in rank order (exact, see the module docstring)."""

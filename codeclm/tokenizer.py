@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .errors import TokenizerError
+from .fast_bpe import FastBPE
 
 BYTE_OFFSET = 0x2800
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
@@ -97,8 +98,6 @@ class ByteTokenizer:
         if missing:
             raise TokenizerError(f"tokenizer lacks byte tokens for {len(missing)} byte values")
         self.byte_ids = [vocab[_c(b)] for b in range(256)]
-        from .fast_bpe import FastBPE
-
         #: the fast exact encoder (codeclm.fast_bpe); None: this file needs Hugging Face's
         self.fast = FastBPE.from_backend(backend, self.byte_ids, modality)
 
