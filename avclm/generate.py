@@ -206,6 +206,7 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
     if window < 2:
         raise ConfigError(f"a context window must hold at least 2 frames, got {window}")
     head, n_prompt_frames = prompt_units(profile, prompt, prompt_frames)
+    check_context(lm, head, context)
     target = n_prompt_frames + frames
     rows = [_Row(gate_factory(profile), StreamDecoder(profile, strict=False, max_frames=target + 1),
                  target) for _ in range(batch)]
@@ -341,6 +342,25 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
         wall_s=time.perf_counter() - t_start,
     )
     yield DoneEvent(stats)
+
+
+def check_context(lm, head: list[bytes], context: int | None) -> None:
+    """Refuse a context (``--context``, at most the model's) that cannot hold the prompt
+    and one picture after it, or a continuation prompt (one IDR picture) and one more:
+    the same rule for every ``--frames``, checked before anything is sampled."""
+    from .codec import encode_frames
+
+    profile, tok = lm.profile, lm.tokenizer
+    limit = min(context or lm.model.config.max_position_embeddings,
+                lm.model.config.max_position_embeddings)
+    grey = np.full((profile.height, profile.width, 3), 128, np.uint8)
+    picture = len(tok.encode(encode_frames([grey], profile), bos=True, eos=False))
+    prompt = len(tok.encode(b"".join(head), bos=True, eos=False))
+    need = max(prompt, picture) + picture
+    if limit < need:
+        raise ConfigError(f"a context of {limit} tokens is too short: this model and profile "
+                          f"need at least {need} (a prompt of {max(prompt, picture)} tokens "
+                          f"and one picture)")
 
 
 def output_paths(output: str | os.PathLike, batch: int) -> list[Path]:

@@ -9,27 +9,60 @@ and an optional module docstring (its first line is the verb's help). Modules ar
 imported only when their verb runs, so ``jpeglm --help`` does not import torch.
 A verb whose module defines ``RAW_ARGV = True`` receives the remaining argv
 untouched as ``args.argv`` (used by ``train``, which hands it to LightningCLI).
+
+Exit status: 0 success; 1 an error (one line on stderr, ``prog: error: ...``, never a
+traceback); 2 a usage error found by argparse (unknown flag, missing or non-numeric
+argument; one line too); 130 interrupted (SIGINT, Ctrl-C); 143
+terminated (SIGTERM, what ``timeout`` and schedulers send). Interrupted or terminated,
+a command removes its temporary files and leaves no partial output.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 
 from .errors import CodecLMError
+
+#: set to 1 to get Python's traceback for an unexpected exception (a bug) instead of one line
+TRACEBACK_ENV = "CODECLM_TRACEBACK"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every cleanup (temp files, locks) runs."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with the toolkit's error style: ``prog: error: msg`` on one line, exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def one_line(text: object) -> str:
+    """``text`` with its line breaks and runs of blanks folded into single spaces."""
+    return " ".join(str(text).split())
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
 
 
 def run_cli(prog: str, description: str, verbs: Mapping[str, str],
             argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run a verb; turn library errors into ``prog: error: msg`` + exit 1."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _on_sigterm)
     if argv and argv[0] in verbs:
         module = importlib.import_module(verbs[argv[0]])
         if getattr(module, "RAW_ARGV", False):
             return _guarded(prog, module.run, argparse.Namespace(argv=argv[1:]))
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = OneLineParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="verb")
     sub.required = True
     for name, modname in verbs.items():
@@ -49,11 +82,26 @@ def _guarded(prog: str, fn, args) -> int:
     try:
         rc = fn(args)
     except CodecLMError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
         return 1
+    except Terminated:
+        print(f"{prog}: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `avclm generate -o - | head`
         return 0
+    except OSError as e:  # an unreadable / unwritable place no library check caught
+        from .outputs import describe_os_error
+
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{prog}: error: {where}{one_line(describe_os_error(e))}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        print(f"{prog}: error: unexpected {type(e).__name__}: {one_line(e)[:300]} "
+              f"(a bug; {TRACEBACK_ENV}=1 shows the traceback)", file=sys.stderr)
+        return 1
     return int(rc or 0)

@@ -39,33 +39,48 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
                          f"`python -m lightning.pytorch.utilities.consolidate_checkpoint {p}`")
     if not p.is_file():
         raise ModelError(f"{p}: no such checkpoint")
+    if p.stat().st_size == 0:
+        raise ModelError(f"{p}: empty checkpoint file")
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
-        raise ModelError(f"{p}: not a readable checkpoint ({str(e).splitlines()[0]})") from e
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        raise ModelError(f"{p}: not a readable checkpoint ({lines[0][:200]})") from e
+    except Exception as e:  # zipfile / pickle internals raise assorted types on random bytes
+        raise ModelError(f"{p}: not a readable checkpoint ({type(e).__name__})") from e
+    if not isinstance(ckpt, dict):
+        raise ModelError(f"{p}: not a training checkpoint (holds a {type(ckpt).__name__})")
+    return ckpt
 
 
 def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike,
-                      modality: str | None = None, dtype: str = "float32") -> Path:
+                      modality: str | None = None, dtype: str = "float32",
+                      overwrite: bool = False) -> Path:
     """Write the model directory for a training checkpoint; returns its path.
 
-    ``modality`` ("jpeg"/"h264"), when given, must be the checkpoint's.
+    ``modality`` ("jpeg"/"h264"), when given, must be the checkpoint's. An existing
+    ``out_dir`` is replaced only with ``overwrite`` and only if it holds nothing but a
+    model directory's files (:func:`codeclm.model_dir.check_model_target`).
     """
     import torch
     from tokenizers import Tokenizer
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     from .lightning_module import CKPT_KEY
-    from .model_dir import save_model_dir
+    from .model_dir import check_model_target, save_model_dir
     from .profile import profile_from_dict
     from .tokenizer import ByteTokenizer
 
     if dtype not in DTYPES:
         raise ModelError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    check_model_target(out_dir, overwrite)
     ckpt = load_checkpoint(ckpt_path)
     info = ckpt.get(CKPT_KEY)
-    if not isinstance(info, dict) or "state_dict" not in ckpt:
+    if not isinstance(info, dict) or not isinstance(ckpt.get("state_dict"), dict) or \
+            not all(k in info for k in ("modality", "tokenizer", "llama_config")):
         raise ModelError(f"{ckpt_path}: not a checkpoint of `jpeglm train` / `avclm train`")
+    if info["modality"] not in COMMAND_OF:
+        raise ModelError(f"{ckpt_path}: unknown modality {info['modality']!r} in the checkpoint")
     if modality is not None and info["modality"] != modality:
         raise ModelError(f"{ckpt_path}: this is a {info['modality']} checkpoint "
                          f"(export it with `{COMMAND_OF[info['modality']]} export`)")
@@ -78,14 +93,18 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike,
         raise ModelError(f"{ckpt_path}: checkpoint has no codec profile")
     profile = profile_from_dict(info["profile"])
 
-    config = LlamaConfig.from_dict(info["llama_config"])
+    try:
+        config = LlamaConfig.from_dict(info["llama_config"])
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+    except Exception as e:  # transformers raises many types for a bad config
+        raise ModelError(f"{ckpt_path}: stored model config is unusable ({e})") from e
     prefix = "model."
-    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items()
+             if isinstance(k, str) and k.startswith(prefix)}
     try:
         model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as e:
+    except (RuntimeError, TypeError, AttributeError) as e:
         raise ModelError(f"{ckpt_path}: weights do not fit the stored config "
                          f"({str(e).splitlines()[0]})") from e
     model = model.to(getattr(torch, dtype))
@@ -93,18 +112,23 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike,
             f"(global step {ckpt.get('global_step')}, epoch {ckpt.get('epoch')}); "
             f"codec profile `{profile.name}`, vocabulary {tokenizer.vocab_size}, "
             f"context {config.max_position_embeddings} tokens.\n")
-    return save_model_dir(model, tokenizer, profile, out_dir, card=card)
+    return save_model_dir(model, tokenizer, profile, out_dir, card=card, overwrite=overwrite)
 
 
 # --- the CLI verb, shared by jpeglm/commands/export.py and avclm/commands/export.py ---------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a .ckpt written by `train fit` (e.g. DIR/checkpoints/last.ckpt)")
-    parser.add_argument("-o", "--output", required=True, help="model directory to write")
+    parser.add_argument("-o", "--output", required=True,
+                        help="model directory to write (must be new or empty)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing model directory (only one that holds nothing "
+                             "but model files)")
     parser.add_argument("--dtype", choices=DTYPES, default="float32",
                         help="weight dtype of the exported model (default: float32)")
 
 
 def run(args: argparse.Namespace, modality: str) -> int:
-    path = export_checkpoint(args.checkpoint, args.output, modality=modality, dtype=args.dtype)
+    path = export_checkpoint(args.checkpoint, args.output, modality=modality, dtype=args.dtype,
+                             overwrite=args.overwrite)
     print(path)
     return 0

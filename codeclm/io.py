@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from .errors import InputError
+from .errors import InputError, OutputError
 
 
 def _umask_mode() -> int:
@@ -24,22 +24,48 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it onto ``path`` only on success.
 
     On any exception (including KeyboardInterrupt) the temporary file is removed
-    and ``path`` is left untouched.
+    and ``path`` is left untouched. A failing write (disk full, file size limit,
+    unwritable place) raises :class:`OutputError` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.chmod(tmp, _umask_mode())  # mkstemp makes 0600; outputs should look like any other file
+    fd, tmp = _make_temp(path, f".{path.name}.", ".part")
     try:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and _is_write_error(e):
+            raise OutputError(f"{path}: cannot write ({_describe(e)})") from e
         raise
+
+
+def _describe(e: OSError) -> str:
+    from .outputs import describe_os_error
+
+    return describe_os_error(e)
+
+
+def _is_write_error(e: OSError) -> bool:
+    """Errors of the output itself (no room, no permission, read-only), not of an input."""
+    import errno
+
+    return e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
+                       errno.EPERM, errno.EIO, errno.EISDIR, errno.ENOTDIR)
+
+
+def _make_temp(path: Path, prefix: str, suffix: str) -> tuple[int, str]:
+    """mkstemp beside ``path`` (its folders created), with ordinary file permissions."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write ({_describe(e)})") from e
+    os.chmod(tmp, _umask_mode())  # mkstemp makes 0600; outputs should look like any other file
+    return fd, tmp
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -56,16 +82,16 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     It is renamed onto ``path`` on success and removed on failure.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix, dir=path.parent)
+    fd, tmp = _make_temp(path, f".{path.stem}.", suffix or path.suffix)
     os.close(fd)
-    os.chmod(tmp, _umask_mode())
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and _is_write_error(e):
+            raise OutputError(f"{path}: cannot write ({_describe(e)})") from e
         raise
 
 

@@ -14,18 +14,25 @@ so ``AutoModelForCausalLM.from_pretrained(DIR)`` and
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import ModelError, TokenizerError
+from .errors import ModelError, OutputError, TokenizerError
 from .profile import load_profile, save_profile
 from .tokenizer import ByteTokenizer
 
 #: where each modality's bundled demo model lives (inside the installed package)
 BUNDLED = {"jpeg": ("jpeglm", "assets/model"), "h264": ("avclm", "assets/model")}
 COMMAND_OF = {"jpeg": "jpeglm", "h264": "avclm"}
+#: the names a model directory's files may have: only a directory holding nothing else is
+#: ever replaced (``export --overwrite``); anything else in it is the user's
+MODEL_DIR_FILES = ("config.json", "generation_config.json", "model.safetensors",
+                   "model.safetensors.index.json", "model-*-of-*.safetensors", "tokenizer.json",
+                   "tokenizer_config.json", "special_tokens_map.json", "profile.json",
+                   "README.md", "chat_template.jinja")
 
 
 @dataclasses.dataclass
@@ -45,10 +52,41 @@ def bundled_model_dir(modality: str) -> Path | None:
     return root if (root / "config.json").is_file() else None
 
 
+def check_model_target(directory: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse a model directory output that would lose anything: an existing file, a
+    non-empty directory (unless ``overwrite``), or one holding files that are not a model
+    directory's (never replaced). Creates nothing; raises :class:`OutputError`."""
+    from .outputs import check_parent
+
+    d = Path(directory)
+    if d.is_symlink() and not d.exists():
+        raise OutputError(f"{d}: is a dangling symbolic link")
+    if d.exists() and not d.is_dir():
+        raise OutputError(f"{d}: exists and is not a directory")
+    if not d.exists():
+        check_parent(d)
+        return
+    entries = sorted(os.listdir(d))
+    if not entries:
+        return
+    if not overwrite:
+        raise OutputError(f"{d}: already exists and is not empty (pass --overwrite to replace "
+                          f"the model directory)")
+    foreign = [e for e in entries if not (d / e).is_file() or (d / e).is_symlink()
+               or not any(fnmatch.fnmatchcase(e, pat) for pat in MODEL_DIR_FILES)]
+    if foreign:
+        raise OutputError(f"{d}: holds {len(foreign)} file(s) that are not part of a model "
+                          f"directory (e.g. {foreign[0]}); refusing to replace it")
+
+
 def save_model_dir(model, tokenizer: ByteTokenizer, profile, directory: str | os.PathLike,
-                   card: str | None = None) -> Path:
-    """Write a complete model directory atomically (built in a temp dir, then renamed)."""
+                   card: str | None = None, overwrite: bool = False) -> Path:
+    """Write a complete model directory atomically (built in a temp dir, then renamed).
+
+    An existing directory is replaced only with ``overwrite`` and only if it holds
+    nothing but model directory files (:func:`check_model_target`)."""
     directory = Path(directory)
+    check_model_target(directory, overwrite)
     if model.config.vocab_size != tokenizer.vocab_size:
         raise TokenizerError(f"model vocabulary ({model.config.vocab_size}) does not match the "
                              f"tokenizer ({tokenizer.vocab_size})")
@@ -65,13 +103,31 @@ def save_model_dir(model, tokenizer: ByteTokenizer, profile, directory: str | os
         if card:
             (tmp / "README.md").write_text(card)
         _normal_permissions(tmp)
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    except BaseException:
+        _install(tmp, directory, overwrite)
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            from .outputs import describe_os_error
+
+            raise OutputError(f"{directory}: cannot write ({describe_os_error(e)})") from e
         raise
     return directory
+
+
+def _install(tmp: Path, directory: Path, overwrite: bool) -> None:
+    """Rename the finished ``tmp`` onto ``directory``; an old model directory there is moved
+    aside first (checked again: only model files) and removed after."""
+    if not directory.exists():
+        os.replace(tmp, directory)
+        return
+    check_model_target(directory, overwrite)
+    if not any(directory.iterdir()):
+        os.replace(tmp, directory)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
+    os.replace(directory, old / "model")
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _quiet_transformers() -> None:
@@ -80,6 +136,7 @@ def _quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # no multi-line load reports on stderr
 
 
 def _normal_permissions(directory: Path) -> None:
@@ -107,10 +164,14 @@ def load_model_dir(path: str | os.PathLike, modality: str | None = None, device:
     """Load a model directory and check that its parts fit together.
 
     ``modality`` ("jpeg" / "h264"), when given, must match the directory's profile:
-    an image model handed to ``avclm`` is an error, not garbage output.
+    an image model handed to ``avclm`` is an error, not garbage output. Loading is strict
+    (:mod:`codeclm.weights`): safetensors only, and every weight the config needs must be
+    stored with its shape, nothing more; anything else is a one-line :class:`ModelError`.
     """
     import torch
     from transformers import AutoModelForCausalLM
+
+    from .weights import check_weights_fit, load_config
 
     path = Path(path)
     if not path.is_dir():
@@ -127,10 +188,13 @@ def load_model_dir(path: str | os.PathLike, modality: str | None = None, device:
         raise TokenizerError(f"{path}: tokenizer is for {tokenizer.modality} but the profile is "
                              f"{profile.modality}")
     _quiet_transformers()
+    config = load_config(path)
+    check_weights_fit(path, config)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
-    except (OSError, ValueError) as e:
-        raise ModelError(f"{path}: cannot load model ({e})") from e
+        model = AutoModelForCausalLM.from_pretrained(path, config=config, use_safetensors=True,
+                                                     dtype=dtype or torch.float32)
+    except Exception as e:  # the checks above make this rare: an unreadable tensor
+        raise ModelError(f"{path}: cannot load model ({' '.join(str(e).split())[:200]})") from e
     if model.config.vocab_size != tokenizer.vocab_size:
         raise TokenizerError(f"{path}: model vocabulary ({model.config.vocab_size}) does not match "
                              f"the tokenizer ({tokenizer.vocab_size})")

@@ -50,9 +50,11 @@ def profile_to_dict(profile) -> dict[str, Any]:
 
 
 def profile_from_dict(d: dict[str, Any]):
+    if not isinstance(d, dict):
+        raise ProfileError(f"a profile is a JSON object, not {type(d).__name__}")
     d = dict(d)
     modality = d.pop("modality", None)
-    if modality not in MODALITIES:
+    if not isinstance(modality, str) or modality not in MODALITIES:
         raise ProfileError(f"profile has unknown modality {modality!r}")
     mod, _, cls_name = MODALITIES[modality]
     cls = getattr(importlib.import_module(mod), cls_name)
@@ -63,7 +65,10 @@ def profile_from_dict(d: dict[str, Any]):
     for k, v in list(d.items()):  # JSON turns tuples into lists
         if isinstance(v, list):
             d[k] = tuple(v)
-    return cls(**d)
+    try:
+        return cls(**d)
+    except (TypeError, ValueError) as e:
+        raise ProfileError(f"invalid {modality} profile ({e})") from e
 
 
 def save_profile(profile, directory: str | os.PathLike) -> Path:

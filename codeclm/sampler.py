@@ -796,27 +796,5 @@ def load_model(model, modality: str, device: str | None = None, dtype=None):
                           device=device, dtype=dtype)
 
 
-def add_sampling_arguments(parser) -> None:
-    """The flags every generating verb shares: model, device, batch, sampling, quiet."""
-    parser.add_argument("--model", metavar="DIR", default=None,
-                        help="model directory (made by `export`); default: the bundled model")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if "
-                        "available, in bf16; else cpu, in fp32)")
-    parser.add_argument("--batch", type=int, default=1, metavar="B",
-                        help="samples generated together (default 1)")
-    g = parser.add_argument_group("sampling")
-    g.add_argument("--seed", type=int, default=None,
-                   help="random seed; row r of a batch uses seed + r (default: random)")
-    g.add_argument("--temperature", type=float, default=1.0, metavar="T",
-                   help="softmax temperature; 0 = greedy (default 1.0)")
-    g.add_argument("--top-k", type=int, default=50, metavar="K",
-                   help="keep the K most likely tokens; 0 = off (default 50)")
-    g.add_argument("--top-p", type=float, default=0.9, metavar="P",
-                   help="keep the smallest set of tokens with probability >= P; 1 = off (default 0.9)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-
-
-def sampling_config(args) -> SamplingConfig:
-    """:class:`SamplingConfig` from parsed :func:`add_sampling_arguments` flags."""
-    return SamplingConfig(temperature=args.temperature, top_k=args.top_k or None,
-                          top_p=args.top_p, seed=args.seed)
+# the shared CLI flags live in a torch-free module (fast argument checks); re-exported here
+from .sampling_args import add_sampling_arguments, sampling_config  # noqa: E402, F401

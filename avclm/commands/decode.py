@@ -28,15 +28,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="paper", help="codec profile name (default: paper)")
     parser.add_argument("--tolerant", action="store_true",
                         help="conceal damaged pictures instead of failing")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
 
 def run(args: argparse.Namespace) -> int:
-    from avclm.codec import annexb_to_mp4
-    from avclm.stream import decode_annexb_with_stats
+    from codeclm.outputs import check_output_file
 
     if Path(args.output).suffix.lower() not in CONTAINER_SUFFIXES:
         raise InputError(f"{args.output}: output must be one of {', '.join(sorted(CONTAINER_SUFFIXES))}")
     profile = get_profile("h264", args.profile)
+    check_output_file(args.output, args.overwrite)
+
+    from avclm.codec import annexb_to_mp4
+    from avclm.stream import decode_annexb_with_stats
+
     data = read_input_bytes(args.input, max_bytes=MAX_INPUT_BYTES)
     frames, dec = decode_annexb_with_stats(data, profile, strict=not args.tolerant)
     if args.tolerant:

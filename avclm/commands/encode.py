@@ -23,14 +23,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True,
                         help="OUT.h264 (raw Annex-B), OUT.mp4 (container), or - for stdout")
     parser.add_argument("--profile", default="paper", help="codec profile name (default: paper)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
 
 def run(args: argparse.Namespace) -> int:
-    from avclm.codec import annexb_to_mp4, encode_video
+    from codeclm.outputs import check_output_file
 
     profile = get_profile("h264", args.profile)
     if str(args.video) == "-":
         raise InputError("reading a video from stdin is not supported; give a file")
+    check_output_file(args.output, args.overwrite)
+
+    from avclm.codec import annexb_to_mp4, encode_video
+
     data = encode_video(args.video, profile)
     out = args.output
     if out == "-":

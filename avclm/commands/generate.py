@@ -18,8 +18,8 @@ import contextlib
 import sys
 from pathlib import Path
 
-from codeclm.errors import ConfigError
-from codeclm.sampler import add_sampling_arguments, sampling_config
+from codeclm.errors import ConfigError, InputError, OutputError
+from codeclm.sampling_args import add_sampling_arguments, sampling_config
 
 STREAM_SUFFIXES = (".h264", ".264", ".avc")
 
@@ -82,22 +82,54 @@ class _Sink:
             annexb_to_mp4(b"".join(self.chunks), self.path, profile)
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+def output_paths(output: str, batch: int) -> list[str]:
+    """One output path per row: ``OUT`` for a batch of 1, else ``OUT_<row>.<ext>``."""
+    p = Path(output)
+    if batch == 1:
+        return [output]
+    return [str(p.with_name(f"{p.stem}_{r}{p.suffix}")) for r in range(batch)]
 
-    from avclm.generate import (
-        DoneEvent,
-        FrameEvent,
-        NalEvent,
-        generate_video,
-        load_model,
-        output_paths,
-    )
+
+def check_arguments(args: argparse.Namespace) -> list[str]:
+    """Every range, input and output check, before torch or the model is loaded; returns
+    the output paths."""
+    from codeclm.outputs import check_output_file
+    from codeclm.sampling_args import check_positive, check_sampling_args
+
+    from .encode import CONTAINER_SUFFIXES
 
     if args.output == "-" and args.batch != 1:
         raise ConfigError("-o - (stdout) takes one sample; use --batch 1 or a file name")
     if args.frames < 1:
         raise ConfigError(f"--frames must be >= 1, got {args.frames}")
+    check_sampling_args(args)
+    check_positive(args, "prompt_frames", "max_nal_tokens", "max_attempts", "context")
+    if args.window is not None and args.window < 2:
+        raise ConfigError(f"--window must be >= 2 (a context window holds at least 2 frames), "
+                          f"got {args.window}")
+    if args.prompt_frames is not None and args.prompt is None:
+        raise ConfigError("--prompt-frames needs --prompt VIDEO")
+    if args.prompt is not None and not Path(args.prompt).is_file():
+        raise InputError(f"{args.prompt}: {'not a regular file' if Path(args.prompt).exists() else 'no such file'}")
+    if args.output == "-":
+        return ["-"]
+    suffix = Path(args.output).suffix.lower()
+    if suffix not in STREAM_SUFFIXES and suffix not in CONTAINER_SUFFIXES:
+        raise OutputError(f"{args.output}: the output must end in one of "
+                          f"{', '.join(sorted(CONTAINER_SUFFIXES | set(STREAM_SUFFIXES)))}")
+    paths = output_paths(args.output, args.batch)
+    for p in paths:
+        check_output_file(p, args.overwrite)
+    return paths
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = check_arguments(args)
+
+    from tqdm import tqdm
+
+    from avclm.generate import DoneEvent, FrameEvent, NalEvent, generate_video, load_model
+
     config = sampling_config(args)
     lm = load_model(args.model, "h264", args.device)
     kw = {"verify": not args.no_verify}
@@ -105,7 +137,6 @@ def run(args: argparse.Namespace) -> int:
         kw["max_nal_tokens"] = args.max_nal_tokens
     if args.max_attempts is not None:
         kw["max_attempts"] = args.max_attempts
-    paths = ["-"] if args.output == "-" else [str(p) for p in output_paths(args.output, args.batch)]
     bar = tqdm(total=args.frames * args.batch, unit="frame", file=sys.stderr,
                disable=args.quiet, dynamic_ncols=True)
     stats = {}

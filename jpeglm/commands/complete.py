@@ -24,15 +24,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from codeclm.errors import ConfigError
+    from codeclm.errors import ConfigError, InputError
+    from codeclm.outputs import check_output_dir
+
+    from .generate import check_common_arguments, output_names
+
+    if not 0.0 <= args.prefix_ratio < 1.0:
+        raise ConfigError(f"--prefix-ratio must be in [0, 1), got {args.prefix_ratio}")
+    check_common_arguments(args)
+    for path in args.images:
+        if not Path(path).is_file():
+            raise InputError(f"{path}: {'not a regular file' if Path(path).exists() else 'no such file'}")
+    target = check_output_dir(args.output, "jpeglm complete", args.overwrite)
+
     from codeclm.sampler import load_model
     from jpeglm import codec
     from jpeglm.generate import grid, preview
 
     from .generate import run_samples, write_png
 
-    if not 0.0 <= args.prefix_ratio < 1.0:
-        raise ConfigError(f"--prefix-ratio must be in [0, 1), got {args.prefix_ratio}")
     lm = load_model(args.model, "jpeg", args.device)
     profile = lm.profile
     outdir = Path(args.output)
@@ -43,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         originals.append(codec.decode(modeled, profile))
         prompts.append(codec.prompt_prefix(modeled, args.prefix_ratio, profile))
         names.append(f"{i:0{width}d}_{Path(path).stem}")
-    outdir.mkdir(parents=True, exist_ok=True)
+    target.create(output_names(names, ("{}_prompt.png",)))
     shown = []
     for name, prompt, original in zip(names, prompts, originals):
         shown.append(preview(prompt, profile))

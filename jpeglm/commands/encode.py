@@ -18,14 +18,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="paper", help="jpeg profile name (default: paper)")
     p.add_argument("--modeled", action="store_true",
                    help="write the modeled bytes (abbreviated stream, no DQT/DHT tables)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
 
 def run(args: argparse.Namespace) -> int:
     from codeclm.io import atomic_write_bytes
+    from codeclm.outputs import check_output_file
     from jpeglm import codec
     from jpeglm.profile import get
 
     profile = get(args.profile)
+    check_output_file(args.output, args.overwrite)
     modeled = codec.encode_image(args.image, profile)
     data = modeled if args.modeled else codec.to_jpeg(modeled, profile)
     kind = "modeled" if args.modeled else "jpeg"

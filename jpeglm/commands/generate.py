@@ -12,13 +12,28 @@ import argparse
 import sys
 from pathlib import Path
 
-from codeclm.sampler import add_sampling_arguments, sampling_config
+from codeclm.sampling_args import add_sampling_arguments, sampling_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--num", type=int, required=True, metavar="N", help="images to generate")
-    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR",
+                        help="output directory (new or empty; --overwrite replaces an earlier run)")
     add_common_arguments(parser)
+
+
+def check_common_arguments(args: argparse.Namespace) -> None:
+    """Range checks of the flags of :func:`add_common_arguments` (before any model loads)."""
+    from codeclm.sampling_args import check_positive, check_sampling_args
+
+    check_sampling_args(args)
+    check_positive(args, "max_tokens", "max_mcu_tokens", "preview_every")
+
+
+def output_names(names: list[str], extra: tuple[str, ...] = ()) -> list[str]:
+    """Every file a run with these sample names may write into its directory."""
+    return [f for n in names for f in (f"{n}.jpg", f"preview_{n}.png", *(e.format(n) for e in extra))
+            ] + ["grid.png"]
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,15 +104,20 @@ def run_samples(args, prompts: list[bytes] | None, count: int | None, names: lis
 
 def run(args: argparse.Namespace) -> int:
     from codeclm.errors import ConfigError
-    from codeclm.sampler import load_model
-    from jpeglm.generate import grid
+    from codeclm.outputs import check_output_dir
 
     if args.num < 1:
         raise ConfigError(f"-n must be >= 1, got {args.num}")
-    lm = load_model(args.model, "jpeg", args.device)
-    outdir = Path(args.output)
+    check_common_arguments(args)
+    target = check_output_dir(args.output, "jpeglm generate", args.overwrite)
     width = len(str(args.num - 1))
     names = [f"{i:0{width}d}" for i in range(args.num)]
+
+    from codeclm.sampler import load_model
+    from jpeglm.generate import grid
+
+    lm = load_model(args.model, "jpeg", args.device)
+    outdir = target.create(output_names(names))
     results = run_samples(args, None, args.num, names, outdir, lm)
     write_png(grid([r.image for r in sorted(results, key=lambda r: r.sample)]), outdir / "grid.png")
     return 0

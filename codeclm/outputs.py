@@ -1,0 +1,159 @@
+"""Output paths: the one overwrite rule every command follows, checked before any work.
+
+* ``-o FILE``: a new file is written (temp file + rename). An existing file is refused
+  unless ``--overwrite``; a directory there is always refused.
+* ``-o DIR`` (``jpeglm generate`` / ``complete``, ``data_tools synth``): a new or empty
+  directory is used as is. A non-empty one is refused unless ``--overwrite``; with it,
+  the earlier run of ours that the directory holds (the files named in its marker,
+  :data:`MARKER`) is removed and files of the new run's names are replaced. Nothing else
+  in the directory is touched.
+* Model directories (``export``) and shard sets (``data_tools images|videos``) have their
+  own checks (:mod:`codeclm.model_dir`, :mod:`data_tools.outdir`) built on the same rule.
+
+Every check here only looks; nothing is created until :meth:`OutputDir.create`, which
+a command calls after its arguments are validated and its model is loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import OutputError
+
+#: the file that marks a directory run as ours: {"tool": ..., "files": [names]}
+MARKER = ".codeclm-run.json"
+#: write errors that mean "no room" (EFBIG: a file size limit, e.g. ``ulimit -f``)
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def describe_os_error(e: OSError) -> str:
+    """A short human reason for an ``OSError`` ("disk full" for ENOSPC/EDQUOT/EFBIG)."""
+    if e.errno in DISK_FULL:
+        return f"disk full ({e.strerror})"
+    return e.strerror or str(e)
+
+
+def check_parent(path: str | os.PathLike) -> None:
+    """The nearest existing ancestor of ``path`` must be a writable directory.
+
+    Missing folders in between are fine (they are created when the output is written).
+    Raises :class:`OutputError`.
+    """
+    p = Path(os.path.abspath(path))
+    anc = p.parent
+    while not anc.exists() and anc != anc.parent:
+        if anc.is_symlink():
+            raise OutputError(f"{path}: {anc} is a dangling symbolic link")
+        anc = anc.parent
+    if not anc.is_dir():
+        raise OutputError(f"{path}: {anc} is not a directory")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: {anc} is not writable")
+
+
+def check_output_file(path: str | os.PathLike, overwrite: bool, flag: str = "--overwrite") -> None:
+    """Refuse an output file that exists (unless ``overwrite``), is a directory, or
+    cannot be created. ``-`` (stdout) always passes."""
+    if str(path) == "-":
+        return
+    p = Path(path)
+    if str(path).endswith(os.sep) or p.is_dir():
+        raise OutputError(f"{path}: is a directory (give a file name)")
+    if p.is_symlink() and not p.exists():
+        raise OutputError(f"{path}: is a dangling symbolic link")
+    if p.exists():
+        if not p.is_file():
+            raise OutputError(f"{path}: exists and is not a regular file")
+        if not overwrite:
+            raise OutputError(f"{path}: already exists (pass {flag} to replace it)")
+    check_parent(p)
+
+
+def read_marker(directory: Path) -> dict | None:
+    """The run marker of ``directory`` (``{"tool", "files"}``) or None."""
+    try:
+        data = json.loads((directory / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("files"), list):
+        return None
+    return data
+
+
+@dataclasses.dataclass
+class OutputDir:
+    """A checked output directory; :meth:`create` makes it and claims it for this run."""
+
+    path: Path
+    tool: str
+    previous: list[str]   #: files of an earlier run of ours, removed by create()
+
+    def create(self, names: Iterable[str] = ()) -> Path:
+        """Make the directory, remove the earlier run's files, and write the marker naming
+        ``names`` (the files this run writes; more can be added with :meth:`record`)."""
+        from .io import atomic_write
+
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            for name in self.previous:
+                if _plain_name(name):
+                    with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                        (self.path / name).unlink()
+            self.previous = []
+            with atomic_write(self.path / MARKER, "w") as f:
+                json.dump({"tool": self.tool, "files": sorted(set(names))}, f)
+        except OSError as e:
+            raise OutputError(f"{self.path}: cannot write ({describe_os_error(e)})") from e
+        return self.path
+
+    def record(self, names: Iterable[str]) -> None:
+        """Add ``names`` to the marker (files written whose names were not known up front)."""
+        from .io import atomic_write
+
+        old = read_marker(self.path) or {"tool": self.tool, "files": []}
+        try:
+            with atomic_write(self.path / MARKER, "w") as f:
+                json.dump({"tool": self.tool, "files": sorted(set(old["files"]) | set(names))}, f)
+        except OSError as e:
+            raise OutputError(f"{self.path}: cannot write ({describe_os_error(e)})") from e
+
+
+def _plain_name(name: object) -> bool:
+    """A marker entry we may delete: a bare file name, never a path or a hidden name."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
+            and os.sep not in name and not name.startswith("."))
+
+
+def check_output_dir(path: str | os.PathLike, tool: str, overwrite: bool) -> OutputDir:
+    """Check a ``-o DIR`` output by the rule in the module docstring; creates nothing."""
+    p = Path(path)
+    if p.is_symlink() and not p.exists():
+        raise OutputError(f"{path}: is a dangling symbolic link")
+    if p.exists() and not p.is_dir():
+        raise OutputError(f"{path}: exists and is not a directory")
+    if not p.exists():
+        check_parent(p)
+        return OutputDir(p, tool, [])
+    try:
+        entries = os.listdir(p)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot list ({describe_os_error(e)})") from e
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: is not writable")
+    if not entries:
+        return OutputDir(p, tool, [])
+    marker = read_marker(p)
+    if not overwrite:
+        if marker is not None:
+            raise OutputError(f"{path}: holds an earlier run of {marker.get('tool', tool)} "
+                              f"(pass --overwrite to replace it, or choose another directory)")
+        raise OutputError(f"{path}: is not empty (pass --overwrite to write into it: files "
+                          f"of the same names are replaced, nothing else is touched)")
+    previous = [n for n in (marker or {}).get("files", []) if _plain_name(n)]
+    return OutputDir(p, tool, previous)

@@ -1,0 +1,71 @@
+"""The sampling flags every generating verb shares, and their range checks.
+
+Kept free of torch so that a command checks its arguments (and exits on a bad one) in a
+fraction of a second, before the model and torch are loaded. :mod:`codeclm.sampler`
+re-exports :func:`add_sampling_arguments` and :func:`sampling_config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from .errors import ConfigError
+
+
+def add_sampling_arguments(parser) -> None:
+    """The flags every generating verb shares: model, device, batch, sampling, quiet."""
+    parser.add_argument("--model", metavar="DIR", default=None,
+                        help="model directory (made by `export`); default: the bundled model")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if "
+                        "available, in bf16; else cpu, in fp32)")
+    parser.add_argument("--batch", type=int, default=1, metavar="B",
+                        help="samples generated together (default 1)")
+    g = parser.add_argument_group("sampling")
+    g.add_argument("--seed", type=int, default=None,
+                   help="random seed; row r of a batch uses seed + r (default: random)")
+    g.add_argument("--temperature", type=float, default=1.0, metavar="T",
+                   help="softmax temperature; 0 = greedy (default 1.0)")
+    g.add_argument("--top-k", type=int, default=50, metavar="K",
+                   help="keep the K most likely tokens; 0 = off (default 50)")
+    g.add_argument("--top-p", type=float, default=0.9, metavar="P",
+                   help="keep the smallest set of tokens with probability >= P; 1 = off (default 0.9)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing outputs (default: refuse them); see README")
+
+
+def check_positive(args: argparse.Namespace, *names: str) -> None:
+    """Each named option, when set, must be an integer >= 1 (``--max-tokens 0`` is an
+    error, not "unlimited"). Raises :class:`ConfigError` naming the flag."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
+
+
+def check_sampling_args(args: argparse.Namespace) -> None:
+    """Range checks of the shared flags, before any model is loaded."""
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise ConfigError(f"--temperature must be >= 0, got {args.temperature}")
+    if args.top_k < 0:
+        raise ConfigError(f"--top-k must be >= 0 (0 = off), got {args.top_k}")
+    if not (math.isfinite(args.top_p) and 0.0 < args.top_p <= 1.0):
+        raise ConfigError(f"--top-p must be in (0, 1], got {args.top_p}")
+    if args.batch < 1:
+        raise ConfigError(f"--batch must be >= 1, got {args.batch}")
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        raise ConfigError(f"--seed must be in [0, 2**63), got {args.seed}")
+    device = args.device
+    if device is not None and not (device == "cpu" or device == "cuda" or device == "mps"
+                                   or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+
+
+def sampling_config(args):
+    """:class:`codeclm.sampler.SamplingConfig` from parsed :func:`add_sampling_arguments` flags."""
+    from .sampler import SamplingConfig
+
+    return SamplingConfig(temperature=args.temperature, top_k=args.top_k or None,
+                          top_p=args.top_p, seed=args.seed)
