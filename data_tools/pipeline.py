@@ -32,7 +32,7 @@ from codeclm.io import atomic_write, atomic_write_bytes
 from codeclm.profile import profile_to_dict, save_profile
 from codeclm.tokenizer import ByteTokenizer
 
-from . import shards
+from . import outdir, shards
 from .cache import InputCache, LogWriter, input_key, sha256_file
 from .sources import KIND_OF_MODALITY, MODALITY_OF_KIND, kind_of, list_files, source_root
 from .workers import progress, run_parallel
@@ -97,14 +97,17 @@ def build_dataset(src: str | os.PathLike, out: str | os.PathLike, kind: str, pro
                   tokenizer_path: str | os.PathLike, workers: int = 1,
                   chunk_bytes: int = shards.DEFAULT_CHUNK_BYTES, keep_cache: bool = False,
                   show_progress: bool | None = None, strict: bool = False,
-                  limit: int | None = None) -> BuildResult:
+                  limit: int | None = None, overwrite: bool = False) -> BuildResult:
     """Encode and tokenize every ``kind`` file under ``src`` into a shard set in ``out``.
 
     ``kind``: "image" or "video" (must match ``profile.modality``: jpeg / h264).
     ``limit``: use only the first N files (sorted order). ``keep_cache``: keep
     ``out/.cache`` after success (otherwise removed). ``strict``: unexpected exceptions
-    stop the job instead of being recorded as skipped.
-    Raises :class:`InputError` if ``src`` is missing or empty or no input is usable.
+    stop the job instead of being recorded as skipped. ``out`` must be new, empty or
+    one of ours (``overwrite``: any folder without foreign ``.cache``/``.staging``/chunks);
+    one run at a time holds it (:mod:`data_tools.outdir`).
+    Raises :class:`InputError` if ``src`` is missing or empty or no input is usable,
+    :class:`OutputError` if ``out`` is not ours to write or another run holds it.
     """
     src, out = Path(src), Path(out)
     if MODALITY_OF_KIND.get(kind) != profile.modality:
@@ -117,8 +120,7 @@ def build_dataset(src: str | os.PathLike, out: str | os.PathLike, kind: str, pro
     if tokenizer.modality != profile.modality:
         raise TokenizerError(f"{tokenizer_path}: tokenizer is for {KIND_OF_MODALITY[tokenizer.modality]}s "
                              f"({tokenizer.modality}), not {kind}s")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a directory")
+    outdir.check_out(src, out, overwrite)
 
     rels = list_files(src, exclude=[out])
     if not rels:
@@ -131,7 +133,6 @@ def build_dataset(src: str | os.PathLike, out: str | os.PathLike, kind: str, pro
     prof_sha = _sha256_text(json.dumps(profile_to_dict(profile), sort_keys=True))
     cache = InputCache(out / CACHE_DIR)
     skipped: dict[str, str] = {}
-    errors: dict[str, str] = {}
     keys: dict[str, str] = {}  # relpath -> cache key, media files only
     for rel in rels:
         r = rel.as_posix()
@@ -142,12 +143,25 @@ def build_dataset(src: str | os.PathLike, out: str | os.PathLike, kind: str, pro
             continue
         try:
             st = (root / rel).stat()
-        except OSError as e:  # vanished or unreadable since it was listed
-            skipped[r] = f"cannot read file ({e.strerror or e})"
+        except OSError as e:  # a broken link, or vanished / unreadable since it was listed
+            what = "broken symbolic link" if (root / rel).is_symlink() else "cannot read file"
+            skipped[r] = f"{what} ({e.strerror or e})"
             continue
         keys[r] = input_key(r, st.st_size, st.st_mtime_ns, prof_sha, tok_sha)
 
-    out.mkdir(parents=True, exist_ok=True)
+    with outdir.claimed(out, f"data_tools {kind}s"):
+        return _encode_and_build(out, kind, profile, tokenizer, tokenizer_path, tok_sha, cache,
+                                 keys, skipped, root, workers, chunk_bytes, keep_cache,
+                                 show_progress, strict, src)
+
+
+def _encode_and_build(out: Path, kind: str, profile, tokenizer: ByteTokenizer,
+                      tokenizer_path: Path, tok_sha: str, cache: InputCache,
+                      keys: dict[str, str], skipped: dict[str, str], root: Path, workers: int,
+                      chunk_bytes: int, keep_cache: bool, show_progress: bool | None,
+                      strict: bool, src: Path) -> BuildResult:
+    """Phases 1 and 2 inside the claimed ``out``."""
+    errors: dict[str, str] = {}
     cache.scan()
     todo = [r for r, k in keys.items() if not cache.has(k)]
     reused = len(keys) - len(todo)

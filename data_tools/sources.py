@@ -39,6 +39,8 @@ def list_files(src: str | os.PathLike, exclude: Iterable[str | os.PathLike] = ()
     """Every regular, non-hidden file under ``src``, as paths relative to ``src``, sorted.
 
     ``src`` may also be a single file (then the list is just that file's name).
+    Dangling and looping symbolic links are listed too, so that the pipeline records
+    them as skipped instead of dropping them silently.
     Folders in ``exclude`` (e.g. the output folder) are not descended into.
     Raises :class:`InputError` if ``src`` does not exist.
     """
@@ -58,8 +60,8 @@ def list_files(src: str | os.PathLike, exclude: Iterable[str | os.PathLike] = ()
             if name.startswith("."):
                 continue
             full = Path(root) / name
-            if full.is_file():
-                found.append(full.relative_to(src))
+            if full.is_file() or (full.is_symlink() and not full.exists()):
+                found.append(full.relative_to(src))  # a broken link is listed: it is skipped
     found.sort(key=lambda p: p.as_posix())
     return found
 

@@ -24,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from codeclm.errors import CodecLMError
+from codeclm.errors import CodecLMError, OutputError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,11 +36,17 @@ class Outcome:
 
 def call_safely(fn: Callable, item, strict: bool = False) -> Outcome:
     """``fn(item)`` as an :class:`Outcome` (see the module docstring)."""
+    from codeclm.outputs import DISK_FULL, describe_os_error
+
     try:
         return Outcome("ok", fn(item))
+    except OutputError:  # our own output failing (disk full) stops the run: no input is to blame
+        raise
     except CodecLMError as e:
         return Outcome("skip", reason=_one_line(str(e)))
     except Exception as e:  # reported as "error", never hidden; strict mode re-raises
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            raise OutputError(f"{e.filename or 'output'}: cannot write ({describe_os_error(e)})") from e
         if strict:
             raise
         return Outcome("error", reason=_one_line(f"unexpected {type(e).__name__}: {e}"))

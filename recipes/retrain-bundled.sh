@@ -38,4 +38,4 @@ if [ "$kind" = image ]; then
 else
   fit --trainer.max_steps $steps
 fi
-"$bin/$cmd" export train_$kind/checkpoints/last.ckpt -o "$root/$cmd/assets/model"
+"$bin/$cmd" export train_$kind/checkpoints/last.ckpt -o "$root/$cmd/assets/model" --overwrite

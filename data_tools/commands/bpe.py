@@ -25,11 +25,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--limit", type=positive_int, default=10_000,
                         help="train on a seeded random sample of at most N files (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing tokenizer file")
     add_workers(parser)
     add_progress(parser)
 
 
 def run(args) -> int:
+    from codeclm.outputs import check_output_file
+
+    target = args.output / "tokenizer.json" if args.output.is_dir() or not args.output.suffix \
+        else args.output
+    check_output_file(target, args.overwrite)
     kind = args.kind or infer_kind(list_files(args.src), where=str(args.src))
     profile = get_profile(MODALITY_OF_KIND[kind], args.profile)
     result = train_bpe(args.src, kind, profile, args.vocab_size, limit=args.limit,

@@ -5,6 +5,7 @@ what the demo models learn) and the ffmpeg generators `life`, `testsrc2`,
 `mandelbrot`, `cellauto`. Deterministic given --seed.
 """
 
+import time
 from pathlib import Path
 
 from codeclm.errors import ConfigError
@@ -36,14 +37,38 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seconds", type=float, help="video length (default: the profile's)")
     parser.add_argument("--size", help="WxH instead of the profile's size")
     parser.add_argument("--workers", type=positive_int, help="threads (default: one per CPU)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty OUT (an earlier synth run there is replaced; "
+                             "other files are left alone)")
     add_progress(parser)
 
 
 def run(args) -> int:
+    from codeclm.outputs import check_output_dir
+
     profile = get_profile(MODALITY_OF_KIND[args.kind], args.profile)
     sources = SOURCES if args.sources == "all" else tuple(s.strip() for s in args.sources.split(",") if s.strip())
-    paths = synth(args.out, args.kind, profile, args.count, args.seed, sources, fps=args.fps,
-                  seconds=args.seconds, size=_size(args.size) if args.size else None,
-                  progress=bool(args.progress), workers=args.workers)
+    unknown = [s for s in sources if s not in SOURCES]
+    if unknown or not sources:
+        raise ConfigError(f"--sources: unknown source(s) {', '.join(unknown) or '(none)'}; "
+                          f"known: {', '.join(SOURCES)}")
+    for flag, value in (("--fps", args.fps), ("--seconds", args.seconds)):
+        if value is not None and not (0 < value < 1e6):
+            raise ConfigError(f"{flag} must be > 0, got {value}")
+    size = _size(args.size) if args.size else None
+    if size is not None and not (1 <= size[0] <= 8192 and 1 <= size[1] <= 8192):
+        raise ConfigError(f"--size must be between 1x1 and 8192x8192, not {args.size!r}")
+    target = check_output_dir(args.out, "data_tools synth", args.overwrite)
+    target.create()
+    started = time.time_ns()
+    try:
+        paths = synth(args.out, args.kind, profile, args.count, args.seed, sources, fps=args.fps,
+                      seconds=args.seconds, size=size, progress=bool(args.progress),
+                      workers=args.workers)
+    except BaseException:  # record what this run wrote: it is ours to replace later
+        target.record(p.name for p in args.out.glob("[0-9][0-9][0-9][0-9][0-9]-*.*")
+                      if p.stat().st_mtime_ns >= started)
+        raise
+    target.record(p.name for p in paths)
     print(f"wrote {len(paths)} synthetic {args.kind}s ({', '.join(sources)}) to {args.out}")
     return 0
