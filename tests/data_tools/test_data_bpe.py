@@ -62,7 +62,7 @@ def test_bpe_limit_and_bad_files(tmp_path, capsys, image_dir):
     assert rc == 0, err
     assert _reported(stdout)[0] == 16 and "1 files skipped" in stdout and "zz_bad.png" in stdout
     rc, stdout, _ = _run(capsys, "bpe", src, "-o", tmp_path / "t.json", "--profile", "tiny",
-                         "--vocab-size", "280", "--limit", "5", "--workers", "1")
+                         "--vocab-size", "280", "--limit", "5", "--workers", "1", "--overwrite")
     assert rc == 0 and _reported(stdout)[0] <= 5
 
 
