@@ -47,6 +47,8 @@ def test_grammar_images_are_valid_and_stream_mcu_by_mcu(model_dir, tiny):
 
 
 def test_cli_generate_writes_jpegs_grid_and_previews(model_dir, tmp_path, tiny):
+    from codeclm.outputs import MARKER, read_marker
+
     out = tmp_path / "out"
     assert main(["generate", "-n", "3", "-o", str(out), "--model", str(model_dir), "--batch", "2",
                  "--seed", "1", "--preview", "--preview-every", "4", "--quiet"]) == 0
@@ -59,7 +61,9 @@ def test_cli_generate_writes_jpegs_grid_and_previews(model_dir, tmp_path, tiny):
             assert im.size == tiny.size
     with Image.open(out / "grid.png") as g:
         assert g.size == (2 * 64 + 3 * 2, 2 * 64 + 3 * 2)
-    assert not list(out.glob(".*"))  # no temporary files left
+    # no temporary files left; the run's marker names every file it may write
+    assert [p.name for p in out.glob(".*")] == [MARKER]
+    assert {f"{i}.jpg" for i in range(3)} | {"grid.png"} <= set(read_marker(out)["files"])
 
 
 def test_cli_complete_keeps_the_prompt_mcus(model_dir, tmp_path, tiny, samples):
