@@ -27,11 +27,9 @@ DTYPES = ("float32", "bfloat16", "float16")
 COMMAND_OF = {"jpeg": "jpeglm", "h264": "avclm"}
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a training checkpoint (tensors and plain data only: ``weights_only=True``)."""
-    import pickle
-
-    import torch
+def check_checkpoint_file(path: str | os.PathLike) -> Path:
+    """Cheap checks (no torch): a regular, non-empty file in torch's zip format."""
+    import zipfile
 
     p = Path(path)
     if p.is_dir():
@@ -41,6 +39,18 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise ModelError(f"{p}: no such checkpoint")
     if p.stat().st_size == 0:
         raise ModelError(f"{p}: empty checkpoint file")
+    if not zipfile.is_zipfile(p):
+        raise ModelError(f"{p}: not a readable checkpoint (truncated, or not written by torch.save)")
+    return p
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a training checkpoint (tensors and plain data only: ``weights_only=True``)."""
+    import pickle
+
+    import torch
+
+    p = check_checkpoint_file(path)
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
@@ -62,18 +72,21 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike,
     ``out_dir`` is replaced only with ``overwrite`` and only if it holds nothing but a
     model directory's files (:func:`codeclm.model_dir.check_model_target`).
     """
+    from .model_dir import check_model_target, save_model_dir
+
+    if dtype not in DTYPES:
+        raise ModelError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    check_model_target(out_dir, overwrite)
+    check_checkpoint_file(ckpt_path)
+
     import torch
     from tokenizers import Tokenizer
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     from .lightning_module import CKPT_KEY
-    from .model_dir import check_model_target, save_model_dir
     from .profile import profile_from_dict
     from .tokenizer import ByteTokenizer
 
-    if dtype not in DTYPES:
-        raise ModelError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
-    check_model_target(out_dir, overwrite)
     ckpt = load_checkpoint(ckpt_path)
     info = ckpt.get(CKPT_KEY)
     if not isinstance(info, dict) or not isinstance(ckpt.get("state_dict"), dict) or \

@@ -159,6 +159,42 @@ def resolve_model_dir(path: str | os.PathLike | None, modality: str) -> Path:
     return bundled
 
 
+def check_model_dir(path: str | os.PathLike, modality: str | None = None):
+    """Every check of a model directory that needs no torch: its files, config.json (JSON),
+    profile and tokenizer (and their modality), and the safetensors headers. Returns
+    (profile, tokenizer). Commands call it before loading torch, so a bad ``--model``
+    fails in a fraction of a second; :func:`load_model_dir` calls it too."""
+    import json
+
+    from .weights import stored_tensors
+
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelError(f"{path}: {'not a directory' if path.exists() else 'model directory not found'}")
+    for name in ("config.json", "tokenizer.json", "profile.json"):
+        if not (path / name).is_file():
+            raise ModelError(f"{path}: not a model directory (missing {name})")
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ModelError(f"{path / 'config.json'}: not a readable JSON config ({e})") from e
+    if not isinstance(config, dict):
+        raise ModelError(f"{path / 'config.json'}: not a JSON object")
+    profile = load_profile(path)
+    if modality is not None and profile.modality != modality:
+        raise ModelError(f"{path}: this is a {profile.modality} model ({COMMAND_OF[profile.modality]}); "
+                         f"{COMMAND_OF[modality]} needs a {modality} model")
+    tokenizer = ByteTokenizer.load(path / "tokenizer.json")
+    if tokenizer.modality != profile.modality:
+        raise TokenizerError(f"{path}: tokenizer is for {tokenizer.modality} but the profile is "
+                             f"{profile.modality}")
+    if config.get("vocab_size") != tokenizer.vocab_size:
+        raise TokenizerError(f"{path}: model vocabulary ({config.get('vocab_size')}) does not "
+                             f"match the tokenizer ({tokenizer.vocab_size})")
+    stored_tensors(path)
+    return profile, tokenizer
+
+
 def load_model_dir(path: str | os.PathLike, modality: str | None = None, device: str = "cpu",
                    dtype=None) -> LoadedModel:
     """Load a model directory and check that its parts fit together.
@@ -174,19 +210,7 @@ def load_model_dir(path: str | os.PathLike, modality: str | None = None, device:
     from .weights import check_weights_fit, load_config
 
     path = Path(path)
-    if not path.is_dir():
-        raise ModelError(f"{path}: model directory not found")
-    for name in ("config.json", "tokenizer.json", "profile.json"):
-        if not (path / name).is_file():
-            raise ModelError(f"{path}: not a model directory (missing {name})")
-    profile = load_profile(path)
-    if modality is not None and profile.modality != modality:
-        raise ModelError(f"{path}: this is a {profile.modality} model ({COMMAND_OF[profile.modality]}); "
-                         f"{COMMAND_OF[modality]} needs a {modality} model")
-    tokenizer = ByteTokenizer.load(path / "tokenizer.json")
-    if tokenizer.modality != profile.modality:
-        raise TokenizerError(f"{path}: tokenizer is for {tokenizer.modality} but the profile is "
-                             f"{profile.modality}")
+    profile, tokenizer = check_model_dir(path, modality)
     _quiet_transformers()
     config = load_config(path)
     check_weights_fit(path, config)

@@ -126,6 +126,10 @@ def check_arguments(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     paths = check_arguments(args)
 
+    from codeclm.model_dir import check_model_dir, resolve_model_dir
+
+    check_model_dir(resolve_model_dir(args.model, "h264"), "h264")  # before torch loads
+
     from tqdm import tqdm
 
     from avclm.generate import DoneEvent, FrameEvent, NalEvent, generate_video, load_model

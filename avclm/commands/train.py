@@ -13,6 +13,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from codeclm.train_checks import check_files
+
+    check_files(args.argv)  # before Lightning is imported
+
     from codeclm.train_cli import main
 
     return main(args.argv, modality="h264", prog="avclm train")

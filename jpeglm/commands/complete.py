@@ -37,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{path}: {'not a regular file' if Path(path).exists() else 'no such file'}")
     target = check_output_dir(args.output, "jpeglm complete", args.overwrite)
 
+    from codeclm.model_dir import check_model_dir, resolve_model_dir
+
+    check_model_dir(resolve_model_dir(args.model, "jpeg"), "jpeg")  # before torch loads
+
     from codeclm.sampler import load_model
     from jpeglm import codec
     from jpeglm.generate import grid, preview

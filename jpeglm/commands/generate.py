@@ -113,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
     width = len(str(args.num - 1))
     names = [f"{i:0{width}d}" for i in range(args.num)]
 
+    from codeclm.model_dir import check_model_dir, resolve_model_dir
+
+    check_model_dir(resolve_model_dir(args.model, "jpeg"), "jpeg")  # before torch loads
+
     from codeclm.sampler import load_model
     from jpeglm.generate import grid
 
