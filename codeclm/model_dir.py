@@ -115,6 +115,10 @@ def load_model_dir(path: str | os.PathLike, modality: str | None = None, device:
     path = Path(path)
     if not path.is_dir():
         raise ModelError(f"{path}: model directory not found")
+    from .spm_dir import is_spm_dir, load_spm_dir
+
+    if is_spm_dir(path):  # the published JPEG-LM checkpoint's format (SentencePiece)
+        return load_spm_dir(path, modality, device, dtype)
     for name in ("config.json", "tokenizer.json", "profile.json"):
         if not (path / name).is_file():
             raise ModelError(f"{path}: not a model directory (missing {name})")
