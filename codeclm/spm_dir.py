@@ -76,13 +76,14 @@ def load_spm_dir(path: str | os.PathLike, modality: str | None = None, device: s
                          f"tokenizer.model's ({tokenizer.vocab_size} pieces)")
     _check_weights(path)
     _quiet_transformers()
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     try:
         model, info = AutoModelForCausalLM.from_pretrained(
             path, dtype=dtype or torch.float32, use_safetensors=True, attn_implementation="sdpa",
             output_loading_info=True, local_files_only=True)
-    except (OSError, ValueError, RuntimeError) as e:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as e:
         raise ModelError(f"{path}: cannot load model ({_first_line(e)})") from e
     missing = [k for k in info.get("missing_keys", ()) if "rotary_emb" not in k]
     if missing:
