@@ -24,6 +24,7 @@ from PIL import Image, ImageOps
 from avclm.cli import main as avclm_main
 from codeclm.model_dir import load_model_dir
 from codeclm.profile import save_profile
+from codeclm.sampler import SamplingConfig
 from jpeglm import codec
 from jpeglm.cli import main
 from jpeglm.profile import PROFILES
@@ -147,6 +148,40 @@ def test_cli_eval_runs_on_the_directory(tiny_dir, tmp_path, samples):
     assert len(jpgs) == 2
     for j in jpgs:
         _strictly_valid(j, TINY)
+
+
+def test_half_precision_weights_pass_through(tiny_dir):
+    """The dtype the caller asks for (bf16 by default on a GPU; `eval --dtype`) is the
+    weights' dtype, and the shared KV-cache sampler runs in it."""
+    import torch
+
+    from jpeglm.generate import ImageEvent, generate_images
+
+    lm = load_model_dir(tiny_dir, "jpeg", dtype=torch.bfloat16)
+    assert lm.model.dtype == torch.bfloat16
+    (img,) = [e for e in generate_images(lm, 1, config=SamplingConfig(seed=0))
+              if isinstance(e, ImageEvent)]
+    assert img.valid
+    codec.check(img.data, TINY)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_gpu_half_precision_sdpa(tiny_dir, dtype):
+    import torch
+
+    from codeclm.sampler import load_model
+    from jpeglm.generate import ImageEvent, generate_images
+
+    lm = load_model(str(tiny_dir), "jpeg", "cuda", getattr(torch, dtype))
+    assert lm.model.dtype == getattr(torch, dtype) and lm.model.device.type == "cuda"
+    assert lm.model.config._attn_implementation == "sdpa"
+    images = [e for e in generate_images(lm, 2, batch=2, config=SamplingConfig(seed=0))
+              if isinstance(e, ImageEvent)]
+    assert len(images) == 2 and all(e.valid for e in images)
+    for e in images:
+        codec.check(e.data, TINY)
 
 
 # ---------------------------------------------------------------- bad directories
