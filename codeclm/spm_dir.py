@@ -64,17 +64,19 @@ def load_spm_dir(path: str | os.PathLike, modality: str | None = None, device: s
     for name in ("config.json", SPM_FILE):
         if not (path / name).is_file():
             raise ModelError(f"{path}: incomplete SentencePiece model directory (missing {name})")
-    profile = _profile(path, load_profile)
-    if modality is not None and profile.modality != modality:
-        raise ModelError(f"{path}: this is a {profile.modality} model "
-                         f"({COMMAND_OF[profile.modality]}); {COMMAND_OF[modality]} needs a "
-                         f"{modality} model")
-    tokenizer = SpmTokenizer.load(path / SPM_FILE, profile.modality)
+    _check_weights(path)
     config = _read_config(path)
+    has_profile = (path / "profile.json").is_file()
+    profile = load_profile(path) if has_profile else None
+    kind = profile.modality if has_profile else "jpeg"
+    if modality is not None and kind != modality:
+        raise ModelError(f"{path}: this is a {kind} model ({COMMAND_OF[kind]}); "
+                         f"{COMMAND_OF[modality]} needs a {modality} model")
+    tokenizer = SpmTokenizer.load(path / SPM_FILE, kind)
+    profile = profile or _paper_profile(path)
     if config.get("vocab_size", 0) < tokenizer.vocab_size:
         raise ModelError(f"{path}: model vocabulary ({config.get('vocab_size')}) is smaller than "
                          f"tokenizer.model's ({tokenizer.vocab_size} pieces)")
-    _check_weights(path)
     _quiet_transformers()
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
@@ -92,9 +94,8 @@ def load_spm_dir(path: str | os.PathLike, modality: str | None = None, device: s
     return LoadedModel(model, tokenizer, profile, path)
 
 
-def _profile(path: Path, load_profile):
-    if (path / "profile.json").is_file():
-        return load_profile(path)
+def _paper_profile(path: Path):
+    """The profile the published checkpoint was trained on; said once per directory."""
     from jpeglm.profile import PROFILES
 
     key = str(path.resolve())
