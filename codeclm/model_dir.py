@@ -171,6 +171,10 @@ def check_model_dir(path: str | os.PathLike, modality: str | None = None):
     path = Path(path)
     if not path.is_dir():
         raise ModelError(f"{path}: {'not a directory' if path.exists() else 'model directory not found'}")
+    from .spm_dir import check_spm_dir, is_spm_dir
+
+    if is_spm_dir(path):  # the published JPEG-LM checkpoint's format (SentencePiece)
+        return check_spm_dir(path, modality)
     for name in ("config.json", "tokenizer.json", "profile.json"):
         if not (path / name).is_file():
             raise ModelError(f"{path}: not a model directory (missing {name})")
@@ -207,9 +211,12 @@ def load_model_dir(path: str | os.PathLike, modality: str | None = None, device:
     import torch
     from transformers import AutoModelForCausalLM
 
+    from .spm_dir import is_spm_dir, load_spm_dir
     from .weights import check_weights_fit, load_config
 
     path = Path(path)
+    if path.is_dir() and is_spm_dir(path):  # the published JPEG-LM checkpoint's format
+        return load_spm_dir(path, modality, device, dtype)
     profile, tokenizer = check_model_dir(path, modality)
     _quiet_transformers()
     config = load_config(path)

@@ -150,11 +150,17 @@ class ByteTokenizer:
         return p
 
     def to_hf(self):
-        """A ``transformers.PreTrainedTokenizerFast`` over the same vocabulary."""
+        """A ``transformers.PreTrainedTokenizerFast`` over the same vocabulary. Like a Llama
+        tokenizer it puts ``<s>`` before a text (``add_special_tokens=False``: bare ids), so
+        ``AutoTokenizer.from_pretrained(DIR)(text)`` is a prompt ready for ``generate``."""
+        from tokenizers import Tokenizer, processors
         from transformers import PreTrainedTokenizerFast
 
+        backend = Tokenizer.from_str(self.backend.to_str())
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"{BOS} $A", pair=f"{BOS} $A $B:1", special_tokens=[(BOS, self.bos_id)])
         return PreTrainedTokenizerFast(
-            tokenizer_object=self.backend, bos_token=BOS, eos_token=EOS, pad_token=PAD,
+            tokenizer_object=backend, bos_token=BOS, eos_token=EOS, pad_token=PAD,
             additional_special_tokens=list(SPECIAL_TOKENS[3:]),
         )
 

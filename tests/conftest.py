@@ -23,3 +23,65 @@ def _random_model_dir(samples, vocab_size, modality, profile, context, out):
 def random_model_dir():
     """``random_model_dir(samples, vocab_size, modality, profile, context, out) -> Path``."""
     return _random_model_dir
+
+
+def _spm_model_dir(samples, out, vocab_size=600, context=8192, shard=True):
+    """A model directory in the published JPEG-LM checkpoint's format, built offline: a
+    SentencePiece BPE model trained on ``samples`` (modeled bytes, braille-mapped; byte
+    fallback on, every byte's character required) as ``tokenizer.model``, the tokenizer
+    config files ``LlamaTokenizer`` saves (read back with it), and an untrained tiny ``LlamaForCausalLM`` (seed 0)
+    in sharded safetensors. No ``profile.json``."""
+    import io
+    import json
+    from pathlib import Path
+
+    import sentencepiece as spm
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer
+
+    from codeclm.tokenizer import bytes_to_text
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter([bytes_to_text(s) for s in samples]), model_writer=buf,
+        model_type="bpe", vocab_size=vocab_size, character_coverage=1.0,
+        required_chars="".join(chr(0x2800 + b) for b in range(256)), byte_fallback=True,
+        max_sentence_length=1 << 20, minloglevel=2, num_threads=1)
+    (out / "tokenizer.model").write_bytes(buf.getvalue())
+    # the files a transformers 4.x (slow) LlamaTokenizer.save_pretrained writes, as the
+    # published directory has them (transformers 5 writes tokenizer.json instead)
+    special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+    (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+    (out / "tokenizer_config.json").write_text(json.dumps({
+        **special, "tokenizer_class": "LlamaTokenizer", "add_bos_token": True,
+        "add_eos_token": False, "legacy": True, "pad_token": None, "sp_model_kwargs": {},
+        "clean_up_tokenization_spaces": False, "model_max_length": 1000000000000000019884624838656,
+    }, indent=2))
+    assert len(LlamaTokenizer.from_pretrained(out)) == vocab_size
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                      max_position_embeddings=context, bos_token_id=1, eos_token_id=2)
+    LlamaForCausalLM(cfg).save_pretrained(out, max_shard_size="60KB" if shard else "10GB")
+    return out
+
+
+@pytest.fixture(scope="session")
+def spm_model_dir():
+    """``spm_model_dir(samples, out, vocab_size=600, context=8192, shard=True) -> Path``."""
+    return _spm_model_dir
+
+
+@pytest.fixture(scope="session")
+def spm_checkpoint(tmp_path_factory, spm_model_dir):
+    """One directory in the published JPEG-LM checkpoint's format (see ``_spm_model_dir``),
+    its tokenizer trained on the bundled photos at the ``tiny`` profile. Read-only: copy
+    it before changing anything."""
+    from jpeglm import codec
+    from jpeglm.assets import sample_paths
+    from jpeglm.profile import PROFILES
+
+    samples = [codec.encode_image(p, PROFILES["tiny"]) for p in sample_paths()]
+    return spm_model_dir(samples, tmp_path_factory.mktemp("spm") / "jpeg-lm")
