@@ -237,7 +237,7 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
         st.replaced += 1
         return Reject(replacement=rep)
 
-    session = Session(lm.model, tok, batch, config, max_length=context, modality="h264",
+    session = Session(lm.weights, tok, batch, config, max_length=context, modality="h264",
                       min_new_tokens=1 << 62, max_unit_tokens=max_nal_tokens, on_unit=judge)
     prompt_ids = tok.encode(b"".join(head), bos=True, eos=False)
     session.start([prompt_ids] * batch, [constraint_for(st) for st in rows])

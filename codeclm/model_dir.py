@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import ModelError, TokenizerError
+from .llama_weights import LlamaWeights, load_weights
 from .profile import load_profile, save_profile
 from .tokenizer import ByteTokenizer
 
@@ -30,10 +31,44 @@ COMMAND_OF = {"jpeg": "jpeglm", "h264": "avclm"}
 
 @dataclasses.dataclass
 class LoadedModel:
-    model: object          #: transformers.LlamaForCausalLM, in eval mode
+    """A model directory, loaded. ``weights`` is what generation runs on (no
+    transformers import); ``model`` builds the ``transformers.LlamaForCausalLM`` on first
+    use, from the same tensors (for evaluation forwards and compatibility checks)."""
+
+    weights: LlamaWeights  #: the checked tensors, on the loading device and dtype
     tokenizer: ByteTokenizer
     profile: object        #: the codec profile the model was trained on
     path: Path
+    _hf: object = dataclasses.field(default=None, repr=False)
+
+    @property
+    def model(self):
+        """``transformers.LlamaForCausalLM`` in eval mode, sharing ``weights``' tensors."""
+        if self._hf is None:
+            self._hf = hf_model_from_weights(self.path, self.weights)
+        return self._hf
+
+
+def hf_model_from_weights(path: Path, weights: LlamaWeights):
+    """A ``LlamaForCausalLM`` with the config of ``path`` holding ``weights``' tensors
+    (assigned, not copied: built on the meta device, then filled)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    _quiet_transformers()
+    config = AutoConfig.from_pretrained(path)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=weights["model.norm.weight"].dtype)
+    state = dict(weights.tensors)
+    if weights.config.tie_word_embeddings:
+        state["lm_head.weight"] = weights.lm_head
+    model.load_state_dict(state, strict=True, assign=True)
+    if weights.config.tie_word_embeddings:
+        model.tie_weights()
+    # the RoPE buffers are not in the state dict (still on meta): build that module anew
+    rotary = model.model.rotary_emb
+    model.model.rotary_emb = type(rotary)(config=model.config).to(weights.lm_head.device)
+    return model.eval()
 
 
 def bundled_model_dir(modality: str) -> Path | None:
@@ -107,10 +142,11 @@ def load_model_dir(path: str | os.PathLike, modality: str | None = None, device:
     """Load a model directory and check that its parts fit together.
 
     ``modality`` ("jpeg" / "h264"), when given, must match the directory's profile:
-    an image model handed to ``avclm`` is an error, not garbage output.
+    an image model handed to ``avclm`` is an error, not garbage output. The weights are
+    read with :func:`codeclm.llama_weights.load_weights` (strict, safetensors only, no
+    transformers import); ``dtype`` None keeps float32.
     """
     import torch
-    from transformers import AutoModelForCausalLM
 
     path = Path(path)
     if not path.is_dir():
@@ -126,13 +162,8 @@ def load_model_dir(path: str | os.PathLike, modality: str | None = None, device:
     if tokenizer.modality != profile.modality:
         raise TokenizerError(f"{path}: tokenizer is for {tokenizer.modality} but the profile is "
                              f"{profile.modality}")
-    _quiet_transformers()
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
-    except (OSError, ValueError) as e:
-        raise ModelError(f"{path}: cannot load model ({e})") from e
-    if model.config.vocab_size != tokenizer.vocab_size:
-        raise TokenizerError(f"{path}: model vocabulary ({model.config.vocab_size}) does not match "
-                             f"the tokenizer ({tokenizer.vocab_size})")
-    model.to(device).eval()
-    return LoadedModel(model, tokenizer, profile, path)
+    weights = load_weights(path, device=device, dtype=dtype or torch.float32)
+    if weights.config.vocab_size != tokenizer.vocab_size:
+        raise TokenizerError(f"{path}: model vocabulary ({weights.config.vocab_size}) does not "
+                             f"match the tokenizer ({tokenizer.vocab_size})")
+    return LoadedModel(weights, tokenizer, profile, path)

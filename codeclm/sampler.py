@@ -58,7 +58,9 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError, ModelError
+from .llama_weights import ACTIVATIONS, LlamaWeights
 from .streaming import UNIT_MARKERS, Unit, UnitSplitter
+from .threads import add_threads_argument
 
 #: models up to this many parameters get fused QKV and gate/up projections (a copy of
 #: those weights: worth it on CPU where per-op overhead dominates, too big beyond)
@@ -193,9 +195,8 @@ class KVCacheLM:
     """
 
     def __init__(self, model, batch_size: int, max_length: int | None = None):
-        cfg = model.config
-        if getattr(cfg, "model_type", None) != "llama":
-            raise ModelError(f"the sampler runs Llama models, not {cfg.model_type!r}")
+        w = model if isinstance(model, LlamaWeights) else LlamaWeights.from_hf(model)
+        cfg = w.config
         ctx = cfg.max_position_embeddings
         self.max_length = min(max_length or ctx, ctx)
         if self.max_length < 2:
@@ -203,20 +204,19 @@ class KVCacheLM:
         self.batch_size = batch_size
         self.n_heads = cfg.num_attention_heads
         self.n_kv = cfg.num_key_value_heads
-        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
+        self.head_dim = cfg.head_dim
         self.eps = cfg.rms_norm_eps
         self.vocab_size = cfg.vocab_size
-        emb = model.get_input_embeddings().weight
+        self.act = ACTIVATIONS[cfg.hidden_act]
+        emb = w["model.embed_tokens.weight"]
         self.device, self.dtype = emb.device, emb.dtype
         self.embed = emb
-        self.norm = model.model.norm.weight
-        self.head = model.lm_head.weight
-        fuse = sum(p.numel() for p in model.parameters()) <= FUSE_MAX_PARAMS
-        self.layers = [self._layer(layer, fuse) for layer in model.model.layers]
-        with torch.inference_mode():
-            pos = torch.arange(self.max_length, device=self.device)[None]
-            cos, sin = model.model.rotary_emb(emb[:1][None], pos)
-        self.cos, self.sin = cos[0].to(self.dtype), sin[0].to(self.dtype)  # [T, D]
+        self.norm = w["model.norm.weight"]
+        self.head = w.lm_head
+        fuse = w.num_parameters() <= FUSE_MAX_PARAMS
+        self.layers = [self._layer(w, f"model.layers.{i}.", fuse)
+                       for i in range(cfg.num_hidden_layers)]
+        self.cos, self.sin = w.rope(self.max_length)  # [T, D]
         shape = (len(self.layers), batch_size, self.n_kv, self.max_length, self.head_dim)
         self.k = torch.zeros(shape, device=self.device, dtype=self.dtype)
         self.v = torch.zeros(shape, device=self.device, dtype=self.dtype)
@@ -225,20 +225,24 @@ class KVCacheLM:
         self._gqa = {"enable_gqa": True} if self.n_kv != self.n_heads and _HAS_GQA else {}
 
     @staticmethod
-    def _layer(layer, fuse: bool) -> dict:
-        a, m = layer.self_attn, layer.mlp
-        q, k, v = a.q_proj, a.k_proj, a.v_proj
-        d = {"ln1": layer.input_layernorm.weight, "ln2": layer.post_attention_layernorm.weight,
-             "wo": a.o_proj.weight, "bo": a.o_proj.bias, "act": m.act_fn,
-             "wd": m.down_proj.weight, "bd": m.down_proj.bias}
+    def _layer(w: LlamaWeights, p: str, fuse: bool) -> dict:
+        """One decoder layer's tensors (prefix ``p``); with ``fuse`` the q/k/v and the
+        gate/up weights are concatenated (one matmul each instead of three and two)."""
+        a, m = p + "self_attn.", p + "mlp."
+        d = {"ln1": w[p + "input_layernorm.weight"], "ln2": w[p + "post_attention_layernorm.weight"],
+             "wo": w[a + "o_proj.weight"], "bo": w.get(a + "o_proj.bias"),
+             "wd": w[m + "down_proj.weight"], "bd": w.get(m + "down_proj.bias")}
+        parts = {"q": a + "q_proj", "k": a + "k_proj", "v": a + "v_proj",
+                 "g": m + "gate_proj", "u": m + "up_proj"}
         if fuse:
-            d["wqkv"] = torch.cat([q.weight, k.weight, v.weight]).detach()
-            d["bqkv"] = None if q.bias is None else torch.cat([q.bias, k.bias, v.bias]).detach()
-            d["wgu"] = torch.cat([m.gate_proj.weight, m.up_proj.weight]).detach()
-            d["bgu"] = (None if m.gate_proj.bias is None else
-                        torch.cat([m.gate_proj.bias, m.up_proj.bias]).detach())
+            def cat(names, kind):
+                ts = [w.get(parts[n] + kind) for n in names]
+                return None if ts[0] is None else torch.cat(ts)
+            d["wqkv"], d["bqkv"] = cat("qkv", ".weight"), cat("qkv", ".bias")
+            d["wgu"], d["bgu"] = cat("gu", ".weight"), cat("gu", ".bias")
         else:
-            d["q"], d["k"], d["v"], d["g"], d["u"] = q, k, v, m.gate_proj, m.up_proj
+            for n, name in parts.items():
+                d["w" + n], d["b" + n] = w[name + ".weight"], w.get(name + ".bias")
         return d
 
     # ---------------------------------------------------------------- pieces
@@ -265,17 +269,17 @@ class KVCacheLM:
             q, k = qk[:, :, :Hq], qk[:, :, Hq:]
             v = qkv[..., (Hq + Hkv) * D:].view(B, S, Hkv, D)
         else:
-            q = self._rope(L["q"](h).view(B, S, Hq, D), cos, sin)
-            k = self._rope(L["k"](h).view(B, S, Hkv, D), cos, sin)
-            v = L["v"](h).view(B, S, Hkv, D)
+            q = self._rope(F.linear(h, L["wq"], L["bq"]).view(B, S, Hq, D), cos, sin)
+            k = self._rope(F.linear(h, L["wk"], L["bk"]).view(B, S, Hkv, D), cos, sin)
+            v = F.linear(h, L["wv"], L["bv"]).view(B, S, Hkv, D)
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
     def _mlp(self, L: dict, h: torch.Tensor) -> torch.Tensor:
         if "wgu" in L:
             g, u = F.linear(h, L["wgu"], L["bgu"]).chunk(2, -1)
         else:
-            g, u = L["g"](h), L["u"](h)
-        return F.linear(L["act"](g) * u, L["wd"], L["bd"])
+            g, u = F.linear(h, L["wg"], L["bg"]), F.linear(h, L["wu"], L["bu"])
+        return F.linear(self.act(g) * u, L["wd"], L["bd"])
 
     def _attend(self, q, keys, values, mask, causal=False):
         if not self._gqa and self.n_kv != self.n_heads:
@@ -772,13 +776,16 @@ def session_stats(session: Session) -> dict:
 
 
 # ====================================================================== loading and CLI helpers
-def load_model(model, modality: str, device: str | None = None, dtype=None):
+def load_model(model, modality: str, device: str | None = None, dtype=None,
+               threads: int | None = None):
     """A model directory (path or None for the bundled model) or a ``LoadedModel`` ->
     ``LoadedModel`` of the right modality, on ``device`` (default: CUDA if available,
-    in bf16; else CPU in fp32)."""
+    in bf16; else CPU in fp32). On CPU, torch's thread count is set for the model's
+    size (``threads`` overrides; see :mod:`codeclm.threads`)."""
     import torch
 
     from codeclm.model_dir import COMMAND_OF, LoadedModel, load_model_dir, resolve_model_dir
+    from codeclm.threads import apply_threads, choose_threads
 
     if isinstance(model, LoadedModel):
         if model.profile.modality != modality:
@@ -792,8 +799,11 @@ def load_model(model, modality: str, device: str | None = None, dtype=None):
         raise ConfigError("--device cuda asked for, but no CUDA device is available")
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return load_model_dir(resolve_model_dir(model, modality), modality=modality,
-                          device=device, dtype=dtype)
+    choose_threads(0, threads)  # a bad --threads fails before the model is read
+    loaded = load_model_dir(resolve_model_dir(model, modality), modality=modality,
+                            device=device, dtype=dtype)
+    apply_threads(loaded.weights.num_parameters(), threads)
+    return loaded
 
 
 def add_sampling_arguments(parser) -> None:
@@ -804,6 +814,7 @@ def add_sampling_arguments(parser) -> None:
                         "available, in bf16; else cpu, in fp32)")
     parser.add_argument("--batch", type=int, default=1, metavar="B",
                         help="samples generated together (default 1)")
+    add_threads_argument(parser)
     g = parser.add_argument_group("sampling")
     g.add_argument("--seed", type=int, default=None,
                    help="random seed; row r of a batch uses seed + r (default: random)")

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.frames < 1:
         raise ConfigError(f"--frames must be >= 1, got {args.frames}")
     config = sampling_config(args)
-    lm = load_model(args.model, "h264", args.device)
+    lm = load_model(args.model, "h264", args.device, threads=args.threads)
     kw = {"verify": not args.no_verify}
     if args.max_nal_tokens is not None:
         kw["max_nal_tokens"] = args.max_nal_tokens

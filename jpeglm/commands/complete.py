@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.prefix_ratio < 1.0:
         raise ConfigError(f"--prefix-ratio must be in [0, 1), got {args.prefix_ratio}")
-    lm = load_model(args.model, "jpeg", args.device)
+    lm = load_model(args.model, "jpeg", args.device, threads=args.threads)
     profile = lm.profile
     outdir = Path(args.output)
     originals, prompts, names = [], [], []

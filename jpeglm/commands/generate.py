@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.num < 1:
         raise ConfigError(f"-n must be >= 1, got {args.num}")
-    lm = load_model(args.model, "jpeg", args.device)
+    lm = load_model(args.model, "jpeg", args.device, threads=args.threads)
     outdir = Path(args.output)
     width = len(str(args.num - 1))
     names = [f"{i:0{width}d}" for i in range(args.num)]
