@@ -173,3 +173,13 @@ def test_generation_does_not_import_transformers_and_uses_one_thread(tmp_path):
                          check=True).stdout.split()
     assert out == ["0", "False", "1"]
     assert (tmp_path / "o").is_dir()
+
+
+def test_gpu_bench_skips_cleanly_without_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: `make bench-gpu` runs for real there")
+    done = subprocess.run([sys.executable, "-m", "bench.gpu"], check=False,
+                          capture_output=True, text=True)
+    assert done.returncode == 0
+    assert done.stdout.strip() == "bench-gpu: skipped: no CUDA device (run it on a GPU machine)"
+    assert done.stderr == ""
