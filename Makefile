@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test demo bench bench-gpu lint clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,11 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# The prepared GPU check (training MFU, sampler vs generate, FSDP fit + export);
+# prints "skipped" without CUDA. Install a CUDA torch in .venv first on a GPU machine.
+bench-gpu: setup
+	$(BIN)/python -m bench.gpu
 
 lint: setup
 	$(BIN)/ruff check codeclm jpeglm avclm data_tools tests bench

@@ -238,7 +238,7 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
         st.replaced += 1
         return Reject(replacement=rep)
 
-    session = Session(lm.model, tok, batch, config, max_length=context, modality="h264",
+    session = Session(lm.weights, tok, batch, config, max_length=context, modality="h264",
                       min_new_tokens=1 << 62, max_unit_tokens=max_nal_tokens, on_unit=judge)
     prompt_ids = tok.encode(b"".join(head), bos=True, eos=False)
     session.start([prompt_ids] * batch, [constraint_for(st) for st in rows])
@@ -351,8 +351,8 @@ def check_context(lm, head: list[bytes], context: int | None) -> None:
     from .codec import encode_frames
 
     profile, tok = lm.profile, lm.tokenizer
-    limit = min(context or lm.model.config.max_position_embeddings,
-                lm.model.config.max_position_embeddings)
+    limit = min(context or lm.weights.config.max_position_embeddings,
+                lm.weights.config.max_position_embeddings)
     grey = np.full((profile.height, profile.width, 3), 128, np.uint8)
     picture = len(tok.encode(encode_frames([grey], profile), bos=True, eos=False))
     prompt = len(tok.encode(b"".join(head), bos=True, eos=False))

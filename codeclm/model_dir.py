@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import ModelError, OutputError, TokenizerError
+from .llama_weights import LlamaWeights, load_weights
 from .profile import load_profile, save_profile
 from .tokenizer import ByteTokenizer
 
@@ -37,10 +38,44 @@ MODEL_DIR_FILES = ("config.json", "generation_config.json", "model.safetensors",
 
 @dataclasses.dataclass
 class LoadedModel:
-    model: object          #: transformers.LlamaForCausalLM, in eval mode
+    """A model directory, loaded. ``weights`` is what generation runs on (no
+    transformers import); ``model`` builds the ``transformers.LlamaForCausalLM`` on first
+    use, from the same tensors (for evaluation forwards and compatibility checks)."""
+
+    weights: LlamaWeights  #: the checked tensors, on the loading device and dtype
     tokenizer: ByteTokenizer
     profile: object        #: the codec profile the model was trained on
     path: Path
+    _hf: object = dataclasses.field(default=None, repr=False)
+
+    @property
+    def model(self):
+        """``transformers.LlamaForCausalLM`` in eval mode, sharing ``weights``' tensors."""
+        if self._hf is None:
+            self._hf = hf_model_from_weights(self.path, self.weights)
+        return self._hf
+
+
+def hf_model_from_weights(path: Path, weights: LlamaWeights):
+    """A ``LlamaForCausalLM`` with the config of ``path`` holding ``weights``' tensors
+    (assigned, not copied: built on the meta device, then filled)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    _quiet_transformers()
+    config = AutoConfig.from_pretrained(path)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=weights["model.norm.weight"].dtype)
+    state = dict(weights.tensors)
+    if weights.config.tie_word_embeddings:
+        state["lm_head.weight"] = weights.lm_head
+    model.load_state_dict(state, strict=True, assign=True)
+    if weights.config.tie_word_embeddings:
+        model.tie_weights()
+    # the RoPE buffers are not in the state dict (still on meta): build that module anew
+    rotary = model.model.rotary_emb
+    model.model.rotary_emb = type(rotary)(config=model.config).to(weights.lm_head.device)
+    return model.eval()
 
 
 def bundled_model_dir(modality: str) -> Path | None:
@@ -205,29 +240,22 @@ def load_model_dir(path: str | os.PathLike, modality: str | None = None, device:
 
     ``modality`` ("jpeg" / "h264"), when given, must match the directory's profile:
     an image model handed to ``avclm`` is an error, not garbage output. Loading is strict
-    (:mod:`codeclm.weights`): safetensors only, and every weight the config needs must be
-    stored with its shape, nothing more; anything else is a one-line :class:`ModelError`.
+    and needs no ``transformers`` (:func:`codeclm.llama_weights.load_weights`):
+    safetensors only, and every weight the config needs must be stored with its shape,
+    nothing more; anything else is a one-line :class:`ModelError`. ``dtype`` None keeps
+    float32. SentencePiece directories (the published JPEG-LM checkpoint) load through
+    :mod:`codeclm.spm_dir`.
     """
     import torch
-    from transformers import AutoModelForCausalLM
 
     from .spm_dir import is_spm_dir, load_spm_dir
-    from .weights import check_weights_fit, load_config
 
     path = Path(path)
     if path.is_dir() and is_spm_dir(path):  # the published JPEG-LM checkpoint's format
         return load_spm_dir(path, modality, device, dtype)
     profile, tokenizer = check_model_dir(path, modality)
-    _quiet_transformers()
-    config = load_config(path)
-    check_weights_fit(path, config)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, config=config, use_safetensors=True,
-                                                     dtype=dtype or torch.float32)
-    except Exception as e:  # the checks above make this rare: an unreadable tensor
-        raise ModelError(f"{path}: cannot load model ({' '.join(str(e).split())[:200]})") from e
-    if model.config.vocab_size != tokenizer.vocab_size:
-        raise TokenizerError(f"{path}: model vocabulary ({model.config.vocab_size}) does not match "
-                             f"the tokenizer ({tokenizer.vocab_size})")
-    model.to(device).eval()
-    return LoadedModel(model, tokenizer, profile, path)
+    weights = load_weights(path, device=device, dtype=dtype or torch.float32)
+    if weights.config.vocab_size != tokenizer.vocab_size:
+        raise TokenizerError(f"{path}: model vocabulary ({weights.config.vocab_size}) does not "
+                             f"match the tokenizer ({tokenizer.vocab_size})")
+    return LoadedModel(weights, tokenizer, profile, path)

@@ -11,6 +11,7 @@ import argparse
 import math
 
 from .errors import ConfigError
+from .threads import add_threads_argument
 
 
 def add_sampling_arguments(parser) -> None:
@@ -21,6 +22,7 @@ def add_sampling_arguments(parser) -> None:
                         "available, in bf16; else cpu, in fp32)")
     parser.add_argument("--batch", type=int, default=1, metavar="B",
                         help="samples generated together (default 1)")
+    add_threads_argument(parser)
     g = parser.add_argument_group("sampling")
     g.add_argument("--seed", type=int, default=None,
                    help="random seed; row r of a batch uses seed + r (default: random)")
@@ -55,6 +57,8 @@ def check_sampling_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--top-p must be in (0, 1], got {args.top_p}")
     if args.batch < 1:
         raise ConfigError(f"--batch must be >= 1, got {args.batch}")
+    if getattr(args, "threads", None) is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     if args.seed is not None and not 0 <= args.seed < 2**63:
         raise ConfigError(f"--seed must be in [0, 2**63), got {args.seed}")
     device = args.device

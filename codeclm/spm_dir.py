@@ -79,29 +79,18 @@ def load_spm_dir(path: str | os.PathLike, modality: str | None = None, device: s
     """Load a SentencePiece model directory -> ``codeclm.model_dir.LoadedModel``.
 
     ``modality``, when given, must be ``"jpeg"`` (the format is JPEG-LM's). ``dtype``:
-    torch dtype of the weights (default float32); the model uses PyTorch's SDPA attention.
+    torch dtype of the weights (default float32). Weights are read strictly by
+    :func:`codeclm.llama_weights.load_weights` (no transformers import).
     """
     import torch
 
-    from .model_dir import LoadedModel, _quiet_transformers
+    from .llama_weights import load_weights
+    from .model_dir import LoadedModel
 
     path = Path(path)
     profile, tokenizer = check_spm_dir(path, modality)
-    _quiet_transformers()
-    from safetensors import SafetensorError
-    from transformers import AutoModelForCausalLM
-
-    try:
-        model, info = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype or torch.float32, use_safetensors=True, attn_implementation="sdpa",
-            output_loading_info=True, local_files_only=True)
-    except (OSError, ValueError, RuntimeError, SafetensorError) as e:
-        raise ModelError(f"{path}: cannot load model ({_first_line(e)})") from e
-    missing = [k for k in info.get("missing_keys", ()) if "rotary_emb" not in k]
-    if missing:
-        raise ModelError(f"{path}: the weights lack {len(missing)} tensors (first: {missing[0]})")
-    model.to(device).eval()
-    return LoadedModel(model, tokenizer, profile, path)
+    weights = load_weights(path, device=device, dtype=dtype or torch.float32)
+    return LoadedModel(weights, tokenizer, profile, path)
 
 
 def _paper_profile(path: Path):

@@ -133,7 +133,7 @@ def generate_images(model, count: int | None = None, *, prompts: Sequence[bytes]
         if not p.startswith(header):
             raise ConfigError("a prompt must start with the profile's header (use codec.prompt_prefix)")
     seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
-    kv = KVCacheLM(lm.model, min(batch, len(prompts)))
+    kv = KVCacheLM(lm.weights, min(batch, len(prompts)))
     totals = {"sampled": 0, "decode_s": 0.0, "prefill_s": 0.0, "rejected": 0, "steps": 0}
     n_valid = 0
     for start in range(0, len(prompts), batch):

@@ -92,7 +92,7 @@ def run_continue(args: argparse.Namespace) -> int:
         import torch
 
         dtype = getattr(torch, args.dtype)
-    lm = load_model(args.model, "h264", args.device, dtype)
+    lm = load_model(args.model, "h264", args.device, dtype, threads=args.threads)
     profile = lm.profile
     if K + M > profile.frames:
         raise ConfigError(f"--prompt-frames {K} + --frames {M} = {K + M} frames, but a clip of "

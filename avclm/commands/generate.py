@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     from avclm.generate import DoneEvent, FrameEvent, NalEvent, generate_video, load_model
 
     config = sampling_config(args)
-    lm = load_model(args.model, "h264", args.device)
+    lm = load_model(args.model, "h264", args.device, threads=args.threads)
     kw = {"verify": not args.no_verify}
     if args.max_nal_tokens is not None:
         kw["max_nal_tokens"] = args.max_nal_tokens

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, InputError, TokenizerError
 from ..io import atomic_write_bytes
+from ..threads import add_threads_argument
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"})
 VIDEO_EXTS = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".h264", ".264",
@@ -149,6 +150,7 @@ def add_common_arguments(p: argparse.ArgumentParser, batch: bool = True) -> None
                    help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                    help="model dtype (default: float32 on CPU, bfloat16 on CUDA)")
+    add_threads_argument(p)
     p.add_argument("--shards", default=None,
                    help="held-out shard directory: also report bits per byte on it")
     p.add_argument("--bpb-blocks", type=int, default=None,

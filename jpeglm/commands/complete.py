@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .generate import run_samples, write_png
 
-    lm = load_model(args.model, "jpeg", args.device)
+    lm = load_model(args.model, "jpeg", args.device, threads=args.threads)
     profile = lm.profile
     outdir = Path(args.output)
     originals, prompts, names = [], [], []

@@ -86,7 +86,7 @@ def _setup(args):
         import torch
 
         dtype = getattr(torch, args.dtype)
-    lm = load_model(args.model, "jpeg", args.device, dtype)
+    lm = load_model(args.model, "jpeg", args.device, dtype, threads=args.threads)
     return net, info, lm, device
 
 

@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     from codeclm.sampler import load_model
     from jpeglm.generate import grid
 
-    lm = load_model(args.model, "jpeg", args.device)
+    lm = load_model(args.model, "jpeg", args.device, threads=args.threads)
     outdir = target.create(output_names(names))
     results = run_samples(args, None, args.num, names, outdir, lm)
     write_png(grid([r.image for r in sorted(results, key=lambda r: r.sample)]), outdir / "grid.png")

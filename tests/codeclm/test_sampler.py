@@ -146,7 +146,7 @@ def test_kv_cache_logits_match_transformers(tok, kv_heads, fuse, prompts, monkey
     assert torch.allclose(last, ref[-2], atol=1e-4)
     got = kv.decode(torch.tensor([ids[-1]]), [len(ids) - 1])
     assert torch.allclose(got[0], ref[-1], atol=1e-4)
-    assert ("wqkv" in kv.layers[0]) == fuse
+    assert ("qkv" in kv.layers[0]) == fuse
 
 
 @pytest.mark.parametrize("kv_heads", [4, 2])
