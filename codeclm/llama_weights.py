@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from .errors import ModelError
-from .weights import weight_files
+from .weights import stored_tensors, weight_files
 
 #: activations the sampler's MLP knows (Hugging Face ``hidden_act`` names)
 ACTIVATIONS = {"silu": torch.nn.functional.silu, "swish": torch.nn.functional.silu,
@@ -201,35 +201,39 @@ def load_weights(directory: str | os.PathLike, device: str = "cpu",
 
     spec = read_spec(directory)
     expected = spec.tensor_shapes()
-    tensors: dict[str, torch.Tensor] = {}
-    for f in weight_files(Path(directory)):
-        try:
-            with safe_open(str(f), framework="pt", device="cpu") as st:
-                for name in st.keys():  # noqa: SIM118 - safe_open is not iterable
-                    if name in tensors:
-                        raise ModelError(f"{f}: tensor {name} appears twice")
-                    tensors[name] = st.get_tensor(name)
-        except SafetensorError as e:
-            raise ModelError(f"{f}: not a readable safetensors file ({_first_line(e)})") from None
-        except OSError as e:
-            raise ModelError(f"{f}: cannot read ({e.strerror or e})") from None
-    if spec.tie_word_embeddings:
-        tied = tensors.pop("lm_head.weight", None)
-        if tied is not None and not torch.equal(tied, tensors.get("model.embed_tokens.weight",
-                                                                  tied)):
-            raise ModelError(f"{directory}: tie_word_embeddings is set but lm_head.weight "
-                             "differs from the embeddings")
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
+    # headers first (empty, truncated, corrupt files; names and shapes): no tensor is read
+    # until the checkpoint is known to be exactly the config's model
+    stored = {k: shape for k, (_, shape) in stored_tensors(Path(directory)).items()}
+    tied_head = spec.tie_word_embeddings and "lm_head.weight" in stored
+    if tied_head:
+        stored.pop("lm_head.weight")
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
     if missing or unexpected:
         what = (f"{len(missing)} missing (e.g. {missing[0]})" if missing else "") + \
             (", " if missing and unexpected else "") + \
             (f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "")
         raise ModelError(f"{directory}: weights do not match config.json: {what}")
     for name, shape in expected.items():
-        if tuple(tensors[name].shape) != shape:
-            raise ModelError(f"{directory}: {name} has shape {tuple(tensors[name].shape)}, "
+        if stored[name] != shape:
+            raise ModelError(f"{directory}: {name} has shape {stored[name]}, "
                              f"config.json implies {shape}")
+    tensors: dict[str, torch.Tensor] = {}
+    for f in weight_files(Path(directory)):
+        try:
+            with safe_open(str(f), framework="pt", device="cpu") as st:
+                for name in st.keys():  # noqa: SIM118 - safe_open is not iterable
+                    tensors[name] = st.get_tensor(name)
+        except SafetensorError as e:
+            raise ModelError(f"{f}: not a readable safetensors file ({_first_line(e)})") from None
+        except OSError as e:
+            raise ModelError(f"{f}: cannot read ({e.strerror or e})") from None
+    if tied_head:
+        head = tensors.pop("lm_head.weight")
+        if not torch.equal(head, tensors["model.embed_tokens.weight"]):
+            raise ModelError(f"{directory}: tie_word_embeddings is set but lm_head.weight "
+                             "differs from the embeddings")
+    for name in expected:
         if not tensors[name].is_floating_point():
             raise ModelError(f"{directory}: {name} is {tensors[name].dtype}, not floating point")
     for name, t in tensors.items():

@@ -216,8 +216,8 @@ def _break(d, how):
     ("not llama", "expected a Llama model, got model_type 'gpt2'"),
     ("vocabulary too small", "model vocabulary (300) is smaller than tokenizer.model's (600"),
     ("pickled weights", "the weights are PyTorch pickles"),
-    ("missing shard", "cannot load model"),
-    ("truncated shard", "cannot load model"),
+    ("missing shard", "names a missing weights file"),
+    ("truncated shard", "truncated"),
 ])
 def test_bad_directories_are_one_line_errors(as_is, tmp_path, capsys, how, message):
     _break(as_is, how)
