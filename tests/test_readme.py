@@ -29,7 +29,7 @@ SKIP = re.compile(r"<!--\s*readme-test:\s*skip:\s*(.*?)\s*-->")
 
 # flag -> the largest value the test uses (the README shows realistic counts)
 SMALL_COUNTS = {
-    "--frames": 2, "-n": 2, "--count": 24, "--trainer.max_steps": 2, "--samples": 4,
+    "--frames": 2, "-n": 2, "--count": 40, "--trainer.max_steps": 2, "--samples": 4,
     "--vocab-size": 300,
 }
 RESUME_STEPS = 4  # `--ckpt_path last` resumes to twice the small step count
@@ -111,11 +111,9 @@ def scratch(tmp_path_factory):
     for folder, kind, n in (("val", "image", 3), ("heldout", "image", 3), ("clips", "video", 2)):
         subprocess.run(synth + [str(work / folder), "--kind", kind, "--count", str(n)],
                        env=env, check=True, capture_output=True)
-    shutil.copy(sorted((work / "val").iterdir())[0], work / "photo.jpg.png")
-    Image.open(work / "photo.jpg.png").convert("RGB").save(work / "photo.jpg", quality=90)
-    (work / "photo.jpg.png").unlink()
+    Image.open(min((work / "val").iterdir())).convert("RGB").save(work / "photo.jpg", quality=90)
     Image.linear_gradient("L").resize((320, 200)).convert("RGB").save(work / "landscape.jpg")
-    shutil.copy(sorted((work / "clips").iterdir())[0], work / "clip.mp4")
+    shutil.copy(min((work / "clips").iterdir()), work / "clip.mp4")
     return work, env
 
 

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from codeclm.errors import ConfigError
-from codeclm.sampler import add_sampling_arguments, sampling_config
+from codeclm.sampler import add_sampling_arguments, model_dtype, sampling_config
 
 STREAM_SUFFIXES = (".h264", ".264", ".avc")
 
@@ -29,12 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="new frames to generate per sample")
     parser.add_argument("-o", "--output", default="generated.mp4", metavar="OUT",
                         help="OUT.mp4 (also .mov/.mkv), OUT.h264 (raw Annex-B) or - (Annex-B "
-                        "to stdout); with --batch B: OUT_0.mp4 ... (default generated.mp4)")
+                        "to stdout); with -n N: OUT_0.mp4 ... (default generated.mp4)")
     parser.add_argument("--prompt", metavar="VIDEO", default=None,
                         help="continue this video (encoded with the model's profile)")
     parser.add_argument("--prompt-frames", type=int, default=None, metavar="K",
                         help="use the first K frames of --prompt (default: all, up to one clip)")
-    add_sampling_arguments(parser)
+    add_sampling_arguments(parser, batch=False)
+    parser.add_argument("-n", "--num", "--batch", dest="batch", type=int, default=1, metavar="N",
+                        help="videos to generate, sampled together (default 1)")
     g = parser.add_argument_group("validity")
     g.add_argument("--max-nal-tokens", type=int, default=None, metavar="N",
                    help="tokens one NAL unit may take before it is sampled again (default 400)")
@@ -95,11 +97,11 @@ def run(args: argparse.Namespace) -> int:
     )
 
     if args.output == "-" and args.batch != 1:
-        raise ConfigError("-o - (stdout) takes one sample; use --batch 1 or a file name")
+        raise ConfigError("-o - (stdout) takes one video; use -n 1 or a file name")
     if args.frames < 1:
         raise ConfigError(f"--frames must be >= 1, got {args.frames}")
     config = sampling_config(args)
-    lm = load_model(args.model, "h264", args.device)
+    lm = load_model(args.model, "h264", args.device, model_dtype(args))
     kw = {"verify": not args.no_verify}
     if args.max_nal_tokens is not None:
         kw["max_nal_tokens"] = args.max_nal_tokens

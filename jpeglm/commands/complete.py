@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from codeclm.errors import ConfigError
-    from codeclm.sampler import load_model
+    from codeclm.sampler import load_model, model_dtype
     from jpeglm import codec
     from jpeglm.generate import grid, preview
 
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.prefix_ratio < 1.0:
         raise ConfigError(f"--prefix-ratio must be in [0, 1), got {args.prefix_ratio}")
-    lm = load_model(args.model, "jpeg", args.device)
+    lm = load_model(args.model, "jpeg", args.device, model_dtype(args))
     profile = lm.profile
     outdir = Path(args.output)
     originals, prompts, names = [], [], []

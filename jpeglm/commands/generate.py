@@ -89,12 +89,12 @@ def run_samples(args, prompts: list[bytes] | None, count: int | None, names: lis
 
 def run(args: argparse.Namespace) -> int:
     from codeclm.errors import ConfigError
-    from codeclm.sampler import load_model
+    from codeclm.sampler import load_model, model_dtype
     from jpeglm.generate import grid
 
     if args.num < 1:
         raise ConfigError(f"-n must be >= 1, got {args.num}")
-    lm = load_model(args.model, "jpeg", args.device)
+    lm = load_model(args.model, "jpeg", args.device, model_dtype(args))
     outdir = Path(args.output)
     width = len(str(args.num - 1))
     names = [f"{i:0{width}d}" for i in range(args.num)]
