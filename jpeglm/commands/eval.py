@@ -169,6 +169,26 @@ def _valid_items(items, profile):
     return [it for it in items if it.id in modeled], modeled, skipped
 
 
+def _fitting_prompts(items, modeled, ratios, lm):
+    """(items whose prompt at every ratio leaves room in the context to sample, skipped
+    [{id, reason}] for the others): such an image is dropped from every set, so all
+    sets score the same images."""
+    from jpeglm import codec
+
+    context = lm.model.config.max_position_embeddings
+    kept, skipped = [], []
+    for it in items:
+        r = max(ratios)
+        prompt = codec.prompt_prefix(modeled[it.id], r, lm.profile)
+        n = len(lm.tokenizer.encode(prompt, bos=True, eos=False))
+        if n + 1 >= context:
+            skipped.append({"id": it.id, "reason": f"its prompt at r={r:g} is {n} tokens and "
+                            f"fills the model's {context}-token context"})
+        else:
+            kept.append(it)
+    return kept, skipped
+
+
 # ---------------------------------------------------------------------------- complete
 def run_complete(args: argparse.Namespace) -> int:
     from codeclm.errors import ConfigError
@@ -183,6 +203,10 @@ def run_complete(args: argparse.Namespace) -> int:
     profile = lm.profile
     all_items = runner.list_media(args.images, runner.IMAGE_EXTS)
     items, modeled, skipped = _valid_items(runner.select(all_items, args.samples), profile)
+    items, too_long = _fitting_prompts(items, modeled, ratios, lm)
+    for s in too_long:
+        print(f"skipped {s['id']}: {s['reason']}", file=sys.stderr)
+    skipped += too_long
     if len(items) < 2:
         raise ConfigError(f"{args.images}: FID needs at least 2 readable images, "
                           f"found {len(items)}")
