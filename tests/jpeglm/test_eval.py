@@ -191,3 +191,19 @@ def test_complete_skips_an_image_whose_prompt_fills_the_context(setup, tmp_path)
     assert skip["id"].endswith("noise") and "fills the model's 512-token context" in skip["reason"]
     assert res["protocol"]["images"] == 4
     assert not list((out / "samples").rglob("*noise*"))
+
+
+def test_uncond_default_count_fits_a_cpu(setup, tmp_path, capsys):
+    """Without --samples a CPU run makes 50 images per seed (not the paper's 1000) and
+    says so before it starts."""
+    from jpeglm.commands.eval import UNCOND_SAMPLES
+
+    out = tmp_path / "uncond"
+    assert main(["eval", "uncond", "--model", str(setup["model"]), "--images",
+                 str(setup["images"]), "-o", str(out), "--seeds", "1", "--batch", "25",
+                 "--device", "cpu", "--extractor", "pixels", "--max-tokens", "4",
+                 "--fid-backend", "fast"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["protocol"]["generated_per_seed"] == UNCOND_SAMPLES["cpu"] == 50
+    err = capsys.readouterr().err
+    assert "50 images per seed x 1 seeds on cpu" in err and "--samples 1000" in err
