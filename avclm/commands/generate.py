@@ -84,6 +84,46 @@ class _Sink:
             annexb_to_mp4(b"".join(self.chunks), self.path, profile)
 
 
+#: printed once (under the bar) when a frame takes longer than SLOW_FRAME_S
+SLOW_HINT = ("hint: frames are slow because many NAL units fail verification and are "
+             "sampled again (see 'resampled' on the bar): the model is undertrained for its "
+             "profile. Train longer, or trade quality for speed with --max-attempts 1 "
+             "(substitute at once) or --max-nal-tokens 100; --no-verify shows raw samples.")
+SLOW_FRAME_S = 30.0
+
+
+class _LiveCounts:
+    """The progress bar's postfix: tokens/s, NAL units sampled again and substituted so
+    far, and a one-time hint when a frame is slow."""
+
+    def __init__(self, bar):
+        import time
+
+        self.bar, self.clock = bar, time.perf_counter
+        self.rejected = self.substituted = self.tokens = 0
+        self.last_frame = self.clock()
+        self.hinted = False
+
+    def nal(self, ev) -> None:
+        self.substituted += ev.source == "replacement"
+        if not self.hinted and self.clock() - self.last_frame > SLOW_FRAME_S:
+            self.hinted = True
+            if not self.bar.disable:
+                self.bar.write(SLOW_HINT, file=sys.stderr)
+        self.show()
+
+    def frame(self, ev) -> None:
+        self.last_frame = self.clock()
+        self.rejected, self.tokens = ev.rejected, ev.tokens
+        self.show()
+
+    def show(self) -> None:
+        elapsed = self.bar.format_dict.get("elapsed") or 0
+        rate = f"{self.tokens / elapsed:.0f} tok/s, " if elapsed > 0 else ""
+        self.bar.set_postfix_str(f"{rate}{self.rejected} resampled, {self.substituted} "
+                                 "substituted", refresh=False)
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -111,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(total=args.frames * args.batch, unit="frame", file=sys.stderr,
                disable=args.quiet, dynamic_ncols=True)
     stats = {}
+    live = _LiveCounts(bar)
     with contextlib.ExitStack() as stack:
         sinks = [_Sink(p, stack) for p in paths]
         events = generate_video(lm, args.frames, prompt=args.prompt, prompt_frames=args.prompt_frames,
@@ -119,12 +160,11 @@ def run(args: argparse.Namespace) -> int:
         for ev in events:
             if isinstance(ev, NalEvent):
                 sinks[ev.row].write(ev.data)
+                live.nal(ev)
             elif isinstance(ev, FrameEvent):
                 if ev.source != "prompt":
                     bar.update(1)
-                    elapsed = bar.format_dict.get("elapsed") or 0
-                    if elapsed > 0:
-                        bar.set_postfix_str(f"{ev.tokens / elapsed:.0f} tok/s", refresh=False)
+                live.frame(ev)
             elif isinstance(ev, DoneEvent):
                 stats = ev.stats
         bar.close()
