@@ -3,9 +3,10 @@
 Output: an MP4 (or .mov/.mkv) assembled without re-encoding, a raw Annex-B ``.h264``
 stream, or ``-`` for Annex-B on stdout, flushed after every NAL unit, so that
 
-    avclm generate --frames 16 -o - | ffmpeg -f h264 -i - out.webm
+    avclm generate --frames 16 -o - | ffmpeg -probesize 32 -analyzeduration 0 -f h264 -i - out.webm
 
-plays while it is generated. Exactly ``--frames`` new frames per sample (after the
+converts (or, with ffplay, plays) while it is generated: the two flags stop ffmpeg from
+reading ~5 MB (more than a whole clip) before it starts. Exactly ``--frames`` new frames per sample (after the
 prompt's, which are part of the output), also beyond one context window (the model
 continues from its last frame, re-encoded; see avclm/generate.py). Progress (frames,
 tokens/s) goes to stderr; stdout carries only video bytes.
