@@ -29,7 +29,7 @@ SKIP = re.compile(r"<!--\s*readme-test:\s*skip:\s*(.*?)\s*-->")
 
 # flag -> the largest value the test uses (the README shows realistic counts)
 SMALL_COUNTS = {
-    "--frames": 2, "-n": 2, "--count": 40, "--trainer.max_steps": 2, "--samples": 4,
+    "--frames": 2, "-n": 2, "--count": 60, "--trainer.max_steps": 2, "--samples": 4,
 }
 RESUME_STEPS = 4  # `--ckpt_path last` resumes to twice the small step count
 
