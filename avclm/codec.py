@@ -274,6 +274,13 @@ def _source_frames(container, stream, what: str, profile: AvcProfile) -> Iterato
                              f"stream declares {float(declared):.2f} s")
 
 
+def _is_still_image(container) -> bool:
+    """FFmpeg opened the file with an image demuxer (``image2``, ``png_pipe``,
+    ``jpeg_pipe``, ...): one still picture, not a clip (an animated GIF is a video)."""
+    names = set(container.format.name.split(","))
+    return bool(names & {"image2"} or any(n.endswith("_pipe") for n in names))
+
+
 def encode_video(path: str | os.PathLike, profile: AvcProfile = PAPER) -> bytes:
     """A video file -> canonical Annex-B bytes (SPS, PPS, then ``nals_per_frame`` slice
     NAL units per frame for up to ``profile.frames`` frames; no SEI).
@@ -295,6 +302,8 @@ def encode_video(path: str | os.PathLike, profile: AvcProfile = PAPER) -> bytes:
         if not container.streams.video:
             raise InputError(f"{p}: no video stream")
         stream = container.streams.video[0]
+        if _is_still_image(container):
+            raise InputError(f"{p}: a still image, not a video (use `jpeglm encode` for images)")
         cc = stream.codec_context
         _check_size(cc.width, cc.height, str(p))
         if not stream.time_base:

@@ -88,7 +88,8 @@ class FrameEvent:
     """Output frame ``index`` of row ``row``: ``image`` (H, W, 3) uint8 RGB. ``source``:
     "prompt", "model" or "continuation"; ``damaged``: the decoder concealed errors in
     it; ``latency_s``: from the sampling of the token that completed its last NAL to
-    the decoded image; ``tokens``: tokens sampled so far by the whole batch."""
+    the decoded image; ``tokens``: tokens sampled so far by the whole batch;
+    ``rejected``: NAL units sampled again so far (failed verification), whole batch."""
 
     index: int
     image: np.ndarray
@@ -97,6 +98,7 @@ class FrameEvent:
     damaged: bool = False
     latency_s: float = 0.0
     tokens: int = 0
+    rejected: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,7 +259,8 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
             damaged = st.decoder.damaged_frames > st.damaged_seen
             st.damaged_seen = st.decoder.damaged_frames
             kind = "model" if source == "replacement" else source
-            yield FrameEvent(st.frames_out, image, r, kind, damaged, latency, session.stats["sampled"])
+            yield FrameEvent(st.frames_out, image, r, kind, damaged, latency, session.stats["sampled"],
+                             session.stats["rejected"])
             st.frames_out += 1
 
     def complete_picture(r: int) -> Iterator[Event]:

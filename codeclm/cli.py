@@ -52,30 +52,46 @@ def _on_sigterm(signum, frame):
     raise Terminated()
 
 
-def run_cli(prog: str, description: str, verbs: Mapping[str, str],
+def run_cli(prog: str, description: str, verbs: Mapping[str, str | tuple[str, str]],
             argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run a verb; turn library errors into ``prog: error: msg`` + exit 1."""
+    """Parse ``argv`` and run a verb; turn library errors into ``prog: error: msg`` + exit 1.
+
+    ``verbs`` maps a verb to its module, or to ``(module, one-line help)`` so that the
+    top-level ``--help`` describes each verb without importing it."""
+    from . import __version__
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         signal.signal(signal.SIGTERM, _on_sigterm)
-    if argv and argv[0] in verbs:
-        module = importlib.import_module(verbs[argv[0]])
+    modules = {name: (v if isinstance(v, str) else v[0]) for name, v in verbs.items()}
+    if argv and argv[0] in modules:
+        module = importlib.import_module(modules[argv[0]])
         if getattr(module, "RAW_ARGV", False):
             return _guarded(prog, module.run, argparse.Namespace(argv=argv[1:]))
     parser = OneLineParser(prog=prog, description=description)
-    sub = parser.add_subparsers(dest="verb")
+    parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", title="verbs")
     sub.required = True
-    for name, modname in verbs.items():
+    for name, target in verbs.items():
+        line = None if isinstance(target, str) else target[1]
         if argv and argv[0] == name:
-            module = importlib.import_module(modname)
+            module = importlib.import_module(modules[name])
             doc = (module.__doc__ or "").strip()
-            p = sub.add_parser(name, help=doc.splitlines()[0] if doc else None, description=doc)
+            p = sub.add_parser(name, help=line or (doc.splitlines()[0] if doc else None),
+                               description=doc,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
             module.add_arguments(p)
             p.set_defaults(_run=module.run)
         else:  # help text only; the module is not imported
-            sub.add_parser(name)
+            sub.add_parser(name, help=line)
     args = parser.parse_args(argv)
     return _guarded(prog, args._run, args)
+
+
+def add_quiet_argument(parser: argparse.ArgumentParser) -> None:
+    """``-q/--quiet`` (no progress bars or summary); ``--no-progress`` is a hidden alias."""
+    parser.add_argument("-q", "--quiet", "--no-progress", dest="quiet", action="store_true",
+                        help="no progress bars or summary")
 
 
 def _guarded(prog: str, fn, args) -> int:

@@ -83,7 +83,8 @@ class CodecLM(L.LightningModule):
     """A Llama decoder trained on codec token blocks.
 
     Args:
-        preset: architecture name in ``codeclm.models.PRESETS`` (tiny, small, 1b, llama2-7b).
+        preset: architecture name in ``codeclm.models.PRESETS`` (mini, tiny, small, 1b,
+            llama2-7b).
         context: tokens the model reads (linked from ``data.context`` by the CLI).
         lr: peak learning rate (after warmup). min_lr: floor of the cosine decay.
         warmup_steps: optimizer steps of linear warmup.
@@ -98,6 +99,9 @@ class CodecLM(L.LightningModule):
         log_samples: validation previews per validation run (0 disables).
         vocab_size: if set, must equal the tokenizer's vocabulary (a recipe can pin it).
         model_overrides: extra ``LlamaConfig`` fields (e.g. ``{"rope_theta": 500000}``).
+        init_from: an exported model directory (``jpeglm export`` / ``avclm export``) whose
+            weights start this run (fine-tuning; a new optimizer and schedule). Its
+            tokenizer and preset must match.
         tokenizer, profile: the shards' ByteTokenizer and codec profile (linked from the
             data module by the CLI; not hyperparameters, but stored in checkpoints).
     """

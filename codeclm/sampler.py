@@ -830,4 +830,4 @@ def load_model(model, modality: str, device: str | None = None, dtype=None,
 
 
 # the shared CLI flags live in a torch-free module (fast argument checks); re-exported here
-from .sampling_args import add_sampling_arguments, sampling_config  # noqa: F401
+from .sampling_args import add_sampling_arguments, model_dtype, sampling_config  # noqa: F401

@@ -14,14 +14,20 @@ from .errors import ConfigError
 from .threads import add_threads_argument
 
 
-def add_sampling_arguments(parser) -> None:
-    """The flags every generating verb shares: model, device, batch, sampling, quiet."""
+def add_sampling_arguments(parser, batch: bool = True) -> None:
+    """The flags every generating verb shares: model, device, dtype, batch (unless the
+    verb defines its own), threads, sampling, quiet, overwrite."""
+    from .cli import add_quiet_argument
+
     parser.add_argument("--model", metavar="DIR", default=None,
                         help="model directory (made by `export`); default: the bundled model")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if "
                         "available, in bf16; else cpu, in fp32)")
-    parser.add_argument("--batch", type=int, default=1, metavar="B",
-                        help="samples generated together (default 1)")
+    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                        help="model dtype (default: float32 on CPU, bfloat16 on CUDA)")
+    if batch:
+        parser.add_argument("--batch", type=int, default=1, metavar="B",
+                            help="samples generated together (default 1)")
     add_threads_argument(parser)
     g = parser.add_argument_group("sampling")
     g.add_argument("--seed", type=int, default=None,
@@ -32,9 +38,16 @@ def add_sampling_arguments(parser) -> None:
                    help="keep the K most likely tokens; 0 = off (default 50)")
     g.add_argument("--top-p", type=float, default=0.9, metavar="P",
                    help="keep the smallest set of tokens with probability >= P; 1 = off (default 0.9)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_quiet_argument(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing outputs (default: refuse them); see README")
+
+
+def model_dtype(args):
+    """The ``torch.dtype`` named by ``--dtype``, or None (the device's default)."""
+    import torch
+
+    return getattr(torch, args.dtype) if getattr(args, "dtype", None) else None
 
 
 def check_positive(args: argparse.Namespace, *names: str) -> None:

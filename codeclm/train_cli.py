@@ -32,13 +32,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from .data_module import CodecDataModule
 from .errors import ConfigError
 from .lightning_module import CodecLM
+from .train_noise import progress_bar, silence_noise
 
 LOG_NAME = "logs"
 
@@ -118,6 +119,9 @@ class CodecCLI(LightningCLI):
                     type(strategy).__name__ != "FSDPStrategy":
                 config["plugins"] = [AtomicCheckpointIO()]
         callbacks = list(callbacks) + list(self.extra_callbacks)
+        if config.get("enable_progress_bar") is not False and \
+                not any(isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(progress_bar())
         if config.get("enable_checkpointing") is False:  # `checkpoint` section is then unused
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
         return super()._instantiate_trainer(config, callbacks)
@@ -129,6 +133,7 @@ def make_cli(argv: Sequence[str], modality: str | None, run: bool = True,
     """Build (and with ``run`` execute) the training CLI for ``modality`` over ``argv``."""
     # argv is given explicitly while sys.argv keeps the real command line (DDP relaunches it)
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    silence_noise()
     cls = type("CodecCLI_" + (modality or "any"), (CodecCLI,),
                {"modality": modality, "extra_callbacks": tuple(extra_callbacks)})
     parser_kwargs = {k: v for k, v in (("prog", prog), ("description", description)) if v}

@@ -3,9 +3,10 @@
 Output: an MP4 (or .mov/.mkv) assembled without re-encoding, a raw Annex-B ``.h264``
 stream, or ``-`` for Annex-B on stdout, flushed after every NAL unit, so that
 
-    avclm generate --frames 16 -o - | ffmpeg -f h264 -i - out.webm
+    avclm generate --frames 16 -o - | ffmpeg -probesize 32 -analyzeduration 0 -f h264 -i - out.webm
 
-plays while it is generated. Exactly ``--frames`` new frames per sample (after the
+converts (or, with ffplay, plays) while it is generated: the two flags stop ffmpeg from
+reading ~5 MB (more than a whole clip) before it starts. Exactly ``--frames`` new frames per sample (after the
 prompt's, which are part of the output), also beyond one context window (the model
 continues from its last frame, re-encoded; see avclm/generate.py). Progress (frames,
 tokens/s) goes to stderr; stdout carries only video bytes.
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 
 from codeclm.errors import ConfigError, InputError, OutputError
-from codeclm.sampling_args import add_sampling_arguments, sampling_config
+from codeclm.sampling_args import add_sampling_arguments, model_dtype, sampling_config
 
 STREAM_SUFFIXES = (".h264", ".264", ".avc")
 
@@ -29,12 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="new frames to generate per sample")
     parser.add_argument("-o", "--output", default="generated.mp4", metavar="OUT",
                         help="OUT.mp4 (also .mov/.mkv), OUT.h264 (raw Annex-B) or - (Annex-B "
-                        "to stdout); with --batch B: OUT_0.mp4 ... (default generated.mp4)")
+                        "to stdout); with -n N: OUT_0.mp4 ... (default generated.mp4)")
     parser.add_argument("--prompt", metavar="VIDEO", default=None,
                         help="continue this video (encoded with the model's profile)")
     parser.add_argument("--prompt-frames", type=int, default=None, metavar="K",
                         help="use the first K frames of --prompt (default: all, up to one clip)")
-    add_sampling_arguments(parser)
+    add_sampling_arguments(parser, batch=False)
+    parser.add_argument("-n", "--num", "--batch", dest="batch", type=int, default=1, metavar="N",
+                        help="videos to generate, sampled together (default 1)")
     g = parser.add_argument_group("validity")
     g.add_argument("--max-nal-tokens", type=int, default=None, metavar="N",
                    help="tokens one NAL unit may take before it is sampled again (default 400)")
@@ -90,6 +93,46 @@ def output_paths(output: str, batch: int) -> list[str]:
     return [str(p.with_name(f"{p.stem}_{r}{p.suffix}")) for r in range(batch)]
 
 
+#: printed once (under the bar) when a frame takes longer than SLOW_FRAME_S
+SLOW_HINT = ("hint: frames are slow because many NAL units fail verification and are "
+             "sampled again (see 'resampled' on the bar): the model is undertrained for its "
+             "profile. Train longer, or trade quality for speed with --max-attempts 1 "
+             "(substitute at once) or --max-nal-tokens 100; --no-verify shows raw samples.")
+SLOW_FRAME_S = 30.0
+
+
+class _LiveCounts:
+    """The progress bar's postfix: tokens/s, NAL units sampled again and substituted so
+    far, and a one-time hint when a frame is slow."""
+
+    def __init__(self, bar):
+        import time
+
+        self.bar, self.clock = bar, time.perf_counter
+        self.rejected = self.substituted = self.tokens = 0
+        self.last_frame = self.clock()
+        self.hinted = False
+
+    def nal(self, ev) -> None:
+        self.substituted += ev.source == "replacement"
+        if not self.hinted and self.clock() - self.last_frame > SLOW_FRAME_S:
+            self.hinted = True
+            if not self.bar.disable:
+                self.bar.write(SLOW_HINT, file=sys.stderr)
+        self.show()
+
+    def frame(self, ev) -> None:
+        self.last_frame = self.clock()
+        self.rejected, self.tokens = ev.rejected, ev.tokens
+        self.show()
+
+    def show(self) -> None:
+        elapsed = self.bar.format_dict.get("elapsed") or 0
+        rate = f"{self.tokens / elapsed:.0f} tok/s, " if elapsed > 0 else ""
+        self.bar.set_postfix_str(f"{rate}{self.rejected} resampled, {self.substituted} "
+                                 "substituted", refresh=False)
+
+
 def check_arguments(args: argparse.Namespace) -> list[str]:
     """Every range, input and output check, before torch or the model is loaded; returns
     the output paths."""
@@ -99,7 +142,7 @@ def check_arguments(args: argparse.Namespace) -> list[str]:
     from .encode import CONTAINER_SUFFIXES
 
     if args.output == "-" and args.batch != 1:
-        raise ConfigError("-o - (stdout) takes one sample; use --batch 1 or a file name")
+        raise ConfigError("-o - (stdout) takes one video; use -n 1 or a file name")
     if args.frames < 1:
         raise ConfigError(f"--frames must be >= 1, got {args.frames}")
     check_sampling_args(args)
@@ -135,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     from avclm.generate import DoneEvent, FrameEvent, NalEvent, generate_video, load_model
 
     config = sampling_config(args)
-    lm = load_model(args.model, "h264", args.device, threads=args.threads)
+    lm = load_model(args.model, "h264", args.device, model_dtype(args), threads=args.threads)
     kw = {"verify": not args.no_verify}
     if args.max_nal_tokens is not None:
         kw["max_nal_tokens"] = args.max_nal_tokens
@@ -144,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(total=args.frames * args.batch, unit="frame", file=sys.stderr,
                disable=args.quiet, dynamic_ncols=True)
     stats = {}
+    live = _LiveCounts(bar)
     with contextlib.ExitStack() as stack:
         sinks = [_Sink(p, stack) for p in paths]
         events = generate_video(lm, args.frames, prompt=args.prompt, prompt_frames=args.prompt_frames,
@@ -152,12 +196,11 @@ def run(args: argparse.Namespace) -> int:
         for ev in events:
             if isinstance(ev, NalEvent):
                 sinks[ev.row].write(ev.data)
+                live.nal(ev)
             elif isinstance(ev, FrameEvent):
                 if ev.source != "prompt":
                     bar.update(1)
-                    elapsed = bar.format_dict.get("elapsed") or 0
-                    if elapsed > 0:
-                        bar.set_postfix_str(f"{ev.tokens / elapsed:.0f} tok/s", refresh=False)
+                live.frame(ev)
             elif isinstance(ev, DoneEvent):
                 stats = ev.stats
         bar.close()

@@ -134,17 +134,17 @@ def default_device() -> str:
 
 def add_common_arguments(p: argparse.ArgumentParser, batch: bool = True) -> None:
     """Model, output, seeds, sampling, batching, device and bpb flags."""
-    p.add_argument("--model", default=None,
+    p.add_argument("--model", default=None, metavar="DIR",
                    help="model directory (default: the bundled model, if installed)")
-    p.add_argument("-o", "--output", required=True, help="output directory (resumable)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (resumable)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S",
                    help="sampling seeds; every seed generates a full set (default: 0 1 2)")
-    p.add_argument("--temperature", type=float, default=1.0,
+    p.add_argument("--temperature", type=float, default=1.0, metavar="T",
                    help="sampling temperature (0: greedy)")
-    p.add_argument("--top-k", type=int, default=50, help="top-k filter (0: off; default 50)")
-    p.add_argument("--top-p", type=float, default=0.9, help="top-p filter (1: off; default 0.9)")
+    p.add_argument("--top-k", type=int, default=50, metavar="K", help="top-k filter (0: off; default 50)")
+    p.add_argument("--top-p", type=float, default=0.9, metavar="P", help="top-p filter (1: off; default 0.9)")
     if batch:
-        p.add_argument("--batch", type=int, default=1,
+        p.add_argument("--batch", type=int, default=1, metavar="B",
                        help="samples generated together (default 1)")
     p.add_argument("--device", default=None,
                    help="torch device (default: cuda if available, else cpu)")
@@ -155,7 +155,8 @@ def add_common_arguments(p: argparse.ArgumentParser, batch: bool = True) -> None
                    help="held-out shard directory: also report bits per byte on it")
     p.add_argument("--bpb-blocks", type=int, default=None,
                    help="score at most this many context-sized blocks of --shards (default: all)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("-q", "--quiet", "--no-progress", dest="no_progress", action="store_true",
+                   help="no progress bars")
 
 
 def add_fid_arguments(p: argparse.ArgumentParser, choices: Sequence[str] = ("inception", "pixels"),

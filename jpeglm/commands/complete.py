@@ -41,13 +41,13 @@ def run(args: argparse.Namespace) -> int:
 
     check_model_dir(resolve_model_dir(args.model, "jpeg"), "jpeg")  # before torch loads
 
-    from codeclm.sampler import load_model
+    from codeclm.sampler import load_model, model_dtype
     from jpeglm import codec
     from jpeglm.generate import grid, preview
 
     from .generate import run_samples, write_png
 
-    lm = load_model(args.model, "jpeg", args.device, threads=args.threads)
+    lm = load_model(args.model, "jpeg", args.device, model_dtype(args), threads=args.threads)
     profile = lm.profile
     outdir = Path(args.output)
     originals, prompts, names = [], [], []

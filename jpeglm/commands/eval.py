@@ -28,6 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+#: ``eval uncond`` images per seed by default: the paper's 1000 where a GPU makes that a
+#: matter of minutes; on a CPU (about 10-30 s per image for a 7B-class model, hours for
+#: 1000 x 3 seeds even with the tiny models) a count that finishes while you wait
+UNCOND_SAMPLES = {"cuda": 1000, "cpu": 50}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="sub", metavar="SUBVERB")
@@ -47,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     u = sub.add_parser("uncond", help="unconditional FID against held-out images",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     u.add_argument("--images", required=True, help="held-out real images")
-    u.add_argument("--samples", type=int, default=1000,
-                   help="images generated per seed (default 1000)")
+    u.add_argument("--samples", type=int, default=None,
+                   help=f"images generated per seed (default {UNCOND_SAMPLES['cuda']} on a GPU, "
+                   f"the paper's; {UNCOND_SAMPLES['cpu']} on a CPU)")
     u.add_argument("--real-samples", type=int, default=None,
                    help="use this many held-out images, drawn at random (default: all)")
     _shared(u)
@@ -169,6 +175,26 @@ def _valid_items(items, profile):
     return [it for it in items if it.id in modeled], modeled, skipped
 
 
+def _fitting_prompts(items, modeled, ratios, lm):
+    """(items whose prompt at every ratio leaves room in the context to sample, skipped
+    [{id, reason}] for the others): such an image is dropped from every set, so all
+    sets score the same images."""
+    from jpeglm import codec
+
+    context = lm.model.config.max_position_embeddings
+    kept, skipped = [], []
+    for it in items:
+        r = max(ratios)
+        prompt = codec.prompt_prefix(modeled[it.id], r, lm.profile)
+        n = len(lm.tokenizer.encode(prompt, bos=True, eos=False))
+        if n + 1 >= context:
+            skipped.append({"id": it.id, "reason": f"its prompt at r={r:g} is {n} tokens and "
+                            f"fills the model's {context}-token context"})
+        else:
+            kept.append(it)
+    return kept, skipped
+
+
 # ---------------------------------------------------------------------------- complete
 def run_complete(args: argparse.Namespace) -> int:
     from codeclm.errors import ConfigError
@@ -183,6 +209,10 @@ def run_complete(args: argparse.Namespace) -> int:
     profile = lm.profile
     all_items = runner.list_media(args.images, runner.IMAGE_EXTS)
     items, modeled, skipped = _valid_items(runner.select(all_items, args.samples), profile)
+    items, too_long = _fitting_prompts(items, modeled, ratios, lm)
+    for s in too_long:
+        print(f"skipped {s['id']}: {s['reason']}", file=sys.stderr)
+    skipped += too_long
     if len(items) < 2:
         raise ConfigError(f"{args.images}: FID needs at least 2 readable images, "
                           f"found {len(items)}")
@@ -287,10 +317,17 @@ def run_uncond(args: argparse.Namespace) -> int:
     from codeclm.eval import extractors, metrics, report, runner
     from jpeglm import codec
 
-    if args.samples < 2:
+    if args.samples is not None and args.samples < 2:
         raise ConfigError(f"--samples must be at least 2 for FID, got {args.samples}")
     out, quiet = Path(args.output), args.no_progress
     net, feat_info, lm, device = _setup(args)
+    if args.samples is None:
+        kind = "cuda" if str(lm.model.device).startswith("cuda") else "cpu"
+        args.samples = UNCOND_SAMPLES[kind]
+        if not quiet:
+            print(f"eval uncond: {args.samples} images per seed x {len(args.seeds)} seeds on "
+                  f"{kind} (the default there; the paper used 1000: --samples 1000); the "
+                  f"progress bar shows the time left", file=sys.stderr)
     profile = lm.profile
     items = runner.select(runner.list_media(args.images, runner.IMAGE_EXTS), args.real_samples)
     ids = [f"{i:05d}" for i in range(args.samples)]

@@ -99,7 +99,21 @@ def run_samples(args, prompts: list[bytes] | None, count: int | None, names: lis
         print(f"{stats['images']} images -> {outdir}  ({stats['valid']} valid as sampled, "
               f"{stats['tokens_sampled']} tokens, {stats['tokens_per_s']:.0f} tok/s, "
               f"seed {stats['seed']})", file=sys.stderr)
+        invalid = [f"{names[r.sample]}.jpg" for r in sorted(results, key=lambda r: r.sample)
+                   if not r.valid]
+        if invalid:
+            print(not_valid_note(invalid, args), file=sys.stderr)
     return results
+
+
+def not_valid_note(files: list[str], args) -> str:
+    """Which outputs were not valid as sampled, what that means, and why it happens."""
+    shown = ", ".join(files[:8]) + (f" and {len(files) - 8} more" if len(files) > 8 else "")
+    why = ("sampled freely (--no-grammar), the bytes broke the scan" if args.no_grammar else
+           "the sample ran out of tokens (--max-tokens or the model's context) before its "
+           "last MCU")
+    return (f"not valid as sampled: {shown}. Their bytes do not decode strictly ({why}); "
+            "each .jpg was repaired: the intact MCUs kept, the rest mid-grey.")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,10 +131,10 @@ def run(args: argparse.Namespace) -> int:
 
     check_model_dir(resolve_model_dir(args.model, "jpeg"), "jpeg")  # before torch loads
 
-    from codeclm.sampler import load_model
+    from codeclm.sampler import load_model, model_dtype
     from jpeglm.generate import grid
 
-    lm = load_model(args.model, "jpeg", args.device, threads=args.threads)
+    lm = load_model(args.model, "jpeg", args.device, model_dtype(args), threads=args.threads)
     outdir = target.create(output_names(names))
     results = run_samples(args, None, args.num, names, outdir, lm)
     write_png(grid([r.image for r in sorted(results, key=lambda r: r.sample)]), outdir / "grid.png")

@@ -7,6 +7,7 @@ bundled ffmpeg binary.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -193,3 +194,19 @@ def test_cli_errors(model_dir, jpeg_model_dir, capsys):
     assert main(["generate", "--frames", "1", "--model", str(model_dir), "-o", "-", "--batch", "2"]) == 1
     assert "stdout" in capsys.readouterr().err
     assert main(["generate", "--frames", "0", "--model", str(model_dir), "-o", "x.mp4"]) == 1
+
+
+def test_cli_bar_shows_resampled_and_substituted_and_a_hint_when_slow(model_dir, tmp_path,
+                                                                       capsys, monkeypatch):
+    """An untrained model fails verification: the bar counts the NAL units sampled again
+    and substituted as they happen, and a slow frame prints the hint once."""
+    from avclm.commands import generate as verb
+
+    monkeypatch.setattr(verb, "SLOW_FRAME_S", 0.0)
+    assert main(["generate", "-n", "1", "--frames", "2", "--model", str(model_dir), "-o",
+                 str(tmp_path / "v.mp4"), "--seed", "0", "--max-nal-tokens", "12",
+                 "--max-attempts", "2"]) == 0
+    err = capsys.readouterr().err
+    counts = re.findall(r"(\d+) resampled, (\d+) substituted", err)
+    assert counts and int(counts[-1][0]) > 0 and int(counts[-1][1]) > 0
+    assert err.count("hint: frames are slow") == 1

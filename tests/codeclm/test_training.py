@@ -10,6 +10,7 @@ import csv
 import itertools
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -406,3 +407,21 @@ def test_init_from_an_exported_model(jpeg_shards, tmp_path, capsys):
         argv = ["train", "fit", *jpeg_args(shards, tmp_path / "bad", steps=1),
                 "--model.init_from", str(exported), *extra]
         assert message in one_line_error(capsys, jpeglm, argv, "jpeglm")
+
+
+def test_fit_prints_no_lightning_noise(jpeg_shards, tmp_path, capfd, recwarn):
+    """A step-bounded run with small epochs and the progress bar on: no LeafSpec,
+    IterableDataset `__len__`, `log_every_n_steps` or litlogger messages, and the bar
+    says "Epoch N", not "Epoch N/-2"."""
+    from codeclm.train_noise import NOISE
+
+    root = tmp_path / "run"
+    argv = [*jpeg_args(jpeg_shards, root, steps=6), "--trainer.enable_progress_bar", "true",
+            "--trainer.log_every_n_steps", "50"]
+    assert jpeglm(["train", "fit", *argv]) == 0
+    out, err = capfd.readouterr()
+    shown = [str(w.message) for w in recwarn] + (out + err).splitlines()
+    for pattern, _ in NOISE:
+        assert not any(re.search(pattern, s) for s in shown), pattern
+    assert "litlogger" not in out + err
+    assert "Epoch 0" in out and not re.search(r"Epoch \d+/", out + err)

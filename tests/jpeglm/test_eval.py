@@ -170,3 +170,40 @@ def test_uncond(setup, tmp_path):
     mtimes = [p.stat().st_mtime_ns for p in files]
     assert main(args) == 0
     assert [p.stat().st_mtime_ns for p in files] == mtimes
+
+
+def test_complete_skips_an_image_whose_prompt_fills_the_context(setup, tmp_path):
+    """A noise image's prompt is longer than the 512-token context at r = 0.75: it is
+    skipped by name, with the reason, and the other images are evaluated."""
+    import shutil
+
+    images = tmp_path / "images"
+    shutil.copytree(setup["images"], images)
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(images / "class0" / "noise.png")
+    out = tmp_path / "out"
+    args = _complete_args(setup, out)
+    args[args.index("--images") + 1] = str(images)
+    args[args.index("--seeds") + 1:args.index("--seeds") + 3] = ["0"]
+    assert main(args) == 0
+    res = json.loads((out / "results.json").read_text())
+    (skip,) = res["samples"]["skipped_images"]
+    assert skip["id"].endswith("noise") and "fills the model's 512-token context" in skip["reason"]
+    assert res["protocol"]["images"] == 4
+    assert not list((out / "samples").rglob("*noise*"))
+
+
+def test_uncond_default_count_fits_a_cpu(setup, tmp_path, capsys):
+    """Without --samples a CPU run makes 50 images per seed (not the paper's 1000) and
+    says so before it starts."""
+    from jpeglm.commands.eval import UNCOND_SAMPLES
+
+    out = tmp_path / "uncond"
+    assert main(["eval", "uncond", "--model", str(setup["model"]), "--images",
+                 str(setup["images"]), "-o", str(out), "--seeds", "1", "--batch", "25",
+                 "--device", "cpu", "--extractor", "pixels", "--max-tokens", "4",
+                 "--fid-backend", "fast"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["protocol"]["generated_per_seed"] == UNCOND_SAMPLES["cpu"] == 50
+    err = capsys.readouterr().err
+    assert "50 images per seed x 1 seeds on cpu" in err and "--samples 1000" in err

@@ -113,3 +113,14 @@ def test_cli_errors(model_dir, h264_model_dir, tmp_path, capsys, samples):
     assert main(["complete", str(samples[0]), "--prefix-ratio", "1.0", "-o", str(tmp_path / "y"),
                  "--model", str(model_dir)]) == 1
     assert "prefix-ratio" in capsys.readouterr().err
+
+
+def test_cli_names_the_outputs_not_valid_as_sampled(model_dir, tmp_path, capsys):
+    """--max-tokens 5 ends every image before its last MCU: the summary says none is
+    valid as sampled, names each file and says why."""
+    out = tmp_path / "out"
+    assert main(["generate", "-n", "2", "-o", str(out), "--model", str(model_dir),
+                 "--seed", "1", "--max-tokens", "5"]) == 0
+    err = capsys.readouterr().err
+    assert "(0 valid as sampled" in err
+    assert "not valid as sampled: 0.jpg, 1.jpg." in err and "ran out of tokens" in err

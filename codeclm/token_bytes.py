@@ -1,0 +1,44 @@
+"""Token ids -> codec bytes, for any tokenizer a user may hold.
+
+A model directory's ``tokenizer.json`` spells each byte ``b`` as the character
+``chr(0x2800 + b)`` (see :mod:`codeclm.tokenizer`), so ``transformers``'
+``tokenizer.decode(ids)`` returns Braille text, not bytes. :func:`ids_to_bytes` undoes
+that for a :class:`~codeclm.tokenizer.ByteTokenizer`, a ``transformers`` tokenizer, or a
+model directory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from .model_dir import LoadedModel, resolve_model_dir
+from .profile import load_profile
+from .tokenizer import ByteTokenizer, text_to_bytes
+
+
+def model_parts(model, modality: str):
+    """``(ByteTokenizer, profile)`` of a model directory (path), ``None`` (the bundled
+    model of ``modality``) or a loaded model; the weights are not read."""
+    if isinstance(model, LoadedModel):
+        return model.tokenizer, model.profile
+    path = resolve_model_dir(model, modality)
+    return ByteTokenizer.load(Path(path) / "tokenizer.json"), load_profile(path)
+
+
+def ids_to_bytes(ids: Iterable[int], tokenizer: ByteTokenizer | str | os.PathLike | None = None,
+                 modality: str = "jpeg") -> bytes:
+    """Token ids (a list, or a 1-D tensor) -> the bytes they spell; special tokens dropped.
+
+    ``tokenizer``: a ByteTokenizer, a ``transformers`` tokenizer (anything with
+    ``convert_ids_to_tokens``), or a model directory / None (the bundled
+    model of ``modality``).
+    """
+    ids = [int(i) for i in (ids.tolist() if hasattr(ids, "tolist") else ids)]
+    if isinstance(tokenizer, ByteTokenizer):
+        return tokenizer.decode(ids)
+    if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
+        return model_parts(tokenizer, modality)[0].decode(ids)
+    # transformers' decode() joins tokens with spaces; the tokens themselves are exact
+    return text_to_bytes("".join(tokenizer.convert_ids_to_tokens(ids, skip_special_tokens=True)))
