@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import sys
 from pathlib import Path
 
@@ -184,8 +185,6 @@ def run(args: argparse.Namespace) -> int:
         kw["max_nal_tokens"] = args.max_nal_tokens
     if args.max_attempts is not None:
         kw["max_attempts"] = args.max_attempts
-    bar = tqdm(total=args.frames * args.batch, unit="frame", file=sys.stderr,
-               disable=args.quiet, dynamic_ncols=True)
     stats = {}
     live = _LiveCounts(bar)
     with contextlib.ExitStack() as stack:
@@ -193,7 +192,10 @@ def run(args: argparse.Namespace) -> int:
         events = generate_video(lm, args.frames, prompt=args.prompt, prompt_frames=args.prompt_frames,
                                 batch=args.batch, config=config, context=args.context,
                                 window=args.window, **kw)
-        for ev in events:
+        first = next(events)  # the prompt and context checks run before any progress bar shows
+        bar = tqdm(total=args.frames * args.batch, unit="frame", file=sys.stderr,
+                   disable=args.quiet, dynamic_ncols=True)
+        for ev in itertools.chain([first], events):
             if isinstance(ev, NalEvent):
                 sinks[ev.row].write(ev.data)
                 live.nal(ev)
