@@ -216,7 +216,7 @@ def load_weights(directory: str | os.PathLike, device: str = "cpu",
         raise ModelError(f"{directory}: weights do not match config.json: {what}")
     for name, shape in expected.items():
         if stored[name] != shape:
-            raise ModelError(f"{directory}: {name} has shape {stored[name]}, "
+            raise ModelError(f"{directory}: {name} has the wrong shape {stored[name]}; "
                              f"config.json implies {shape}")
     tensors: dict[str, torch.Tensor] = {}
     for f in weight_files(Path(directory)):

@@ -186,7 +186,6 @@ def run(args: argparse.Namespace) -> int:
     if args.max_attempts is not None:
         kw["max_attempts"] = args.max_attempts
     stats = {}
-    live = _LiveCounts(bar)
     with contextlib.ExitStack() as stack:
         sinks = [_Sink(p, stack) for p in paths]
         events = generate_video(lm, args.frames, prompt=args.prompt, prompt_frames=args.prompt_frames,
@@ -195,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
         first = next(events)  # the prompt and context checks run before any progress bar shows
         bar = tqdm(total=args.frames * args.batch, unit="frame", file=sys.stderr,
                    disable=args.quiet, dynamic_ncols=True)
+        live = _LiveCounts(bar)
         for ev in itertools.chain([first], events):
             if isinstance(ev, NalEvent):
                 sinks[ev.row].write(ev.data)
