@@ -173,8 +173,8 @@ class ClipReader:
         self.profile = profile
         self.seek_enabled = seek
         self.seeks = 0          #: seeks done (for tests and benchmarks)
-        self._container, self._stream = _open(path)
-        self._stream.thread_type = "SLICE"   # no frame threads: errors surface per packet
+        self._container = None
+        self._rewind(0)
         self._tb = self._stream.time_base
         self._offset = _start_offset(self._container, self._stream)
         self._sar = self._stream.codec_context.sample_aspect_ratio
@@ -182,9 +182,17 @@ class ClipReader:
         if self._stream.duration:
             self._declared = (self._stream.duration + (self._stream.start_time or 0)
                               - self._offset) * self._tb
-        self._reset(floor=0)
 
     # ------------------------------------------------------------------ state
+    def _rewind(self, floor: int) -> None:
+        """(Re)open the file and decode from its start (a seek to the very start is not
+        exact in every container: MPEG-TS can land on the second keyframe)."""
+        if self._container is not None:
+            self._container.close()
+        self._container, self._stream = _open(self.path)
+        self._stream.thread_type = "SLICE"   # no frame threads: errors surface per packet
+        self._reset(floor)
+
     def _reset(self, floor: int | None) -> None:
         """Start demuxing afresh from the container's current position. ``floor``: every
         frame at or after this time (ticks) is still to be decoded (None: unknown)."""
@@ -279,17 +287,19 @@ class ClipReader:
     def _seek_to(self, start: int) -> None:
         """Position the decoder so that every frame at >= ``start`` ticks is still to come."""
         self.seeks += 1
-        for back in (*SEEK_BACKOFF, None):
-            target = 0 if back is None else max(0, start - math.ceil(back / self._tb))
+        for back in SEEK_BACKOFF:
+            target = start - math.ceil(back / self._tb)
+            if target <= 0:
+                break
             self._container.seek(target + self._offset, stream=self._stream, backward=True,
                                  any_frame=False)
-            self._reset(floor=start)
-            self._floor = None  # hold everything until the landing point is known
-            if not self._more() or self._first_rel <= start or target == 0:
-                break
-        self._floor = start
-        while self._held and self._held[0].rel < start:
-            self._held.popleft()
+            self._reset(floor=None)  # hold everything until the landing point is known
+            if self._more() and self._first_rel <= start:
+                self._floor = start
+                while self._held and self._held[0].rel < start:
+                    self._held.popleft()
+                return
+        self._rewind(start)
 
     def _position(self, start: int) -> None:
         ahead = self._floor is not None and start >= self._floor
@@ -301,8 +311,7 @@ class ClipReader:
         elif self.seek_enabled:
             self._seek_to(start)
         else:  # decode from the start again
-            self._container.seek(self._offset, stream=self._stream, backward=True)
-            self._reset(floor=start)
+            self._rewind(start)
         # forget damage that ended before this clip
         self._damage = [d for d in self._damage if d[1] is None or d[1] > start]
 
