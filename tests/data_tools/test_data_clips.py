@@ -125,10 +125,11 @@ def test_resumable_per_clip(tmp_path, long_videos, video_tokenizer, avc_tiny):
 
 
 def _damage(src, dst, seconds):
-    """Copy ``src`` with the payload of the video packet at ``seconds`` overwritten."""
+    """Copy ``src`` with the payload of the reference picture nearest ``seconds``
+    overwritten (a non-reference one may go undecoded: no clip uses it)."""
     with av.open(str(src)) as c:
         s = c.streams.video[0]
-        p = min((p for p in c.demux(s) if p.size),
+        p = min((p for p in c.demux(s) if p.size and bytes(p)[4] >> 5 & 3),  # a reference
                 key=lambda p: abs(float(p.pts * s.time_base) - seconds))
         pos, size = p.pos, p.size
     data = bytearray(src.read_bytes())
