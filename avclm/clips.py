@@ -52,7 +52,7 @@ CONTINUE_SECONDS = 10
 #: seconds before S to aim a seek at, tried in turn; then the start of the file
 SEEK_BACKOFF = (0, 2, 10, 60)
 #: decoded frames kept for a later (overlapping or adjacent) clip, at most
-MAX_HELD_FRAMES = 256
+MAX_HELD_FRAMES = 128
 #: packets demuxed ahead of the decoder (their keyframe flags bound damaged stretches)
 LOOKAHEAD_PACKETS = 16
 #: seconds a planned clip may end after the video's duration (rounding of durations)
