@@ -141,13 +141,15 @@ def test_a_damaged_stretch_skips_only_its_clips(tmp_path, capsys, long_videos, v
     src = tmp_path / "src"
     shutil.copytree(long_videos, src)
     _damage(long_videos / "a_long.mp4", src / "a_long.mp4", 4.5)  # GOP 3.6 s - 4.8 s
+    (src / "b_garbage.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
     out = tmp_path / "out"
     rc, stdout, _ = _run(capsys, "videos", src, out, "--profile", "tiny", "--tokenizer",
                          video_tokenizer, "--workers", "2")
-    assert rc == 0 and "6 samples" in stdout and "1 skipped" in stdout, stdout
-    (row,) = _rows(out / "skipped.jsonl")
+    assert rc == 0 and "6 samples" in stdout and "2 skipped" in stdout, stdout
+    row, whole = _rows(out / "skipped.jsonl")
     assert (row["path"], row["clip_start"]) == ("a_long.mp4", 4.0)
     assert "damaged video" in row["reason"]
+    assert whole["path"] == "b_garbage.mp4" and "clip_start" not in whole  # the whole file
     kept = [(r["path"], r["clip_start"]) for r in _rows(out / "manifest.jsonl")]
     assert kept == [c for c in EXPECTED_CLIPS if c != ("a_long.mp4", 4)]
 
