@@ -1,5 +1,6 @@
 """Shared arguments and body of the `images` and `videos` verbs."""
 
+import argparse
 from pathlib import Path
 
 from codeclm.profile import get_profile
@@ -29,7 +30,43 @@ def add_arguments(parser, kind: str) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a non-empty OUT not made by data_tools (its other files "
                              "are left alone)")
+    if kind == "video":
+        parser.add_argument("--clips", type=_clips_arg, default=None, metavar="all|N",
+                            help="clips per video: every one that fits (default: all) or the "
+                                 "first N; 1 is the first clip only, as the paper does")
+        parser.add_argument("--stride", type=_seconds_arg, default=None, metavar="SECONDS",
+                            help="seconds from one clip's start to the next (default: the "
+                                 "clip length, i.e. clips that do not overlap)")
+    else:
+        parser.add_argument("--crops", type=_count_arg, default=0, metavar="N",
+                            help="also N seeded random crops at the profile's size per image "
+                                 "(default: 0, the fit crop only)")
+        parser.add_argument("--seed", type=int, default=0, help="crop seed (default: 0)")
     add_progress(parser)
+
+
+def _clips_arg(value: str) -> int | None:
+    return None if value == "all" else positive_int(value)
+
+
+def _count_arg(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a count >= 0, not {value!r}")
+    return n
+
+
+def _seconds_arg(value: str) -> str:
+    try:
+        ok = float(value) > 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {value!r}")
+    return value
 
 
 def run(args, kind: str) -> int:
@@ -37,6 +74,12 @@ def run(args, kind: str) -> int:
     result = build_dataset(args.src, args.out, kind, profile, args.tokenizer, workers=args.workers,
                            chunk_bytes=max(1, int(args.chunk_mb * 2**20)), keep_cache=args.keep_cache,
                            show_progress=args.progress, strict=args.strict, limit=args.limit,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, **_unit_options(args, kind))
     print(result.summary(kind))
     return 0
+
+
+def _unit_options(args, kind: str) -> dict:
+    if kind == "video":
+        return {"clips": args.clips, "stride": args.stride}
+    return {"crops": args.crops, "crop_seed": args.seed}
