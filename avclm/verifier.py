@@ -66,7 +66,7 @@ slice with x264's idr_pic_id, a flat intra slice in a non-IDR I picture, or the
 canonical PPS after a generated SPS), so the stream always decodes.
 Counts and timings per clip: :attr:`NalVerifier.stats` (:class:`VerifyStats`).
 The bit-level syntax (slice header parse/compose, PPS fields, the test SPS) is in
-:mod:`avclm.slice_header`.
+:mod:`avclm.bits`.
 """
 
 from __future__ import annotations
@@ -84,22 +84,22 @@ import torch
 from codeclm.errors import DecodeError
 
 from . import nal as nalmod
-from .profile import AvcProfile
-from .slice_gate import SliceGate, _templates
-from .slice_header import (
-    _BAD_EBSP,
+from .bits import (
+    BAD_EBSP,
     SliceFields,
-    _check_pps,
-    _check_sps,
-    _data_bits,
-    _nal_bytes,
-    _rbsp_int,
-    _ue_len,
     compose_slice_header,
+    data_bits,
+    nal_bytes,
     parse_pps_fields,
     parse_slice_fields,
+    rbsp_int,
+    require_canonical_pps,
+    require_canonical_sps,
     rewrite_sps,
+    ue_len,
 )
+from .profile import AvcProfile
+from .slice_gate import SliceGate, template_pictures
 
 #: bytes of a NAL's head kept to read its slice header (first_mb .. idr_pic_id)
 HEAD_BYTES = 16
@@ -181,23 +181,23 @@ class StreamFacts:
         self.sps_nal, self.pps_nal = nalmod.split_annexb(canonical_header(profile))
         self.sps = nalmod.parse_sps(self.sps_nal)
         self.pps = parse_pps_fields(self.pps_nal)
-        _check_sps(self.sps)
-        _check_pps(self.pps)
+        require_canonical_sps(self.sps)
+        require_canonical_pps(self.pps)
         self.log2_max_frame_num = self.sps.log2_max_frame_num
         self.max_frame_num = 1 << self.log2_max_frame_num
         self.mbs = profile.mbs_per_frame
         self.max_refs = self.sps.max_num_ref_frames
         self.keyint, self.keyint_min = profile.keyint, profile.keyint_min
-        _, pictures = _templates(profile)
+        _, pictures = template_pictures(profile)
         parsed = [[parse_slice_fields(nalmod.strip_start_code(u), self.sps, self.pps) for u in pic]
                   for pic in pictures]
         idr = parsed[0][0]
         self.idr_fields = idr[0]
-        self.intra_data = _data_bits(idr[2], idr[3], idr[1])  # the flat intra macroblock
+        self.intra_data = data_bits(idr[2], idr[3], idr[1])  # the flat intra macroblock
         #: refs (1..) -> header fields of a P slice with that many references
         self.p_fields = {r: parsed[r][0][0] for r in range(1, len(parsed))}
         p = parsed[1][0]
-        self.skip_data = _data_bits(p[2], p[3], p[1])  # P_Skip: mb_skip_run = 1
+        self.skip_data = data_bits(p[2], p[3], p[1])  # P_Skip: mb_skip_run = 1
         self.i_fields = dataclasses.replace(  # a non-IDR I picture (a scene cut < keyint_min)
             self.idr_fields, nal_byte=p[0].nal_byte, idr_pic_id=None, dec_ref=(0,))
         self._expect_cache: dict[PlanState, tuple[Expect, ...]] = {}
@@ -312,7 +312,7 @@ class _MiniDecoder:
         f = facts
         prime = [(f.slice_fields("idr", 0, 0, 0, 0), f.intra_data)]
         prime += [(f.slice_fields("p", 0, k, None, k), f.skip_data) for k in range(1, f.max_refs + 1)]
-        self._prime = [nalmod.START_CODE + _nal_bytes(
+        self._prime = [nalmod.START_CODE + nal_bytes(
             fd.nal_byte, compose_slice_header(fd, log2, 0, fd.frame_num), data) for fd, data in prime]
 
     def _open(self) -> None:
@@ -364,7 +364,7 @@ class _MiniDecoder:
             if len(self._headers) > 4096:
                 self._headers.clear()
             header = self._headers[key] = compose_slice_header(fields, self.log2, 0, fn)
-        reason = self._send(nalmod.START_CODE + _nal_bytes(fields.nal_byte, header, data))
+        reason = self._send(nalmod.START_CODE + nal_bytes(fields.nal_byte, header, data))
         if not self.idr:
             if reason is None:
                 self.frame_num = (self.frame_num + 1) % (1 << self.log2)
@@ -385,7 +385,7 @@ class SliceDecodeCheck:
     def _log2_for(self, first_mb: int) -> int:
         """A frame_num width that keeps the slice data's bit alignment when
         first_mb_in_slice becomes 0: (ue length - 1) more bits, modulo 8."""
-        log2 = self.facts.log2_max_frame_num + (_ue_len(first_mb) - 1) % 8
+        log2 = self.facts.log2_max_frame_num + (ue_len(first_mb) - 1) % 8
         return log2 - 8 if log2 > 16 else log2
 
     def check(self, fields: SliceFields, data: tuple[int, int]) -> str | None:
@@ -509,9 +509,9 @@ class NalVerifier(SliceGate):
         if not slices:
             kinds = ", ".join(e.kind for e in alts)
             return f"header: NAL header {nal[0]:#04x} where x264 writes {kinds}"
-        if _BAD_EBSP.search(nal, 1):
+        if BAD_EBSP.search(nal, 1):
             return "emulation: start-code emulation or a needless escape in the payload"
-        value, total = _rbsp_int(nal)
+        value, total = rbsp_int(nal)
         for e in slices:
             hv, hn = e.header
             if total > hn and value >> (total - hn) == hv:
@@ -519,7 +519,7 @@ class NalVerifier(SliceGate):
         else:
             return f"header: slice header is not x264's for macroblock {self.plan.next_mb}"
         try:
-            data = _data_bits(value, total, hn)
+            data = data_bits(value, total, hn)
         except DecodeError as err:
             return f"data: {err}"
         if data[1] < 1:
@@ -548,7 +548,7 @@ class NalVerifier(SliceGate):
         f = e.fields
         if self.plan.open_kind == "i":
             sc = nalmod.START_CODE if e.sc_len == 3 else nalmod.LONG_START_CODE
-            return sc + _nal_bytes(f.nal_byte, e.header, self.facts.intra_data)
+            return sc + nal_bytes(f.nal_byte, e.header, self.facts.intra_data)
         unit = super().replacement()
         if f.is_idr:
             m = nalmod.START_CODE_RE.match(unit)
@@ -556,8 +556,8 @@ class NalVerifier(SliceGate):
             fields, hn, value, total = parse_slice_fields(nal, self.sps, self.facts.pps)
             if fields.idr_pic_id != f.idr_pic_id:
                 fields = dataclasses.replace(fields, idr_pic_id=f.idr_pic_id)
-                nal = _nal_bytes(nal[0], compose_slice_header(fields, self.facts.log2_max_frame_num),
-                                 _data_bits(value, total, hn))
+                nal = nal_bytes(nal[0], compose_slice_header(fields, self.facts.log2_max_frame_num),
+                                 data_bits(value, total, hn))
                 unit = unit[:m.end()] + nal
         return unit
 
@@ -802,7 +802,7 @@ class NalConstraint:
         if n > e.min_len + 1 or n > len(self.head):
             return True
         hn = e.header[1]
-        value, total = _rbsp_int(bytes(self.head[:n]))
+        value, total = rbsp_int(bytes(self.head[:n]))
         if total <= hn + 1:
             return False
         tail = value & ((1 << (total - hn)) - 1)
