@@ -327,7 +327,7 @@ def _residual_block(r: _Reader, nc: int, max_coeff: int, what: str) -> int:
     return total
 
 
-def _nc(counts: dict[int, int], left: int | None, top: int | None) -> int:
+def nc_from(counts: dict[int, int], left: int | None, top: int | None) -> int:
     """nC from the TotalCoeff of the left and top blocks (None: unavailable)."""
     if left is not None and top is not None:
         return (counts[left] + counts[top] + 1) >> 1
@@ -338,7 +338,7 @@ def _nc(counts: dict[int, int], left: int | None, top: int | None) -> int:
     return 0
 
 
-def _luma_neighbours(b: int) -> tuple[int | None, int | None]:
+def luma_neighbours(b: int) -> tuple[int | None, int | None]:
     x, y = BLOCK_XY[b]
     return (_BLOCK_AT[(x - 1, y)] if x else None), (_BLOCK_AT[(x, y - 1)] if y else None)
 
@@ -351,7 +351,7 @@ def _residual(r: _Reader, cbp: int, intra16: bool) -> None:
     for b in range(16):
         if not cbp & (1 << (b >> 2)):
             continue
-        nc = _nc(counts, *_luma_neighbours(b))
+        nc = nc_from(counts, *luma_neighbours(b))
         counts[b] = _residual_block(r, nc, 15 if intra16 else 16,
                                     "Intra16x16 AC" if intra16 else "luma 4x4")
     chroma = cbp >> 4
@@ -362,7 +362,7 @@ def _residual(r: _Reader, cbp: int, intra16: bool) -> None:
         for _ in range(2):
             cc = dict.fromkeys(range(4), 0)
             for b in range(4):
-                nc = _nc(cc, b - 1 if b & 1 else None, b - 2 if b >= 2 else None)
+                nc = nc_from(cc, b - 1 if b & 1 else None, b - 2 if b >= 2 else None)
                 cc[b] = _residual_block(r, nc, 15, "chroma AC")
 
 
@@ -391,7 +391,7 @@ def _sub_mb_pred(r: _Reader, ctx: MacroblockContext) -> None:
 def _intra4x4_modes(r: _Reader) -> None:
     modes: dict[int, int] = {}
     for b in range(16):
-        left, top = _luma_neighbours(b)
+        left, top = luma_neighbours(b)
         pred = 2 if left is None or top is None else min(modes[left], modes[top])
         modes[b] = r.vlc(intra4x4_mode_vlc(pred, left is not None, top is not None),
                          "intra 4x4 prediction mode")
@@ -421,7 +421,8 @@ def _macroblock_layer(r: _Reader, ctx: MacroblockContext) -> None:
         mb_type -= 5
     if mb_type == I_PCM:
         r.zeros(-(ctx.data_start_bit + r.pos) % 8, "pcm_alignment_zero_bit")
-        r.u(8 * 384)  # pcm_sample_luma, pcm_sample_chroma
+        for _ in range(384):  # pcm_sample_luma, pcm_sample_chroma (8-bit)
+            r.u(8)
         return
     if mb_type == I_NXN:
         _intra4x4_modes(r)
@@ -438,7 +439,9 @@ def _macroblock_layer(r: _Reader, ctx: MacroblockContext) -> None:
     _residual(r, cbp, True)
 
 
-def _slice_data(r: _Reader, ctx: MacroblockContext) -> None:
+def slice_data_syntax(r, ctx: MacroblockContext) -> None:
+    """Read slice_data() of one macroblock from ``r``: any reader with ``vlc(table,
+    what)``, ``u(k)``, ``zeros(k, what)`` and ``pos`` (bits read so far of slice data)."""
     if ctx.kind == SLICE_P:
         if r.vlc(ue_vlc((0, 1)), "mb_skip_run") == 1:
             return
@@ -457,7 +460,7 @@ def parse_macroblock_bits(value: int, n: int, ctx: MacroblockContext) -> int | N
     end first (a valid prefix). Raises SyntaxReject when the bits break the grammar."""
     r = _Reader(value, n)
     try:
-        _slice_data(r, ctx)
+        slice_data_syntax(r, ctx)
     except NeedMoreBits:
         return None
     return r.pos

@@ -27,6 +27,12 @@ the form x264 writes with the canonical profile:
      IDR (a scene cut); a scene cut nearer than that gives a non-IDR I picture, also
      allowed; an IDR is forced at ``keyint``.
 
+   - *Slice data* (``slice_grammar=True``, the default): after the header, every token's
+     RBSP bits must continue a valid macroblock layer (:mod:`avclm.slice_automaton`,
+     the grammar of :mod:`avclm.mb_grammar`), and a slice may end only after a complete
+     macroblock and its stop bit. A slice drawn under these masks passes the data check
+     below; the check stays as the safety net.
+
    Masks are a handful of vectorized comparisons over per-token byte facts computed
    once per tokenizer (:class:`TokenFacts`: start-code completion, leading zeros,
    validity and end state of the payload automaton from each of its 6 states, the
@@ -84,6 +90,7 @@ import torch
 from codeclm.errors import DecodeError
 
 from . import nal as nalmod
+from . import slice_automaton
 from .bits import (
     BAD_EBSP,
     SliceFields,
@@ -99,6 +106,7 @@ from .bits import (
     ue_len,
 )
 from .profile import AvcProfile
+from .slice_automaton import SliceGrammar
 from .slice_gate import SliceGate, template_pictures
 
 #: bytes of a NAL's head kept to read its slice header (first_mb .. idr_pic_id)
@@ -647,6 +655,14 @@ class TokenFacts:
         self.body_beyond = cols >= self.body_len[:, None]
         self.cache: dict = {}  # full key -> torch mask
         self.parts: dict = {}  # part key -> numpy mask
+        self.grammars: dict = {}  # id(StreamFacts) -> SliceGrammar
+
+    def slice_grammar(self, facts: StreamFacts) -> SliceGrammar:
+        """The slice-data token masks of this tokenizer for a stream's facts."""
+        got = self.grammars.get(id(facts))
+        if got is None or got[0] is not facts:
+            got = self.grammars[id(facts)] = (facts, SliceGrammar(self.token_bytes, facts.pps))
+        return got[1]
 
     def match(self, opener: bool, mask: bytes, value: bytes, pos: int, exact: bool) -> np.ndarray:
         """Tokens whose bytes (``opener``: the body after the start code) placed at NAL
@@ -710,11 +726,13 @@ class NalConstraint:
     """
 
     def __init__(self, tokenizer, gate: NalVerifier | None = None, *,
-                 profile: AvcProfile | None = None, plan: PlanState | None = None):
+                 profile: AvcProfile | None = None, plan: PlanState | None = None,
+                 slice_grammar: bool = True):
         if gate is None and profile is None:
             raise ValueError("NalConstraint needs a gate or a profile")
         self.tokens = token_facts(tokenizer)
         self.facts = gate.facts if gate is not None else stream_facts(profile)
+        self.grammar = self.tokens.slice_grammar(self.facts) if slice_grammar else None
         self._gate = gate
         self._base = 0  # gate.observed when the constraint was first used
         self.nals = 0  # start codes seen since then
@@ -726,6 +744,8 @@ class NalConstraint:
         """No open NAL: the next bytes must open one, in stream state ``plan``."""
         self.plan = plan
         self.cur: tuple[Expect, ...] | None = None  # alternatives the open NAL still matches
+        #: per alternative: (automaton key, state) of its slice grammar, or None
+        self.gstates: tuple = ()
         self.head = bytearray()  # the open NAL's first HEAD_BYTES bytes
         self.pos = 0  # bytes of the open NAL (trailing zeros included unless closed)
         self.z = self.q = self.e = 0
@@ -753,19 +773,24 @@ class NalConstraint:
                              if self.pos < len(e.mask) or e.exact)
                 if pats:
                     ckey += (self.pos, pats)
+        gkey = None
+        if not self.closed and not self.lost and self.gstates:
+            gkey = (self.pos == 0, min(self.z, 2), self.gstates)
         okey = None
         eos = False
         if can_end:
             nxt = self.next_plan()
-            okey = (self.z, tuple(_pattern_key(e) for e in self.facts.expect(nxt)))
+            okey = (self.z, tuple(self._opener_key(e) for e in self.facts.expect(nxt)))
             eos = (self.cur is not None and nxt.next_mb == 0 and nxt.ps == 0
                    and nxt.open_kind is None)
-        key = (ckey, okey, eos)
+        key = (ckey, gkey, okey, eos)
         m = T.cache.get(key)
         if m is None:
             if len(T.cache) >= MASK_CACHE_SIZE:
                 T.cache.clear()
             ok = self._part(("c",) + ckey if ckey is not None else None)
+            if gkey is not None:
+                ok = ok & self._grammar_mask(gkey)
             ok = ok | self._part(("o",) + okey if okey is not None else None)
             if eos:
                 ok[T.eos_id] = True
@@ -792,6 +817,11 @@ class NalConstraint:
         n = self.pos - self.z
         if self.lost:
             return n >= 2
+        if self.gstates:
+            return any(n == len(e.nal) if e.exact else
+                       (n >= e.min_len and (self._has_data(e, n) if g is None
+                                            else g[1][3] == slice_automaton.DONE))
+                       for e, g in zip(self.cur, self.gstates, strict=True))
         return any(n == len(e.nal) if e.exact else (n >= e.min_len and self._has_data(e, n))
                    for e in self.cur)
 
@@ -840,6 +870,8 @@ class NalConstraint:
         if x == 1 and self.z >= 2:  # a start code: a new NAL unit begins
             self._reset(self.next_plan())
             self.cur = self.facts.expect(self.plan)
+            if self.grammar is not None:
+                self.gstates = tuple(self._start_state(e) for e in self.cur)
             self.closed = False
             self.nals += 1
             return
@@ -856,12 +888,7 @@ class NalConstraint:
             if self.lost or p < max(e.min_len for e in self.cur):
                 self._next = None
         if not self.lost:
-            alive = tuple(e for e in self.cur if (p < len(e.mask) and x & e.mask[p] == e.value[p])
-                          or (p >= len(e.mask) and not e.exact))
-            if alive:
-                self.cur = alive
-            else:
-                self.lost = True
+            self._filter(p, x)
         if x == 0:
             self.z, self.e = self.z + 1, 0
         elif x == 3 and self.z >= 2:
@@ -871,6 +898,59 @@ class NalConstraint:
         if (not self.lost and len(self.cur) == 1 and self.cur[0].exact
                 and self.pos == len(self.cur[0].nal)):
             self.closed = True
+
+    # ------------------------------------------------------------------ slice grammar
+    def _start_state(self, e: Expect) -> tuple | None:
+        """(automaton key, start state) of a slice alternative's grammar, else None."""
+        if e.kind != "slice":
+            return None
+        key, auto = self.grammar.automaton(e.fields, e.header)
+        return key, auto.start
+
+    def _filter(self, p: int, x: int) -> None:
+        """Keep the alternatives that byte ``x`` at NAL position ``p`` continues: its
+        header pattern and, for slices, the slice grammar (on RBSP bytes: an
+        emulation-prevention byte adds no bits). None left: byte rules only."""
+        escape = x == 3 and self.z >= 2
+        alive, states = [], []
+        for i, e in enumerate(self.cur):
+            if not ((p < len(e.mask) and x & e.mask[p] == e.value[p])
+                    or (p >= len(e.mask) and not e.exact)):
+                continue
+            gs = self.gstates[i] if self.gstates else None
+            if gs is not None and p >= 1:
+                st = self.grammar.automata[gs[0]].step_byte(
+                    gs[1], slice_automaton.ESCAPE if escape else x)
+                if st is None:
+                    continue
+                gs = (gs[0], st)
+            alive.append(e)
+            states.append(gs)
+        if alive:
+            self.cur = tuple(alive)
+            if self.gstates:
+                self.gstates = tuple(states)
+        else:
+            self.lost = True
+
+    def _grammar_mask(self, gkey: tuple) -> np.ndarray:
+        """Tokens whose RBSP bits continue the slice grammar of some alternative."""
+        first, z, states = gkey
+        ok = None
+        for gs in states:
+            if gs is None:
+                return np.ones(self.tokens.vocab_size, bool)  # a non-slice alternative
+            m = (self.grammar.body_ok(gs[0], opener=False) if first
+                 else self.grammar.mask(gs[0], gs[1], z))
+            ok = m if ok is None else ok | m
+        return ok
+
+    def _opener_key(self, e: Expect) -> tuple:
+        """The pattern key of a NAL that may open next, with its grammar key."""
+        gk = None
+        if self.grammar is not None and e.kind == "slice":
+            gk = self.grammar.automaton(e.fields, e.header)[0]
+        return _pattern_key(e) + (gk,)
 
     # ------------------------------------------------------------------ masks
     def _part(self, key) -> np.ndarray:
@@ -898,10 +978,13 @@ class NalConstraint:
         else:
             z = key[1]
             ok = np.zeros(V, bool)
-            for mask, value, exact, sc in key[2]:
+            for mask, value, exact, sc, gk in key[2]:
                 ok |= (T.zeros > 0) & (z + T.zeros <= sc - 1)
-                ok |= (T.lead1 & (z + T.lz == sc - 1) & T.body_ok
-                       & T.match(True, mask, value, 0, exact))
+                opens = (T.lead1 & (z + T.lz == sc - 1) & T.body_ok
+                         & T.match(True, mask, value, 0, exact))
+                if gk is not None:
+                    opens &= self.grammar.body_ok(gk, opener=True)
+                ok |= opens
         ok &= ~T.special
         T.parts[key] = ok
         return ok
