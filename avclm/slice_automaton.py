@@ -13,7 +13,10 @@ reads next and the state after a symbol, memoized. An automaton state is ``(synt
 state, plen, pcode, phase)``: the bits read of the element in progress, and ``phase``
 0 inside the macroblock, 1 after it (the stop bit is due), 2 after the stop bit (only
 zero bits may follow; the NAL may end). States after the header do not depend on it, so
-masks are shared by all slices of the same kind, reference count and alignment.
+masks are shared by all slices of the same kind, reference count and alignment. States
+are interned per :class:`MacroblockMachine` (an automaton state is ``(id, plen, pcode,
+phase, machine)``); a machine that has interned :data:`MACHINE_STATES` states is
+replaced for new slices, so memory stays bounded.
 
 Elements hold only allowed symbols, so a state is reachable iff some continuation
 completes the slice: masks are exact, sampling never gets stuck. The recursive parser
@@ -297,9 +300,20 @@ class MacroblockMachine:
         return self._tail(total, maxc) + rest
 
 
-@functools.cache
+_MACHINES: dict[tuple, MacroblockMachine] = {}
+#: syntax states a machine interns before new slices get a fresh machine (states of
+#: slices begun earlier keep theirs: an automaton state holds its machine)
+MACHINE_STATES = 1 << 17
+
+
 def macroblock_machine(kind: int, refs: int, start_mod8: int) -> MacroblockMachine:
-    return MacroblockMachine(kind, refs, start_mod8)
+    """The current machine of a context (a fresh one once the last holds
+    :data:`MACHINE_STATES` states, so memory stays bounded in long generations)."""
+    key = (kind, refs, start_mod8)
+    m = _MACHINES.get(key)
+    if m is None or len(m.states) >= MACHINE_STATES:
+        m = _MACHINES[key] = MacroblockMachine(kind, refs, start_mod8)
+    return m
 
 
 _TABLE_WALKS: dict[tuple, tuple | None] = {}
@@ -333,16 +347,19 @@ def table_walk(table: g.Vlc, plen: int, pcode: int, value: int, n: int) -> tuple
 
 class SliceAutomaton:
     """The automaton of one slice header (``header``: RBSP bits (int, count)) in one
-    macroblock context; states ``(syntax state id, plen, pcode, phase)`` as in the
-    module docstring (ids from :meth:`MacroblockMachine.intern`)."""
+    macroblock context; states ``(syntax state id, plen, pcode, phase, machine)`` as in
+    the module docstring (ids from the machine's :meth:`MacroblockMachine.intern`)."""
 
     def __init__(self, header: tuple[int, int], ctx: g.MacroblockContext):
         hv, hn = header
-        self.machine = macroblock_machine(ctx.kind, ctx.num_ref_idx_active,
-                                          ctx.data_start_bit % 8)
-        first = (("hdr", hv, hn),) if hn else self.machine.first_items()
-        self.start = (self.machine.intern((first, _NO_COUNTS, _NO_CHROMA)), 0, 0, MB)
-        self.bytes_cache = self.machine.byte_steps
+        self.context = (ctx.kind, ctx.num_ref_idx_active, ctx.data_start_bit % 8)
+        self._first = (("hdr", hv, hn),) if hn else macroblock_machine(*self.context).first_items()
+
+    @property
+    def start(self) -> tuple:
+        """The state before the slice header (in the context's current machine)."""
+        m = macroblock_machine(*self.context)
+        return m.intern((self._first, _NO_COUNTS, _NO_CHROMA)), 0, 0, MB, m
 
     def step_byte(self, state: tuple, x: int) -> tuple | None:
         """:meth:`step_bits` for one byte, memoized per machine. ``x`` == :data:`ESCAPE`
@@ -353,19 +370,19 @@ class SliceAutomaton:
             if state[3] == DONE or all(self.step_byte(state, b) is None for b in range(4)):
                 return None
             return state
+        cache = state[4].byte_steps
         key = (state, x)
-        got = self.bytes_cache.get(key, False)
+        got = cache.get(key, False)
         if got is False:
-            if len(self.bytes_cache) >= 1 << 20:
-                self.bytes_cache.clear()
-            got = self.bytes_cache[key] = self.step_bits(state, x, 8)
+            if len(cache) >= 1 << 18:
+                cache.clear()
+            got = cache[key] = self.step_bits(state, x, 8)
         return got
 
     def step_bits(self, state: tuple, value: int, n: int) -> tuple | None:
         """The state after ``n`` more bits (``value``, MSB first), or None if no valid
         slice continues with them."""
-        sid, plen, pcode, phase = state
-        m = self.machine
+        sid, plen, pcode, phase, m = state
         elements = m.elements
         while n:
             if phase == MB:
@@ -373,7 +390,7 @@ class SliceAutomaton:
                 if got is None:
                     return None
                 if not got[0]:
-                    return sid, got[1], got[2], MB
+                    return sid, got[1], got[2], MB, m
                 sid = m.after_id(sid, got[1])
                 plen = pcode = 0
                 n -= got[2]
@@ -384,8 +401,8 @@ class SliceAutomaton:
                     return None
                 phase, n = DONE, n - 1
             else:
-                return None if value & ((1 << n) - 1) else (sid, plen, pcode, DONE)
-        return sid, plen, pcode, phase
+                return None if value & ((1 << n) - 1) else (sid, plen, pcode, DONE, m)
+        return sid, plen, pcode, phase, m
 
 
 class TokenRbsp:
@@ -477,7 +494,7 @@ class SliceGrammar:
     def mask(self, key: tuple, state: tuple, z: int) -> np.ndarray:
         """Tokens whose bits continue the slice of automaton ``key`` from ``state``."""
         auto = self.automata[key]
-        mkey = (auto.machine, state, min(z, 2))
+        mkey = (state, min(z, 2))
         got = self.masks.get(mkey)
         if got is None:
             if len(self.masks) >= MASK_CACHE:
