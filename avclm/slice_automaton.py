@@ -66,6 +66,10 @@ def header_vlc(value: int, n: int) -> g.Vlc:
 
 _MB_TYPES = {SLICE_I: (g.I_NXN, *g.I16_DC_TYPES, g.I_PCM),
              SLICE_P: (*g.P_TYPES, *(5 + t for t in (g.I_NXN, *g.I16_DC_TYPES, g.I_PCM)))}
+#: the types x264 writes with the canonical profile (``-partitions none``: no P_L0_L0_16x8,
+#: P_L0_L0_8x16 or P_8x8; no I_PCM), the default for token masks
+CANONICAL_MB_TYPES = {SLICE_I: (g.I_NXN, *g.I16_DC_TYPES),
+                      SLICE_P: (g.P_L0_16X16, *(5 + t for t in (g.I_NXN, *g.I16_DC_TYPES)))}
 _CBP_CODES = tuple(range(48))
 
 
@@ -86,10 +90,12 @@ def _residual_items(cbp: int, intra16: bool) -> tuple:
 
 class MacroblockMachine:
     """Elements and transitions of the macroblock layer in one context (slice kind,
-    active references, slice data start bit modulo 8), memoized."""
+    active references, slice data start bit modulo 8, ``canonical``: only the mb_types
+    of :data:`CANONICAL_MB_TYPES`), memoized."""
 
-    def __init__(self, kind: int, refs: int, start_mod8: int):
+    def __init__(self, kind: int, refs: int, start_mod8: int, canonical: bool = False):
         self.kind, self.refs, self.start_mod8 = kind, refs, start_mod8
+        self.mb_types = (CANONICAL_MB_TYPES if canonical else _MB_TYPES)[kind]
         self.mvd = g.se_vlc(-g.MAX_MVD, g.MAX_MVD)
         # syntax states are interned: id -> state, its element; (id, symbol) -> id
         self._ids: dict[tuple, int] = {}
@@ -131,7 +137,7 @@ class MacroblockMachine:
         if op == "skip":
             return g.ue_vlc((0, 1))
         if op == "mbtype":
-            return g.ue_vlc(_MB_TYPES[self.kind])
+            return g.ue_vlc(self.mb_types)
         if op == "ref":
             return g.te_vlc(self.refs - 1)
         if op == "mvd":
@@ -306,13 +312,14 @@ _MACHINES: dict[tuple, MacroblockMachine] = {}
 MACHINE_STATES = 1 << 17
 
 
-def macroblock_machine(kind: int, refs: int, start_mod8: int) -> MacroblockMachine:
+def macroblock_machine(kind: int, refs: int, start_mod8: int,
+                       canonical: bool = False) -> MacroblockMachine:
     """The current machine of a context (a fresh one once the last holds
     :data:`MACHINE_STATES` states, so memory stays bounded in long generations)."""
-    key = (kind, refs, start_mod8)
+    key = (kind, refs, start_mod8, canonical)
     m = _MACHINES.get(key)
     if m is None or len(m.states) >= MACHINE_STATES:
-        m = _MACHINES[key] = MacroblockMachine(kind, refs, start_mod8)
+        m = _MACHINES[key] = MacroblockMachine(*key)
     return m
 
 
@@ -347,12 +354,13 @@ def table_walk(table: g.Vlc, plen: int, pcode: int, value: int, n: int) -> tuple
 
 class SliceAutomaton:
     """The automaton of one slice header (``header``: RBSP bits (int, count)) in one
-    macroblock context; states ``(syntax state id, plen, pcode, phase, machine)`` as in
+    macroblock context (``canonical``: only x264's mb_types); states ``(syntax state id, plen, pcode, phase, machine)`` as in
     the module docstring (ids from the machine's :meth:`MacroblockMachine.intern`)."""
 
-    def __init__(self, header: tuple[int, int], ctx: g.MacroblockContext):
+    def __init__(self, header: tuple[int, int], ctx: g.MacroblockContext,
+                 canonical: bool = False):
         hv, hn = header
-        self.context = (ctx.kind, ctx.num_ref_idx_active, ctx.data_start_bit % 8)
+        self.context = (ctx.kind, ctx.num_ref_idx_active, ctx.data_start_bit % 8, canonical)
         self._first = (("hdr", hv, hn),) if hn else macroblock_machine(*self.context).first_items()
 
     @property
@@ -469,7 +477,7 @@ def _rbsp_of(body: bytes) -> bytes:
 
 class SliceGrammar:
     """Token masks over slice data for one tokenizer and one stream's facts: automata per
-    slice header (made on first use), masks per automaton state, the opener check for
+    slice header (made on first use; canonical mb_types only), masks per automaton state, the opener check for
     tokens that start a NAL. Caches are bounded (:data:`MASK_CACHE`)."""
 
     def __init__(self, token_bytes: list[bytes | None], pps):
@@ -488,7 +496,7 @@ class SliceGrammar:
         if auto is None:
             if len(self.automata) >= MASK_CACHE:
                 self.automata.clear()
-            auto = self.automata[key] = SliceAutomaton(header, ctx)
+            auto = self.automata[key] = SliceAutomaton(header, ctx, canonical=True)
         return key, auto
 
     def mask(self, key: tuple, state: tuple, z: int) -> np.ndarray:
