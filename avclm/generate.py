@@ -25,8 +25,10 @@ sampled: the frame count ends the video. A verifier can take the gate's place
 (x264's exact slice header, canonical emulation prevention, and slice data that decodes
 under ``err_detect=explode``), and the row samples under an
 :class:`~avclm.verifier.NalConstraint` (token masks: no start-code emulation, x264's
-start codes, NAL and slice headers). ``verify=False`` (``--no-verify``) keeps only the
-header gate, for ablations. Per-row counts: ``stats["verify"]``.
+start codes, NAL and slice headers, and the macroblock layer through
+:mod:`avclm.slice_automaton`, so sampled slices pass the data check as drawn; the
+verifier stays as the safety net). ``verify=False`` (``--no-verify``) keeps only the
+header gate: the paper's free sampling, for ablations. Per-row counts: ``stats["verify"]``.
 
 **Longer than one context window.** When a row's context has less room left than
 ``reserve`` tokens after a picture ends (default: 1.5x the largest picture so far), or

@@ -1,4 +1,4 @@
-"""H.264 Annex-B NAL units: split/join, headers, emulation prevention, slice headers.
+"""H.264 Annex-B NAL units: split/join, NAL headers, SPS/PPS, grouping into pictures.
 
 Vocabulary (ITU-T H.264 section 7 and Annex B):
 
@@ -14,7 +14,9 @@ Vocabulary (ITU-T H.264 section 7 and Annex B):
   macroblock is its own slice, so a picture is ``mbs_per_frame`` slice NALs and starts
   at ``first_mb_in_slice == 0``.
 
-Every parse error raises :class:`codeclm.errors.DecodeError`.
+The bit-level syntax (bit reader, Exp-Golomb codes, emulation prevention, slice
+headers) is in :mod:`avclm.bits`; its names are re-exported here. Every parse error
+raises :class:`codeclm.errors.DecodeError`.
 """
 
 from __future__ import annotations
@@ -26,33 +28,42 @@ from dataclasses import dataclass
 
 from codeclm.errors import DecodeError
 
+from .bits import (  # noqa: F401  (re-exported: the NAL tools' public names)
+    NAL_IDR,
+    NAL_PPS,
+    NAL_SLICE,
+    NAL_SLICE_DPA,
+    NAL_SLICE_DPB,
+    NAL_SLICE_DPC,
+    NAL_SPS,
+    PICTURE_NAL_TYPES,
+    SLICE_B,
+    SLICE_I,
+    SLICE_P,
+    SLICE_SI,
+    SLICE_SP,
+    SLICE_TYPE_NAMES,
+    BitReader,
+    SliceHeader,
+    ebsp_to_rbsp,
+    parse_slice_header,
+    rbsp_to_ebsp,
+)
+
 START_CODE = b"\x00\x00\x01"
 LONG_START_CODE = b"\x00\x00\x00\x01"
 #: a start code of either length (regex over bytes; the 4-byte form wins when present)
 START_CODE_RE = re.compile(rb"\x00?\x00\x00\x01")
 
-# nal_unit_type values (Table 7-1)
-NAL_SLICE = 1
-NAL_SLICE_DPA = 2
-NAL_SLICE_DPB = 3
-NAL_SLICE_DPC = 4
-NAL_IDR = 5
+# nal_unit_type values (Table 7-1); the slice types and slice_type values live with the
+# slice header syntax in avclm.bits
 NAL_SEI = 6
-NAL_SPS = 7
-NAL_PPS = 8
 NAL_AUD = 9
 NAL_END_SEQ = 10
 NAL_END_STREAM = 11
 NAL_FILLER = 12
-PICTURE_NAL_TYPES = frozenset({NAL_SLICE, NAL_SLICE_DPA, NAL_SLICE_DPB, NAL_SLICE_DPC, NAL_IDR})
 PARAMETER_SET_TYPES = frozenset({NAL_SPS, NAL_PPS})
 
-# slice_type % 5 (Table 7-6)
-SLICE_P, SLICE_B, SLICE_I, SLICE_SP, SLICE_SI = range(5)
-SLICE_TYPE_NAMES = {SLICE_P: "P", SLICE_B: "B", SLICE_I: "I", SLICE_SP: "SP", SLICE_SI: "SI"}
-
-_EPB_RE = re.compile(rb"\x00\x00\x03")
-_NEEDS_EPB_RE = re.compile(rb"\x00\x00(?=[\x00-\x03]|\Z)")
 _HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
 
 
@@ -147,62 +158,6 @@ def forbidden_bit(nal: bytes) -> int:
 def is_picture_nal(nal: bytes) -> bool:
     """True for VCL NAL units (coded slices, types 1-5): the ones that carry picture data."""
     return bool(nal) and (nal[0] & 0x1F) in PICTURE_NAL_TYPES
-
-
-# --------------------------------------------------------------------------- EBSP <-> RBSP
-
-def ebsp_to_rbsp(ebsp: bytes) -> bytes:
-    """Remove emulation-prevention bytes: every ``00 00 03`` becomes ``00 00``."""
-    return _EPB_RE.sub(b"\x00\x00", ebsp)
-
-
-def rbsp_to_ebsp(rbsp: bytes) -> bytes:
-    """Insert emulation-prevention bytes: ``00 00`` followed by a byte <= 3 (or by the
-    end of the payload) gets a ``03`` after it. Inverse of :func:`ebsp_to_rbsp`."""
-    return _NEEDS_EPB_RE.sub(b"\x00\x00\x03", rbsp)
-
-
-# --------------------------------------------------------------------------- bit reader
-
-class BitReader:
-    """MSB-first bit reader over RBSP bytes with Exp-Golomb codes (section 9.1)."""
-
-    __slots__ = ("_nbits", "_value", "pos")
-
-    def __init__(self, rbsp: bytes):
-        self._value = int.from_bytes(rbsp, "big")
-        self._nbits = 8 * len(rbsp)
-        self.pos = 0
-
-    @property
-    def bits_left(self) -> int:
-        return self._nbits - self.pos
-
-    def u(self, n: int) -> int:
-        """Read an n-bit unsigned integer."""
-        if n == 0:
-            return 0
-        if self.pos + n > self._nbits:
-            raise DecodeError(f"bitstream ends early: need {n} bits at bit {self.pos} of {self._nbits}")
-        self.pos += n
-        return (self._value >> (self._nbits - self.pos)) & ((1 << n) - 1)
-
-    def flag(self) -> bool:
-        return bool(self.u(1))
-
-    def ue(self) -> int:
-        """Unsigned Exp-Golomb ue(v)."""
-        zeros = 0
-        while self.u(1) == 0:
-            zeros += 1
-            if zeros > 31:
-                raise DecodeError(f"invalid Exp-Golomb code at bit {self.pos}")
-        return (1 << zeros) - 1 + self.u(zeros)
-
-    def se(self) -> int:
-        """Signed Exp-Golomb se(v): 0, 1, -1, 2, -2, ..."""
-        k = self.ue()
-        return (k + 1) // 2 if k & 1 else -(k // 2)
 
 
 def _reader(nal: bytes, max_bytes: int | None = None) -> BitReader:
@@ -345,55 +300,6 @@ def parse_pps(nal: bytes) -> Pps:
 
 
 # --------------------------------------------------------------------------- slice header
-
-@dataclass(frozen=True)
-class SliceHeader:
-    """The head of a slice header (section 7.3.3). ``frame_num`` and ``idr_pic_id`` are
-    None when no SPS was given to the parser."""
-
-    nal_type: int
-    nal_ref_idc: int
-    first_mb: int
-    slice_type: int  # 0..9; ``slice_type % 5`` is P, B, I, SP, SI
-    pps_id: int
-    frame_num: int | None = None
-    idr_pic_id: int | None = None
-
-    @property
-    def is_idr(self) -> bool:
-        return self.nal_type == NAL_IDR
-
-    @property
-    def kind(self) -> str:
-        """"I", "P", "B", "SP" or "SI"."""
-        return SLICE_TYPE_NAMES[self.slice_type % 5]
-
-
-def parse_slice_header(nal: bytes, sps: Sps | None = None) -> SliceHeader:
-    """Read first_mb_in_slice, slice_type, pic_parameter_set_id and, given the SPS,
-    frame_num (``log2_max_frame_num`` bits) and idr_pic_id from a slice NAL unit."""
-    t = nal_type(nal)
-    if t not in PICTURE_NAL_TYPES:
-        raise DecodeError(f"not a slice NAL unit (nal_unit_type {t})")
-    if forbidden_bit(nal):
-        raise DecodeError("forbidden_zero_bit is set")
-    r = _reader(nal, 32)
-    first_mb, slice_type, pps_id = r.ue(), r.ue(), r.ue()
-    if slice_type > 9:
-        raise DecodeError(f"slice_type {slice_type} out of range")
-    if pps_id > 255:
-        raise DecodeError(f"pic_parameter_set_id {pps_id} out of range")
-    frame_num = idr_pic_id = None
-    if sps is not None:
-        if sps.separate_colour_plane:
-            r.u(2)
-        frame_num = r.u(sps.log2_max_frame_num)
-        if not sps.frame_mbs_only and r.flag():  # field_pic_flag
-            r.u(1)
-        if t == NAL_IDR:
-            idr_pic_id = r.ue()
-    return SliceHeader(t, nal_ref_idc(nal), first_mb, slice_type, pps_id, frame_num, idr_pic_id)
-
 
 def first_mb_in_slice(nal: bytes) -> int:
     """Address of the first macroblock of a slice NAL unit (raster order)."""

@@ -29,60 +29,20 @@ import numpy as np
 from codeclm.errors import DecodeError
 
 from . import nal as nalmod
+from .bits import parse_slice_header, rewrite_slice
 from .profile import AvcProfile
 
 #: P pictures in the template clip: 1, 2 and 3 reference frames available (refs=3)
-_TEMPLATE_P_FRAMES = 3
-
-
-def _ue_bits(v: int) -> tuple[int, int]:
-    """Exp-Golomb ue(v) as (value, bit count)."""
-    x = v + 1
-    n = x.bit_length()
-    return x, 2 * n - 1
-
-
-def _rbsp_bits(rbsp: bytes) -> tuple[int, int]:
-    """RBSP bytes -> (payload as int, payload bit count), rbsp_stop_one_bit and the
-    alignment zeros removed."""
-    value, n = int.from_bytes(rbsp, "big"), 8 * len(rbsp)
-    if value == 0:
-        raise DecodeError("slice RBSP has no stop bit")
-    trailing = (value & -value).bit_length() - 1  # zero bits after the stop bit
-    return value >> (trailing + 1), n - trailing - 1
-
-
-def rewrite_slice(nal: bytes, sps: nalmod.Sps, frame_num: int, idr_pic_id: int | None = None) -> bytes:
-    """A slice NAL (no start code) with ``frame_num`` (and, for IDR, ``idr_pic_id``)
-    replaced; everything else is kept bit for bit."""
-    head = nalmod.parse_slice_header(nal, sps)
-    r = nalmod.BitReader(nalmod.ebsp_to_rbsp(nal[1:]))
-    r.ue(), r.ue(), r.ue()
-    r.u(sps.log2_max_frame_num)
-    if head.is_idr:
-        r.ue()
-    payload, nbits = _rbsp_bits(nalmod.ebsp_to_rbsp(nal[1:]))
-    rest_bits = nbits - r.pos
-    rest = payload & ((1 << rest_bits) - 1)
-    fields = [_ue_bits(head.first_mb), _ue_bits(head.slice_type), _ue_bits(head.pps_id),
-              (frame_num % (1 << sps.log2_max_frame_num), sps.log2_max_frame_num)]
-    if head.is_idr:
-        fields.append(_ue_bits(idr_pic_id if idr_pic_id is not None else head.idr_pic_id))
-    value, n = 0, 0
-    for v, k in fields + [(rest, rest_bits), (1, 1)]:
-        value, n = (value << k) | v, n + k
-    pad = -n % 8
-    rbsp = (value << pad).to_bytes((n + pad) // 8, "big")
-    return nal[:1] + nalmod.rbsp_to_ebsp(rbsp)
+TEMPLATE_P_FRAMES = 3
 
 
 @functools.cache
-def _templates(profile: AvcProfile) -> tuple[bytes, tuple[tuple[bytes, ...], ...]]:
+def template_pictures(profile: AvcProfile) -> tuple[bytes, tuple[tuple[bytes, ...], ...]]:
     """(SPS NAL, ((IDR slices), (P slices with 1 ref), (2 refs), (3 refs))) with start codes."""
     from .codec import encode_frames
 
     grey = np.full((profile.height, profile.width, 3), 128, np.uint8)
-    n = min(_TEMPLATE_P_FRAMES + 1, profile.frames)
+    n = min(TEMPLATE_P_FRAMES + 1, profile.frames)
     _, units = nalmod.split_annexb_units(encode_frames([grey] * n, profile))
     sps = next(u for u in units if nalmod.nal_type(nalmod.strip_start_code(u)) == nalmod.NAL_SPS)
     slices = [u for u in units if nalmod.is_picture_nal(nalmod.strip_start_code(u))]
@@ -102,11 +62,11 @@ class SliceGate:
 
     def __init__(self, profile: AvcProfile):
         self.profile = profile
-        sps_nal, self._pictures = _templates(profile)
+        sps_nal, self._pictures = template_pictures(profile)
         self.sps = nalmod.parse_sps(sps_nal)
         self.mbs = profile.mbs_per_frame
         self.max_frame_num = 1 << self.sps.log2_max_frame_num
-        self.pps_id = nalmod.parse_slice_header(
+        self.pps_id = parse_slice_header(
             nalmod.strip_start_code(self._pictures[0][0]), self.sps).pps_id
         self.frames = 0
         self.next_mb = 0
@@ -126,7 +86,7 @@ class SliceGate:
     def fits(self, nal: bytes) -> bool:
         """Whether slice NAL ``nal`` (no start code) may come next."""
         try:
-            h = nalmod.parse_slice_header(nal, self.sps)
+            h = parse_slice_header(nal, self.sps)
         except DecodeError:
             return False
         if (h.nal_type not in (nalmod.NAL_SLICE, nalmod.NAL_IDR) or h.pps_id != self.pps_id
@@ -148,7 +108,7 @@ class SliceGate:
         if it completed a picture."""
         if not nalmod.is_picture_nal(nal):
             return False
-        h = nalmod.parse_slice_header(nal, self.sps)
+        h = parse_slice_header(nal, self.sps)
         if self._open is None:
             self._open = h
             self.frame_num = h.frame_num

@@ -27,6 +27,12 @@ the form x264 writes with the canonical profile:
      IDR (a scene cut); a scene cut nearer than that gives a non-IDR I picture, also
      allowed; an IDR is forced at ``keyint``.
 
+   - *Slice data* (``slice_grammar=True``, the default): after the header, every token's
+     RBSP bits must continue a valid macroblock layer (:mod:`avclm.slice_automaton`,
+     the grammar of :mod:`avclm.mb_grammar`), and a slice may end only after a complete
+     macroblock and its stop bit. A slice drawn under these masks passes the data check
+     below; the check stays as the safety net.
+
    Masks are a handful of vectorized comparisons over per-token byte facts computed
    once per tokenizer (:class:`TokenFacts`: start-code completion, leading zeros,
    validity and end state of the payload automaton from each of its 6 states, the
@@ -66,7 +72,7 @@ slice with x264's idr_pic_id, a flat intra slice in a non-IDR I picture, or the
 canonical PPS after a generated SPS), so the stream always decodes.
 Counts and timings per clip: :attr:`NalVerifier.stats` (:class:`VerifyStats`).
 The bit-level syntax (slice header parse/compose, PPS fields, the test SPS) is in
-:mod:`avclm.slice_header`.
+:mod:`avclm.bits`.
 """
 
 from __future__ import annotations
@@ -84,22 +90,24 @@ import torch
 from codeclm.errors import DecodeError
 
 from . import nal as nalmod
-from .profile import AvcProfile
-from .slice_gate import SliceGate, _templates
-from .slice_header import (
-    _BAD_EBSP,
+from . import slice_automaton
+from .bits import (
+    BAD_EBSP,
     SliceFields,
-    _check_pps,
-    _check_sps,
-    _data_bits,
-    _nal_bytes,
-    _rbsp_int,
-    _ue_len,
     compose_slice_header,
+    data_bits,
+    nal_bytes,
     parse_pps_fields,
     parse_slice_fields,
+    rbsp_int,
+    require_canonical_pps,
+    require_canonical_sps,
     rewrite_sps,
+    ue_len,
 )
+from .profile import AvcProfile
+from .slice_automaton import SliceGrammar
+from .slice_gate import SliceGate, template_pictures
 
 #: bytes of a NAL's head kept to read its slice header (first_mb .. idr_pic_id)
 HEAD_BYTES = 16
@@ -181,23 +189,23 @@ class StreamFacts:
         self.sps_nal, self.pps_nal = nalmod.split_annexb(canonical_header(profile))
         self.sps = nalmod.parse_sps(self.sps_nal)
         self.pps = parse_pps_fields(self.pps_nal)
-        _check_sps(self.sps)
-        _check_pps(self.pps)
+        require_canonical_sps(self.sps)
+        require_canonical_pps(self.pps)
         self.log2_max_frame_num = self.sps.log2_max_frame_num
         self.max_frame_num = 1 << self.log2_max_frame_num
         self.mbs = profile.mbs_per_frame
         self.max_refs = self.sps.max_num_ref_frames
         self.keyint, self.keyint_min = profile.keyint, profile.keyint_min
-        _, pictures = _templates(profile)
+        _, pictures = template_pictures(profile)
         parsed = [[parse_slice_fields(nalmod.strip_start_code(u), self.sps, self.pps) for u in pic]
                   for pic in pictures]
         idr = parsed[0][0]
         self.idr_fields = idr[0]
-        self.intra_data = _data_bits(idr[2], idr[3], idr[1])  # the flat intra macroblock
+        self.intra_data = data_bits(idr[2], idr[3], idr[1])  # the flat intra macroblock
         #: refs (1..) -> header fields of a P slice with that many references
         self.p_fields = {r: parsed[r][0][0] for r in range(1, len(parsed))}
         p = parsed[1][0]
-        self.skip_data = _data_bits(p[2], p[3], p[1])  # P_Skip: mb_skip_run = 1
+        self.skip_data = data_bits(p[2], p[3], p[1])  # P_Skip: mb_skip_run = 1
         self.i_fields = dataclasses.replace(  # a non-IDR I picture (a scene cut < keyint_min)
             self.idr_fields, nal_byte=p[0].nal_byte, idr_pic_id=None, dec_ref=(0,))
         self._expect_cache: dict[PlanState, tuple[Expect, ...]] = {}
@@ -312,7 +320,7 @@ class _MiniDecoder:
         f = facts
         prime = [(f.slice_fields("idr", 0, 0, 0, 0), f.intra_data)]
         prime += [(f.slice_fields("p", 0, k, None, k), f.skip_data) for k in range(1, f.max_refs + 1)]
-        self._prime = [nalmod.START_CODE + _nal_bytes(
+        self._prime = [nalmod.START_CODE + nal_bytes(
             fd.nal_byte, compose_slice_header(fd, log2, 0, fd.frame_num), data) for fd, data in prime]
 
     def _open(self) -> None:
@@ -364,7 +372,7 @@ class _MiniDecoder:
             if len(self._headers) > 4096:
                 self._headers.clear()
             header = self._headers[key] = compose_slice_header(fields, self.log2, 0, fn)
-        reason = self._send(nalmod.START_CODE + _nal_bytes(fields.nal_byte, header, data))
+        reason = self._send(nalmod.START_CODE + nal_bytes(fields.nal_byte, header, data))
         if not self.idr:
             if reason is None:
                 self.frame_num = (self.frame_num + 1) % (1 << self.log2)
@@ -385,7 +393,7 @@ class SliceDecodeCheck:
     def _log2_for(self, first_mb: int) -> int:
         """A frame_num width that keeps the slice data's bit alignment when
         first_mb_in_slice becomes 0: (ue length - 1) more bits, modulo 8."""
-        log2 = self.facts.log2_max_frame_num + (_ue_len(first_mb) - 1) % 8
+        log2 = self.facts.log2_max_frame_num + (ue_len(first_mb) - 1) % 8
         return log2 - 8 if log2 > 16 else log2
 
     def check(self, fields: SliceFields, data: tuple[int, int]) -> str | None:
@@ -509,9 +517,9 @@ class NalVerifier(SliceGate):
         if not slices:
             kinds = ", ".join(e.kind for e in alts)
             return f"header: NAL header {nal[0]:#04x} where x264 writes {kinds}"
-        if _BAD_EBSP.search(nal, 1):
+        if BAD_EBSP.search(nal, 1):
             return "emulation: start-code emulation or a needless escape in the payload"
-        value, total = _rbsp_int(nal)
+        value, total = rbsp_int(nal)
         for e in slices:
             hv, hn = e.header
             if total > hn and value >> (total - hn) == hv:
@@ -519,7 +527,7 @@ class NalVerifier(SliceGate):
         else:
             return f"header: slice header is not x264's for macroblock {self.plan.next_mb}"
         try:
-            data = _data_bits(value, total, hn)
+            data = data_bits(value, total, hn)
         except DecodeError as err:
             return f"data: {err}"
         if data[1] < 1:
@@ -548,7 +556,7 @@ class NalVerifier(SliceGate):
         f = e.fields
         if self.plan.open_kind == "i":
             sc = nalmod.START_CODE if e.sc_len == 3 else nalmod.LONG_START_CODE
-            return sc + _nal_bytes(f.nal_byte, e.header, self.facts.intra_data)
+            return sc + nal_bytes(f.nal_byte, e.header, self.facts.intra_data)
         unit = super().replacement()
         if f.is_idr:
             m = nalmod.START_CODE_RE.match(unit)
@@ -556,8 +564,8 @@ class NalVerifier(SliceGate):
             fields, hn, value, total = parse_slice_fields(nal, self.sps, self.facts.pps)
             if fields.idr_pic_id != f.idr_pic_id:
                 fields = dataclasses.replace(fields, idr_pic_id=f.idr_pic_id)
-                nal = _nal_bytes(nal[0], compose_slice_header(fields, self.facts.log2_max_frame_num),
-                                 _data_bits(value, total, hn))
+                nal = nal_bytes(nal[0], compose_slice_header(fields, self.facts.log2_max_frame_num),
+                                 data_bits(value, total, hn))
                 unit = unit[:m.end()] + nal
         return unit
 
@@ -647,6 +655,14 @@ class TokenFacts:
         self.body_beyond = cols >= self.body_len[:, None]
         self.cache: dict = {}  # full key -> torch mask
         self.parts: dict = {}  # part key -> numpy mask
+        self.grammars: dict = {}  # id(StreamFacts) -> SliceGrammar
+
+    def slice_grammar(self, facts: StreamFacts) -> SliceGrammar:
+        """The slice-data token masks of this tokenizer for a stream's facts."""
+        got = self.grammars.get(id(facts))
+        if got is None or got[0] is not facts:
+            got = self.grammars[id(facts)] = (facts, SliceGrammar(self.token_bytes, facts.pps))
+        return got[1]
 
     def match(self, opener: bool, mask: bytes, value: bytes, pos: int, exact: bool) -> np.ndarray:
         """Tokens whose bytes (``opener``: the body after the start code) placed at NAL
@@ -710,11 +726,13 @@ class NalConstraint:
     """
 
     def __init__(self, tokenizer, gate: NalVerifier | None = None, *,
-                 profile: AvcProfile | None = None, plan: PlanState | None = None):
+                 profile: AvcProfile | None = None, plan: PlanState | None = None,
+                 slice_grammar: bool = True):
         if gate is None and profile is None:
             raise ValueError("NalConstraint needs a gate or a profile")
         self.tokens = token_facts(tokenizer)
         self.facts = gate.facts if gate is not None else stream_facts(profile)
+        self.grammar = self.tokens.slice_grammar(self.facts) if slice_grammar else None
         self._gate = gate
         self._base = 0  # gate.observed when the constraint was first used
         self.nals = 0  # start codes seen since then
@@ -726,6 +744,8 @@ class NalConstraint:
         """No open NAL: the next bytes must open one, in stream state ``plan``."""
         self.plan = plan
         self.cur: tuple[Expect, ...] | None = None  # alternatives the open NAL still matches
+        #: per alternative: (automaton key, state) of its slice grammar, or None
+        self.gstates: tuple = ()
         self.head = bytearray()  # the open NAL's first HEAD_BYTES bytes
         self.pos = 0  # bytes of the open NAL (trailing zeros included unless closed)
         self.z = self.q = self.e = 0
@@ -753,19 +773,24 @@ class NalConstraint:
                              if self.pos < len(e.mask) or e.exact)
                 if pats:
                     ckey += (self.pos, pats)
+        gkey = None
+        if not self.closed and not self.lost and self.gstates:
+            gkey = (self.pos == 0, min(self.z, 2), self.gstates)
         okey = None
         eos = False
         if can_end:
             nxt = self.next_plan()
-            okey = (self.z, tuple(_pattern_key(e) for e in self.facts.expect(nxt)))
+            okey = (self.z, tuple(self._opener_key(e) for e in self.facts.expect(nxt)))
             eos = (self.cur is not None and nxt.next_mb == 0 and nxt.ps == 0
                    and nxt.open_kind is None)
-        key = (ckey, okey, eos)
+        key = (ckey, gkey, okey, eos)
         m = T.cache.get(key)
         if m is None:
             if len(T.cache) >= MASK_CACHE_SIZE:
                 T.cache.clear()
             ok = self._part(("c",) + ckey if ckey is not None else None)
+            if gkey is not None:
+                ok = ok & self._grammar_mask(gkey)
             ok = ok | self._part(("o",) + okey if okey is not None else None)
             if eos:
                 ok[T.eos_id] = True
@@ -792,6 +817,11 @@ class NalConstraint:
         n = self.pos - self.z
         if self.lost:
             return n >= 2
+        if self.gstates:
+            return any(n == len(e.nal) if e.exact else
+                       (n >= e.min_len and (self._has_data(e, n) if g is None
+                                            else g[1][3] == slice_automaton.DONE))
+                       for e, g in zip(self.cur, self.gstates, strict=True))
         return any(n == len(e.nal) if e.exact else (n >= e.min_len and self._has_data(e, n))
                    for e in self.cur)
 
@@ -802,7 +832,7 @@ class NalConstraint:
         if n > e.min_len + 1 or n > len(self.head):
             return True
         hn = e.header[1]
-        value, total = _rbsp_int(bytes(self.head[:n]))
+        value, total = rbsp_int(bytes(self.head[:n]))
         if total <= hn + 1:
             return False
         tail = value & ((1 << (total - hn)) - 1)
@@ -840,6 +870,8 @@ class NalConstraint:
         if x == 1 and self.z >= 2:  # a start code: a new NAL unit begins
             self._reset(self.next_plan())
             self.cur = self.facts.expect(self.plan)
+            if self.grammar is not None:
+                self.gstates = tuple(self._start_state(e) for e in self.cur)
             self.closed = False
             self.nals += 1
             return
@@ -856,12 +888,7 @@ class NalConstraint:
             if self.lost or p < max(e.min_len for e in self.cur):
                 self._next = None
         if not self.lost:
-            alive = tuple(e for e in self.cur if (p < len(e.mask) and x & e.mask[p] == e.value[p])
-                          or (p >= len(e.mask) and not e.exact))
-            if alive:
-                self.cur = alive
-            else:
-                self.lost = True
+            self._filter(p, x)
         if x == 0:
             self.z, self.e = self.z + 1, 0
         elif x == 3 and self.z >= 2:
@@ -871,6 +898,59 @@ class NalConstraint:
         if (not self.lost and len(self.cur) == 1 and self.cur[0].exact
                 and self.pos == len(self.cur[0].nal)):
             self.closed = True
+
+    # ------------------------------------------------------------------ slice grammar
+    def _start_state(self, e: Expect) -> tuple | None:
+        """(automaton key, start state) of a slice alternative's grammar, else None."""
+        if e.kind != "slice":
+            return None
+        key, auto = self.grammar.automaton(e.fields, e.header)
+        return key, auto.start
+
+    def _filter(self, p: int, x: int) -> None:
+        """Keep the alternatives that byte ``x`` at NAL position ``p`` continues: its
+        header pattern and, for slices, the slice grammar (on RBSP bytes: an
+        emulation-prevention byte adds no bits). None left: byte rules only."""
+        escape = x == 3 and self.z >= 2
+        alive, states = [], []
+        for i, e in enumerate(self.cur):
+            if not ((p < len(e.mask) and x & e.mask[p] == e.value[p])
+                    or (p >= len(e.mask) and not e.exact)):
+                continue
+            gs = self.gstates[i] if self.gstates else None
+            if gs is not None and p >= 1:
+                st = self.grammar.automata[gs[0]].step_byte(
+                    gs[1], slice_automaton.ESCAPE if escape else x)
+                if st is None:
+                    continue
+                gs = (gs[0], st)
+            alive.append(e)
+            states.append(gs)
+        if alive:
+            self.cur = tuple(alive)
+            if self.gstates:
+                self.gstates = tuple(states)
+        else:
+            self.lost = True
+
+    def _grammar_mask(self, gkey: tuple) -> np.ndarray:
+        """Tokens whose RBSP bits continue the slice grammar of some alternative."""
+        first, z, states = gkey
+        ok = None
+        for gs in states:
+            if gs is None:
+                return np.ones(self.tokens.vocab_size, bool)  # a non-slice alternative
+            m = (self.grammar.body_ok(gs[0], opener=False) if first
+                 else self.grammar.mask(gs[0], gs[1], z))
+            ok = m if ok is None else ok | m
+        return ok
+
+    def _opener_key(self, e: Expect) -> tuple:
+        """The pattern key of a NAL that may open next, with its grammar key."""
+        gk = None
+        if self.grammar is not None and e.kind == "slice":
+            gk = self.grammar.automaton(e.fields, e.header)[0]
+        return _pattern_key(e) + (gk,)
 
     # ------------------------------------------------------------------ masks
     def _part(self, key) -> np.ndarray:
@@ -898,10 +978,13 @@ class NalConstraint:
         else:
             z = key[1]
             ok = np.zeros(V, bool)
-            for mask, value, exact, sc in key[2]:
+            for mask, value, exact, sc, gk in key[2]:
                 ok |= (T.zeros > 0) & (z + T.zeros <= sc - 1)
-                ok |= (T.lead1 & (z + T.lz == sc - 1) & T.body_ok
-                       & T.match(True, mask, value, 0, exact))
+                opens = (T.lead1 & (z + T.lz == sc - 1) & T.body_ok
+                         & T.match(True, mask, value, 0, exact))
+                if gk is not None:
+                    opens &= self.grammar.body_ok(gk, opener=True)
+                ok |= opens
         ok &= ~T.special
         T.parts[key] = ok
         return ok

@@ -32,20 +32,15 @@ class _FullPicture:
     def __init__(self, facts, idr: bool):
         import av
 
-        from avclm.slice_gate import _templates
-        from avclm.slice_header import (
-            _data_bits,
-            _nal_bytes,
-            compose_slice_header,
-            parse_slice_fields,
-        )
+        from avclm.bits import compose_slice_header, data_bits, nal_bytes, parse_slice_fields
+        from avclm.slice_gate import template_pictures
 
         self.facts, self.idr = facts, idr
         ctx = av.CodecContext.create("h264", "r")
         ctx.thread_count, ctx.thread_type = 1, "NONE"
         ctx.options = {"err_detect": "crccheck+bitstream+buffer+explode+aggressive"}
         self.ctx, self.av = ctx, av
-        _, pictures = _templates(facts.profile)
+        _, pictures = template_pictures(facts.profile)
         self.head = nalmod.join_annexb([facts.sps_nal, facts.pps_nal])
         self.prime = [b"".join(p) for p in pictures[:facts.max_refs + 1]]
         template = pictures[0] if idr else pictures[min(facts.max_refs, len(pictures) - 1)]
@@ -57,10 +52,10 @@ class _FullPicture:
             return compose_slice_header(f, L, None, 0 if idr else key)
 
         # canonical slices for every address and frame_num (IDR: idr_pic_id), made once
-        self.fills = {key: [nalmod.START_CODE + _nal_bytes(f.nal_byte, fill(f, key), _data_bits(v, t, hn))
+        self.fills = {key: [nalmod.START_CODE + nal_bytes(f.nal_byte, fill(f, key), data_bits(v, t, hn))
                             for f, hn, v, t in parsed]
                       for key in (range(2) if idr else range(facts.max_frame_num))}
-        self.compose, self.nal_bytes = compose_slice_header, _nal_bytes
+        self.compose, self.nal_bytes = compose_slice_header, nal_bytes
         self.frame_num = 0
         self.primed = idr
         self.pending = self.head if idr else b""  # parameter sets go with the first packet
@@ -104,13 +99,13 @@ def _with_idr(fields, idr_pic_id: int):
 
 def _slices(data: bytes, facts) -> list:
     """(fields, data bits, nal) of every slice of a canonical stream."""
-    from avclm.slice_header import _data_bits, parse_slice_fields
+    from avclm.bits import data_bits, parse_slice_fields
 
     out = []
     for nal in nalmod.split_annexb(data):
         if nalmod.is_picture_nal(nal):
             f, hn, v, t = parse_slice_fields(nal, facts.sps, facts.pps)
-            out.append((f, _data_bits(v, t, hn), nal))
+            out.append((f, data_bits(v, t, hn), nal))
     return out
 
 

@@ -312,7 +312,8 @@ def test_canonical_tokenizations_pass_the_masks(streams, name, vocab):
     tok = ByteTokenizer.train(list(clips.values()), vocab, "h264")
     for clip, data in clips.items():
         gate = NalVerifier(profile, after_header=False)
-        c = NalConstraint(tok, gate)
+        # header-level masks (the slice grammar's masks: test_slice_automaton.py)
+        c = NalConstraint(tok, gate, slice_grammar=False)
         ids = tok.encode(data, bos=False, eos=False)
         assert _walk(tok, ids, gate, c) == [], clip
         assert gate.stats.failed == 0 and gate.stats.passed == len(nalmod.split_annexb(data)) - 1
@@ -326,7 +327,7 @@ def test_masks_alone_write_x264_headers(streams, name, vocab):
     prevention (only its slice data may be wrong), and no mask is ever empty."""
     profile = PROFILES[name]
     tok = ByteTokenizer.train(list(streams[name].values()), vocab, "h264")
-    c = NalConstraint(tok, profile=profile)
+    c = NalConstraint(tok, profile=profile, slice_grammar=False)  # header masks only
     tf = c.tokens
     rng = random.Random(vocab)
     data = bytearray()
@@ -397,7 +398,7 @@ def model_dir(tmp_path_factory, smooth_frames, random_model_dir):
     return random_model_dir(samples, 384, "h264", TINY, 1024, tmp_path_factory.mktemp("m") / "avc")
 
 
-def _generate_verified(monkeypatch, model_dir, frames: int, **kw):
+def _generate_verified(monkeypatch, model_dir, frames: int, slice_grammar: bool = True, **kw):
     """generate_video with a NalVerifier per row and its NalConstraint as the row's
     sampler constraint (through ``constraint_factory`` once generate_video has it; until
     then through Session.start/restart, which is where it passes constraints)."""
@@ -411,7 +412,8 @@ def _generate_verified(monkeypatch, model_dir, frames: int, **kw):
         return gates[-1]
 
     if "constraint_factory" in inspect.signature(gen.generate_video).parameters:
-        kw["constraint_factory"] = NalConstraint
+        kw["constraint_factory"] = lambda tok, gate: NalConstraint(tok, gate,
+                                                                   slice_grammar=slice_grammar)
     else:
         class ConstrainedSession(Session):
             def __init__(self, *args, on_unit=None, **kwargs):
@@ -449,11 +451,12 @@ def one_thread():
 
 def test_random_model_clips_decode_strictly_with_the_frame_count(monkeypatch, model_dir, one_thread):
     """Two rows, a context small enough for continuations: every clip decodes under
-    the strict decoder with the asked frame count; the counts add up."""
+    the strict decoder with the asked frame count; the counts add up. Header masks
+    only: the verifier's data check is what keeps these clips decodable."""
     from avclm.generate import FrameEvent, NalEvent
 
-    events, gates = _generate_verified(monkeypatch, model_dir, 3, batch=2, context=260,
-                                       max_nal_tokens=24, max_attempts=4)
+    events, gates = _generate_verified(monkeypatch, model_dir, 3, slice_grammar=False, batch=2,
+                                       context=260, max_nal_tokens=24, max_attempts=4)
     stats = events[-1].stats
     assert stats["frames"] == [3, 3] and stats["continuations"] >= 1
     for r, gate in enumerate(gates):
@@ -471,3 +474,16 @@ def test_random_model_clips_decode_strictly_with_the_frame_count(monkeypatch, mo
         assert s.reasons.get("header", 0) == 0  # the masks write x264's headers
         assert s.reasons.get("data", 0) > 0 and s.check_s > 0  # slices were decoded
         print(f"row {r}: {s.as_dict()}")
+
+
+def test_random_model_with_slice_grammar_needs_no_retries(monkeypatch, model_dir, one_thread):
+    """With the slice grammar's masks (the default) a random model's slices pass the
+    data check as sampled: no failed check, no substitution, strict decode."""
+    from avclm.generate import NalEvent
+
+    events, gates = _generate_verified(monkeypatch, model_dir, 2)
+    assert events[-1].stats["frames"] == [2]
+    s = gates[0].stats
+    nals = [e for e in events if isinstance(e, NalEvent)]
+    assert len(decode_annexb(b"".join(e.data for e in nals), TINY, strict=True)) == 2
+    assert s.failed == 0 and s.substitutions == 0 and s.passed >= TINY.mbs_per_frame, s

@@ -1,0 +1,536 @@
+"""Incremental slice automaton: the grammar of :mod:`avclm.mb_grammar` as an explicit
+state machine fed bit by bit, byte by byte and token by token, with exact token masks.
+
+A slice NAL's RBSP is the slice header (fixed bits: what x264 writes at that point of
+the stream), ``slice_data()`` of one macroblock, the rbsp_stop_one_bit and zero bits.
+
+**States.** A syntax state is ``(items, luma, chroma)``: ``items`` the syntax still to
+read, front first, as small tuples (``("mvd",)``, ``("blk", kind, index)``, ``("lev",
+i, total, trailing_ones, suffix_length, max_coeff)``, ...); ``luma`` / ``chroma`` the
+TotalCoeff of the 4x4 blocks coded so far (the nC contexts). :class:`MacroblockMachine`
+gives the element (a :class:`~avclm.mb_grammar.Vlc` of allowed symbols) a syntax state
+reads next and the state after a symbol, memoized. An automaton state is ``(syntax
+state, plen, pcode, phase)``: the bits read of the element in progress, and ``phase``
+0 inside the macroblock, 1 after it (the stop bit is due), 2 after the stop bit (only
+zero bits may follow; the NAL may end). States after the header do not depend on it, so
+masks are shared by all slices of the same kind, reference count and alignment. States
+are interned per :class:`MacroblockMachine` (an automaton state is ``(id, plen, pcode,
+phase, machine)``); a machine that has interned :data:`MACHINE_STATES` states is
+replaced for new slices, so memory stays bounded.
+
+Elements hold only allowed symbols, so a state is reachable iff some continuation
+completes the slice: masks are exact, sampling never gets stuck. The recursive parser
+of :mod:`avclm.mb_grammar` is the reference it is tested against.
+
+Tokens are EBSP bytes: :class:`TokenRbsp` gives each token's RBSP bytes for each
+emulation-prevention state it may start in (an ``03`` after two zero bytes is dropped)
+and a byte trie over them, so a mask is one walk of the trie from the current state
+(a token is allowed iff all its bits are).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from . import mb_grammar as g
+from .bits import SLICE_I, SLICE_P
+
+MB, NEED_STOP, DONE = 0, 1, 2
+#: the trie's and :meth:`SliceAutomaton.step_byte`'s name for an emulation-prevention byte
+ESCAPE = 256
+#: entries kept per cache (elements, transitions, masks)
+MASK_CACHE = 1 << 14
+_NO_COUNTS = (0,) * 16
+_NO_CHROMA = (0,) * 8
+
+
+@functools.cache
+def fixed_vlc(k: int) -> g.Vlc:
+    """u(k): every k-bit value."""
+    return g.Vlc({(k, v): v for v in range(1 << k)})
+
+
+@functools.cache
+def zero_vlc(k: int) -> g.Vlc:
+    """k zero bits."""
+    return g.Vlc({(k, 0): 0})
+
+
+@functools.cache
+def header_vlc(value: int, n: int) -> g.Vlc:
+    """The slice header's fixed bits as one code."""
+    return g.Vlc({(n, value): 0})
+
+
+_MB_TYPES = {SLICE_I: (g.I_NXN, *g.I16_DC_TYPES, g.I_PCM),
+             SLICE_P: (*g.P_TYPES, *(5 + t for t in (g.I_NXN, *g.I16_DC_TYPES, g.I_PCM)))}
+#: the types x264 writes with the canonical profile (``-partitions none``: no P_L0_L0_16x8,
+#: P_L0_L0_8x16 or P_8x8; no I_PCM), the default for token masks
+CANONICAL_MB_TYPES = {SLICE_I: (g.I_NXN, *g.I16_DC_TYPES),
+                      SLICE_P: (g.P_L0_16X16, *(5 + t for t in (g.I_NXN, *g.I16_DC_TYPES)))}
+_CBP_CODES = tuple(range(48))
+
+
+def _luma_blocks(cbp: int, intra16: bool) -> tuple:
+    kind = "ac16" if intra16 else "l4"
+    return tuple(("blk", kind, b) for b in range(16) if cbp & (1 << (b >> 2)))
+
+
+def _residual_items(cbp: int, intra16: bool) -> tuple:
+    items = (("blk", "dc16", 0),) if intra16 else ()
+    items += _luma_blocks(cbp, intra16)
+    if cbp >> 4:
+        items += (("blk", "cdc", 0), ("blk", "cdc", 1))
+    if cbp >> 4 & 2:
+        items += tuple(("blk", "cac", c * 4 + b) for c in range(2) for b in range(4))
+    return items
+
+
+class MacroblockMachine:
+    """Elements and transitions of the macroblock layer in one context (slice kind,
+    active references, slice data start bit modulo 8, ``canonical``: only the mb_types
+    of :data:`CANONICAL_MB_TYPES`), memoized."""
+
+    def __init__(self, kind: int, refs: int, start_mod8: int, canonical: bool = False):
+        self.kind, self.refs, self.start_mod8 = kind, refs, start_mod8
+        self.mb_types = (CANONICAL_MB_TYPES if canonical else _MB_TYPES)[kind]
+        self.mvd = g.se_vlc(-g.MAX_MVD, g.MAX_MVD)
+        # syntax states are interned: id -> state, its element; (id, symbol) -> id
+        self._ids: dict[tuple, int] = {}
+        self.states: list[tuple] = []
+        self.elements: list[g.Vlc | None] = []
+        self._after: dict[tuple, int] = {}
+        #: (automaton state, byte) -> automaton state or None (SliceAutomaton.step_byte)
+        self.byte_steps: dict[tuple, tuple | None] = {}
+
+    def intern(self, state: tuple) -> int:
+        """The id of syntax ``state`` (its element is computed once)."""
+        sid = self._ids.get(state)
+        if sid is None:
+            sid = self._ids[state] = len(self.states)
+            self.states.append(state)
+            self.elements.append(self._element(state))
+        return sid
+
+    def after_id(self, sid: int, sym) -> int:
+        """The id of the syntax state after reading ``sym`` in state ``sid``."""
+        key = (sid, sym)
+        got = self._after.get(key)
+        if got is None:
+            got = self._after[key] = self.intern(self._next(self.states[sid], sym))
+        return got
+
+    def first_items(self) -> tuple:
+        return (("skip",),) if self.kind == SLICE_P else (("mbtype",),)
+
+    # ------------------------------------------------------------------ elements
+    def _element(self, state: tuple) -> g.Vlc | None:
+        items, luma, chroma = state
+        if not items:
+            return None
+        it = items[0]
+        op = it[0]
+        if op == "hdr":
+            return header_vlc(it[1], it[2])
+        if op == "skip":
+            return g.ue_vlc((0, 1))
+        if op == "mbtype":
+            return g.ue_vlc(self.mb_types)
+        if op == "ref":
+            return g.te_vlc(self.refs - 1)
+        if op == "mvd":
+            return self.mvd
+        if op == "sub":
+            return g.ue_vlc((0, 1, 2, 3))
+        if op == "i4":
+            b, modes = it[1], it[2]
+            left, top = g.luma_neighbours(b)
+            pred = 2 if left is None or top is None else min(modes[left], modes[top])
+            return g.intra4x4_mode_vlc(pred, left is not None, top is not None)
+        if op == "chroma":
+            return g.ue_vlc((0,))
+        if op == "cbp":
+            return g.ue_vlc(_CBP_CODES)
+        if op == "qp":
+            return g.se_vlc(-26, 25)
+        if op == "zeros":
+            return zero_vlc(it[1])
+        if op == "pcm":
+            return fixed_vlc(8)
+        if op == "blk":
+            return self._coeff_token(it[1], it[2], luma, chroma)
+        if op == "t1":
+            return fixed_vlc(it[1])
+        if op == "lev":
+            return g.level_prefix_vlc()
+        if op == "lsuf":
+            return fixed_vlc(it[7])
+        if op == "tz":
+            return g.total_zeros_vlc(it[1], it[2])
+        if op == "run":
+            return g.run_before_vlc(it[2])
+        raise AssertionError(op)
+
+    @staticmethod
+    def _coeff_token(kind: str, idx: int, luma: tuple, chroma: tuple) -> g.Vlc:
+        if kind == "cdc":
+            return g.coeff_token_vlc(-1, 4)
+        if kind == "cac":
+            c, b = divmod(idx, 4)
+            counts = dict(enumerate(chroma[4 * c:4 * c + 4]))
+            nc = g.nc_from(counts, b - 1 if b & 1 else None, b - 2 if b >= 2 else None)
+            return g.coeff_token_vlc(nc, 15)
+        if kind == "dc16":
+            return g.coeff_token_vlc(0, 16)
+        nc = g.nc_from(dict(enumerate(luma)), *g.luma_neighbours(idx))
+        return g.coeff_token_vlc(nc, 15 if kind == "ac16" else 16)
+
+    # ------------------------------------------------------------------ transitions
+    def _next(self, state: tuple, sym) -> tuple:
+        items, luma, chroma = state
+        it, rest = items[0], items[1:]
+        op = it[0]
+        if op == "hdr":
+            return self.first_items() + rest, luma, chroma
+        if op == "skip":
+            return (() if sym == 1 else (("mbtype",),) + rest), luma, chroma
+        if op == "mbtype":
+            return self._expand_mb_type(sym) + rest, luma, chroma
+        if op == "sub":
+            subs = it[1] + (sym,)
+            if len(subs) < 4:
+                return (("sub", subs),) + rest, luma, chroma
+            refs = (("ref",),) * 4 if self.refs > 1 else ()
+            mvds = (("mvd",),) * (2 * sum(g.SUB_PARTS[s] for s in subs))
+            return refs + mvds + (("cbp", False),) + rest, luma, chroma
+        if op == "i4":
+            b, modes = it[1], it[2] + (sym,)
+            if b < 15:
+                return (("i4", b + 1, modes),) + rest, luma, chroma
+            return (("chroma",), ("cbp", True)) + rest, luma, chroma
+        if op == "cbp":
+            cbp = (g.CBP_INTRA if it[1] else g.CBP_INTER)[sym]
+            if not cbp:
+                return rest, luma, chroma
+            return (("qp",),) + _residual_items(cbp, False) + rest, luma, chroma
+        if op == "pcm":
+            return ((("pcm", it[1] - 1),) if it[1] > 1 else ()) + rest, luma, chroma
+        if op == "blk":
+            return self._after_coeff_token(it, sym, rest, luma, chroma)
+        if op == "lev":
+            return self._after_level_prefix(it, sym, rest), luma, chroma
+        if op == "lsuf":
+            _, i, total, t1, sl, maxc, prefix, _size = it
+            return self._after_level(i, total, t1, sl, maxc, prefix, sym, rest), luma, chroma
+        if op == "tz":
+            total = it[1]
+            if sym and total > 1:
+                return (("run", total - 1, sym),) + rest, luma, chroma
+            return rest, luma, chroma
+        if op == "run":
+            k, zeros_left = it[1] - 1, it[2] - sym
+            if k and zeros_left:
+                return (("run", k, zeros_left),) + rest, luma, chroma
+            return rest, luma, chroma
+        # ref, mvd, chroma, qp, zeros, t1: the value changes nothing that follows
+        return rest, luma, chroma
+
+    def _expand_mb_type(self, mb_type: int) -> tuple:
+        refs1 = (("ref",),) if self.refs > 1 else ()
+        if self.kind == SLICE_P:
+            if mb_type == g.P_8X8:
+                return (("sub", ()),)
+            if mb_type < 5:
+                parts = 1 if mb_type == g.P_L0_16X16 else 2
+                return refs1 * parts + (("mvd",),) * (2 * parts) + (("cbp", False),)
+            mb_type -= 5
+        # bits before I_PCM's alignment: mb_skip_run (P: 1 bit) and mb_type (9 bits)
+        if mb_type == g.I_PCM:
+            used = self.start_mod8 + 9 + (1 if self.kind == SLICE_P else 0)
+            align = -used % 8
+            return ((("zeros", align),) if align else ()) + (("pcm", 384),)
+        if mb_type == g.I_NXN:
+            return (("i4", 0, ()),)
+        k = (mb_type - 1) // 4
+        cbp = (k % 3) << 4 | (15 if k >= 3 else 0)
+        return (("chroma",), ("qp",)) + _residual_items(cbp, True)
+
+    def _after_coeff_token(self, it, sym, rest, luma, chroma):
+        _, kind, idx = it
+        total, t1 = sym
+        maxc = {"dc16": 16, "l4": 16, "ac16": 15, "cdc": 4, "cac": 15}[kind]
+        if kind in ("l4", "ac16") and total:
+            luma = luma[:idx] + (total,) + luma[idx + 1:]
+        elif kind == "cac" and total:
+            chroma = chroma[:idx] + (total,) + chroma[idx + 1:]
+        if total == 0:
+            return rest, luma, chroma
+        body = (("t1", t1),) if t1 else ()
+        if t1 < total:
+            body += (("lev", t1, total, t1, 1 if total > 10 and t1 < 3 else 0, maxc),)
+        else:
+            body += self._tail(total, maxc)
+        return body + rest, luma, chroma
+
+    @staticmethod
+    def _tail(total: int, maxc: int) -> tuple:
+        return (("tz", total, maxc),) if total < maxc else ()
+
+    def _after_level_prefix(self, it, prefix, rest):
+        _, i, total, t1, sl, maxc = it
+        if prefix == 14 and sl == 0:
+            size = 4
+        elif prefix >= 15:
+            size = prefix - 3
+        else:
+            size = sl
+        if size:
+            return (("lsuf", i, total, t1, sl, maxc, prefix, size),) + rest
+        return self._after_level(i, total, t1, sl, maxc, prefix, 0, rest)
+
+    def _after_level(self, i, total, t1, sl, maxc, prefix, suffix, rest):
+        code = (min(15, prefix) << sl) + suffix
+        if prefix >= 15 and sl == 0:
+            code += 15
+        if i == t1 and t1 < 3:
+            code += 2
+        magnitude = (code + 2) >> 1
+        if sl == 0:
+            sl = 1
+        if magnitude > (3 << (sl - 1)) and sl < 6:
+            sl += 1
+        if i + 1 < total:
+            return (("lev", i + 1, total, t1, sl, maxc),) + rest
+        return self._tail(total, maxc) + rest
+
+
+_MACHINES: dict[tuple, MacroblockMachine] = {}
+#: syntax states a machine interns before new slices get a fresh machine (states of
+#: slices begun earlier keep theirs: an automaton state holds its machine)
+MACHINE_STATES = 1 << 17
+
+
+def macroblock_machine(kind: int, refs: int, start_mod8: int,
+                       canonical: bool = False) -> MacroblockMachine:
+    """The current machine of a context (a fresh one once the last holds
+    :data:`MACHINE_STATES` states, so memory stays bounded in long generations)."""
+    key = (kind, refs, start_mod8, canonical)
+    m = _MACHINES.get(key)
+    if m is None or len(m.states) >= MACHINE_STATES:
+        m = _MACHINES[key] = MacroblockMachine(*key)
+    return m
+
+
+_TABLE_WALKS: dict[tuple, tuple | None] = {}
+
+
+def table_walk(table: g.Vlc, plen: int, pcode: int, value: int, n: int) -> tuple | None:
+    """Read ``n`` bits (``value``) into ``table`` after the partial code (plen, pcode):
+    ``(True, symbol, bits used)`` when a code completes, ``(False, plen, pcode)`` when
+    the bits end inside one, None when no code continues them. Memoized."""
+    key = (id(table), plen, pcode, value, n)
+    got = _TABLE_WALKS.get(key, False)
+    if got is not False:
+        return got
+    got = None
+    codes, prefixes = table.codes, table.prefixes
+    for i in range(n):
+        plen, pcode = plen + 1, (pcode << 1) | ((value >> (n - 1 - i)) & 1)
+        sym = codes.get((plen, pcode))
+        if sym is not None:
+            got = (True, sym, i + 1)
+            break
+        if (plen, pcode) not in prefixes:
+            break
+    else:
+        got = (False, plen, pcode)
+    if len(_TABLE_WALKS) >= 1 << 20:
+        _TABLE_WALKS.clear()
+    _TABLE_WALKS[key] = got
+    return got
+
+
+class SliceAutomaton:
+    """The automaton of one slice header (``header``: RBSP bits (int, count)) in one
+    macroblock context (``canonical``: only x264's mb_types); states ``(syntax state id, plen, pcode, phase, machine)`` as in
+    the module docstring (ids from the machine's :meth:`MacroblockMachine.intern`)."""
+
+    def __init__(self, header: tuple[int, int], ctx: g.MacroblockContext,
+                 canonical: bool = False):
+        hv, hn = header
+        self.context = (ctx.kind, ctx.num_ref_idx_active, ctx.data_start_bit % 8, canonical)
+        self._first = (("hdr", hv, hn),) if hn else macroblock_machine(*self.context).first_items()
+
+    @property
+    def start(self) -> tuple:
+        """The state before the slice header (in the context's current machine)."""
+        m = macroblock_machine(*self.context)
+        return m.intern((self._first, _NO_COUNTS, _NO_CHROMA)), 0, 0, MB, m
+
+    def step_byte(self, state: tuple, x: int) -> tuple | None:
+        """:meth:`step_bits` for one byte, memoized per machine. ``x`` == :data:`ESCAPE`
+        is an emulation-prevention byte: no bits, but the byte after it must be <= 3, so it
+        is a dead end unless the state takes such a byte (never after the stop bit: an
+        escape cannot end a NAL, and zero bits cannot be followed by a one there)."""
+        if x == ESCAPE:
+            if state[3] == DONE or all(self.step_byte(state, b) is None for b in range(4)):
+                return None
+            return state
+        cache = state[4].byte_steps
+        key = (state, x)
+        got = cache.get(key, False)
+        if got is False:
+            if len(cache) >= 1 << 18:
+                cache.clear()
+            got = cache[key] = self.step_bits(state, x, 8)
+        return got
+
+    def step_bits(self, state: tuple, value: int, n: int) -> tuple | None:
+        """The state after ``n`` more bits (``value``, MSB first), or None if no valid
+        slice continues with them."""
+        sid, plen, pcode, phase, m = state
+        elements = m.elements
+        while n:
+            if phase == MB:
+                got = table_walk(elements[sid], plen, pcode, value & ((1 << n) - 1), n)
+                if got is None:
+                    return None
+                if not got[0]:
+                    return sid, got[1], got[2], MB, m
+                sid = m.after_id(sid, got[1])
+                plen = pcode = 0
+                n -= got[2]
+                if elements[sid] is None:
+                    phase = NEED_STOP
+            elif phase == NEED_STOP:
+                if not (value >> (n - 1)) & 1:
+                    return None
+                phase, n = DONE, n - 1
+            else:
+                return None if value & ((1 << n) - 1) else (sid, plen, pcode, DONE, m)
+        return sid, plen, pcode, phase, m
+
+
+class TokenRbsp:
+    """Per tokenizer: each token's RBSP bytes when it starts after ``z`` zero bytes
+    (0, 1, 2 or more), an emulation-prevention byte written as :data:`ESCAPE`, in a
+    byte trie: ``trie[z]`` nodes are dicts ``byte -> [child node, token ids ending
+    there]``."""
+
+    def __init__(self, token_bytes: list[bytes | None]):
+        self.vocab_size = len(token_bytes)
+        self.trie: list[dict] = []
+        for z0 in range(3):
+            root: dict = {}
+            for t, b in enumerate(token_bytes):
+                if not b:
+                    continue
+                node, z, path = root, z0, None
+                for x in b:
+                    if z >= 2 and x == 3:  # emulation_prevention_three_byte
+                        z, x = 0, ESCAPE
+                    else:
+                        z = z + 1 if x == 0 else 0
+                    path = node.setdefault(x, [{}, []])
+                    node = path[0]
+                path[1].append(t)
+            self.trie.append(root)
+
+
+@functools.lru_cache(maxsize=8)
+def token_rbsp(token_bytes: tuple) -> TokenRbsp:
+    return TokenRbsp(list(token_bytes))
+
+
+def allowed_tokens(auto: SliceAutomaton, state: tuple, rbsp: TokenRbsp, z: int) -> np.ndarray:
+    """Bool[vocab]: tokens all of whose bits continue a valid slice from ``state`` when
+    the bytes before end with ``z`` zero bytes (emulation-prevention rules are not
+    checked here)."""
+    ok = np.zeros(rbsp.vocab_size, bool)
+    stack = [(rbsp.trie[min(z, 2)], state)]
+    while stack:
+        node, st = stack.pop()
+        for x, (child, ends) in node.items():
+            nxt = auto.step_byte(st, x)
+            if nxt is None:
+                continue
+            if ends:
+                ok[ends] = True
+            if child:
+                stack.append((child, nxt))
+    return ok
+
+
+def _rbsp_of(body: bytes) -> bytes:
+    """EBSP bytes (starting after a non-zero byte) -> RBSP bytes."""
+    out, z = bytearray(), 0
+    for x in body:
+        if z >= 2 and x == 3:
+            z = 0
+            continue
+        z = z + 1 if x == 0 else 0
+        out.append(x)
+    return bytes(out)
+
+
+class SliceGrammar:
+    """Token masks over slice data for one tokenizer and one stream's facts: automata per
+    slice header (made on first use; canonical mb_types only), masks per automaton state, the opener check for
+    tokens that start a NAL. Caches are bounded (:data:`MASK_CACHE`)."""
+
+    def __init__(self, token_bytes: list[bytes | None], pps):
+        self.token_bytes = token_bytes
+        self.pps = pps
+        self.rbsp = TokenRbsp(token_bytes)
+        self.automata: dict[tuple, SliceAutomaton] = {}
+        self.masks: dict[tuple, np.ndarray] = {}
+        self.openers: dict[tuple, np.ndarray] = {}
+
+    def automaton(self, fields, header: tuple[int, int]) -> tuple[tuple, SliceAutomaton]:
+        """(key, automaton) of a slice with these header ``fields`` and bits."""
+        ctx = g.MacroblockContext.of(fields, self.pps, header[1])
+        key = (header, ctx)
+        auto = self.automata.get(key)
+        if auto is None:
+            if len(self.automata) >= MASK_CACHE:
+                self.automata.clear()
+            auto = self.automata[key] = SliceAutomaton(header, ctx, canonical=True)
+        return key, auto
+
+    def mask(self, key: tuple, state: tuple, z: int) -> np.ndarray:
+        """Tokens whose bits continue the slice of automaton ``key`` from ``state``."""
+        auto = self.automata[key]
+        mkey = (state, min(z, 2))
+        got = self.masks.get(mkey)
+        if got is None:
+            if len(self.masks) >= MASK_CACHE:
+                self.masks.clear()
+            got = self.masks[mkey] = allowed_tokens(auto, state, self.rbsp, z)
+        return got
+
+    def body_ok(self, key: tuple, opener: bool) -> np.ndarray:
+        """Tokens fine as the first token of this slice NAL as far as the slice grammar
+        goes (``opener``: tokens that start with the start code; else tokens that start
+        with the NAL header byte): no slice bytes after the NAL header byte, or bytes the
+        automaton accepts from its start."""
+        got = self.openers.get((key, opener))
+        if got is None:
+            auto = self.automata[key]
+            got = np.ones(len(self.token_bytes), bool)
+            for t, b in enumerate(self.token_bytes):
+                if not b:
+                    continue
+                if opener:
+                    lz = len(b) - len(b.lstrip(b"\x00"))
+                    if lz >= len(b) or b[lz] != 1:
+                        continue
+                    b = b[lz + 1:]
+                rb = _rbsp_of(b[1:])
+                if rb and auto.step_bits(auto.start, int.from_bytes(rb, "big"), 8 * len(rb)) is None:
+                    got[t] = False
+            self.openers[(key, opener)] = got
+        return got
+
+

@@ -1,0 +1,167 @@
+"""The incremental slice automaton and its token masks (avclm.slice_automaton).
+
+- it agrees with the recursive grammar of avclm.mb_grammar (itself checked against
+  libavcodec in test_mb_grammar.py): x264 slices fed byte by byte end complete, every
+  byte prefix is alive, corrupted slices get the same verdict;
+- random walks over token masks (uniform among allowed tokens; no model, no gate) with
+  three vocabularies, both profiles: every NAL they complete passes the NAL verifier's
+  full check, the strict one-macroblock decode included, and the stream decodes strictly.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from avclm import mb_grammar as g
+from avclm import nal as nalmod
+from avclm import slice_automaton as sa
+from avclm.bits import BitReader, compose_slice_header, data_bits, parse_slice_fields
+from avclm.codec import SAMPLE_CLIPS, encode_video
+from avclm.profile import PAPER, TINY
+from avclm.stream import decode_annexb
+from avclm.verifier import NalConstraint, NalVerifier, stream_facts
+from codeclm.tokenizer import MIN_VOCAB, ByteTokenizer
+
+PROFILES = {"tiny": TINY, "paper": PAPER}
+
+
+@pytest.fixture(scope="module")
+def encodes() -> dict:
+    return {name: {c: encode_video(p, prof) for c, p in SAMPLE_CLIPS.items()}
+            for name, prof in PROFILES.items()}
+
+
+def _feed(auto: sa.SliceAutomaton, rbsp: bytes):
+    """Feed RBSP bytes; the states after each byte (None once rejected)."""
+    st, out = auto.start, []
+    for x in rbsp:
+        st = auto.step_byte(st, x) if st is not None else None
+        out.append(st)
+    return out
+
+
+@pytest.mark.parametrize("name", ["tiny", "paper"])
+def test_x264_slices_run_through_the_automaton(encodes, name):
+    facts = stream_facts(PROFILES[name])
+    for data in encodes[name].values():
+        for nal in nalmod.split_annexb(data):
+            if not nalmod.is_picture_nal(nal):
+                continue
+            f, hn, v, t = parse_slice_fields(nal, facts.sps, facts.pps)
+            header = (v >> (t - hn), hn)
+            auto = sa.SliceAutomaton(header, g.MacroblockContext.of(f, facts.pps, hn))
+            states = _feed(auto, v.to_bytes(t // 8, "big"))
+            assert all(s is not None for s in states), f
+            assert states[-1][3] == sa.DONE
+            assert all(s[3] != sa.DONE for s in states[:-1])  # not complete any earlier
+
+
+@pytest.mark.parametrize("name", ["tiny", "paper"])
+def test_automaton_agrees_with_the_recursive_grammar(encodes, name):
+    """Corrupted slice data (a flipped bit, a truncation, a random tail) gets the same
+    verdict from both implementations (all mb_types); with ``canonical`` only the
+    macroblock types x264 writes pass."""
+    facts = stream_facts(PROFILES[name])
+    rng = random.Random(3)
+    slices = [n for n in nalmod.split_annexb(encodes[name]["testsrc2_320x240_6s"])
+              if nalmod.is_picture_nal(n)]
+    outcomes = set()
+    for nal in rng.sample(slices, min(150, len(slices))):
+        f, hn, v, t = parse_slice_fields(nal, facts.sps, facts.pps)
+        ctx = g.MacroblockContext.of(f, facts.pps, hn)
+        auto = sa.SliceAutomaton((v >> (t - hn), hn), ctx)
+        canonical = sa.SliceAutomaton((v >> (t - hn), hn), ctx, canonical=True)
+        dv, dn = data_bits(v, t, hn)
+        for bad in ((dv ^ (1 << rng.randrange(dn)), dn), (dv >> 3, max(dn - 3, 0)),
+                    ((dv << 12) | rng.getrandbits(12), dn + 12)):
+            ok = g.check_slice_data(bad, ctx) is None
+            bits = (v >> (t - hn) << bad[1] | bad[0]) << 1 | 1  # header, data, stop bit
+            n = hn + bad[1] + 1
+            st = auto.step_bits(auto.start, bits, n)
+            assert ok == (st is not None and st[3] == sa.DONE), (f, bad)
+            outcomes.add(ok)
+            st = canonical.step_bits(canonical.start, bits, n)
+            if st is not None and st[3] == sa.DONE:
+                assert ok and _mb_type(bad, ctx) in sa.CANONICAL_MB_TYPES[f.kind] + (None,)
+    assert outcomes == {True, False}
+
+
+def _mb_type(data: tuple[int, int], ctx: g.MacroblockContext) -> int | None:
+    """mb_type of valid slice data (None for P_Skip)."""
+    value, n = data
+    r = BitReader((value << (-n % 8)).to_bytes((n + 7) // 8, "big"))
+    if ctx.kind == nalmod.SLICE_P and r.ue() == 1:
+        return None
+    return r.ue()
+
+
+def _uniform_walk(tok, profile, rng, n_bytes: int) -> bytes:
+    """Tokens drawn uniformly among the allowed ones (openers favoured so NALs stay
+    short), from the stream's first byte, until ``n_bytes`` are written."""
+    c = NalConstraint(tok, profile=profile)
+    assert c.grammar is not None
+    tf = c.tokens
+    data = bytearray()
+    while len(data) < n_bytes:
+        allowed = torch.nonzero(c.allowed_mask()).flatten().tolist()
+        assert allowed, "empty mask"
+        openers = [a for a in allowed if tf.lead1[a] or tf.zeros[a]]
+        t = rng.choice(openers if openers and rng.random() < 0.9 else allowed)
+        if t == tok.eos_id:
+            continue
+        c.advance(t)
+        data += tok.token_bytes[t]
+    return bytes(data)
+
+
+@pytest.mark.parametrize("name,vocab", [("tiny", MIN_VOCAB), ("tiny", 384), ("paper", 1024)])
+def test_token_walks_give_slices_that_decode(encodes, name, vocab):
+    """No model, no gate: every completed NAL of a uniform token walk passes the full
+    NAL check (x264's header, emulation prevention, the strict one-macroblock decode),
+    and the complete pictures decode strictly as a stream."""
+    profile = PROFILES[name]
+    tok = ByteTokenizer.train(list(encodes[name].values()), vocab, "h264")
+    rng = random.Random(vocab)
+    data = _uniform_walk(tok, profile, rng, 5000)
+    _, units = nalmod.split_annexb_units(data)
+    gate = NalVerifier(profile, after_header=False)
+    slices, whole = 0, 0
+    for i, unit in enumerate(units[:-1]):  # the last one may be unfinished
+        nal = nalmod.strip_start_code(unit)
+        assert gate.check(nal) is None, gate.check(nal)
+        if gate.observe(nal):
+            whole = i + 1  # units up to here hold complete pictures
+        slices += nalmod.is_picture_nal(nal)
+    assert slices >= 20
+    if gate.frames:
+        stream = b"".join(units[:whole])
+        assert len(decode_annexb(stream, profile, strict=True)) == gate.frames
+
+
+def test_masks_never_reject_x264_tokens(encodes):
+    """The byte-level tokenizations of x264 clips pass the masks token by token."""
+    tok = ByteTokenizer.train(list(encodes["tiny"].values()), 384, "h264")
+    for data in encodes["tiny"].values():
+        c = NalConstraint(tok, profile=TINY)
+        for t in tok.encode(data, bos=False, eos=False)[:1500]:
+            assert bool(c.allowed_mask()[t])
+            c.advance(t)
+
+
+def test_escape_bytes_are_not_slice_bits():
+    """A token holding an emulation-prevention byte is judged on its RBSP bits; after
+    the stop bit an escape is a dead end (only trailing zeros may follow it there)."""
+    rb = sa.TokenRbsp([b"\x00\x00\x03\x01", b"\x03", b"\x00"])
+    assert rb.trie[2][sa.ESCAPE][1] == [1]  # a lone 03 after two zeros
+    assert rb.trie[0][0][0][0][0][sa.ESCAPE][0][1][1] == [0]  # 00 00 <escape> 01
+    assert rb.trie[0][3][1] == [1]  # 03 elsewhere is a plain byte
+    facts = stream_facts(TINY)
+    f = facts.slice_fields("p", 1, 1, None, 1)
+    header = compose_slice_header(f, facts.log2_max_frame_num)
+    auto = sa.SliceAutomaton(header, g.MacroblockContext.of(f, facts.pps, header[1]))
+    skip = auto.step_bits(auto.start, (header[0] << 4) | 0b0101, header[1] + 4)  # skip_run 1, stop
+    assert skip[3] == sa.DONE and auto.step_byte(skip, sa.ESCAPE) is None
+    assert auto.step_byte(auto.start, sa.ESCAPE) is None  # the header's first byte is > 3
