@@ -282,6 +282,12 @@ for module in (J, A):
 case("export-ckpt-list", J, "export", f"{F}/ckpt/list.ckpt", "-o", "m", heavy=True)
 case("export-ckpt-no-codeclm", J, "export", f"{F}/ckpt/nokey.ckpt", "-o", "m", heavy=True)
 
+# eval: a bad FID weights file ---------------------------------------------------------------------
+for name in ("random", "empty", "zeros"):
+    case(f"eval-weights-{name}", J, "eval", "uncond", "--images", f"{F}/media", "-o", "ev",
+         "--samples", "2", "--extractor", "inception", "--weights", BAD_FILES[name],
+         expect="FID Inception", heavy=True)
+
 # train -------------------------------------------------------------------------------------------
 TRAIN_BAD = {
     "config-missing": ["--config", f"{F}/no.yaml"], "config-binary": ["--config", f"{F}/random.bin"],
