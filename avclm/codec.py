@@ -324,11 +324,16 @@ def _encode_stream(frames: Iterator[av.VideoFrame], time_base: Fraction,
         for frame in itertools.chain([first], frames):
             if not enc.push(frame):
                 break
+        if not enc.done:
+            enc.push(None)  # flush the filters: every frame of the clip is counted now
+        if enc.frames_out == 0:  # e.g. one source frame shorter than one output frame
+            raise InputError(f"{what}: no video frame survives resampling to {profile.fps} fps "
+                             f"in the first {profile.seconds} s (too short a clip)")
         data = enc.finish()
     except av.error.FFmpegError as e:
         raise EncodeError(f"{what}: encoding failed ({e})") from e
-    if enc.frames_out == 0:
-        raise InputError(f"{what}: no video frames in the first {profile.seconds} s")
+    except EncodeError as e:  # canonicalize's structure checks: name the file
+        raise EncodeError(f"{what}: {e}") from e
     return data
 
 

@@ -145,6 +145,11 @@ def save_model_dir(model, tokenizer: ByteTokenizer, profile, directory: str | os
             from .outputs import describe_os_error
 
             raise OutputError(f"{directory}: cannot write ({describe_os_error(e)})") from e
+        if type(e).__name__ == "SafetensorError":  # safetensors' own wrapper of an IO error
+            full = any(k in str(e) for k in ("StorageFull", "os error 28", "os error 27",
+                                             "code: 28", "code: 27"))
+            raise OutputError(f"{directory}: cannot write the weights "
+                              f"({'disk full' if full else ' '.join(str(e).split())[:200]})") from e
         raise
     return directory
 

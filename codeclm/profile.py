@@ -91,6 +91,6 @@ def load_profile(directory_or_file: str | os.PathLike):
         raise ProfileError(f"{p}: no codec profile found")
     try:
         d = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or not UTF-8
         raise ProfileError(f"{p}: unreadable profile ({e})") from e
     return profile_from_dict(d)

@@ -5,7 +5,8 @@
 own. A folder it creates or adopts gets a marker file (:data:`MARKER`):
 
 * OUT missing or empty: it becomes ours.
-* OUT holding our marker: ours; the run resumes or rebuilds the shard set there.
+* OUT holding our marker (or a complete shard set from before markers): ours; the run
+  resumes or rebuilds the shard set there.
 * any other non-empty OUT: refused, unless ``--overwrite``; even then, an existing
   ``.cache``, ``.staging`` or ``chunk-*.bin`` that is not ours is refused by name
   (the run would delete it). Files of the shard set's names (``index.json``,
@@ -42,9 +43,16 @@ def _describe(e: OSError) -> str:
     return describe_os_error(e)
 
 
+#: the metadata every finished shard set holds: a folder with all of them (and no marker)
+#: is a shard set written before markers existed, and is adopted
+SHARD_SET_FILES = ("index.json", "stats.json", "profile.json", "tokenizer.json", "skipped.jsonl")
+
+
 def is_owned(out: Path) -> bool:
-    """True if ``out`` carries our marker (or our lock file: a run that is starting)."""
-    return (out / MARKER).is_file() or (out / LOCK).is_file()
+    """True if ``out`` carries our marker (or our lock file: a run that is starting), or
+    is a complete shard set from before markers."""
+    return ((out / MARKER).is_file() or (out / LOCK).is_file()
+            or all((out / name).is_file() for name in SHARD_SET_FILES))
 
 
 def check_out(src: Path, out: Path, overwrite: bool) -> None:

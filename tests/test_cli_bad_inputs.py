@@ -151,6 +151,9 @@ for prof in ("paper", "tiny"):
     for name, path in VIDEO_BAD.items():
         case(f"encode-{prof}-{name}", A, "encode", path, "-o", "out.h264", "--profile", prof)
 case("encode-stdin", A, "encode", "-", "-o", "out.h264")
+for prof in ("paper", "tiny"):  # one frame shorter than one output frame: named, not "start code"
+    case(f"encode-{prof}-one-short-frame", A, "encode", f"{F}/one_frame.mp4", "-o", "o.h264",
+         "--profile", prof, expect="one_frame.mp4: no video frame survives")
 out_file_cases(A, "encode", ["encode", f"{F}/clip.mp4"], ".h264", ["--profile", "tiny"])
 case("encode-profile-unknown", A, "encode", f"{F}/clip.mp4", "-o", "o.h264", "--profile", "huge")
 case("encode-no-args", A, "encode", rc=2)
@@ -282,6 +285,12 @@ for module in (J, A):
 case("export-ckpt-list", J, "export", f"{F}/ckpt/list.ckpt", "-o", "m", heavy=True)
 case("export-ckpt-no-codeclm", J, "export", f"{F}/ckpt/nokey.ckpt", "-o", "m", heavy=True)
 
+# eval: a bad FID weights file ---------------------------------------------------------------------
+for name in ("random", "empty", "zeros"):
+    case(f"eval-weights-{name}", J, "eval", "uncond", "--images", f"{F}/media", "-o", "ev",
+         "--samples", "2", "--extractor", "inception", "--weights", BAD_FILES[name],
+         expect="FID Inception", heavy=True)
+
 # train -------------------------------------------------------------------------------------------
 TRAIN_BAD = {
     "config-missing": ["--config", f"{F}/no.yaml"], "config-binary": ["--config", f"{F}/random.bin"],
@@ -402,6 +411,7 @@ def _write_fixtures(f: Path) -> None:
     frames = rng.integers(0, 256, (8, 64, 64, 3), np.uint8)
     save_mp4(frames, 3.0, f / "videos" / "clip.mp4")
     shutil.copy(f / "videos" / "clip.mp4", f / "clip.mp4")
+    _one_frame_video(f / "one_frame.mp4", rng)
     mp4 = (f / "clip.mp4").read_bytes()
     (f / "trunc.mp4").write_bytes(mp4[:len(mp4) // 3])
     (f / "sig.mp4").write_bytes(mp4[:32] + rng.bytes(500))
@@ -416,6 +426,18 @@ def _write_fixtures(f: Path) -> None:
     (f / "list.yaml").write_text("- a\n- b\n")
     _write_checkpoints(f / "ckpt", torch, rng)
     _write_models(f / "models", rng)
+
+
+def _one_frame_video(path: Path, rng) -> None:
+    """A valid H.264 MP4 of a single frame at 30 fps (1/30 s long)."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+        frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (64, 64, 3), np.uint8), "rgb24")
+        for packet in [*s.encode(frame), *s.encode()]:
+            c.mux(packet)
 
 
 def _write_checkpoints(d: Path, torch, rng) -> None:

@@ -15,6 +15,8 @@ bilinear resize to 299x299 (``align_corners=False``, no antialiasing), scale to 
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -215,14 +217,23 @@ def load_fid_inception(path) -> FIDInceptionV3:
     """The FID InceptionV3 with the weights file at ``path`` (a state dict, strict load;
     ``num_batches_tracked`` buffers may be absent, as in the pytorch-fid file).
     Raises :class:`codeclm.errors.ModelError` if the file is not that state dict."""
+    import pickle
+
     from ..errors import ModelError
 
     net = FIDInceptionV3()
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise ModelError(f"{path}: empty file, not the FID Inception weights ({WEIGHTS_FILE})")
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError, EOFError) as e:
-        raise ModelError(f"{path}: cannot read the FID Inception weights ({e})") from e
-    if not isinstance(state, dict):
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ModelError(f"{path}: cannot read the FID Inception weights ({first})") from e
+    except Exception as e:  # the unpickler raises assorted types on random bytes
+        raise ModelError(f"{path}: not the FID Inception weights ({WEIGHTS_FILE}; "
+                         f"unreadable: {type(e).__name__})") from e
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise ModelError(f"{path}: not a state dict ({type(state).__name__})")
     expected = net.state_dict()
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
