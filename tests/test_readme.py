@@ -110,9 +110,12 @@ def scratch(tmp_path_factory):
     for folder, kind, n in (("val", "image", 3), ("heldout", "image", 3), ("clips", "video", 2)):
         subprocess.run(synth + [str(work / folder), "--kind", kind, "--count", str(n)],
                        env=env, check=True, capture_output=True)
-    Image.open(min((work / "val").iterdir())).convert("RGB").save(work / "photo.jpg", quality=90)
+    def first(folder):  # the first media file (not the tools' hidden run markers)
+        return min(p for p in (work / folder).iterdir() if not p.name.startswith("."))
+
+    Image.open(first("val")).convert("RGB").save(work / "photo.jpg", quality=90)
     Image.linear_gradient("L").resize((320, 200)).convert("RGB").save(work / "landscape.jpg")
-    shutil.copy(min((work / "clips").iterdir()), work / "clip.mp4")
+    shutil.copy(first("clips"), work / "clip.mp4")
     return work, env
 
 
