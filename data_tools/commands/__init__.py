@@ -36,4 +36,5 @@ def add_progress(parser: argparse.ArgumentParser) -> None:
     g = parser.add_mutually_exclusive_group()
     g.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="always show the progress bar (default: only on a terminal)")
-    g.add_argument("--no-progress", dest="progress", action="store_false")
+    g.add_argument("-q", "--quiet", "--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (the same -q/--quiet as jpeglm and avclm)")

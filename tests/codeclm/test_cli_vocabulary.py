@@ -62,6 +62,11 @@ def test_quiet_spellings(spelling):
 
     ns = _parsed(jpeg_eval, ["uncond", "--images", "d", "-o", "o", spelling])
     assert ns.no_progress
+    from data_tools.commands import images, synth
+
+    assert _parsed(images, ["src", "out", "--profile", "tiny", "--tokenizer", "t.json",
+                            spelling]).progress is False
+    assert _parsed(synth, ["out", "--kind", "image", "--count", "1", spelling]).progress is False
 
 
 def test_avclm_generate_num_and_batch_are_one_flag():
