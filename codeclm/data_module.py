@@ -44,6 +44,7 @@ from .litdata_offline import offline_litdata
 from .model_dir import COMMAND_OF
 from .profile import load_profile
 from .tokenizer import ByteTokenizer
+from .versions import read as read_versions
 
 #: shortest context (tokens) a model is built with (codeclm.models.llama_config)
 MIN_CONTEXT = 16
@@ -188,6 +189,8 @@ class CodecDataModule(L.LightningDataModule):
 
         self.info, self.tokenizer, self.profile = load_shard_meta(path, modality)
         self.modality = self.profile.modality
+        #: the codec libraries that made the shards' bytes (codeclm.versions; None if unrecorded)
+        self.versions = read_versions(path)
         self.val_info = None
         if self.val_path:
             self.val_info, vtok, _ = load_shard_meta(self.val_path, self.modality)

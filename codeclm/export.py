@@ -125,7 +125,8 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike,
             f"(global step {ckpt.get('global_step')}, epoch {ckpt.get('epoch')}); "
             f"codec profile `{profile.name}`, vocabulary {tokenizer.vocab_size}, "
             f"context {config.max_position_embeddings} tokens.\n")
-    return save_model_dir(model, tokenizer, profile, out_dir, card=card, overwrite=overwrite)
+    return save_model_dir(model, tokenizer, profile, out_dir, card=card, overwrite=overwrite,
+                          versions=info.get("versions"))
 
 
 # --- the CLI verb, shared by jpeglm/commands/export.py and avclm/commands/export.py ---------

@@ -281,10 +281,14 @@ class CodecLM(L.LightningModule):
 
     # --- checkpoints ----------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store tokenizer, profile and Llama config so export needs only the checkpoint."""
+        """Store tokenizer, profile, the shards' codec library versions and the Llama config
+        so export needs only the checkpoint."""
         from .profile import profile_to_dict
 
+        trainer = getattr(self, "_trainer", None)
+        versions = getattr(getattr(trainer, "datamodule", None), "versions", None)
         checkpoint[CKPT_KEY] = {
+            "versions": versions,
             "format": CKPT_FORMAT,
             "modality": self.tokenizer.modality,
             "tokenizer": self.tokenizer.backend.to_str(),

@@ -24,6 +24,7 @@ from .errors import ModelError, OutputError, TokenizerError
 from .llama_weights import LlamaWeights, load_weights
 from .profile import load_profile, save_profile
 from .tokenizer import ByteTokenizer
+from .versions import warn_if_different
 
 #: where each modality's bundled demo model lives (inside the installed package)
 BUNDLED = {"jpeg": ("jpeglm", "assets/model"), "h264": ("avclm", "assets/model")}
@@ -115,8 +116,11 @@ def check_model_target(directory: str | os.PathLike, overwrite: bool = False) ->
 
 
 def save_model_dir(model, tokenizer: ByteTokenizer, profile, directory: str | os.PathLike,
-                   card: str | None = None, overwrite: bool = False) -> Path:
+                   card: str | None = None, overwrite: bool = False,
+                   versions: dict | None = None) -> Path:
     """Write a complete model directory atomically (built in a temp dir, then renamed).
+    ``versions``: the codec libraries that made the training bytes, recorded in
+    ``profile.json`` (:mod:`codeclm.versions`; from the checkpoint on export).
 
     An existing directory is replaced only with ``overwrite`` and only if it holds
     nothing but model directory files (:func:`check_model_target`)."""
@@ -134,7 +138,7 @@ def save_model_dir(model, tokenizer: ByteTokenizer, profile, directory: str | os
         _quiet_transformers()
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.to_hf().save_pretrained(tmp)
-        save_profile(profile, tmp)
+        save_profile(profile, tmp, versions=versions)
         if card:
             (tmp / "README.md").write_text(card)
         _normal_permissions(tmp)
@@ -259,6 +263,7 @@ def load_model_dir(path: str | os.PathLike, modality: str | None = None, device:
     if path.is_dir() and is_spm_dir(path):  # the published JPEG-LM checkpoint's format
         return load_spm_dir(path, modality, device, dtype)
     profile, tokenizer = check_model_dir(path, modality)
+    warn_if_different(path, profile.modality)
     weights = load_weights(path, device=device, dtype=dtype or torch.float32)
     if weights.config.vocab_size != tokenizer.vocab_size:
         raise TokenizerError(f"{path}: model vocabulary ({weights.config.vocab_size}) does not "

@@ -53,6 +53,7 @@ def profile_from_dict(d: dict[str, Any]):
     if not isinstance(d, dict):
         raise ProfileError(f"a profile is a JSON object, not {type(d).__name__}")
     d = dict(d)
+    d.pop("versions", None)  # the codec libraries' versions (codeclm.versions), not settings
     modality = d.pop("modality", None)
     if not isinstance(modality, str) or modality not in MODALITIES:
         raise ProfileError(f"profile has unknown modality {modality!r}")
@@ -71,13 +72,18 @@ def profile_from_dict(d: dict[str, Any]):
         raise ProfileError(f"invalid {modality} profile ({e})") from e
 
 
-def save_profile(profile, directory: str | os.PathLike) -> Path:
-    """Write ``profile.json`` into ``directory`` (atomically)."""
+def save_profile(profile, directory: str | os.PathLike,
+                 versions: dict[str, str] | None = None) -> Path:
+    """Write ``profile.json`` into ``directory`` (atomically), with the codec libraries'
+    ``versions`` (:mod:`codeclm.versions`) under ``"versions"`` when given."""
     from .io import atomic_write
 
     path = Path(directory) / PROFILE_FILE
+    d = profile_to_dict(profile)
+    if versions:
+        d["versions"] = dict(versions)
     with atomic_write(path, "w") as f:
-        json.dump(profile_to_dict(profile), f, indent=2, sort_keys=True)
+        json.dump(d, f, indent=2, sort_keys=True)
         f.write("\n")
     return path
 

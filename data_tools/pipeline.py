@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from codeclm import versions
 from codeclm.errors import InputError, ProfileError, TokenizerError
 from codeclm.io import atomic_write, atomic_write_bytes
 from codeclm.profile import profile_to_dict, save_profile
@@ -164,6 +165,7 @@ def build_dataset(src: str | os.PathLike, out: str | os.PathLike, kind: str, pro
         raise TokenizerError(f"{tokenizer_path}: tokenizer is for {KIND_OF_MODALITY[tokenizer.modality]}s "
                              f"({tokenizer.modality}), not {kind}s")
     outdir.check_out(src, out, overwrite)
+    libs = _check_versions(out, profile.modality)
 
     rels = list_files(src, exclude=[out])
     if not rels:
@@ -173,7 +175,8 @@ def build_dataset(src: str | os.PathLike, out: str | os.PathLike, kind: str, pro
     root = source_root(src)
 
     tok_sha = sha256_file(tokenizer_path)
-    prof_sha = _sha256_text(json.dumps(profile_to_dict(profile), sort_keys=True))
+    # the cache key covers the codec libraries too: tokens made by another build never mix in
+    prof_sha = _sha256_text(json.dumps([profile_to_dict(profile), libs], sort_keys=True))
     cache = InputCache(out / CACHE_DIR)
     skipped: dict[Unit, str] = {}
     stats_of: dict[str, os.stat_result] = {}  # relpath -> stat, media files only
@@ -254,6 +257,19 @@ def _redo(path: Path, key: str, unit: Unit, cache: InputCache, profile, tokenize
     return cache.scan().get(key)
 
 
+def _check_versions(out: Path, modality: str) -> dict[str, str]:
+    """The running codec libraries' versions; :class:`ProfileError` if ``out`` already holds
+    a shard set made with others (adding to it would mix two encoders' bytes)."""
+    running = versions.current(modality)
+    recorded = versions.read(out) if (out / "profile.json").is_file() else None
+    diff = versions.differences(recorded, running) if recorded else []
+    if diff:
+        raise ProfileError(f"{out}: this shard set was made with other codec libraries "
+                           f"({'; '.join(diff)}); adding to it would mix their bytes: build "
+                           "into a new OUT")
+    return running
+
+
 def _sha256_text(s: str) -> str:
     import hashlib
 
@@ -304,7 +320,7 @@ def _build(out: Path, kind: str, profile, tokenizer: ByteTokenizer, tokenizer_pa
     info = shards.write_shards(itertools.chain([first], gen), staging, tokenizer.vocab_size,
                                chunk_bytes)
     shards.install_shards(staging, out)
-    save_profile(profile, out)
+    save_profile(profile, out, versions=versions.current(profile.modality))
     atomic_write_bytes(out / TOKENIZER_FILE, tokenizer_path.read_bytes())
     _write_skipped(out, skipped)
     _write_manifest(out, kind, written)

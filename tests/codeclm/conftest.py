@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from codeclm import versions
 from codeclm.profile import get_profile, save_profile
 from codeclm.tokenizer import MIN_VOCAB, ByteTokenizer
 
@@ -52,7 +53,7 @@ def build_shards(out: Path, samples: list[bytes], modality: str, vocab_size: int
     else:
         raise ValueError(writer)
     tok.save(out / "tokenizer.json")
-    save_profile(get_profile(modality, profile_name), out)
+    save_profile(get_profile(modality, profile_name), out, versions=versions.current(modality))
     lengths = np.array([len(x) for x in ids])
     (out / "stats.json").write_text(json.dumps({
         "samples": len(ids), "total_tokens": int(lengths.sum()),

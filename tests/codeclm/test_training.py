@@ -179,6 +179,10 @@ def test_fit_logs_previews_checkpoints_and_exports(jpeg_shards, tmp_path):
     probe = bytes(range(256)) * 2
     assert loaded.tokenizer.encode(probe) == original.encode(probe)
     assert loaded.profile.name == "tiny"
+    # the shards' codec library versions travel through the checkpoint into the model
+    from codeclm import versions
+
+    assert versions.read(out) == versions.read(jpeg_shards) == versions.current("jpeg")
 
     state = load_checkpoint(ckpt)["state_dict"]
     lm = CodecLM(preset="tiny", context=256, tokenizer=loaded.tokenizer)
