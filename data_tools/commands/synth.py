@@ -1,7 +1,9 @@
 """Write procedural training media (PNG images or MP4 videos) at a profile's size.
 
-Sources: `shapes` (moving circles and rectangles on plain or gradient backgrounds,
-what the demo models learn) and the ffmpeg generators `life`, `testsrc2`,
+Sources: `shapes` (moving circles and rectangles on plain or gradient backgrounds),
+`pan` (a camera panning over still shapes), `photo-crops` (random crops of
+scikit-image's bundled photographs, `--split train|heldout`; pans over them as video)
+and the ffmpeg generators `life`, `testsrc2`,
 `mandelbrot`, `cellauto`. Deterministic given --seed.
 """
 
@@ -11,7 +13,7 @@ from codeclm.errors import ConfigError
 from codeclm.profile import get_profile
 
 from ..sources import MODALITY_OF_KIND
-from ..synth import DEFAULT_SOURCES, SOURCES, synth
+from ..synth import DEFAULT_SOURCES, SOURCES, SPLITS, synth
 from . import add_progress, kind_arg, positive_int
 
 
@@ -32,6 +34,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sources", default=",".join(DEFAULT_SOURCES),
                         help=f"comma list from {','.join(SOURCES)} or 'all' (default: %(default)s)")
+    parser.add_argument("--split", choices=SPLITS, default="train",
+                        help="which photos photo-crops cuts from: the training photos or the "
+                             "held-out ones kept for evaluation (default: %(default)s)")
     parser.add_argument("--fps", type=float, help="video frame rate (default: the profile's)")
     parser.add_argument("--seconds", type=float, help="video length (default: the profile's)")
     parser.add_argument("--size", help="WxH instead of the profile's size")
@@ -44,6 +49,7 @@ def run(args) -> int:
     sources = SOURCES if args.sources == "all" else tuple(s.strip() for s in args.sources.split(",") if s.strip())
     paths = synth(args.out, args.kind, profile, args.count, args.seed, sources, fps=args.fps,
                   seconds=args.seconds, size=_size(args.size) if args.size else None,
-                  progress=bool(args.progress), workers=args.workers)
-    print(f"wrote {len(paths)} synthetic {args.kind}s ({', '.join(sources)}) to {args.out}")
+                  progress=bool(args.progress), workers=args.workers, split=args.split)
+    split = f", {args.split} photos" if "photo-crops" in sources else ""
+    print(f"wrote {len(paths)} synthetic {args.kind}s ({', '.join(sources)}{split}) to {args.out}")
     return 0
