@@ -4,8 +4,12 @@ Runs exactly what a user would type::
 
     avclm generate --frames 16 -o demo_out/demo.mp4 --seed 2
     jpeglm generate -n 16 -o demo_out/images --seed 2
+    python -m data_tools synth demo_out/heldout --kind image --count 4 --seed 2 \
+        --sources photo-crops --split heldout
+    jpeglm complete demo_out/heldout/*.png --prefix-ratio 0.5 -o demo_out/complete --seed 2
 
-then checks both outputs with the strict decoders (every frame and every image must
+(the last two: crops of photos the image model never saw, and the model writing the
+bottom half of each from its top half), then checks the outputs with the strict decoders (every frame and every image must
 decode with no error) and prints what it made. Uses a GPU when one is available (the
 generators pick ``cuda`` by default). Without bundled models it falls back to a real
 canonical encode/decode round trip of the bundled sample media, and says so.
@@ -63,8 +67,9 @@ def _avcc_parameter_sets(extradata: bytes) -> bytes:
     return bytes(out)
 
 
-def _run(cli_main, argv: list[str]) -> None:
-    print("$ " + " ".join(argv), flush=True)
+def _run(cli_main, argv: list[str], shown: str | None = None) -> None:
+    """Run a CLI's ``main`` on ``argv``, printing the command line (or ``shown``) first."""
+    print("$ " + (shown or " ".join(argv)), flush=True)
     rc = cli_main(argv[1:])
     if rc:
         raise SystemExit(f"demo: `{' '.join(argv)}` failed with exit code {rc}")
@@ -97,6 +102,25 @@ def generation_demo(out: Path, frames: int, images: int, seed: int) -> None:
     for p in jpgs:
         jpeg_codec.decode(p.read_bytes(), jprofile, strict=True)
     print(f"demo: {out / 'images'}: {len(jpgs)} images, all decode strictly ({t_images:.1f} s)")
+    completion_demo(out, seed)
+
+
+def completion_demo(out: Path, seed: int, count: int = 4) -> None:
+    """Held-out photo crops, completed from their top half by the bundled image model."""
+    from data_tools.__main__ import main as data_tools_main
+    from jpeglm.cli import main as jpeglm_main
+
+    heldout = out / "heldout"
+    _run(data_tools_main, ["python -m data_tools", "synth", str(heldout), "--kind", "image",
+                           "--count", str(count), "--seed", str(seed), "--sources",
+                           "photo-crops", "--split", "heldout"])
+    t0 = time.perf_counter()
+    photos = sorted(str(p) for p in heldout.glob("*.png"))
+    tail = ["--prefix-ratio", "0.5", "-o", str(out / "complete"), "--seed", str(seed)]
+    _run(jpeglm_main, ["jpeglm", "complete", *photos, *tail],
+         shown=" ".join(["jpeglm", "complete", f"{heldout}/*.png", *tail]))
+    print(f"demo: {out / 'complete'}/grid.png: original, prompt, completion for {len(photos)} "
+          f"held-out photos ({time.perf_counter() - t0:.1f} s)")
 
 
 def roundtrip_demo(out: Path) -> None:

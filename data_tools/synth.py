@@ -10,6 +10,12 @@ Two families of sources:
   frame on each axis) over a still world of three to six shapes on a gradient along the
   pan. Every macroblock moves with the same motion vector, the easiest motion there is
   for a small model to learn (the bundled video model is trained on it).
+* ``photo-crops`` (scikit-image's bundled photographs, ``skimage.data``): a seeded random
+  square crop (side log-uniform between the frame's short side and the photo's), resized
+  to the frame size with Pillow's Lanczos filter and mirrored half of the time. The photos
+  are split once and for all into :data:`TRAIN_PHOTOS` and :data:`HELDOUT_PHOTOS`
+  (``split=``), so a model can be evaluated on photos it never saw. As a video, the camera
+  pans at a whole-pixel velocity across the scaled photo.
 * ffmpeg ``lavfi`` generators, run through the bundled binary
   (``imageio_ffmpeg.get_ffmpeg_exe()``): ``life`` (Conway's game of life), ``testsrc2``
   (test pattern), ``mandelbrot`` (zooming fractal), ``cellauto`` (elementary cellular
@@ -25,6 +31,7 @@ frame rate and clip length.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import subprocess
 from collections.abc import Sequence
@@ -35,8 +42,15 @@ import numpy as np
 from codeclm.errors import ConfigError, EncodeError
 from codeclm.io import atomic_path
 
-SOURCES = ("shapes", "pan", "life", "testsrc2", "mandelbrot", "cellauto")
+SOURCES = ("shapes", "pan", "photo-crops", "life", "testsrc2", "mandelbrot", "cellauto")
 DEFAULT_SOURCES = ("shapes",)
+SPLITS = ("train", "heldout")
+#: ``skimage.data`` photographs in the wheel (no download), colour and grey; grey ones are
+#: repeated into three channels. Synthetic pictures (logo, colorwheel, ...) are left out.
+TRAIN_PHOTOS = ("astronaut", "chelsea", "hubble_deep_field", "immunohistochemistry", "retina",
+                "rocket", "camera", "coins", "grass", "gravel", "moon", "page", "text", "cell")
+#: never used for training crops: evaluation only
+HELDOUT_PHOTOS = ("coffee", "clock", "brick")
 
 #: distinct, saturated shape colours and calmer background colours (RGB)
 SHAPE_PALETTE = np.array([
@@ -225,6 +239,83 @@ def pan_frames(world: Scene, vx: int, vy: int, width: int, height: int, frames: 
                      for t in range(frames)])
 
 
+# --- photographs -------------------------------------------------------------------------
+
+
+@functools.cache
+def load_photo(name: str) -> np.ndarray:
+    """``skimage.data.<name>()`` as an (H, W, 3) uint8 RGB array (read-only)."""
+    try:
+        import skimage.data
+    except ImportError as e:  # pragma: no cover - a declared dependency
+        raise ConfigError("the photo-crops source needs scikit-image (pip install scikit-image)") from e
+    img = np.asarray(getattr(skimage.data, name)())
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    img = np.ascontiguousarray(img[:, :, :3], dtype=np.uint8)
+    img.setflags(write=False)
+    return img
+
+
+def photos_of(split: str) -> tuple[str, ...]:
+    """The photo names of a split: ``train`` or ``heldout``."""
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    return TRAIN_PHOTOS if split == "train" else HELDOUT_PHOTOS
+
+
+def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(img).resize((width, height), Image.Resampling.LANCZOS))
+
+
+def photo_crop(rng: np.random.Generator, width: int, height: int,
+               split: str = "train") -> tuple[str, np.ndarray]:
+    """(photo name, crop): one random crop of a random photo of ``split``, resized to
+    (height, width, 3) uint8.
+
+    The crop has the frame's aspect ratio; its width is log-uniform between ``width``
+    pixels and the largest that fits the photo, so crops range from native-resolution
+    detail to nearly the whole photo scaled down. Mirrored left-right half of the time.
+    """
+    names = photos_of(split)
+    name = names[int(rng.integers(0, len(names)))]
+    photo = load_photo(name)
+    ph, pw = photo.shape[:2]
+    largest = min(pw, ph * width / height)
+    cw = float(np.exp(rng.uniform(np.log(min(width, largest)), np.log(largest))))
+    ch = cw * height / width
+    x0 = float(rng.uniform(0, pw - cw))
+    y0 = float(rng.uniform(0, ph - ch))
+    box = photo[int(y0):int(y0) + max(1, round(ch)), int(x0):int(x0) + max(1, round(cw))]
+    out = _resize(box, width, height)
+    return name, (out[:, ::-1].copy() if rng.random() < 0.5 else out)
+
+
+def photo_pan(rng: np.random.Generator, width: int, height: int, frames: int,
+              split: str = "train") -> tuple[str, np.ndarray]:
+    """(photo name, frames (frames, height, width, 3) uint8): a camera panning at
+    whole-pixel velocity (-2..2 on each axis, not both 0) over a random photo of ``split``
+    scaled down so the view spans between a quarter and half of its short side."""
+    names = photos_of(split)
+    name = names[int(rng.integers(0, len(names)))]
+    photo = load_photo(name)
+    ph, pw = photo.shape[:2]
+    while True:
+        vx, vy = (int(v) for v in rng.integers(-2, 3, size=2))
+        if vx or vy:
+            break
+    scale = float(rng.uniform(2.0, 4.0)) * max(width, height) / min(pw, ph)
+    sw, sh = max(width, round(pw * scale)), max(height, round(ph * scale))
+    sw, sh = max(sw, width + abs(vx) * (frames - 1)), max(sh, height + abs(vy) * (frames - 1))
+    world = _resize(photo, sw, sh)
+    x0 = int(rng.integers(0, sw - width - abs(vx) * (frames - 1) + 1)) + max(0, -vx) * (frames - 1)
+    y0 = int(rng.integers(0, sh - height - abs(vy) * (frames - 1) + 1)) + max(0, -vy) * (frames - 1)
+    return name, np.stack([world[y0 + vy * t:y0 + vy * t + height,
+                                 x0 + vx * t:x0 + vx * t + width] for t in range(frames)])
+
+
 # --- ffmpeg lavfi sources ---------------------------------------------------------------
 
 
@@ -310,9 +401,15 @@ def save_mp4(frames: np.ndarray, fps: float, path: Path) -> None:
                     stdin=np.ascontiguousarray(frames).tobytes())
 
 
-def make_item(kind: str, source: str, geo: Geometry, rng: np.random.Generator) -> np.ndarray:
-    """One item's frames: (1, H, W, 3) for an image, (frames, H, W, 3) for a video."""
+def make_item(kind: str, source: str, geo: Geometry, rng: np.random.Generator,
+              split: str = "train") -> np.ndarray:
+    """One item's frames: (1, H, W, 3) for an image, (frames, H, W, 3) for a video.
+    ``split`` picks the photos of the ``photo-crops`` source (other sources ignore it)."""
     n = 1 if kind == "image" else geo.frames
+    if source == "photo-crops":
+        if kind == "image":
+            return photo_crop(rng, geo.width, geo.height, split)[1][None]
+        return photo_pan(rng, geo.width, geo.height, n, split)[1]
     if source == "shapes":
         scene = random_scene(rng, geo.width, geo.height, moving=kind == "video")
         return np.stack([scene.render(t) for t in range(n)])
@@ -329,12 +426,14 @@ def make_item(kind: str, source: str, geo: Geometry, rng: np.random.Generator) -
 def synth(out: str | os.PathLike, kind: str, profile, count: int, seed: int = 0,
           sources: Sequence[str] = DEFAULT_SOURCES, fps: float | None = None,
           seconds: float | None = None, size: tuple[int, int] | None = None,
-          progress: bool = False, workers: int | None = None) -> list[Path]:
+          progress: bool = False, workers: int | None = None,
+          split: str = "train") -> list[Path]:
     """Write ``count`` synthetic images (PNG) or videos (MP4) into ``out``; returns their paths.
 
     Item ``i`` is ``out/{i:05d}-{source}.png|mp4`` with its source picked from ``sources``
     by the item's own seeded generator, so it does not depend on ``count`` or ``workers``
     (threads; the ffmpeg subprocesses and numpy run outside the GIL; default: one per CPU).
+    ``split`` (``train`` or ``heldout``) picks which photos ``photo-crops`` cuts from.
     Existing files are overwritten.
     """
     if kind not in ("image", "video"):
@@ -344,6 +443,7 @@ def synth(out: str | os.PathLike, kind: str, profile, count: int, seed: int = 0,
     unknown = [s for s in sources if s not in SOURCES]
     if unknown or not sources:
         raise ConfigError(f"unknown synthetic source(s) {unknown}; known: {', '.join(SOURCES)}")
+    photos_of(split)  # validates split
     geo = geometry_for(profile, kind, fps, seconds, size)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -351,7 +451,7 @@ def synth(out: str | os.PathLike, kind: str, profile, count: int, seed: int = 0,
     def one(i: int) -> Path:
         rng = np.random.default_rng((seed, i))
         source = sources[int(rng.integers(0, len(sources)))]
-        frames = make_item(kind, source, geo, rng)
+        frames = make_item(kind, source, geo, rng, split)
         path = out / f"{i:05d}-{source}.{'png' if kind == 'image' else 'mp4'}"
         if kind == "image":
             save_png(frames[0], path)

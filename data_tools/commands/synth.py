@@ -1,7 +1,9 @@
 """Write procedural training media (PNG images or MP4 videos) at a profile's size.
 
-Sources: `shapes` (moving circles and rectangles on plain or gradient backgrounds,
-what the demo models learn) and the ffmpeg generators `life`, `testsrc2`,
+Sources: `shapes` (moving circles and rectangles on plain or gradient backgrounds),
+`pan` (a camera panning over still shapes), `photo-crops` (random crops of
+scikit-image's bundled photographs, `--split train|heldout`; pans over them as video)
+and the ffmpeg generators `life`, `testsrc2`,
 `mandelbrot`, `cellauto`. Deterministic given --seed.
 """
 
@@ -12,7 +14,7 @@ from codeclm.errors import ConfigError
 from codeclm.profile import get_profile
 
 from ..sources import MODALITY_OF_KIND
-from ..synth import DEFAULT_SOURCES, SOURCES, synth
+from ..synth import DEFAULT_SOURCES, SOURCES, SPLITS, synth
 from . import add_progress, kind_arg, positive_int
 
 
@@ -33,6 +35,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sources", default=",".join(DEFAULT_SOURCES),
                         help=f"comma list from {','.join(SOURCES)} or 'all' (default: %(default)s)")
+    parser.add_argument("--split", choices=SPLITS, default="train",
+                        help="which photos photo-crops cuts from: the training photos or the "
+                             "held-out ones kept for evaluation (default: %(default)s)")
     parser.add_argument("--fps", type=float, help="video frame rate (default: the profile's)")
     parser.add_argument("--seconds", type=float, help="video length (default: the profile's)")
     parser.add_argument("--size", help="WxH instead of the profile's size")
@@ -64,11 +69,12 @@ def run(args) -> int:
     try:
         paths = synth(args.out, args.kind, profile, args.count, args.seed, sources, fps=args.fps,
                       seconds=args.seconds, size=size, progress=bool(args.progress),
-                      workers=args.workers)
+                      workers=args.workers, split=args.split)
     except BaseException:  # record what this run wrote: it is ours to replace later
         target.record(p.name for p in args.out.glob("[0-9][0-9][0-9][0-9][0-9]-*.*")
                       if p.stat().st_mtime_ns >= started)
         raise
     target.record(p.name for p in paths)
-    print(f"wrote {len(paths)} synthetic {args.kind}s ({', '.join(sources)}) to {args.out}")
+    split = f", {args.split} photos" if "photo-crops" in sources else ""
+    print(f"wrote {len(paths)} synthetic {args.kind}s ({', '.join(sources)}{split}) to {args.out}")
     return 0

@@ -10,7 +10,19 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from data_tools.__main__ import main
-from data_tools.synth import SOURCES, _bounce, pan_frames, random_pan, random_scene, synth
+from data_tools.synth import (
+    HELDOUT_PHOTOS,
+    SOURCES,
+    TRAIN_PHOTOS,
+    _bounce,
+    load_photo,
+    pan_frames,
+    photo_crop,
+    photo_pan,
+    random_pan,
+    random_scene,
+    synth,
+)
 
 
 def _bytes_of(folder):
@@ -126,3 +138,81 @@ def test_cli_synth_unknown_source_is_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("data_tools: error:") and "plasma" in err
     assert len(err.strip().splitlines()) == 1
+
+
+# --- photo-crops: scikit-image's bundled photographs ------------------------------------
+
+
+def test_photo_splits_are_disjoint_and_load_without_network():
+    assert not set(TRAIN_PHOTOS) & set(HELDOUT_PHOTOS)
+    for name in TRAIN_PHOTOS + HELDOUT_PHOTOS:
+        img = load_photo(name)
+        assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8
+        assert min(img.shape[:2]) >= 150 and img.std() > 10  # a real picture, not a flat one
+
+
+@pytest.mark.parametrize("split,names", [("train", TRAIN_PHOTOS), ("heldout", HELDOUT_PHOTOS)])
+def test_photo_crops_come_only_from_their_split(split, names):
+    rng = np.random.default_rng(0)
+    used = set()
+    for _ in range(60):
+        name, crop = photo_crop(rng, 64, 48, split)
+        assert name in names
+        assert crop.shape == (48, 64, 3) and crop.dtype == np.uint8
+        used.add(name)
+    assert len(used) >= min(len(names), 3)  # the split is really sampled, not one photo
+
+
+def test_photo_crop_is_the_photo_scaled_down():
+    """A crop keeps its photo's character: grey photos give grey crops (three equal
+    channels), colour photos colour crops, and the mean lies inside the photo's range."""
+    rng = np.random.default_rng(5)
+    seen = set()
+    for _ in range(40):
+        name, crop = photo_crop(rng, 64, 64, "train")
+        photo = load_photo(name)
+        grey = np.array_equal(photo[..., 0], photo[..., 2])
+        c = crop.astype(int)
+        assert np.array_equal(c[..., 0], c[..., 2]) == grey
+        mean = c.reshape(-1, 3).mean(0)
+        flat = photo.reshape(-1, 3).astype(int)
+        assert (mean >= flat.min(0)).all() and (mean <= flat.max(0)).all()
+        seen.add(grey)
+    assert seen == {True, False}
+
+
+def test_photo_crops_deterministic_distinct_and_heldout_differs(tmp_path, jpeg_tiny):
+    a = synth(tmp_path / "a", "image", jpeg_tiny, 24, seed=7, sources=("photo-crops",), workers=2)
+    synth(tmp_path / "b", "image", jpeg_tiny, 24, seed=7, sources=("photo-crops",), workers=1)
+    assert _bytes_of(tmp_path / "a") == _bytes_of(tmp_path / "b")
+    assert len(set(_bytes_of(tmp_path / "a").values())) == 24  # every crop distinct
+    synth(tmp_path / "h", "image", jpeg_tiny, 24, seed=7, sources=("photo-crops",),
+          split="heldout")
+    assert not set(_bytes_of(tmp_path / "h").values()) & set(_bytes_of(tmp_path / "a").values())
+    for p in a:
+        with Image.open(p) as im:
+            assert im.size == (jpeg_tiny.width, jpeg_tiny.height) and im.mode == "RGB"
+
+
+def test_photo_pan_is_one_whole_pixel_shift_per_frame():
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        _, f = photo_pan(rng, 64, 48, 8)
+        assert f.shape == (8, 48, 64, 3)
+        shifts = set()
+        for t in range(7):
+            a, b = f[t].astype(int), f[t + 1].astype(int)
+            match = [(vx, vy) for vx in range(-2, 3) for vy in range(-2, 3)
+                     if np.array_equal(a[max(vy, 0):48 + min(vy, 0), max(vx, 0):64 + min(vx, 0)],
+                                       b[max(-vy, 0):48 + min(-vy, 0), max(-vx, 0):64 + min(-vx, 0)])]
+            assert match and (0, 0) not in match
+            shifts.add(match[0])
+        assert len(shifts) == 1  # one constant velocity
+
+
+def test_cli_synth_photo_crops_heldout(tmp_path, capsys):
+    rc = main(["synth", str(tmp_path / "o"), "--kind", "image", "--count", "3",
+               "--sources", "photo-crops", "--split", "heldout"])
+    assert rc == 0
+    assert len(list((tmp_path / "o").glob("*-photo-crops.png"))) == 3
+    assert "heldout photos" in capsys.readouterr().out

@@ -1,0 +1,128 @@
+"""Prompted completion against a flat fill: pixel MSE of the part the model writes.
+
+``python -m jpeglm.completion_mse --images DIR [--model DIR ...] [--ratio 0.5] [-o OUT.json]``
+
+Every image in DIR is encoded with the model's profile and cut after the first
+``ratio`` of its MCUs (``codec.prompt_prefix``, whole rows of MCUs in raster order for
+0.25/0.5/0.75); the model writes the rest (one sample per image, sample ``i`` with seed
+``seed + i``; scan grammar on, so every completion decodes). The reference is the
+canonical decode of the whole image (what the model is trained to write). Two numbers
+per model, both the mean over images of the per-pixel squared error (0-255 scale,
+averaged over the RGB channels) on the MCUs *not* in the prompt:
+
+- ``mse_model``: the model's completion;
+- ``mse_mean_fill``: those MCUs painted with the mean colour of the prompt's pixels,
+  the baseline a model has to beat to show it uses what it sees.
+
+``--model`` may be given several times (``bundled`` is the bundled model); one JSON
+object per model is printed (and written to ``-o`` as a list).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def generated_mask(profile, ratio: float) -> np.ndarray:
+    """(height, width) bool: True on the pixels of MCUs after the first ``ratio`` of them
+    (the part a completion at ``ratio`` writes)."""
+    k = math.floor(ratio * profile.mcu_count + 1e-9)
+    index = np.arange(profile.mcu_count).reshape(profile.mcus_per_column, profile.mcus_per_row)
+    per_pixel = np.repeat(np.repeat(index, profile.mcu_height, 0), profile.mcu_width, 1)
+    return per_pixel >= k
+
+
+def masked_mse(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """Mean squared difference of two (H, W, 3) images over the pixels where ``mask``."""
+    d = a.astype(np.float64)[mask] - b.astype(np.float64)[mask]
+    return float(np.mean(d * d))
+
+
+def mean_fill(reference: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``reference`` with the ``mask`` pixels painted the mean RGB of the others."""
+    out = reference.astype(np.float64).copy()
+    out[mask] = reference[~mask].reshape(-1, 3).mean(0)
+    return out
+
+
+def completion_report(model, images: list[Path], ratio: float = 0.5, seed: int = 0,
+                      temperature: float = 1.0, top_k: int = 50, top_p: float = 0.9) -> dict:
+    """Completion MSE against mean fill for one model (directory, or None: bundled)."""
+    from codeclm.sampler import SamplingConfig, load_model
+    from jpeglm import codec
+    from jpeglm.generate import ImageEvent, generate_images
+
+    lm = load_model(model, "jpeg", "cpu", None)
+    profile = lm.profile
+    mask = generated_mask(profile, ratio)
+    data = [codec.encode_image(p, profile) for p in images]
+    truth = [np.asarray(codec.decode(d, profile, strict=True).convert("RGB")) for d in data]
+    prompts = [codec.prompt_prefix(d, ratio, profile) for d in data]
+    config = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    done = {ev.sample: np.asarray(ev.image.convert("RGB"))
+            for ev in generate_images(lm, prompts=prompts, config=config)
+            if isinstance(ev, ImageEvent)}
+    mse_model = [masked_mse(done[i], t, mask) for i, t in enumerate(truth)]
+    mse_fill = [masked_mse(mean_fill(t, mask), t, mask) for t in truth]
+    return {
+        "model": str(model) if model else "bundled", "images": len(images), "ratio": ratio,
+        "seed": seed, "temperature": temperature, "top_k": top_k, "top_p": top_p,
+        "mse_model": float(np.mean(mse_model)), "mse_mean_fill": float(np.mean(mse_fill)),
+        "model_beats_fill": float(np.mean(np.array(mse_model) < np.array(mse_fill))),
+    }
+
+
+def image_paths(folder: Path, limit: int | None = None) -> list[Path]:
+    """The images in ``folder`` (recursively), sorted; the first ``limit``."""
+    from codeclm.errors import InputError
+
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise InputError(f"{folder}: no images")
+    return paths[:limit]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m jpeglm.completion_mse",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--images", required=True, type=Path, help="held-out images")
+    p.add_argument("--model", action="append", default=None,
+                   help="model directory, or 'bundled' (repeatable; default: bundled)")
+    p.add_argument("--ratio", type=float, default=0.5, help="prompt fraction of MCUs (0.5)")
+    p.add_argument("-n", "--limit", type=int, default=None, help="use the first N images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=50)
+    p.add_argument("--top-p", type=float, default=0.9)
+    p.add_argument("-o", "--output", default=None, help="also write the JSON list here")
+    args = p.parse_args(argv)
+    from codeclm.errors import CodecLMError
+
+    try:
+        images = image_paths(args.images, args.limit)
+        results = []
+        for m in args.model or ["bundled"]:
+            res = completion_report(None if m == "bundled" else m, images, args.ratio, args.seed,
+                                    args.temperature, args.top_k, args.top_p)
+            print(json.dumps(res), flush=True)
+            results.append(res)
+    except CodecLMError as e:
+        print(f"{p.prog}: error: {e}", file=sys.stderr)
+        return 1
+    if args.output:
+        from codeclm.io import atomic_write_bytes
+
+        atomic_write_bytes(args.output, json.dumps(results, indent=2).encode() + b"\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The image model's goals (issue 17), measured on photos no model was trained on:
+#  1. completion at ratio 0.5 on 64 held-out photo crops: pixel MSE of the generated half
+#     against filling it with the prompt's mean colour (python -m jpeglm.completion_mse);
+#  2. FID (weight-free pixels extractor) of 256 unconditional samples against 256 held-out
+#     crops (jpeglm eval uncond).
+# Each MODEL is a model directory or 'bundled'. Results: WORKDIR/completion_mse.json and
+# WORKDIR/uncond_<i>/results.json (one per model, in the order given).
+#   bash recipes/measure-image-model.sh WORKDIR MODEL [MODEL ...]
+set -euo pipefail
+work=${1:?usage: measure-image-model.sh WORKDIR MODEL [MODEL ...]}
+shift
+[ $# -ge 1 ] || { echo "measure-image-model.sh: give at least one MODEL" >&2; exit 2; }
+root=$(cd "$(dirname "$0")/.." && pwd)
+py=${PYTHON:-$root/.venv/bin/python}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+mkdir -p "$work"
+"$py" -m data_tools synth "$work/heldout" --kind image --profile tiny --count 256 --seed 11 \
+    --sources photo-crops --split heldout
+models=()
+for m in "$@"; do models+=(--model "$m"); done
+"$py" -m jpeglm.completion_mse --images "$work/heldout" -n 64 --ratio 0.5 --seed 0 \
+    "${models[@]}" -o "$work/completion_mse.json"
+i=0
+for m in "$@"; do
+  model=()
+  [ "$m" = bundled ] || model=(--model "$m")
+  "$py" -m jpeglm.cli eval uncond "${model[@]}" --images "$work/heldout" --samples 256 \
+      --seeds 0 --extractor pixels --fid-backend fast --no-progress -o "$work/uncond_$i"
+  i=$((i + 1))
+done

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The photo JPEG-LM experiment of issue 17 (docs/photo-model.md), from nothing: crops of
+# scikit-image's bundled photos (training split) -> tokenizer -> shards -> Lightning fit in
+# legs with exact resume -> export -> the issue's measurements against the bundled model.
+#   bash recipes/train-photo.sh [WORKDIR]
+# On a GPU add --trainer.accelerator gpu --trainer.precision bf16-mixed to fit() (and a
+# larger --trainer.max_steps / --model.preset); nothing else changes.
+set -euo pipefail
+work=${1:-runs/photo}
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${BIN:-$root/.venv/bin}
+mkdir -p "$work"
+cd "$work"
+"$bin/python" -m data_tools synth media/image --kind image --profile tiny --count 16000 --seed 7 \
+    --sources photo-crops
+"$bin/python" -m data_tools bpe media/image -o media/jpeg-tiny-tokenizer.json --profile tiny \
+    --vocab-size 512 --kind image --limit 2000
+"$bin/python" -m data_tools images media/image shards/jpeg-tiny --profile tiny \
+    --tokenizer media/jpeg-tiny-tokenizer.json
+fit() {
+  OMP_NUM_THREADS=1 "$bin/python" -m jpeglm.cli train fit --config "$root/recipes/jpeglm-photo.yaml" \
+      --data.path shards/jpeg-tiny --trainer.default_root_dir train_image "$@"
+}
+# exactly the legs of the measured run: planned for 1800 steps, cut to 900 at step 100 and
+# to 600 at step 200 because the shared CPU was slower than hoped (each cut re-stretches
+# the cosine schedule from that step)
+fit --trainer.max_steps 100 --model.decay_steps 1800
+fit --trainer.max_steps 200 --model.decay_steps 900 --ckpt_path last
+fit --trainer.max_steps 600 --ckpt_path last
+"$bin/python" -m jpeglm.cli export train_image/checkpoints/last.ckpt -o model
+PYTHON="$bin/python" bash "$root/recipes/measure-image-model.sh" measure bundled model
