@@ -35,7 +35,6 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
-from pathlib import Path
 from typing import Self
 
 import av
@@ -43,7 +42,7 @@ import av.error
 
 from codeclm.errors import EncodeError, InputError
 
-from .codec import MAX_SOURCE_FRAMES, TRUNCATION_SLACK, _CanonicalEncoder, _check_size
+from .codec import MAX_SOURCE_FRAMES, TRUNCATION_SLACK, _CanonicalEncoder, _check_size, open_video
 from .profile import PAPER, AvcProfile
 
 #: decode on from the current position (instead of seeking) when the next clip starts
@@ -71,31 +70,6 @@ def to_seconds(value) -> Fraction:
     return s
 
 
-def _open(path: str | os.PathLike):
-    """(container, first video stream), with encode_video's checks; raises InputError."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    if not p.is_file():
-        raise InputError(f"{p}: not a regular file")
-    if p.stat().st_size == 0:
-        raise InputError(f"{p}: empty file")
-    try:
-        container = av.open(str(p), metadata_errors="ignore")
-    except av.error.FFmpegError as e:
-        raise InputError(f"{p}: not a readable media file ({e})") from e
-    if not container.streams.video:
-        container.close()
-        raise InputError(f"{p}: no video stream")
-    stream = container.streams.video[0]
-    try:
-        _check_size(stream.codec_context.width, stream.codec_context.height, str(p))
-        if not stream.time_base:
-            raise InputError(f"{p}: video stream has no time base")
-    except InputError:
-        container.close()
-        raise
-    return container, stream
 
 
 def _start_offset(container, stream) -> int:
@@ -110,7 +84,7 @@ def video_duration(path: str | os.PathLike) -> Fraction:
 
     From the stream's (or else the container's) declared duration; a file that declares
     none (raw H.264) is demuxed to find its last timestamp. Raises InputError."""
-    container, stream = _open(path)
+    container, stream = open_video(path)
     with container:
         tb = stream.time_base
         offset = _start_offset(container, stream)
@@ -189,7 +163,7 @@ class ClipReader:
         exact in every container: MPEG-TS can land on the second keyframe)."""
         if self._container is not None:
             self._container.close()
-        self._container, self._stream = _open(self.path)
+        self._container, self._stream = open_video(self.path)
         self._stream.thread_type = "SLICE"   # no frame threads: errors surface per packet
         self._reset(floor)
 

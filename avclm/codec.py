@@ -281,12 +281,10 @@ def _is_still_image(container) -> bool:
     return bool(names & {"image2"} or any(n.endswith("_pipe") for n in names))
 
 
-def encode_video(path: str | os.PathLike, profile: AvcProfile = PAPER) -> bytes:
-    """A video file -> canonical Annex-B bytes (SPS, PPS, then ``nals_per_frame`` slice
-    NAL units per frame for up to ``profile.frames`` frames; no SEI).
-
-    Raises InputError for a missing, empty, non-media, corrupt, truncated or oversized
-    file, or one without video frames in its first ``profile.seconds`` seconds."""
+def open_video(path: str | os.PathLike):
+    """``(container, first video stream)`` of a media file, after the checks every reader
+    shares (exists, regular, not empty, readable, has video, sane size, a time base);
+    raises :class:`InputError` naming the file, with the container closed."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
@@ -298,20 +296,33 @@ def encode_video(path: str | os.PathLike, profile: AvcProfile = PAPER) -> bytes:
         container = av.open(str(p), metadata_errors="ignore")
     except av.error.FFmpegError as e:
         raise InputError(f"{p}: not a readable media file ({e})") from e
-    with container:
+    try:
         if not container.streams.video:
             raise InputError(f"{p}: no video stream")
         stream = container.streams.video[0]
         if _is_still_image(container):
             raise InputError(f"{p}: a still image, not a video (use `jpeglm encode` for images)")
-        cc = stream.codec_context
-        _check_size(cc.width, cc.height, str(p))
+        _check_size(stream.codec_context.width, stream.codec_context.height, str(p))
         if not stream.time_base:
             raise InputError(f"{p}: video stream has no time base")
+    except InputError:
+        container.close()
+        raise
+    return container, stream
+
+
+def encode_video(path: str | os.PathLike, profile: AvcProfile = PAPER) -> bytes:
+    """A video file -> canonical Annex-B bytes (SPS, PPS, then ``nals_per_frame`` slice
+    NAL units per frame for up to ``profile.frames`` frames; no SEI).
+
+    Raises InputError for a missing, empty, non-media, corrupt, truncated or oversized
+    file, or one without video frames in its first ``profile.seconds`` seconds."""
+    container, stream = open_video(path)
+    with container:
         stream.thread_type = "AUTO"
-        frames = _source_frames(container, stream, str(p), profile)
+        frames = _source_frames(container, stream, str(path), profile)
         return _encode_stream(frames, stream.time_base,
-                              cc.sample_aspect_ratio, profile, str(p))
+                              stream.codec_context.sample_aspect_ratio, profile, str(path))
 
 
 def _encode_stream(frames: Iterator[av.VideoFrame], time_base: Fraction,

@@ -149,13 +149,9 @@ class SpmTokenizer:
 
     def decode(self, ids: Iterable[int]) -> bytes:
         """Piece ids -> bytes; pieces with no bytes (specials, byte fallback) are dropped."""
-        tb, n = self.token_bytes, self.vocab_size
-        out = []
-        for i in ids:
-            if not 0 <= i < n:
-                raise TokenizerError(f"token id {i} out of range for a vocabulary of {n}")
-            out.append(tb[i] or b"")
-        return b"".join(out)
+        from .tokenizer import decode_token_bytes
+
+        return decode_token_bytes(self.token_bytes, ids)
 
     def __len__(self) -> int:
         return self.vocab_size

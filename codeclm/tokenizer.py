@@ -202,13 +202,7 @@ class ByteTokenizer:
 
     def decode(self, ids: Iterable[int]) -> bytes:
         """Token ids -> bytes; special tokens are dropped."""
-        tb, n = self.token_bytes, self.vocab_size
-        out = []
-        for i in ids:
-            if not 0 <= i < n:
-                raise TokenizerError(f"token id {i} out of range for a vocabulary of {n}")
-            out.append(tb[i] or b"")
-        return b"".join(out)
+        return decode_token_bytes(self.token_bytes, ids)
 
     def __len__(self) -> int:
         return self.vocab_size
@@ -225,3 +219,15 @@ def _modality_of(backend) -> str:
         if pattern == pat:
             return name
     raise TokenizerError("tokenizer file was not made by codeclm (unknown unit split)")
+
+
+def decode_token_bytes(token_bytes: Sequence[bytes | None], ids: Iterable[int]) -> bytes:
+    """The bytes of token ``ids`` under a ``token_bytes`` table (None: a token with no
+    bytes, dropped); :class:`TokenizerError` for an id outside the table."""
+    n = len(token_bytes)
+    out = []
+    for i in ids:
+        if not 0 <= i < n:
+            raise TokenizerError(f"token id {i} out of range for a vocabulary of {n}")
+        out.append(token_bytes[i] or b"")
+    return b"".join(out)

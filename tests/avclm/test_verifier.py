@@ -19,9 +19,11 @@ import pytest
 import torch
 
 from avclm import nal as nalmod
+from avclm.bits import compose_slice_header, parse_slice_fields
+from avclm.bits import data_bits as _data_bits
+from avclm.bits import nal_bytes as _nal_bytes
 from avclm.codec import SAMPLE_CLIPS, encode_frames, encode_video
 from avclm.profile import PAPER, TINY
-from avclm.slice_header import _data_bits, _nal_bytes, compose_slice_header, parse_slice_fields
 from avclm.stream import decode_annexb
 from avclm.verifier import (
     NalConstraint,
