@@ -2,14 +2,16 @@
 
 Runs exactly what a user would type::
 
-    avclm generate --frames 16 -o demo_out/demo.mp4 --seed 2
-    jpeglm generate -n 16 -o demo_out/images --seed 2
+    avclm generate --frames 16 -o demo_out/demo.mp4 --seed 2 --overwrite
+    jpeglm generate -n 16 -o demo_out/images --seed 2 --overwrite
     python -m data_tools synth demo_out/heldout --kind image --count 4 --seed 2 \
-        --sources photo-crops --split heldout
-    jpeglm complete demo_out/heldout/*.png --prefix-ratio 0.5 -o demo_out/complete --seed 2
+        --sources photo-crops --split heldout --overwrite
+    jpeglm complete demo_out/heldout/*.png --prefix-ratio 0.5 -o demo_out/complete --seed 2 \
+        --overwrite
 
 (the last two: crops of photos the image model never saw, and the model writing the
-bottom half of each from its top half), then checks the outputs with the strict decoders (every frame and every image must
+bottom half of each from its top half; ``--overwrite`` so that a second `make demo`
+replaces the first one's outputs, and only those), then checks the outputs with the strict decoders (every frame and every image must
 decode with no error) and prints what it made. Uses a GPU when one is available (the
 generators pick ``cuda`` by default). Without bundled models it falls back to a real
 canonical encode/decode round trip of the bundled sample media, and says so.
@@ -84,7 +86,7 @@ def generation_demo(out: Path, frames: int, images: int, seed: int) -> None:
     video = out / "demo.mp4"
     t0 = time.perf_counter()
     _run(avclm_main, ["avclm", "generate", "--frames", str(frames), "-o", str(video),
-                      "--seed", str(seed)])
+                      "--seed", str(seed), "--overwrite"])
     t_video = time.perf_counter() - t0
     vprofile = load_profile(bundled_model_dir("h264"))
     n = strict_video_frames(video, vprofile)
@@ -95,7 +97,7 @@ def generation_demo(out: Path, frames: int, images: int, seed: int) -> None:
 
     t0 = time.perf_counter()
     _run(jpeglm_main, ["jpeglm", "generate", "-n", str(images), "-o", str(out / "images"),
-                       "--seed", str(seed)])
+                       "--seed", str(seed), "--overwrite"])
     t_images = time.perf_counter() - t0
     jprofile = load_profile(bundled_model_dir("jpeg"))
     jpgs = sorted((out / "images").glob("*.jpg"))
@@ -113,10 +115,11 @@ def completion_demo(out: Path, seed: int, count: int = 4) -> None:
     heldout = out / "heldout"
     _run(data_tools_main, ["python -m data_tools", "synth", str(heldout), "--kind", "image",
                            "--count", str(count), "--seed", str(seed), "--sources",
-                           "photo-crops", "--split", "heldout"])
+                           "photo-crops", "--split", "heldout", "--overwrite"])
     t0 = time.perf_counter()
     photos = sorted(str(p) for p in heldout.glob("*.png"))
-    tail = ["--prefix-ratio", "0.5", "-o", str(out / "complete"), "--seed", str(seed)]
+    tail = ["--prefix-ratio", "0.5", "-o", str(out / "complete"), "--seed", str(seed),
+            "--overwrite"]
     _run(jpeglm_main, ["jpeglm", "complete", *photos, *tail],
          shown=" ".join(["jpeglm", "complete", f"{heldout}/*.png", *tail]))
     print(f"demo: {out / 'complete'}/grid.png: original, prompt, completion for {len(photos)} "

@@ -63,3 +63,17 @@ def test_bundled_image_model_writes_valid_jpegs():
         assert ev.valid
         img = codec.decode(ev.data, loaded.profile, strict=True)
         assert img.size == (loaded.profile.width, loaded.profile.height)
+
+
+def test_demo_runs_again_over_its_own_outputs(tmp_path, capsys):
+    """A second `make demo` replaces the first one's outputs (and nothing of the user's)."""
+    from codeclm import demo
+
+    out = tmp_path / "demo_out"
+    args = ["-o", str(out), "--frames", "2", "--images", "2"]
+    assert demo.main(args) == 0
+    (out / "images" / "notes.txt").write_text("mine")
+    assert demo.main(args) == 0
+    assert (out / "images" / "notes.txt").read_text() == "mine"
+    assert len(list((out / "images").glob("*.jpg"))) == 2
+    assert "decodes strictly" in capsys.readouterr().out
