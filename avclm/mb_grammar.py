@@ -210,6 +210,16 @@ _NEEDS_LEFT = frozenset({1, 4, 5, 6, 8})
 
 
 @functools.cache
+def level_suffix_size(prefix: int, suffix_length: int) -> int:
+    """Bits of level_suffix after a level_prefix (H.264 9.2.2.1): 4 for prefix 14 at
+    suffixLength 0, prefix - 3 from prefix 15 on, else suffixLength."""
+    if prefix == 14 and suffix_length == 0:
+        return 4
+    if prefix >= 15:
+        return prefix - 3
+    return suffix_length
+
+
 def intra4x4_mode_vlc(pred: int, left: bool, top: bool) -> Vlc:
     """prev_intra4x4_pred_mode_flag and rem_intra4x4_pred_mode as one code over the
     modes allowed with those neighbours: ``1`` for ``pred``, ``0 rrr`` for the others."""
@@ -301,12 +311,7 @@ def _residual_block(r: _Reader, nc: int, max_coeff: int, what: str) -> int:
     suffix_length = 1 if total > 10 and t1 < 3 else 0
     for i in range(t1, total):
         prefix = r.vlc(level_prefix_vlc(), f"level_prefix ({what})")
-        if prefix == 14 and suffix_length == 0:
-            size = 4
-        elif prefix >= 15:
-            size = prefix - 3
-        else:
-            size = suffix_length
+        size = level_suffix_size(prefix, suffix_length)
         code = (min(15, prefix) << suffix_length) + r.u(size)
         if prefix >= 15 and suffix_length == 0:
             code += 15

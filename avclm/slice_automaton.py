@@ -280,12 +280,7 @@ class MacroblockMachine:
 
     def _after_level_prefix(self, it, prefix, rest):
         _, i, total, t1, sl, maxc = it
-        if prefix == 14 and sl == 0:
-            size = 4
-        elif prefix >= 15:
-            size = prefix - 3
-        else:
-            size = sl
+        size = g.level_suffix_size(prefix, sl)
         if size:
             return (("lsuf", i, total, t1, sl, maxc, prefix, size),) + rest
         return self._after_level(i, total, t1, sl, maxc, prefix, 0, rest)

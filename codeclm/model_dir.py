@@ -92,15 +92,10 @@ def check_model_target(directory: str | os.PathLike, overwrite: bool = False) ->
     """Refuse a model directory output that would lose anything: an existing file, a
     non-empty directory (unless ``overwrite``), or one holding files that are not a model
     directory's (never replaced). Creates nothing; raises :class:`OutputError`."""
-    from .outputs import check_parent
+    from .outputs import check_dir_path
 
     d = Path(directory)
-    if d.is_symlink() and not d.exists():
-        raise OutputError(f"{d}: is a dangling symbolic link")
-    if d.exists() and not d.is_dir():
-        raise OutputError(f"{d}: exists and is not a directory")
-    if not d.exists():
-        check_parent(d)
+    if not check_dir_path(d):
         return
     entries = sorted(os.listdir(d))
     if not entries:

@@ -130,15 +130,25 @@ def _plain_name(name: object) -> bool:
             and os.sep not in name and not name.startswith("."))
 
 
+def check_dir_path(p: Path, shown: str | os.PathLike | None = None) -> bool:
+    """The checks every directory output starts with: not a dangling link, not a file, and
+    (when absent) a parent it can be made in. Returns whether ``p`` exists already.
+    Messages name ``shown`` (the path as the user typed it), else ``p``."""
+    shown = p if shown is None else shown
+    if p.is_symlink() and not p.exists():
+        raise OutputError(f"{shown}: is a dangling symbolic link")
+    if p.exists() and not p.is_dir():
+        raise OutputError(f"{shown}: exists and is not a directory")
+    if not p.exists():
+        check_parent(p)
+        return False
+    return True
+
+
 def check_output_dir(path: str | os.PathLike, tool: str, overwrite: bool) -> OutputDir:
     """Check a ``-o DIR`` output by the rule in the module docstring; creates nothing."""
     p = Path(path)
-    if p.is_symlink() and not p.exists():
-        raise OutputError(f"{path}: is a dangling symbolic link")
-    if p.exists() and not p.is_dir():
-        raise OutputError(f"{path}: exists and is not a directory")
-    if not p.exists():
-        check_parent(p)
+    if not check_dir_path(p, path):
         return OutputDir(p, tool, [])
     try:
         entries = os.listdir(p)
