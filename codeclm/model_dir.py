@@ -21,8 +21,8 @@ import tempfile
 from pathlib import Path
 
 from .errors import ModelError, OutputError, TokenizerError
-from .llama_weights import LlamaWeights, load_weights
 from .labels import save_labels
+from .llama_weights import LlamaWeights, load_weights
 from .profile import load_profile, save_profile
 from .tokenizer import ByteTokenizer
 from .versions import warn_if_different
