@@ -190,3 +190,33 @@ def labels_for(rels: Iterable[str], source: str,
         return {r: folder_label(r) for r in rels}
     table = read_label_csv(source, src)
     return {r: table.get(r) for r in rels}
+
+
+# --- warm start of a class-conditional model from an unconditional one ------------------------
+GROWN_ROWS = ("model.embed_tokens.weight", "lm_head.weight")
+
+
+def grow_vocab_rows(state: dict, own: dict) -> tuple[dict, int]:
+    """Fit an unconditional model's weights ``state`` to a model ``own`` whose vocabulary
+    has the class tokens added at its end: ``(state, rows added)``.
+
+    The embedding and output-head rows of the new tokens start as the **mean of the
+    existing rows** (a class token begins as an "average token", so the first steps do
+    not see an outlier input or skewed logits); every other tensor and row is kept.
+    Tensors that differ in anything but extra rows are left alone (the caller's shape
+    check reports them)."""
+    import torch
+
+    added = 0
+    state = dict(state)
+    for key in GROWN_ROWS:
+        old, new = state.get(key), own.get(key)
+        if old is None or new is None or old.shape[1:] != new.shape[1:]:
+            continue
+        extra = new.shape[0] - old.shape[0]
+        if extra <= 0:
+            continue
+        mean = old.mean(0, keepdim=True).to(old.dtype)
+        state[key] = torch.cat([old, mean.expand(extra, -1)])
+        added = extra
+    return state, added

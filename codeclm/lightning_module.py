@@ -163,6 +163,7 @@ class CodecLM(L.LightningModule):
         and its architecture this preset's; the optimizer and schedule start fresh."""
         from safetensors.torch import load_file
 
+        from .labels import grow_vocab_rows
         from .tokenizer import ByteTokenizer
 
         weights = directory / "model.safetensors"
@@ -179,6 +180,8 @@ class CodecLM(L.LightningModule):
                                  "(the shards must be made with the model's tokenizer.json)")
         state = load_file(str(weights))
         own = model.state_dict()
+        # an unconditional model fine-tuned on labelled shards: rows for the class tokens
+        state, self.grown_rows = grow_vocab_rows(state, own)
         bad = sorted(k for k in state if k not in own or own[k].shape != state[k].shape)
         missing = sorted(set(own) - set(state))
         if bad or missing:
