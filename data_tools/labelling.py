@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from codeclm.errors import InputError
 from codeclm.labels import (
     NULL_CLASS,
     add_class_tokens,
@@ -64,4 +65,6 @@ def plan_labels(source: str | None, drop: float, src: Path, rels: list[str],
     reason = ("no class folder (--labels folder takes the first folder under SRC)"
               if source == "folder" else f"no label in {source}")
     skipped = {Unit(r): reason for r, c in found.items() if c is None}
+    if not of_rel:  # fail before OUT is touched
+        raise InputError(f"{src}: none of the {len(found)} files has a label ({reason})")
     return Labelling(add_class_tokens(tokenizer, set(of_rel.values())), of_rel, drop), skipped
