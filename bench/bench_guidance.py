@@ -40,10 +40,10 @@ def _run(lm, batch: int, scale: float) -> tuple[float, int]:
     from jpeglm.generate import DoneEvent, generate_images
 
     t = time.perf_counter()
-    stats = [e.stats for e in generate_images(lm, COUNTS[batch], batch=batch,
-                                              class_name="a", cfg_scale=scale,
-                                              config=SamplingConfig(seed=0))
-             if isinstance(e, DoneEvent)][0]
+    events = list(generate_images(lm, COUNTS[batch], batch=batch, class_name="a",
+                                  cfg_scale=scale, config=SamplingConfig(seed=0)))
+    assert isinstance(events[-1], DoneEvent)
+    stats = events[-1].stats
     return time.perf_counter() - t, stats["tokens_sampled"]
 
 
