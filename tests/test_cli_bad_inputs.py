@@ -349,6 +349,12 @@ for verb, argv in (("generate", GEN), ("complete", COMPLETE)):
         case(f"{verb}-cfg-scale-{name}", J, *argv, "--model", LABELLED, "--class", "circle",
              "--cfg-scale", value, expect="--cfg-scale must be a finite number >= 0")
     case(f"{verb}-cfg-scale-no-class", J, *argv, "--cfg-scale", "2", expect="needs --class")
+case("avgen-class-unconditional-model", A, *AVGEN, "--class", "cat",
+     expect="trained without class labels")
+for name, value in (("neg", "-2"), ("nan", "nan")):
+    case(f"avgen-cfg-scale-{name}", A, *AVGEN, "--class", "cat", "--cfg-scale", value,
+         expect="--cfg-scale must be a finite number >= 0")
+case("avgen-cfg-scale-no-class", A, *AVGEN, "--cfg-scale", "2", expect="needs --class")
 case("generate-list-classes-bad-model", J, "generate", "--list-classes", "--model",
      f"{F}/models/no_config")
 LAB = ["images", f"{F}/media", "out", "--profile", "tiny", "--tokenizer", f"{F}/tok_jpeg.json",
