@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import eval_classes
+
 #: ``eval uncond`` images per seed by default: the paper's 1000 where a GPU makes that a
 #: matter of minutes; on a CPU (about 10-30 s per image for a 7B-class model, hours for
 #: 1000 x 3 seeds even with the tiny models) a count that finishes while you wait
@@ -58,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     u.add_argument("--real-samples", type=int, default=None,
                    help="use this many held-out images, drawn at random (default: all)")
     _shared(u)
+    eval_classes.add_arguments(sub)
 
 
 def _shared(p: argparse.ArgumentParser) -> None:
@@ -75,7 +78,8 @@ def _shared(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"complete": run_complete, "uncond": run_uncond}[args.sub](args)
+    return {"complete": run_complete, "uncond": run_uncond,
+            "classes": eval_classes.run}[args.sub](args)
 
 
 # ---------------------------------------------------------------------------- shared steps

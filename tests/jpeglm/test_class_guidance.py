@@ -6,7 +6,7 @@ backgrounds), ``data_tools images --labels folder``, the tiny recipe for a few h
 steps in-process, export, then images asked for each class, judged by a nearest-centroid
 classifier fitted on the training images. With guidance the classifier agrees with the
 requested class clearly more often than for unconditional samples; the full measurement
-(more samples and scales) is ``bench/bench_guidance.py --accuracy``.
+(more samples, scales and seeds) is ``jpeglm eval classes`` on such a model.
 """
 
 from __future__ import annotations
@@ -170,3 +170,20 @@ def test_init_from_an_unconditional_model(run, tmp_path):
     torch.testing.assert_close(emb[:n], old["model.embed_tokens.weight"])
     torch.testing.assert_close(emb[n:], old["model.embed_tokens.weight"].mean(0).expand(4, -1))
     _train(run["shards"], tmp_path / "r1", 2, "--model.init_from", str(tmp_path / "m0"))
+
+
+def test_eval_classes_reports_per_class_accuracy(run, tmp_path):
+    from jpeglm.cli import main
+
+    out = tmp_path / "ev"
+    assert main(["eval", "classes", "--model", str(run["model"]), "--images", str(run["media"]),
+                 "-o", str(out), "--samples", "2", "--batch", "2", "--cfg-scales", "0", "3",
+                 "--seeds", "0", "-q"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert sorted(res["per_class"]) == ["circle", "square", "triangle"]
+    for per_scale in res["per_class"].values():
+        assert sorted(per_scale) == ["0", "3"]
+        for m in per_scale.values():
+            assert 0 <= m["class_accuracy"]["mean"] <= 1 and 0 <= m["validity"]["mean"] <= 1
+    assert len(list((out / "samples" / "s3_seed0").glob("*.jpg"))) == 6
+    assert "| circle |" in (out / "results.md").read_text()
