@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -20,7 +21,7 @@ def _samples(shards):
     ds = StreamingDataset(str(shards), item_loader=TokensLoader(block_size=1))
     stream = np.concatenate([np.asarray(x) for x in ds])
     starts = list(np.flatnonzero(stream == tok.bos_id)) + [len(stream)]
-    return tok, [stream[a:b] for a, b in zip(starts, starts[1:])]
+    return tok, [stream[a:b] for a, b in itertools.pairwise(starts)]
 
 
 def test_csv_labels_images(tmp_path, image_dir, image_tokenizer, jpeg_tiny):
