@@ -157,11 +157,13 @@ def prompt_units(profile, prompt=None, prompt_frames: int | None = None) -> tupl
             last_mb = mb
         elif nalmod.nal_type(nal) in nalmod.PARAMETER_SET_TYPES and not pictures:
             head.append(u)
+    what = "the prompt" if isinstance(prompt, (bytes, bytearray)) else str(prompt)
     if not pictures:
-        raise InputError("the prompt video has no pictures")
+        raise InputError(f"{what}: the prompt video has no pictures")
     k = len(pictures) if prompt_frames is None else prompt_frames
     if not 1 <= k <= len(pictures):
-        raise ConfigError(f"--prompt-frames {k}: the prompt has {len(pictures)} frames")
+        raise ConfigError(f"--prompt-frames {k}: {what} has {len(pictures)} frames at "
+                          f"{profile.fps} fps (profile {profile.name!r})")
     return head + [u for p in pictures[:k] for u in p], k
 
 

@@ -151,9 +151,9 @@ for prof in ("paper", "tiny"):
     for name, path in VIDEO_BAD.items():
         case(f"encode-{prof}-{name}", A, "encode", path, "-o", "out.h264", "--profile", prof)
 case("encode-stdin", A, "encode", "-", "-o", "out.h264")
-for prof in ("paper", "tiny"):  # one frame shorter than one output frame: named, not "start code"
-    case(f"encode-{prof}-one-short-frame", A, "encode", f"{F}/one_frame.mp4", "-o", "o.h264",
-         "--profile", prof, expect="one_frame.mp4: no video frame survives")
+for prof in ("paper", "tiny"):  # a cut AVI whose header still declares every frame
+    case(f"encode-{prof}-trunc-avi", A, "encode", f"{F}/trunc.avi", "-o", "o.h264",
+         "--profile", prof, expect="trunc.avi: truncated")
 out_file_cases(A, "encode", ["encode", f"{F}/clip.mp4"], ".h264", ["--profile", "tiny"])
 case("encode-profile-unknown", A, "encode", f"{F}/clip.mp4", "-o", "o.h264", "--profile", "huge")
 case("encode-no-args", A, "encode", rc=2)
@@ -254,6 +254,10 @@ case("avgen-prompt-frames-0", A, *AVGEN, "--prompt", f"{F}/clip.mp4", "--prompt-
 case("avgen-prompt-frames-alone", A, *AVGEN, "--prompt-frames", "3", expect="--prompt")
 for name in ("missing", "dir", "dangling"):
     case(f"avgen-prompt-{name}", A, *AVGEN, "--prompt", BAD_FILES[name])
+case("avgen-prompt-trunc-avi", A, *AVGEN, "--prompt", f"{F}/trunc.avi",
+     expect="trunc.avi: truncated", heavy=True)
+case("avgen-prompt-frames-beyond-one-frame", A, *AVGEN, "--prompt", f"{F}/one_frame.mp4",
+     "--prompt-frames", "2", expect="one_frame.mp4 has 1 frames", heavy=True)
 case("avgen-stdout-batch", A, "generate", "--frames", "2", "-o", "-", "--batch", "2")
 case("avgen-out-suffix", A, "generate", "--frames", "2", "-o", "o.txt", expect="must end")
 out_file_cases(A, "avgen", ["generate", "--frames", "2"], ".mp4")
@@ -412,6 +416,9 @@ def _write_fixtures(f: Path) -> None:
     save_mp4(frames, 3.0, f / "videos" / "clip.mp4")
     shutil.copy(f / "videos" / "clip.mp4", f / "clip.mp4")
     _one_frame_video(f / "one_frame.mp4", rng)
+    _noise_avi(f / "full.avi", rng)
+    avi = (f / "full.avi").read_bytes()
+    (f / "trunc.avi").write_bytes(avi[:len(avi) // 4])
     mp4 = (f / "clip.mp4").read_bytes()
     (f / "trunc.mp4").write_bytes(mp4[:len(mp4) // 3])
     (f / "sig.mp4").write_bytes(mp4[:32] + rng.bytes(500))
@@ -437,6 +444,21 @@ def _one_frame_video(path: Path, rng) -> None:
         s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
         frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (64, 64, 3), np.uint8), "rgb24")
         for packet in [*s.encode(frame), *s.encode()]:
+            c.mux(packet)
+
+
+def _noise_avi(path: Path, rng) -> None:
+    """A 3 s MPEG-4 AVI of noise (25 fps); its header declares all 75 frames."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+        for _ in range(75):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (64, 64, 3), np.uint8), "rgb24")
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode():
             c.mux(packet)
 
 
