@@ -420,7 +420,8 @@ def encode_frames(frames: Iterable[np.ndarray] | Iterable[av.VideoFrame],
             vframes.append(vf)
         return _encode_stream(iter(vframes), profile.time_base, Fraction(1, 1), profile, "frames")
     if not isinstance(first, av.VideoFrame):
-        raise InputError(f"frames must be numpy arrays or av.VideoFrame, not {type(first).__name__}")
+        raise InputError("frames must be numpy arrays or av.VideoFrame, not "
+                         f"{type(first).__name__}")
     time_base = first.time_base or profile.time_base
     return _encode_stream(_timed(itertools.chain([first], it), time_base, profile),
                           time_base, None, profile, "frames")
@@ -450,7 +451,8 @@ def canonical_header(profile: AvcProfile = PAPER) -> bytes:
     starts with. They do not depend on the content, so one grey frame yields them."""
     grey = np.full((profile.height, profile.width, 3), 128, np.uint8)
     _, units = nalmod.split_annexb_units(encode_frames([grey], profile))
-    head = [u for u in units if nalmod.nal_type(nalmod.strip_start_code(u)) in nalmod.PARAMETER_SET_TYPES]
+    head = [u for u in units
+            if nalmod.nal_type(nalmod.strip_start_code(u)) in nalmod.PARAMETER_SET_TYPES]
     if len(head) != 2:
         raise EncodeError(f"expected one SPS and one PPS, found {len(head)} parameter sets")
     return b"".join(head)

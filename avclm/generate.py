@@ -142,7 +142,8 @@ def prompt_units(profile, prompt=None, prompt_frames: int | None = None) -> tupl
         if prompt_frames:
             raise ConfigError("--prompt-frames needs --prompt")
         return nalmod.split_annexb_units(canonical_header(profile))[1], 0
-    data = bytes(prompt) if isinstance(prompt, (bytes, bytearray)) else encode_video(prompt, profile)
+    data = (bytes(prompt) if isinstance(prompt, (bytes, bytearray))
+            else encode_video(prompt, profile))
     units = nalmod.split_annexb_units(data)[1]
     head, pictures, last_mb = [], [], None
     for u in units:

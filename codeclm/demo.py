@@ -14,10 +14,11 @@ bottom half of each from its top half; ``--overwrite`` so that a second `make de
 replaces the first one's outputs, and only those: before any command runs, each output
 is claimed in ``demo_out/.codeclm-run.json`` (``codeclm.outputs.claim_outputs``), and
 one that exists without being recorded there, e.g. your own ``demo_out/demo.mp4``, is
-refused and left as it is), then checks the outputs with the strict decoders (every frame and every image must
-decode with no error) and prints what it made. Uses a GPU when one is available (the
-generators pick ``cuda`` by default). Without bundled models it falls back to a real
-canonical encode/decode round trip of the bundled sample media, and says so.
+refused and left as it is), then checks the outputs with the strict decoders (every
+frame and every image must decode with no error) and prints what it made. Uses a GPU
+when one is available (the generators pick ``cuda`` by default). Without bundled models
+it falls back to a real canonical encode/decode round trip of the bundled sample media,
+and says so.
 """
 
 from __future__ import annotations

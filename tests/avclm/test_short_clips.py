@@ -107,7 +107,7 @@ def test_truncated_avi_is_refused_by_name(media, cut):
 
 def test_prompt_frames_beyond_a_short_prompt_name_the_file(media):
     files, _ = media
-    units, k = prompt_units(TINY, files["one_mp4"])
+    _, k = prompt_units(TINY, files["one_mp4"])
     assert k == 1
     with pytest.raises(ConfigError, match="one.mp4 has 1 frames"):
         prompt_units(TINY, files["one_mp4"], 2)
