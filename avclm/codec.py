@@ -328,6 +328,12 @@ def _is_still_image(container) -> bool:
     return bool(names & {"image2"} or any(n.endswith("_pipe") for n in names))
 
 
+def _is_text(container) -> bool:
+    """FFmpeg's ``tty`` demuxer renders any text file as a short ANSI-art video (a file
+    that no other demuxer claims); such a file is text, not a clip."""
+    return "tty" in container.format.name.split(",")
+
+
 def open_video(path: str | os.PathLike):
     """``(container, first video stream)`` of a media file, after the checks every reader
     shares (exists, regular, not empty, readable, has video, sane size, a time base);
@@ -349,6 +355,8 @@ def open_video(path: str | os.PathLike):
         stream = container.streams.video[0]
         if _is_still_image(container):
             raise InputError(f"{p}: a still image, not a video (use `jpeglm encode` for images)")
+        if _is_text(container):
+            raise InputError(f"{p}: a text file, not a video")
         _check_size(stream.codec_context.width, stream.codec_context.height, str(p))
         if not stream.time_base:
             raise InputError(f"{p}: video stream has no time base")
