@@ -173,11 +173,15 @@ class _CanonicalEncoder:
         frame, which the ``fps`` filter shows at that tick once it lasts a whole output
         frame (the paper's ffmpeg command writes nothing for such a source)."""
         tick = math.ceil(Fraction(1, self.profile.fps) / self._time_base)
-        frame.duration = max(frame.duration or 0, tick)
-        self._graph = self._filter_graph(frame)
-        self.done = False
-        self.push(frame)
-        self.push(None)
+        duration = frame.duration or 0
+        frame.duration = max(duration, tick)
+        try:  # the filters copy the frame's properties when it is pushed
+            self._graph = self._filter_graph(frame)
+            self.done = False
+            self.push(frame)
+            self.push(None)
+        finally:  # the caller's frame (a clip reader may hold it) keeps its own duration
+            frame.duration = duration
 
 
 def canonicalize(raw: bytes, profile: AvcProfile, frames: int | None = None) -> bytes:
