@@ -222,4 +222,4 @@ def test_the_protocol_is_a_library_call(setup, completed):
     for key in ("model", "protocol", "feature_extractor", "validity", "intact_mcu_fraction"):
         assert res[key] == on_disk[key], key
     assert res["samples"]["generated_this_run"] == 0
-    assert res["samples"]["total"] == on_disk["samples"]["total"] == 8
+    assert res["samples"]["total"] == on_disk["samples"]["total"] == 16  # 2 r x 2 seeds x 4
