@@ -199,3 +199,59 @@ class DigitRecogniser:
         if len(frames) == 0:
             return 0.0
         return sum(self.score(f)[1] >= threshold for f in frames) / len(frames)
+
+
+@functools.cache
+def default_recogniser() -> DigitRecogniser:
+    """One :class:`DigitRecogniser` (seed 0) per process: fitting takes seconds."""
+    return DigitRecogniser(seed=0)
+
+
+def clip_frames(path) -> np.ndarray:
+    """The RGB frames ``(T, H, W, 3)`` uint8 of a video file (MP4, H.264 Annex-B, ...)."""
+    import av
+
+    from codeclm.errors import InputError
+
+    try:
+        with av.open(str(path)) as container:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    except (av.FFmpegError, OSError) as e:
+        raise InputError(f"{path}: cannot decode video: {e}") from e
+    if not frames:
+        raise InputError(f"{path}: no video frames")
+    return np.stack(frames)
+
+
+def main(argv=None) -> int:
+    """``python -m data_tools.digits CLIP [CLIP ...] [--threshold P]``: the share of frames
+    in which :class:`DigitRecogniser` sees a digit, per clip and overall, printed as JSON
+    (issue 17's measure for a digits video model)."""
+    import argparse
+    import json
+    import sys
+
+    from codeclm.errors import CodecLMError
+
+    parser = argparse.ArgumentParser(prog="python -m data_tools.digits",
+                                     description=main.__doc__.split("\n\n")[0])
+    parser.add_argument("clips", nargs="+", help="video files (e.g. avclm generate -o DIR)")
+    parser.add_argument("--threshold", type=float, default=0.8,
+                        help="probability a frame's best blob needs (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        recogniser = default_recogniser()
+        shares = {str(p): recogniser.shows_digit_share(clip_frames(p), args.threshold)
+                  for p in args.clips}
+    except CodecLMError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 1
+    report = {"threshold": args.threshold, "clips": len(shares),
+              "share_of_frames_with_digit": float(np.mean(list(shares.values()))),
+              "per_clip": shares}
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

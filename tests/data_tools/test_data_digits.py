@@ -4,19 +4,20 @@ recogniser that measures a digits video model (issue 17)."""
 from __future__ import annotations
 
 import itertools
+import json
 
 import av
 import numpy as np
 import pytest
 
 from data_tools.__main__ import main
-from data_tools.digits import DigitRecogniser, digits_of, moving_digits, not_digit_frames
+from data_tools.digits import default_recogniser, digits_of, moving_digits, not_digit_frames
 from data_tools.synth import pan_frames, random_pan, random_scene, synth
 
 
 @pytest.fixture(scope="module")
 def recogniser():
-    return DigitRecogniser(seed=0)
+    return default_recogniser()
 
 
 def test_splits_are_disjoint_and_cover_the_set():
@@ -79,3 +80,24 @@ def test_recogniser_sees_digits_in_digit_clips_and_not_in_other_sources(recognis
 def test_recogniser_rarely_fires_on_noise_and_blocks(recogniser):
     share = recogniser.shows_digit_share(not_digit_frames(np.random.default_rng(99), 60))
     assert share <= 0.35
+
+
+def test_report_cli_scores_digit_clips_above_other_clips(tmp_path, avc_tiny, capsys):
+    from data_tools.digits import main as report
+
+    digits = synth(tmp_path / "d", "video", avc_tiny, 3, seed=1, sources=("digits",))
+    pans = synth(tmp_path / "p", "video", avc_tiny, 2, seed=1, sources=("pan",))
+    assert report([str(p) for p in digits + pans]) == 0
+    per_clip = json.loads(capsys.readouterr().out)["per_clip"]
+    assert min(per_clip[str(p)] for p in pans) == 0.0
+    assert max(per_clip[str(p)] for p in digits) == 1.0
+
+
+def test_report_cli_bad_clip_is_one_line_error(tmp_path, capsys):
+    from data_tools.digits import main as report
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    assert report([str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.mp4" in err and "Traceback" not in err
