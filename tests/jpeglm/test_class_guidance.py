@@ -136,6 +136,7 @@ def test_cli_class_flags(run, tmp_path, capsys):
     src = run["media"] / "square" / "00000.png"
     assert main(["complete", str(src), "-o", str(tmp_path / "c"), "--model", model,
                  "--class", "square", "--seed", "1"]) == 0
+    capsys.readouterr()
     assert main(["generate", "-n", "1", "-o", str(tmp_path / "x"), "--model", model,
                  "--class", "dog"]) == 1
     assert capsys.readouterr().err.strip() == (
