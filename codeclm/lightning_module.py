@@ -23,7 +23,9 @@ sharding (FSDP) are Trainer options.
 Warm start: ``init_from: DIR`` (``--model.init_from``) starts from an exported model
 directory's weights instead of a random init (fine-tuning on your own data, or another
 training leg after an export); the tokenizer and preset must match, the optimizer and
-schedule start fresh.
+schedule start fresh. Shards made with ``--labels`` from the same tokenizer add class
+tokens: an unconditional model then gets their embedding and output rows as the mean of
+its existing rows (:func:`codeclm.labels.grow_vocab_rows`).
 
 Checkpoints carry everything export needs (``checkpoint["codeclm"]``: tokenizer JSON,
 codec profile, Llama config), so ``jpeglm export CKPT -o DIR`` needs nothing else.
