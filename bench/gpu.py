@@ -53,13 +53,13 @@ def train_flops_per_token(n_params: int, layers: int, hidden: int, context: int)
 
 def bench_training(attn: str, context: int, steps: int) -> dict:
     import torch
-    from transformers import LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
     from codeclm.models import llama_config
 
     torch.manual_seed(0)
     cfg = llama_config("1b", 320, context)
-    model = LlamaForCausalLM._from_config(cfg, attn_implementation=attn).cuda()
+    model = AutoModelForCausalLM.from_config(cfg, attn_implementation=attn).cuda()
     model.gradient_checkpointing_disable()
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=True)

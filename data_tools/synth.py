@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from codeclm.errors import ConfigError, EncodeError
-from codeclm.io import atomic_path
+from codeclm.io import atomic_path, write_png
 
 SOURCES = ("shapes", "pan", "photo-crops", "life", "testsrc2", "mandelbrot", "cellauto")
 DEFAULT_SOURCES = ("shapes",)
@@ -154,8 +154,8 @@ class Scene:
         yy = np.arange(h, dtype=np.float32)[:, None]
         xx = np.arange(w, dtype=np.float32)[None, :]
         for s in self.shapes:
-            cx = _bounce(s.x + s.vx * t, s.rx, w)
-            cy = _bounce(s.y + s.vy * t, s.ry, h)
+            cx = bounce(s.x + s.vx * t, s.rx, w)
+            cy = bounce(s.y + s.vy * t, s.ry, h)
             if s.kind == "circle":
                 mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= s.rx * s.rx
             else:
@@ -164,7 +164,7 @@ class Scene:
         return img
 
 
-def _bounce(pos: float, half: float, extent: int) -> float:
+def bounce(pos: float, half: float, extent: int) -> float:
     """Reflect a centre coordinate so the shape stays inside [0, extent)."""
     lo, hi = half, max(half, extent - 1 - half)
     span = hi - lo
@@ -382,13 +382,6 @@ def lavfi_frames(source: str, rng: np.random.Generator, geo: Geometry, n: int) -
 # --- writing files --------------------------------------------------------------------
 
 
-def save_png(img: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(img).save(tmp, format="PNG", compress_level=1)
-
-
 def save_mp4(frames: np.ndarray, fps: float, path: Path) -> None:
     """Frames (T, H, W, 3) uint8 -> H.264 MP4 (yuv420p, CRF 18, one thread, bit-exact)."""
     _, h, w, _ = frames.shape
@@ -454,7 +447,7 @@ def synth(out: str | os.PathLike, kind: str, profile, count: int, seed: int = 0,
         frames = make_item(kind, source, geo, rng, split)
         path = out / f"{i:05d}-{source}.{'png' if kind == 'image' else 'mp4'}"
         if kind == "image":
-            save_png(frames[0], path)
+            write_png(frames[0], path, compress_level=1)
         else:
             save_mp4(frames, geo.fps, path)
         return path

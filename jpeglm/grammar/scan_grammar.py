@@ -13,6 +13,7 @@ import torch
 
 from codeclm.errors import CodecLMError, ProfileError
 
+from ..profile import SUBSAMPLING
 from .automaton import PH_AC, PH_ACX, PH_DC, PH_DCX, PH_PAD, S_END, S_FIN, S_HDR, S_MARK
 from .compiled import CompiledScanGrammar, compile_grammar
 from .entries import MaskEntry
@@ -81,7 +82,10 @@ class JpegScanGrammar:
             kw.setdefault("save_kwargs", profile.pillow_save_kwargs(2))
         sub = getattr(profile, "subsampling", 2)
         if isinstance(sub, str):
-            sub = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}[sub]
+            if sub not in SUBSAMPLING:
+                raise ProfileError(f"unknown chroma subsampling {sub!r}; expected one of "
+                                   f"{sorted(SUBSAMPLING)}")
+            sub = SUBSAMPLING[sub][0]   # Pillow's code
         kw.setdefault("quality", getattr(profile, "quality", 25))
         kw.setdefault("subsampling", sub)
         return cls(profile.width, profile.height, vocab, eos_id, **kw)

@@ -76,14 +76,14 @@ def test_skipping_unused_frames_changes_nothing(monkeypatch, clip, vfr_clip, nam
     decoded frames."""
     path = vfr_clip if name == "vfr" else clip(name)
     counted = []
-    decoded = codec._decoded
+    decoded = codec.decoded_frames
 
     def counting(*args):
         for frame in decoded(*args):
             counted.append(1)
             yield frame
 
-    monkeypatch.setattr(codec, "_decoded", counting)
+    monkeypatch.setattr(codec, "decoded_frames", counting)
     fast = encode_video(path, PAPER)
     n_fast = len(counted)
     counted.clear()

@@ -14,7 +14,7 @@ from data_tools.synth import (
     HELDOUT_PHOTOS,
     SOURCES,
     TRAIN_PHOTOS,
-    _bounce,
+    bounce,
     load_photo,
     pan_frames,
     photo_crop,
@@ -83,7 +83,7 @@ def test_video_rate_and_length_overrides(tmp_path, avc_tiny):
 @settings(max_examples=200, deadline=None)
 @given(pos=st.floats(-1e4, 1e4), half=st.floats(0, 40), extent=st.integers(1, 300))
 def test_bounce_keeps_shapes_inside(pos, half, extent):
-    c = _bounce(pos, half, extent)
+    c = bounce(pos, half, extent)
     if extent - 1 - half >= half:
         assert half - 1e-6 <= c <= extent - 1 - half + 1e-6
 
