@@ -65,7 +65,8 @@ class BitReader:
         if n == 0:
             return 0
         if self.pos + n > self._nbits:
-            raise DecodeError(f"bitstream ends early: need {n} bits at bit {self.pos} of {self._nbits}")
+            raise DecodeError(f"bitstream ends early: need {n} bits at bit {self.pos} of "
+                              f"{self._nbits}")
         self.pos += n
         return (self._value >> (self._nbits - self.pos)) & ((1 << n) - 1)
 
@@ -232,7 +233,7 @@ def parse_slice_header(nal: bytes, sps: Sps | None = None) -> SliceHeader:
     return SliceHeader(t, (nal[0] >> 5) & 3, first_mb, slice_type, pps_id, frame_num, idr_pic_id)
 
 
-# =============================================================================== canonical PPS / slice header
+# ================================================================= canonical PPS / slice header
 @dataclasses.dataclass(frozen=True)
 class PpsFields:
     """The PPS fields a slice header and slice data depend on (section 7.3.2.2)."""

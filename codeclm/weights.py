@@ -44,7 +44,8 @@ def weight_files(directory: Path) -> list[Path]:
         return [directory / n for n in names]
     if any((directory / p).exists() for p in PICKLED):
         raise ModelError(f"{directory}: weights are pickled ({PICKLED[0]}); only safetensors "
-                         f"are loaded. Convert with `save_pretrained(DIR, safe_serialization=True)`")
+                         "are loaded. Convert with "
+                         "`save_pretrained(DIR, safe_serialization=True)`")
     raise ModelError(f"{directory}: not a model directory (missing {SAFETENSORS})")
 
 

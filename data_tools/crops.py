@@ -31,7 +31,7 @@ def crop_box(width: int, height: int, size: tuple[int, int], rng: random.Random
 def crop_image(path: str, profile, seed: int, rel: str, index: int) -> Image.Image:
     """Random crop ``index`` of the image at ``path`` (``rel``: its name in the folder,
     part of the seed): RGB, ``profile.size``. Raises InputError."""
-    from jpeglm.codec import RESAMPLE_FILTERS, to_rgb, load_image
+    from jpeglm.codec import RESAMPLE_FILTERS, load_image, to_rgb
 
     im = load_image(path)
     try:
