@@ -347,7 +347,7 @@ class ScanAutomaton:
 
     @property
     def pred_set_cols(self) -> np.ndarray:
-        """``pred_set_rows`` transposed and contiguous: ``pred_set_cols[p][kid]``."""
+        """``pred_set_rows`` transposed and contiguous: ``pred_set_cols[p][set_id]``."""
         rows = self.pred_set_rows
         if self._pred_cols is None:
             self._pred_cols = np.ascontiguousarray(rows.T)
@@ -392,7 +392,7 @@ class ScanAutomaton:
               "rel": is_ac.copy(),                           # k = k0 + add, k0 unknown
               "mul": np.ones(n, i32), "add": np.zeros(n, i32),
               "thr": np.full(n, NO_LIMIT, i32), "alive": np.ones(n, bool),
-              "kid": np.zeros(n, np.int64), "um": np.zeros(n, i32), "uv": np.zeros(n, i32)}
+              "pred_set": np.zeros(n, np.int64), "um": np.zeros(n, i32), "uv": np.zeros(n, i32)}
         forks: list = []
         st = self.run_bits(st, 7, forks)
         r, live = st["row"], st["alive"]
@@ -400,7 +400,7 @@ class ScanAutomaton:
         self.byte_kmax[r] = np.where(live, st["thr"], -1)
         self.byte_kmul[r] = st["mul"]
         self.byte_kadd[r] = st["add"]
-        self.byte_pred_set[r] = st["kid"]
+        self.byte_pred_set[r] = st["pred_set"]
         self.byte_pred_mode[r] = st["um"]
         self.byte_pred_value[r] = st["uv"]
         for j, f in forks:
@@ -417,7 +417,7 @@ class ScanAutomaton:
             self.byte_alt_index[f["row"], f["slot"]] = base + np.arange(len(f["row"]))
             self.alt_next = np.concatenate([self.alt_next, f["s2"] // 2])
             self.alt_k = np.concatenate([self.alt_k, f["add"]])
-            self.alt_pred_set = np.concatenate([self.alt_pred_set, f["kid"]])
+            self.alt_pred_set = np.concatenate([self.alt_pred_set, f["pred_set"]])
             self.alt_pred_mode = np.concatenate([self.alt_pred_mode, f["um"]])
             self.alt_pred_value = np.concatenate([self.alt_pred_value, f["uv"]])
 
@@ -429,7 +429,7 @@ class ScanAutomaton:
         ``st`` holds one equal-length array per lane field: ``byte`` (the byte being
         read), ``s2`` (2 * state), ``kfix`` (the known k0, -1 if symbolic), ``rel`` (k is
         ``k0 + add``), ``mul``/``add`` (``k = k0 * mul + add``), ``thr`` (valid iff
-        ``k0 <= thr``), ``alive``, ``kid`` (id of the allowed byte-start predictor set),
+        ``k0 <= thr``), ``alive``, ``pred_set`` (id of the allowed byte-start predictor set),
         ``um``/``uv`` (the predictor update so far); callers may add their own fields,
         which are carried along."""
         bit_kmax, bit_next2, bit_special = self.bit_kmax32, self.bit_next2_32, self.bit_special
@@ -477,7 +477,7 @@ class ScanAutomaton:
                 pc = self.bit_pred_check[tt]
                 if np.count_nonzero(pc):
                     w = sel[pc != 0]
-                    self._compose_checks(w, pc[pc != 0], st["kid"], st["um"], st["uv"], alive)
+                    self._compose_checks(w, pc[pc != 0], st["pred_set"], st["um"], st["uv"], alive)
                 pm = self.bit_pred_mode[tt]
                 if np.count_nonzero(pm):
                     um, uv = st["um"], st["uv"]
@@ -505,11 +505,11 @@ class ScanAutomaton:
         return (int(self.alt_next[i]), int(self.alt_k[i]), int(self.alt_pred_set[i]),
                 int(self.alt_pred_mode[i]), int(self.alt_pred_value[i]))
 
-    def _compose_checks(self, w, cps, kid, um, uv, alive) -> None:
+    def _compose_checks(self, w, cps, pred_set, um, uv, alive) -> None:
         """Lanes ``w`` meet predictor checks ``cps`` (ids into ``pred_check_sets``, over
-        the *current* predictor): intersect their byte-start constraint ``kid`` (in
+        the *current* predictor): intersect their byte-start constraint ``pred_set`` (in
         place; lanes left with no predictor die)."""
-        keys = np.stack([kid[w], um[w], uv[w], cps], 1)
+        keys = np.stack([pred_set[w], um[w], uv[w], cps], 1)
         key = ((keys[:, 0] * 4 + keys[:, 1]) * 4096 + keys[:, 2] + 2048) * 65536 + keys[:, 3]
         _, first, inv = np.unique(key, return_index=True, return_inverse=True)
         uniq = keys[first]
@@ -520,7 +520,7 @@ class ScanAutomaton:
             new[i] = self.intern_pred_set(bits) if bits else -1
         res = new[inv.ravel()]
         alive[w] &= res >= 0
-        kid[w] = np.maximum(res, 0)
+        pred_set[w] = np.maximum(res, 0)
 
     # -- scalar path ---------------------------------------------------------------
     def scan_byte(self, sid: int, k: int, pred: int, byte: int):

@@ -146,7 +146,7 @@ class TokenTables:
               "rel": is_ac[live] & (auto.byte_kmul[sl] == 1),
               "mul": auto.byte_kmul[sl].astype(i64), "add": auto.byte_kadd[sl].astype(i64),
               "thr": auto.byte_kmax[sl].astype(i64), "alive": np.ones(len(sl), bool),
-              "kid": auto.byte_pred_set[sl].astype(i64),
+              "pred_set": auto.byte_pred_set[sl].astype(i64),
               "um": auto.byte_pred_mode[sl].astype(i64),
               "uv": auto.byte_pred_value[sl].astype(i64),
               "ff": (node[live] == 0xFF).astype(i64),
@@ -163,7 +163,7 @@ class TokenTables:
                           "kfix": ak[has].astype(np.int64), "rel": np.zeros(m, bool),
                           "mul": np.zeros(m, np.int64),
                           "add": auto.alt_k[ai], "thr": np.full(m, NO_LIMIT, np.int64),
-                          "alive": np.ones(m, bool), "kid": auto.alt_pred_set[ai],
+                          "alive": np.ones(m, bool), "pred_set": auto.alt_pred_set[ai],
                           "um": auto.alt_pred_mode[ai], "uv": auto.alt_pred_value[ai],
                           "ff": (node[has] == 0xFF).astype(np.int64),
                           "alt": np.ones(m, bool), "spec": np.zeros(m, bool)})
@@ -240,14 +240,14 @@ class TokenTables:
                 self.tok_next[r] = h["s2"][dflt] // 2
                 self.tok_kmul[r] = h["mul"][dflt]
                 self.tok_kadd[r] = h["add"][dflt]
-                self.tok_pred_set[r] = h["kid"][dflt]
+                self.tok_pred_set[r] = h["pred_set"][dflt]
                 self.tok_pred_mode[r] = h["um"][dflt]
                 self.tok_pred_value[r] = h["uv"][dflt]
                 self.tok_stuff_due[r] = h["ff"][dflt]
                 al = h["alt"] & h["alive"] & ~spec
                 if np.count_nonzero(al):
                     alt_parts.append((rows[al], h["kfix"][al], h["s2"][al] // 2, h["add"][al],
-                                      h["kid"][al], h["um"][al], h["uv"][al]))
+                                      h["pred_set"][al], h["um"][al], h["uv"][al]))
 
 
 _TOKEN_TABLES: dict = {}
