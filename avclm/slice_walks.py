@@ -47,14 +47,17 @@ class WalkReport:
 
 
 def walk_nal(tokenizer, gate: NalVerifier, rng: random.Random) -> tuple[bytes, int]:
-    """One NAL unit (no start code) drawn token by token, uniformly among the allowed
-    tokens, from the gate's stream state; ended as soon as it may end. Returns (NAL,
-    tokens drawn)."""
+    """One slice NAL unit (no start code) drawn token by token, uniformly among the
+    allowed tokens that open a slice and then continue it, from the gate's stream state;
+    ended as soon as it may end. Returns (NAL, tokens drawn)."""
     c = NalConstraint(tokenizer, gate)
     eos = tokenizer.eos_id
     data = bytearray()
     for n in range(1, MAX_WALK_TOKENS + 1):
         allowed = [t for t in c.allowed_mask().nonzero().flatten().tolist() if t != eos]
+        if c.cur is None or any(e.kind != "slice" for e in c.cur):
+            # no SPS/PPS (allowed before a new IDR picture): only bytes that keep a slice
+            allowed = [t for t in allowed if _opens_a_slice_or_nothing(c, t)]
         t = rng.choice(allowed)
         c.advance(t)
         data += tokenizer.token_bytes[t]
@@ -62,6 +65,12 @@ def walk_nal(tokenizer, gate: NalVerifier, rng: random.Random) -> tuple[bytes, i
             units = nalmod.split_annexb(bytes(data))
             return nalmod.strip_start_code(units[0]), n
     raise RuntimeError(f"no NAL end after {MAX_WALK_TOKENS} tokens")
+
+
+def _opens_a_slice_or_nothing(c: NalConstraint, token: int) -> bool:
+    trial = c.copy()
+    trial.advance(token)
+    return trial.cur is None or any(e.kind == "slice" for e in trial.cur)
 
 
 def walk_slices(tokenizer, profile: AvcProfile, stream: bytes, kind: str, count: int,

@@ -165,3 +165,21 @@ def test_escape_bytes_are_not_slice_bits():
     skip = auto.step_bits(auto.start, (header[0] << 4) | 0b0101, header[1] + 4)  # skip_run 1, stop
     assert skip[3] == sa.DONE and auto.step_byte(skip, sa.ESCAPE) is None
     assert auto.step_byte(auto.start, sa.ESCAPE) is None  # the header's first byte is > 3
+
+
+@pytest.mark.parametrize("kind", ["I", "P"])
+def test_walked_slices_of_each_kind_decode_alone_and_in_the_stream(encodes, kind):
+    """A small version of bench/bench_h264_walks.py (500 slices per kind, both profiles,
+    three vocabularies): slices of one kind walked uniformly over the masks with the
+    bundled model's trained tokenizer pass the strict one-macroblock check and decode
+    strictly inside the canonical stream they replace slices of."""
+    from avclm.slice_walks import walk_slices
+    from codeclm.model_dir import bundled_model_dir
+
+    bundled = bundled_model_dir("h264")
+    tok = (ByteTokenizer.load(bundled / "tokenizer.json") if bundled is not None else
+           ByteTokenizer.train(list(encodes["tiny"].values()), 384, "h264"))
+    stream = encodes["tiny"]["testsrc2_320x240_6s"]
+    r = walk_slices(tok, TINY, stream, kind, TINY.mbs_per_frame, random.Random(1))
+    assert r.slices == TINY.mbs_per_frame and r.tokens >= r.slices
+    assert r.failed == 0 and r.bad_streams == 0, r
