@@ -183,3 +183,39 @@ def test_walked_slices_of_each_kind_decode_alone_and_in_the_stream(encodes, kind
     r = walk_slices(tok, TINY, stream, kind, TINY.mbs_per_frame, random.Random(1))
     assert r.slices == TINY.mbs_per_frame and r.tokens >= r.slices
     assert r.failed == 0 and r.bad_streams == 0, r
+
+
+def _token_allowed(auto: sa.SliceAutomaton, state: tuple, token: bytes, z: int) -> bool:
+    """Reference for one token: its bytes one by one through step_byte (an
+    emulation-prevention byte after two zeros as ESCAPE)."""
+    for x in token:
+        if z >= 2 and x == 3:
+            z, x = 0, sa.ESCAPE
+        else:
+            z = z + 1 if x == 0 else 0
+        state = auto.step_byte(state, x)
+        if state is None:
+            return False
+    return True
+
+
+def test_trie_masks_equal_token_by_token_checks(encodes):
+    """The binary-trie walk with memoized element walks (allowed_tokens) gives exactly
+    the tokens whose bytes, fed one by one, continue the slice: at every byte of x264
+    slices of both kinds, after no zero byte and after two."""
+    facts = stream_facts(TINY)
+    tok = ByteTokenizer.train(list(encodes["tiny"].values()), 384, "h264")
+    rbsp = sa.TokenRbsp(tok.token_bytes)
+    nals = [n for n in nalmod.split_annexb(encodes["tiny"]["testsrc2_320x240_6s"])
+            if nalmod.is_picture_nal(n)]
+    rng = random.Random(5)
+    for nal in (nals[0], *rng.sample(nals[16:], 2)):
+        f, hn, v, t = parse_slice_fields(nal, facts.sps, facts.pps)
+        auto = sa.SliceAutomaton((v >> (t - hn), hn), g.MacroblockContext.of(f, facts.pps, hn),
+                                 canonical=True)
+        states = [auto.start] + _feed(auto, v.to_bytes(t // 8, "big"))
+        for st in states[1:]:
+            for z in (0, 2):
+                mask = sa.allowed_tokens(auto, st, rbsp, z)
+                ref = [bool(b) and _token_allowed(auto, st, b, z) for b in tok.token_bytes]
+                assert mask.tolist() == ref, (f.first_mb, z)
