@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import random
+import re
 
 import av
 import numpy as np
@@ -489,3 +490,26 @@ def test_random_model_with_slice_grammar_needs_no_retries(monkeypatch, model_dir
     nals = [e for e in events if isinstance(e, NalEvent)]
     assert len(decode_annexb(b"".join(e.data for e in nals), TINY, strict=True)) == 2
     assert s.failed == 0 and s.substitutions == 0 and s.passed >= TINY.mbs_per_frame, s
+
+
+def test_cli_no_slice_grammar_keeps_the_verifier_but_not_the_slice_masks(model_dir, tmp_path,
+                                                                       capsys, one_thread):
+    """``--no-slice-grammar``: the header masks and the verifier stay (the clip decodes
+    strictly; slices fail the data check and are sampled again); by default the slice
+    masks make every checked slice pass (retries there are NALs cut off at 24 tokens)."""
+    from avclm.cli import main
+
+    passed = {}
+    for flags in ((), ("--no-slice-grammar",)):
+        out = tmp_path / f"v{len(flags)}.h264"
+        assert main(["generate", "--frames", "2", "--model", str(model_dir), "-o", str(out),
+                     "--seed", "1", "--max-nal-tokens", "24", *flags]) == 0
+        err = capsys.readouterr().err
+        m = re.search(r"verifier: (\d+) of (\d+) NALs passed", err)
+        assert m, err
+        passed[flags] = tuple(int(x) for x in m.groups())
+        assert len(decode_annexb(out.read_bytes(), TINY, strict=True)) == 2
+    ok, checked = passed[()]
+    assert ok == checked
+    ok, checked = passed[("--no-slice-grammar",)]
+    assert ok < checked
