@@ -27,11 +27,11 @@ from avclm.codec import SAMPLE_CLIPS, encode_frames, encode_video
 from avclm.profile import PAPER, TINY
 from avclm.stream import decode_annexb
 from avclm.verifier import (
+    MiniDecoder,
     NalConstraint,
     NalVerifier,
     PlanState,
     SliceDecodeCheck,
-    _MiniDecoder,
     stream_facts,
 )
 from codeclm.errors import DecodeError
@@ -238,7 +238,7 @@ def test_pcm_macroblocks_keep_their_alignment_at_every_address():
         frame = decode_annexb(stream, TINY, strict=True)[0]
         assert frame.shape == (64, 64, 3)
         if mb in (1, 3, 7):  # ue(first_mb) 3, 5, 7 bits: the test header needs 2, 4, 6 more
-            wrong = _MiniDecoder(facts, facts.log2_max_frame_num, True)  # no compensation
+            wrong = MiniDecoder(facts, facts.log2_max_frame_num, True)  # no compensation
             assert wrong.check(fields, data) is not None
     # the decoder reads the samples where they were written: MB 0's luma is the first
     # 256 of them (no deblocking across a PCM macroblock's edges at these QPs)
