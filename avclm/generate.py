@@ -57,6 +57,8 @@ from pathlib import Path
 import numpy as np
 
 from codeclm.errors import ConfigError, InputError
+from codeclm.guidance import conditioned_forward
+from codeclm.labels import with_class
 from codeclm.sampler import ACCEPT, Reject, SamplingConfig, Session, Stop, load_model, session_stats
 
 from . import nal as nalmod
@@ -174,7 +176,9 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
                    max_nal_tokens: int = DEFAULT_MAX_NAL_TOKENS,
                    max_attempts: int = DEFAULT_MAX_ATTEMPTS, reserve: int | None = None,
                    window: int | None = None, verify: bool = True, gate_factory=None,
-                   constraint_factory=None, slice_grammar: bool = True) -> Iterator[Event]:
+                   constraint_factory=None, slice_grammar: bool = True,
+                   class_name: str | None = None,
+                   cfg_scale: float | None = None) -> Iterator[Event]:
     """Generate ``frames`` new frames per row; yield :class:`NalEvent` / :class:`FrameEvent`
     as they are made and a final :class:`DoneEvent`.
 
@@ -191,7 +195,10 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
     (``--no-slice-grammar``): verification and header masks without the macroblock-layer
     masks (an ablation; slices then pass by resampling). ``gate_factory(profile)`` and
     ``constraint_factory(tokenizer, gate)`` override the gate and the per-row sampler
-    constraint. Stats: ``frames`` (per row, generated), ``tokens_sampled``,
+    constraint. ``class_name``, ``cfg_scale``: a class-conditional model's class and the
+    classifier-free guidance scale (:func:`codeclm.guidance.conditioned_forward`; every
+    prompt and continuation gets the class token after ``<s>``). Stats: ``frames`` (per
+    row, generated), ``tokens_sampled``,
     ``tokens_per_s``, ``rejected`` and ``replaced`` NALs, ``continuations``,
     ``frame_latency_ms`` (mean, max), ``seed``, ``wall_s``, ``verify`` (per row: the
     gate's :class:`~avclm.verifier.VerifyStats` as a dict, or None).
@@ -247,9 +254,10 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
         st.replaced += 1
         return Reject(replacement=rep)
 
-    session = Session(lm.weights, tok, batch, config, max_length=context, modality="h264",
+    kv, class_id = conditioned_forward(lm.weights, tok, batch, class_name, cfg_scale, context)
+    session = Session(kv, tok, batch, config, modality="h264",
                       min_new_tokens=1 << 62, max_unit_tokens=max_nal_tokens, on_unit=judge)
-    prompt_ids = tok.encode(b"".join(head), bos=True, eos=False)
+    prompt_ids = with_class(tok.encode(b"".join(head), bos=True, eos=False), class_id)
     session.start([prompt_ids] * batch, [constraint_for(st) for st in rows])
 
     def emit(r: int, unit: bytes, source: str, t_token: float | None = None) -> Iterator[Event]:
@@ -299,7 +307,7 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
         if st.gate.frames >= st.target:
             session.finish(r)
             return
-        ids = tok.encode(b"".join(units), bos=True, eos=False)
+        ids = with_class(tok.encode(b"".join(units), bos=True, eos=False), class_id)
         if len(ids) + (reserve or 1) >= session.kv.max_length:
             raise ConfigError(f"a context of {session.kv.max_length} tokens cannot hold the "
                               f"{len(ids)}-token continuation prompt and a picture")

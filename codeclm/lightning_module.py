@@ -23,7 +23,9 @@ sharding (FSDP) are Trainer options.
 Warm start: ``init_from: DIR`` (``--model.init_from``) starts from an exported model
 directory's weights instead of a random init (fine-tuning on your own data, or another
 training leg after an export); the tokenizer and preset must match, the optimizer and
-schedule start fresh.
+schedule start fresh. Shards made with ``--labels`` from the same tokenizer add class
+tokens: an unconditional model then gets their embedding and output rows as the mean of
+its existing rows (:func:`codeclm.labels.grow_vocab_rows`).
 
 Checkpoints carry everything export needs (``checkpoint["codeclm"]``: tokenizer JSON,
 codec profile, Llama config), so ``jpeglm export CKPT -o DIR`` needs nothing else.
@@ -164,6 +166,7 @@ class CodecLM(L.LightningModule):
         and its architecture this preset's; the optimizer and schedule start fresh."""
         from safetensors.torch import load_file
 
+        from .labels import grow_vocab_rows
         from .tokenizer import ByteTokenizer
 
         weights = directory / "model.safetensors"
@@ -180,6 +183,8 @@ class CodecLM(L.LightningModule):
                                  "(the shards must be made with the model's tokenizer.json)")
         state = load_file(str(weights))
         own = model.state_dict()
+        # an unconditional model fine-tuned on labelled shards: rows for the class tokens
+        state, self.grown_rows = grow_vocab_rows(state, own)
         bad = sorted(k for k in state if k not in own or own[k].shape != state[k].shape)
         missing = sorted(set(own) - set(state))
         if bad or missing:

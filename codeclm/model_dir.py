@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import ModelError, OutputError, TokenizerError
+from .labels import save_labels
 from .llama_weights import LlamaWeights, load_weights
 from .profile import load_profile, save_profile
 from .tokenizer import ByteTokenizer
@@ -34,7 +35,7 @@ COMMAND_OF = {"jpeg": "jpeglm", "h264": "avclm"}
 MODEL_DIR_FILES = ("config.json", "generation_config.json", "model.safetensors",
                    "model.safetensors.index.json", "model-*-of-*.safetensors", "tokenizer.json",
                    "tokenizer_config.json", "special_tokens_map.json", "profile.json",
-                   "README.md", "chat_template.jinja")
+                   "README.md", "chat_template.jinja", "labels.json")
 
 
 @dataclasses.dataclass
@@ -134,6 +135,7 @@ def save_model_dir(model, tokenizer: ByteTokenizer, profile, directory: str | os
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.to_hf().save_pretrained(tmp)
         save_profile(profile, tmp, versions=versions)
+        save_labels(tokenizer, tmp)  # labels.json, for a class-conditional model only
         if card:
             (tmp / "README.md").write_text(card)
         _normal_permissions(tmp)

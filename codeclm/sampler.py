@@ -338,6 +338,11 @@ class KVCacheLM:
             x = x + self._mlp(L, self._rms(x, L["ln2"]))
         return self._proj(self._rms(x[:, -1], self.norm), self.head)[0].float()
 
+    def copy_row(self, dst: int, src: int, n: int) -> None:
+        """Copy the first ``n`` cache slots of row ``src`` into row ``dst`` (same prompt)."""
+        self.k[:, dst, :, :n] = self.k[:, src, :, :n]
+        self.v[:, dst, :, :n] = self.v[:, src, :, :n]
+
     @torch.inference_mode()
     def decode(self, tokens: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
         """One token per row: ``tokens`` ``[B]`` at slots ``positions`` (one int per row);
@@ -469,7 +474,9 @@ class Session:
                  min_new_tokens: int = 0, modality: str | None = None, max_unit_tokens: int | None = None,
                  on_token: Callable[[int, int], None] | None = None,
                  on_unit: Callable[[int, Unit], Verdict] | None = None):
-        self.kv = model if isinstance(model, KVCacheLM) else KVCacheLM(model, batch_size, max_length)
+        # a KVCacheLM, or a forward with its interface (codeclm.guidance.GuidedLM)
+        kv_like = isinstance(model, KVCacheLM) or hasattr(model, "copy_row")
+        self.kv = model if kv_like else KVCacheLM(model, batch_size, max_length)
         if self.kv.batch_size < batch_size:
             raise ConfigError(f"cache holds {self.kv.batch_size} rows, {batch_size} asked")
         if self.kv.vocab_size < tokenizer.vocab_size:
@@ -542,8 +549,7 @@ class Session:
         n = len(ids) - 1  # the last prompt token is fed by the first step
         if n:
             if copy_from is not None:
-                self.kv.k[:, row, :, :n] = self.kv.k[:, copy_from, :, :n]
-                self.kv.v[:, row, :, :n] = self.kv.v[:, copy_from, :, :n]
+                self.kv.copy_row(row, copy_from, n)
             else:
                 self.kv.prefill(row, torch.tensor(ids[:-1]))
         self.stats["prefill_s"] += time.perf_counter() - t0

@@ -88,7 +88,9 @@ class ByteTokenizer:
             raise TokenizerError("tokenizer lacks the special tokens " + ", ".join(SPECIAL_TOKENS))
         self.pad_id, self.bos_id, self.eos_id = ids[PAD], ids[BOS], ids[EOS]
         self.reserved_ids = [ids[f"<reserved_{i}>"] for i in range(N_RESERVED)]
-        self.special_ids = frozenset(ids.values())
+        # every special token the file holds (class tokens too: codeclm.labels) spells no bytes
+        self.special_ids = frozenset(ids.values()) | {
+            i for i, t in backend.get_added_tokens_decoder().items() if t.special}
         #: token id -> its bytes (None for special tokens)
         self.token_bytes: list[bytes | None] = [None] * self.vocab_size
         for token, i in vocab.items():

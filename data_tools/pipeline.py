@@ -33,11 +33,13 @@ import numpy as np
 from codeclm import versions
 from codeclm.errors import InputError, ProfileError, TokenizerError
 from codeclm.io import atomic_write, atomic_write_bytes
+from codeclm.labels import save_labels
 from codeclm.profile import profile_to_dict, save_profile
 from codeclm.tokenizer import ByteTokenizer
 
 from . import outdir, shards
 from .cache import InputCache, LogWriter, input_key, sha256_file
+from .labelling import Labelling, plan_labels
 from .sources import KIND_OF_MODALITY, MODALITY_OF_KIND, kind_of, list_files, source_root
 from .units import Unit, plan
 from .workers import progress, run_parallel
@@ -138,13 +140,16 @@ def build_dataset(src: str | os.PathLike, out: str | os.PathLike, kind: str, pro
                   chunk_bytes: int = shards.DEFAULT_CHUNK_BYTES, keep_cache: bool = False,
                   show_progress: bool | None = None, strict: bool = False,
                   limit: int | None = None, overwrite: bool = False, clips: int | None = None,
-                  stride=None, crops: int = 0, crop_seed: int = 0) -> BuildResult:
+                  stride=None, crops: int = 0, crop_seed: int = 0, labels: str | None = None,
+                  drop_label: float = 0.1) -> BuildResult:
     """Encode and tokenize every ``kind`` file under ``src`` into a shard set in ``out``.
 
     ``kind``: "image" or "video" (must match ``profile.modality``: jpeg / h264).
     Videos: ``clips`` clips per file (None: every clip) every ``stride`` seconds (None:
     the clip length, non-overlapping); ``clips=1`` is the first clip only, without
     probing. Images: ``crops`` seeded random crops (``crop_seed``) besides the fit crop.
+    ``labels``: ``"folder"`` or a CSV path (class-conditional samples, ``drop_label`` of
+    them with the null class; :mod:`data_tools.labelling`).
     ``limit``: use only the first N files (sorted order). ``keep_cache``: keep
     ``out/.cache`` after success (otherwise removed). ``strict``: unexpected exceptions
     stop the job instead of being recorded as skipped. ``out`` must be new, empty or
@@ -193,7 +198,10 @@ def build_dataset(src: str | os.PathLike, out: str | os.PathLike, kind: str, pro
         except OSError as e:  # a broken link, or vanished / unreadable since it was listed
             what = "broken symbolic link" if (root / rel).is_symlink() else "cannot read file"
             skipped[Unit(r)] = f"{what} ({e.strerror or e})"
-    units, unplanned = plan(list(stats_of), root, kind, profile, clips, stride, crops)
+    labelling, unlabelled = plan_labels(labels, drop_label, root, list(stats_of), tokenizer)
+    skipped.update(unlabelled)
+    units, unplanned = plan([r for r in stats_of if Unit(r) not in unlabelled], root, kind,
+                            profile, clips, stride, crops)
     skipped.update(unplanned)
     keys: dict[Unit, str] = {}  # unit -> cache key
     for u in units:
@@ -204,14 +212,15 @@ def build_dataset(src: str | os.PathLike, out: str | os.PathLike, kind: str, pro
     with outdir.claimed(out, f"data_tools {kind}s"):
         return _encode_and_build(out, kind, profile, tokenizer, tokenizer_path, tok_sha, cache,
                                  keys, skipped, root, workers, chunk_bytes, keep_cache,
-                                 show_progress, strict, src, crop_seed)
+                                 show_progress, strict, src, crop_seed, labelling)
 
 
 def _encode_and_build(out: Path, kind: str, profile, tokenizer: ByteTokenizer,
                       tokenizer_path: Path, tok_sha: str, cache: InputCache,
                       keys: dict[Unit, str], skipped: dict[Unit, str], root: Path, workers: int,
                       chunk_bytes: int, keep_cache: bool, show_progress: bool | None,
-                      strict: bool, src: Path, crop_seed: int) -> BuildResult:
+                      strict: bool, src: Path, crop_seed: int,
+                      labelling: Labelling | None = None) -> BuildResult:
     """Phases 1 and 2 inside the claimed ``out``."""
     errors: dict[Unit, str] = {}
     cache.scan()
@@ -238,7 +247,8 @@ def _encode_and_build(out: Path, kind: str, profile, tokenizer: ByteTokenizer,
 
     return _build(out, kind, profile, tokenizer, tokenizer_path, tok_sha, cache, keys, skipped,
                   errors, encoded=len(todo), reused=reused, chunk_bytes=chunk_bytes,
-                  keep_cache=keep_cache, src=src, root=root, strict=strict, crop_seed=crop_seed)
+                  keep_cache=keep_cache, src=src, root=root, strict=strict, crop_seed=crop_seed,
+                  labelling=labelling)
 
 
 def _redo(path: Path, key: str, unit: Unit, cache: InputCache, profile, tokenizer_path: Path,
@@ -283,7 +293,10 @@ def _build(out: Path, kind: str, profile, tokenizer: ByteTokenizer, tokenizer_pa
            tok_sha: str, cache: InputCache, keys: dict[Unit, str], skipped: dict[Unit, str],
            errors: dict[Unit, str], encoded: int, reused: int, chunk_bytes: int,
            keep_cache: bool, src: Path, root: Path, strict: bool,
-           crop_seed: int = 0) -> BuildResult:
+           crop_seed: int = 0, labelling: Labelling | None = None) -> BuildResult:
+    data_tok = tokenizer
+    if labelling is not None:  # the shards' tokenizer: with the class tokens
+        tokenizer = labelling.tokenizer
     lengths: list[int] = []
     byte_lengths: list[int] = []
     written: list[Unit] = []
@@ -303,6 +316,8 @@ def _build(out: Path, kind: str, profile, tokenizer: ByteTokenizer, tokenizer_pa
             if isinstance(got, str):
                 skipped[unit] = got
                 continue
+            if labelling is not None:
+                got = labelling.apply(unit, got)
             written.append(unit)
             lengths.append(int(got.size))
             byte_lengths.append(int(tb_len[got].sum()))
@@ -321,7 +336,11 @@ def _build(out: Path, kind: str, profile, tokenizer: ByteTokenizer, tokenizer_pa
                                chunk_bytes)
     shards.install_shards(staging, out)
     save_profile(profile, out, versions=versions.current(profile.modality))
-    atomic_write_bytes(out / TOKENIZER_FILE, tokenizer_path.read_bytes())
+    if tokenizer is data_tok:
+        atomic_write_bytes(out / TOKENIZER_FILE, tokenizer_path.read_bytes())
+    else:
+        tokenizer.save(out / TOKENIZER_FILE)
+        save_labels(tokenizer, out)
     _write_skipped(out, skipped)
     _write_manifest(out, kind, written)
     stats = compute_stats(kind, profile, lengths, byte_lengths, info, skipped,

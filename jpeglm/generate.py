@@ -27,9 +27,10 @@ from collections.abc import Iterator, Sequence
 from PIL import Image
 
 from codeclm.errors import ConfigError, DecodeError
+from codeclm.guidance import conditioned_forward
+from codeclm.labels import with_class
 from codeclm.sampler import (
     ACCEPT,
-    KVCacheLM,
     SamplingConfig,
     Session,
     Stop,
@@ -104,7 +105,8 @@ def preview(data: bytes, profile) -> Image.Image:
 def generate_images(model, count: int | None = None, *, prompts: Sequence[bytes] | None = None,
                     batch: int = 1, config: SamplingConfig | None = None,
                     device: str | None = None, dtype=None, grammar: bool = True,
-                    max_tokens: int | None = None, max_mcu_tokens: int | None = None
+                    max_tokens: int | None = None, max_mcu_tokens: int | None = None,
+                    class_name: str | None = None, cfg_scale: float | None = None
                     ) -> Iterator[Event]:
     """Generate ``count`` images, or one completion per prompt in ``prompts`` (modeled
     bytes: the profile's header plus whole MCUs, as ``codec.prompt_prefix`` makes).
@@ -112,7 +114,9 @@ def generate_images(model, count: int | None = None, *, prompts: Sequence[bytes]
     ``batch`` rows are sampled together; sample ``i`` uses seed ``config.seed + i``.
     ``max_tokens``: new tokens per image at most (default: what the context leaves).
     ``max_mcu_tokens`` (without grammar): an MCU still open after this many tokens ends
-    the image there (the rest is repaired). Stats: ``images``, ``valid``,
+    the image there (the rest is repaired). ``class_name``: a class-conditional model's
+    class (every prompt gets its token after ``<s>``), ``cfg_scale``: classifier-free
+    guidance scale (:func:`codeclm.guidance.conditioned_forward`). Stats: ``images``, ``valid``,
     ``tokens_sampled``, ``tokens_per_s``, ``seed``, ``wall_s``.
     """
     if (count is None) == (prompts is None):
@@ -131,15 +135,17 @@ def generate_images(model, count: int | None = None, *, prompts: Sequence[bytes]
     prompts = [bytes(p) for p in prompts]
     for p in prompts:
         if not p.startswith(header):
-            raise ConfigError("a prompt must start with the profile's header (use codec.prompt_prefix)")
+            raise ConfigError("a prompt must start with the profile's header "
+                              "(use codec.prompt_prefix)")
     seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
-    kv = KVCacheLM(lm.weights, min(batch, len(prompts)))
+    kv, class_id = conditioned_forward(lm.weights, lm.tokenizer, min(batch, len(prompts)),
+                                       class_name, cfg_scale)
     totals = {"sampled": 0, "decode_s": 0.0, "prefill_s": 0.0, "rejected": 0, "steps": 0}
     n_valid = 0
     for start in range(0, len(prompts), batch):
         chunk = prompts[start:start + batch]
         for ev in _chunk(kv, lm, chunk, start, dataclasses.replace(config, seed=seed + start),
-                         grammar, max_tokens, max_mcu_tokens, totals):
+                         grammar, max_tokens, max_mcu_tokens, totals, class_id):
             n_valid += int(isinstance(ev, ImageEvent) and ev.valid)
             yield ev
     stats = dict(totals, images=len(prompts), valid=n_valid, seed=seed,
@@ -148,9 +154,9 @@ def generate_images(model, count: int | None = None, *, prompts: Sequence[bytes]
     yield DoneEvent(stats)
 
 
-def _chunk(kv: KVCacheLM, lm, chunk: list[bytes], first: int, config: SamplingConfig,
+def _chunk(kv, lm, chunk: list[bytes], first: int, config: SamplingConfig,
            grammar: bool, max_tokens: int | None, max_mcu_tokens: int | None,
-           totals: dict) -> Iterator[Event]:
+           totals: dict, class_id: int | None = None) -> Iterator[Event]:
     profile, tok = lm.profile, lm.tokenizer
     n_mcus = profile.mcu_count
     done_mcus = [len(codec.split_mcus(p)[1]) for p in chunk]
@@ -176,7 +182,7 @@ def _chunk(kv: KVCacheLM, lm, chunk: list[bytes], first: int, config: SamplingCo
             g = base.copy()
             g.feed_bytes(p)
             constraints.append(g)
-    ids = [tok.encode(p, bos=True, eos=False) for p in chunk]
+    ids = [with_class(tok.encode(p, bos=True, eos=False), class_id) for p in chunk]
     room = kv.max_length - max(len(x) for x in ids) - 1
     if room < 1:
         raise ConfigError(f"a prompt of {max(len(x) for x in ids)} tokens fills the "

@@ -346,6 +346,40 @@ for verb, src, tok, other_tok, prof, other_prof in (
     case(f"{verb}-limit-0", D, verb, src, "out", *base, "--limit", "0", rc=2)
     case(f"{verb}-no-tokenizer", D, verb, src, "out", "--profile", prof, rc=2)
 
+# class conditioning (issue 19) ----------------------------------------------------------------
+LABELLED = f"{F}/models/labelled"  # the bundled image model's files, tokenizer with classes
+for verb, argv in (("generate", GEN), ("complete", COMPLETE)):
+    case(f"{verb}-class-unknown", J, *argv, "--model", LABELLED, "--class", "dog",
+         expect="unknown class 'dog'; known classes: circle, square, triangle")
+    case(f"{verb}-class-unconditional-model", J, *argv, "--class", "cat",
+         expect="trained without class labels")
+    for name, value in (("neg", "-1"), ("nan", "nan"), ("inf", "inf")):
+        case(f"{verb}-cfg-scale-{name}", J, *argv, "--model", LABELLED, "--class", "circle",
+             "--cfg-scale", value, expect="--cfg-scale must be a finite number >= 0")
+    case(f"{verb}-cfg-scale-no-class", J, *argv, "--cfg-scale", "2", expect="needs --class")
+case("avgen-class-unconditional-model", A, *AVGEN, "--class", "cat",
+     expect="trained without class labels")
+for name, value in (("neg", "-2"), ("nan", "nan")):
+    case(f"avgen-cfg-scale-{name}", A, *AVGEN, "--class", "cat", "--cfg-scale", value,
+         expect="--cfg-scale must be a finite number >= 0")
+case("avgen-cfg-scale-no-class", A, *AVGEN, "--cfg-scale", "2", expect="needs --class")
+case("generate-list-classes-bad-model", J, "generate", "--list-classes", "--model",
+     f"{F}/models/no_config")
+LAB = ["images", f"{F}/media", "out", "--profile", "tiny", "--tokenizer", f"{F}/tok_jpeg.json",
+       "--workers", "1"]
+for name, words in (("missing", "cannot read the labels file"), ("no-header", "header line"),
+                    ("names-missing-file", "no-such.png: no such file"),
+                    ("bad-name", "class name 'a b' is not allowed"),
+                    ("short-row", "expected 'path,label'"), ("only-header", "no labelled files")):
+    case(f"images-labels-csv-{name}", D, *LAB, "--labels", f"{F}/labels/{name}.csv",
+         expect=words)
+case("images-labels-folder-flat", D, *LAB, "--labels", "folder", expect="no class folder")
+for value in ("1", "-0.1", "nan"):
+    case(f"images-drop-label-{value}", D, *LAB, "--labels", "folder", "--drop-label", value,
+         expect="--drop-label")
+case("synth-labelled-video", D, "synth", "out", "--kind", "video", "--count", "1", "--labelled",
+     expect="--labelled")
+
 # data_tools synth / bpe ----------------------------------------------------------------------
 SYN = ["synth", "out", "--kind", "image", "--count", "2"]
 case("synth-out-file", D, *SYN, setup=existing_file("out"))
@@ -435,6 +469,7 @@ def _write_fixtures(f: Path) -> None:
                         300, "jpeg").save(f / "tok_jpeg.json")
     ByteTokenizer.train([h264], 300, "h264").save(f / "tok_h264.json")
     (f / "bad.yaml").write_text("model: [unclosed\n  trainer: {\n")
+    _write_label_csvs(f / "labels")
     (f / "list.yaml").write_text("- a\n- b\n")
     _write_checkpoints(f / "ckpt", torch, rng)
     _write_models(f / "models", rng)
@@ -486,6 +521,30 @@ def _safetensors(header: dict, data: bytes = b"") -> bytes:
     return struct.pack("<Q", len(raw)) + raw + data
 
 
+def _write_label_csvs(d: Path) -> None:
+    """Broken ``--labels FILE.csv`` files (paths relative to the fixture media folder)."""
+    d.mkdir()
+    for name, text in (("no-header", "0.png,cat\n"),
+                       ("names-missing-file", "path,label\n0.png,cat\nno-such.png,dog\n"),
+                       ("bad-name", "path,label\n0.png,a b\n"),
+                       ("short-row", "path,label\n0.png\n"), ("only-header", "path,label\n")):
+        (d / f"{name}.csv").write_text(text)
+
+
+def _labelled_model(jpeg: Path, out: Path) -> None:
+    """The bundled image model with three class tokens in its tokenizer (and config): the
+    class checks run before the weights are read, so they need no retrained weights."""
+    from codeclm.labels import add_class_tokens
+    from codeclm.tokenizer import ByteTokenizer
+
+    shutil.copytree(jpeg, out)
+    tok = add_class_tokens(ByteTokenizer.load(out / "tokenizer.json"),
+                           ["circle", "square", "triangle"])
+    tok.save(out / "tokenizer.json")
+    cfg = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**cfg, "vocab_size": tok.vocab_size}))
+
+
 def _write_models(d: Path, rng) -> None:
     """The bundled models and broken copies of the image one."""
     d.mkdir()
@@ -494,6 +553,7 @@ def _write_models(d: Path, rng) -> None:
     (d / "file").write_text("not a directory")
     (d / "empty").mkdir()
     st = (jpeg / "model.safetensors").read_bytes()
+    _labelled_model(jpeg, d / "labelled")
 
     def variant(name, base=jpeg, drop=(), files=None, config=None):
         v = shutil.copytree(base, d / name, ignore=shutil.ignore_patterns(*drop))

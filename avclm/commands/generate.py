@@ -20,6 +20,7 @@ import itertools
 import sys
 from pathlib import Path
 
+from codeclm.class_args import add_class_arguments
 from codeclm.errors import ConfigError, InputError, OutputError
 from codeclm.sampling_args import add_sampling_arguments, model_dtype, sampling_config
 
@@ -37,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-frames", type=int, default=None, metavar="K",
                         help="use the first K frames of --prompt (default: all, up to one clip)")
     add_sampling_arguments(parser, batch=False)
+    add_class_arguments(parser)
     parser.add_argument("-n", "--num", "--batch", dest="batch", type=int, default=1, metavar="N",
                         help="videos to generate, sampled together (default 1)")
     g = parser.add_argument_group("validity")
@@ -141,6 +143,7 @@ class _LiveCounts:
 def check_arguments(args: argparse.Namespace) -> list[str]:
     """Every range, input and output check, before torch or the model is loaded; returns
     the output paths."""
+    from codeclm.class_args import check_class_args
     from codeclm.outputs import check_output_file
     from codeclm.sampling_args import check_positive, check_sampling_args
 
@@ -151,6 +154,7 @@ def check_arguments(args: argparse.Namespace) -> list[str]:
     if args.frames < 1:
         raise ConfigError(f"--frames must be >= 1, got {args.frames}")
     check_sampling_args(args)
+    check_class_args(args)
     check_positive(args, "prompt_frames", "max_nal_tokens", "max_attempts", "context")
     if args.window is not None and args.window < 2:
         raise ConfigError(f"--window must be >= 2 (a context window holds at least 2 frames), "
@@ -172,11 +176,16 @@ def check_arguments(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from codeclm.class_args import check_class_of_model, list_classes
+
+    if list_classes(args, "h264"):
+        return 0
     paths = check_arguments(args)
 
     from codeclm.model_dir import check_model_dir, resolve_model_dir
 
     check_model_dir(resolve_model_dir(args.model, "h264"), "h264")  # before torch loads
+    check_class_of_model(args, resolve_model_dir(args.model, "h264"))
 
     from tqdm import tqdm
 
@@ -194,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
         sinks = [_Sink(p, stack) for p in paths]
         events = generate_video(lm, args.frames, prompt=args.prompt, prompt_frames=args.prompt_frames,
                                 batch=args.batch, config=config, context=args.context,
-                                window=args.window, **kw)
+                                window=args.window, class_name=args.class_name,
+                                cfg_scale=args.cfg_scale, **kw)
         first = next(events)  # the prompt and context checks run before any progress bar shows
         bar = tqdm(total=args.frames * args.batch, unit="frame", file=sys.stderr,
                    disable=args.quiet, dynamic_ncols=True)

@@ -42,6 +42,12 @@ def add_arguments(parser, kind: str) -> None:
                             help="also N seeded random crops at the profile's size per image "
                                  "(default: 0, the fit crop only)")
         parser.add_argument("--seed", type=int, default=0, help="crop seed (default: 0)")
+    parser.add_argument("--labels", metavar="folder|FILE.csv", default=None,
+                        help="class-conditional samples: the class of each file from its first "
+                             "folder under SRC (folder) or from a CSV with lines path,label")
+    parser.add_argument("--drop-label", type=float, default=0.1, metavar="P",
+                        help="with --labels: the fraction of samples given the null class, for "
+                             "classifier-free guidance (default: %(default)s)")
     add_progress(parser)
 
 
@@ -74,7 +80,8 @@ def run(args, kind: str) -> int:
     result = build_dataset(args.src, args.out, kind, profile, args.tokenizer, workers=args.workers,
                            chunk_bytes=max(1, int(args.chunk_mb * 2**20)), keep_cache=args.keep_cache,
                            show_progress=args.progress, strict=args.strict, limit=args.limit,
-                           overwrite=args.overwrite, **_unit_options(args, kind))
+                           overwrite=args.overwrite, labels=args.labels,
+                           drop_label=args.drop_label, **_unit_options(args, kind))
     print(result.summary(kind))
     return 0
 

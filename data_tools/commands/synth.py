@@ -47,6 +47,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a non-empty OUT (an earlier synth run there is replaced; "
                              "other files are left alone)")
+    parser.add_argument("--labelled", action="store_true",
+                        help="images only: --count of each of three classes (red circles, green "
+                             "squares, blue triangles) in OUT/<class>/, for --labels folder")
     add_progress(parser)
 
 
@@ -65,6 +68,8 @@ def run(args) -> int:
     size = _size(args.size) if args.size else None
     if size is not None and not (1 <= size[0] <= 8192 and 1 <= size[1] <= 8192):
         raise ConfigError(f"--size must be between 1x1 and 8192x8192, not {args.size!r}")
+    if args.labelled:
+        return _labelled(args, profile, size)
     target = check_output_dir(args.out, "data_tools synth", args.overwrite)
     target.create()
     started = time.time_ns()
@@ -80,4 +85,23 @@ def run(args) -> int:
     split = "".join(f", {args.split} {what}" for source, what in
                     (("photo-crops", "photos"), ("digits", "digits")) if source in sources)
     print(f"wrote {len(paths)} synthetic {args.kind}s ({', '.join(sources)}{split}) to {args.out}")
+    return 0
+
+
+def _labelled(args, profile, size) -> int:
+    """``--labelled``: the class folders of :mod:`data_tools.labelled_synth` (a new or empty
+    OUT only: files in subfolders are not tracked for a later --overwrite)."""
+    import os
+
+    from ..labelled_synth import CLASS_COLOURS, write_labelled_shapes
+
+    if args.kind != "image" or args.overwrite:
+        raise ConfigError("--labelled makes images (--kind image) in a new or empty OUT "
+                          "(no --overwrite)")
+    if args.out.exists() and (not args.out.is_dir() or os.listdir(args.out)):
+        raise ConfigError(f"{args.out}: --labelled writes into a new or empty folder only")
+    size = size or (profile.width, profile.height)
+    paths = write_labelled_shapes(args.out, args.count, args.seed, size)
+    print(f"wrote {len(paths)} labelled synthetic images ({', '.join(CLASS_COLOURS)}) "
+          f"to {args.out}/<class>")
     return 0

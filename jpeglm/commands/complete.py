@@ -24,11 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from codeclm.class_args import check_class_of_model, list_classes
     from codeclm.errors import ConfigError, InputError
     from codeclm.outputs import check_output_dir
 
     from .generate import check_common_arguments, output_names
 
+    if list_classes(args, "jpeg"):
+        return 0
     if not 0.0 <= args.prefix_ratio < 1.0:
         raise ConfigError(f"--prefix-ratio must be in [0, 1), got {args.prefix_ratio}")
     check_common_arguments(args)
@@ -40,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from codeclm.model_dir import check_model_dir, resolve_model_dir
 
     check_model_dir(resolve_model_dir(args.model, "jpeg"), "jpeg")  # before torch loads
+    check_class_of_model(args, resolve_model_dir(args.model, "jpeg"))
 
     from codeclm.io import write_png
     from codeclm.sampler import load_model, model_dtype

@@ -29,6 +29,8 @@ import sys
 
 from jpeglm.evaluation import UNCOND_SAMPLES
 
+from . import eval_classes
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="sub", metavar="SUBVERB")
@@ -54,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     u.add_argument("--real-samples", type=int, default=None,
                    help="use this many held-out images, drawn at random (default: all)")
     _shared(u)
+    eval_classes.add_arguments(sub)
 
 
 def _shared(p: argparse.ArgumentParser) -> None:
@@ -71,7 +74,8 @@ def _shared(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"complete": run_complete, "uncond": run_uncond}[args.sub](args)
+    return {"complete": run_complete, "uncond": run_uncond,
+            "classes": eval_classes.run}[args.sub](args)
 
 
 # ---------------------------------------------------------------------------- shared steps

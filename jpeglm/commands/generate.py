@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from codeclm.class_args import add_class_arguments
 from codeclm.io import write_png
 from codeclm.sampling_args import add_sampling_arguments, sampling_config
 
@@ -25,9 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_common_arguments(args: argparse.Namespace) -> None:
     """Range checks of the flags of :func:`add_common_arguments` (before any model loads)."""
+    from codeclm.class_args import check_class_args
     from codeclm.sampling_args import check_positive, check_sampling_args
 
     check_sampling_args(args)
+    check_class_args(args)
     check_positive(args, "max_tokens", "max_mcu_tokens", "preview_every")
 
 
@@ -40,6 +43,7 @@ def output_names(names: list[str], extra: tuple[str, ...] = ()) -> list[str]:
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by `generate` and `complete`."""
     add_sampling_arguments(parser)
+    add_class_arguments(parser)
     g = parser.add_argument_group("validity and output")
     g.add_argument("--no-grammar", action="store_true",
                    help="sample without the JPEG scan grammar (damaged images are repaired)")
@@ -73,7 +77,8 @@ def run_samples(args, prompts: list[bytes] | None, count: int | None, names: lis
     outdir.mkdir(parents=True, exist_ok=True)
     for ev in generate_images(lm, count, prompts=prompts, batch=args.batch, config=sampling_config(args),
                               grammar=not args.no_grammar, max_tokens=args.max_tokens,
-                              max_mcu_tokens=args.max_mcu_tokens):
+                              max_mcu_tokens=args.max_mcu_tokens, class_name=args.class_name,
+                              cfg_scale=args.cfg_scale):
         if isinstance(ev, McuEvent):
             bar.update(1)
             got = pieces.setdefault(ev.sample, [])
@@ -90,7 +95,8 @@ def run_samples(args, prompts: list[bytes] | None, count: int | None, names: lis
             stats = ev.stats
     bar.close()
     if not args.quiet:
-        print(f"{stats['images']} images -> {outdir}  ({stats['valid']} valid as sampled, "
+        print(f"{stats['images']} images -> {outdir}  ({class_note(args)}"
+              f"{stats['valid']} valid as sampled, "
               f"{stats['tokens_sampled']} tokens, {stats['tokens_per_s']:.0f} tok/s, "
               f"seed {stats['seed']})", file=sys.stderr)
         invalid = [f"{names[r.sample]}.jpg" for r in sorted(results, key=lambda r: r.sample)
@@ -98,6 +104,16 @@ def run_samples(args, prompts: list[bytes] | None, count: int | None, names: lis
         if invalid:
             print(not_valid_note(invalid, args), file=sys.stderr)
     return results
+
+
+def class_note(args) -> str:
+    """``class circle, cfg 3, `` for a class-conditional run (empty otherwise)."""
+    if args.class_name is None:
+        return ""
+    from codeclm.guidance import DEFAULT_CFG_SCALE
+
+    scale = DEFAULT_CFG_SCALE if args.cfg_scale is None else args.cfg_scale
+    return f"class {args.class_name}, cfg {scale:g}, "
 
 
 def not_valid_note(files: list[str], args) -> str:
@@ -111,9 +127,12 @@ def not_valid_note(files: list[str], args) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from codeclm.class_args import check_class_of_model, list_classes
     from codeclm.errors import ConfigError
     from codeclm.outputs import check_output_dir
 
+    if list_classes(args, "jpeg"):
+        return 0
     if args.num < 1:
         raise ConfigError(f"-n must be >= 1, got {args.num}")
     check_common_arguments(args)
@@ -124,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     from codeclm.model_dir import check_model_dir, resolve_model_dir
 
     check_model_dir(resolve_model_dir(args.model, "jpeg"), "jpeg")  # before torch loads
+    check_class_of_model(args, resolve_model_dir(args.model, "jpeg"))
 
     from codeclm.sampler import load_model, model_dtype
     from jpeglm.generate import grid
