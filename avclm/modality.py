@@ -10,20 +10,34 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import nal as nalmod
-from .codec import encode_video
+from codeclm.modality import ModalityRecord
+
 from .profile import AvcProfile
-from .stream import decode_annexb
+
+RECORD = ModalityRecord(
+    name="h264",
+    command="avclm",
+    media_kind="video",
+    extensions=frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg",
+                          ".ts", ".flv", ".wmv", ".3gp", ".ogv", ".h264", ".264"}),
+    profiles="avclm.profile:PROFILES",
+    profile_class="avclm.profile:AvcProfile",
+    implementation="avclm.modality:AvcModality",
+    # a 3- or 4-byte start code opens every NAL unit (the 4-byte form wins when present)
+    unit_marker=rb"\x00\x00\x00?\x01",
+    marker_side="before",
+    bundled_model="avclm/assets/model",
+    description="AVC-LM (videos as H.264 bytes)",
+)
 
 
 class AvcModality:
-    name = "h264"
-    #: a 3- or 4-byte start code opens every unit
-    unit_marker = nalmod.START_CODE_RE.pattern
-    marker_side = "before"
+    """The H.264 modality for one profile; light at import (codec modules load on use)."""
+
+    name = RECORD.name
 
     def __init__(self, profile: AvcProfile):
-        if getattr(profile, "modality", None) != "h264":
+        if getattr(profile, "modality", None) != RECORD.name:
             from codeclm.errors import ProfileError
 
             raise ProfileError(f"AvcModality needs an h264 profile, got {profile!r}")
@@ -31,12 +45,16 @@ class AvcModality:
 
     def encode_path(self, path: str) -> bytes:
         """A video file -> canonical Annex-B bytes (raises InputError/EncodeError)."""
+        from .codec import encode_video
+
         return encode_video(path, self.profile)
 
     def split_units(self, data: bytes) -> tuple[bytes, list[bytes]]:
         """``(header, units)``: header = any bytes before the first start code plus the
         leading SPS/PPS NAL units with their start codes; units = every following NAL
         unit with its start code. ``header + b"".join(units) == data`` exactly."""
+        from . import nal as nalmod
+
         lead, units = nalmod.split_annexb_units(data)
         n = 0
         while n < len(units) and (nalmod.nal_type(nalmod.strip_start_code(units[n]) or b"\x00")
@@ -48,6 +66,8 @@ class AvcModality:
         """Possibly damaged bytes -> RGB frames (H, W, 3) uint8, one per picture found
         (error concealment inside pictures); ``profile.frames`` mid-grey frames if
         there is no picture at all. Never raises on corrupt data."""
+        from .stream import decode_annexb
+
         frames = decode_annexb(data, self.profile, strict=False)
         if not frames:
             p = self.profile

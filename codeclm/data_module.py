@@ -41,7 +41,7 @@ import torch
 
 from .errors import ConfigError, ProfileError, TokenizerError
 from .litdata_offline import offline_litdata
-from .model_dir import COMMAND_OF
+from .modality import command_of, record
 from .profile import load_profile
 from .tokenizer import ByteTokenizer
 from .versions import read as read_versions
@@ -137,8 +137,8 @@ def load_shard_meta(path: str | os.PathLike, modality: str | None = None):
                              f"is {profile.modality}")
     if modality is not None and profile.modality != modality:
         raise ConfigError(f"{info.path}: these are {profile.modality} shards "
-                          f"(train them with `{COMMAND_OF.get(profile.modality, '?')} train`); "
-                          f"`{COMMAND_OF.get(modality, '?')} train` needs {modality} shards")
+                          f"(train them with `{command_of(profile.modality)} train`); "
+                          f"`{command_of(modality)} train` needs {modality} shards")
     top = int(info.first_chunk_tokens().max(initial=0))
     if top >= tokenizer.vocab_size:
         raise TokenizerError(f"{info.path}: shards hold token id {top} but tokenizer.json has only "
@@ -202,7 +202,7 @@ class CodecDataModule(L.LightningDataModule):
             raise ConfigError(
                 f"context of {self.context} tokens is shorter than the mean sample "
                 f"({mean:.0f} tokens in {self.path}): the model would never see a whole "
-                f"{'image' if self.modality == 'jpeg' else 'clip'}; raise --data.context or pass "
+                f"{'clip' if record(self.modality).media_kind == 'video' else 'image'}; raise --data.context or pass "
                 "--data.allow_partial_samples true")
         self._check_blocks()
         self.train_ds = self.val_ds = None

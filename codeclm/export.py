@@ -22,9 +22,9 @@ import os
 from pathlib import Path
 
 from .errors import ModelError
+from .modality import command_of, find
 
 DTYPES = ("float32", "bfloat16", "float16")
-COMMAND_OF = {"jpeg": "jpeglm", "h264": "avclm"}
 
 
 def check_checkpoint_file(path: str | os.PathLike) -> Path:
@@ -92,11 +92,11 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike,
     if not isinstance(info, dict) or not isinstance(ckpt.get("state_dict"), dict) or \
             not all(k in info for k in ("modality", "tokenizer", "llama_config")):
         raise ModelError(f"{ckpt_path}: not a checkpoint of `jpeglm train` / `avclm train`")
-    if info["modality"] not in COMMAND_OF:
+    if find(info["modality"]) is None:
         raise ModelError(f"{ckpt_path}: unknown modality {info['modality']!r} in the checkpoint")
     if modality is not None and info["modality"] != modality:
         raise ModelError(f"{ckpt_path}: this is a {info['modality']} checkpoint "
-                         f"(export it with `{COMMAND_OF[info['modality']]} export`)")
+                         f"(export it with `{command_of(info['modality'])} export`)")
     try:
         backend = Tokenizer.from_str(info["tokenizer"])
     except Exception as e:  # tokenizers raises plain Exception subclasses
@@ -121,7 +121,7 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike,
         raise ModelError(f"{ckpt_path}: weights do not fit the stored config "
                          f"({str(e).splitlines()[0]})") from e
     model = model.to(getattr(torch, dtype))
-    card = (f"# {COMMAND_OF[info['modality']]} model\n\nExported from `{Path(ckpt_path).name}` "
+    card = (f"# {command_of(info['modality'])} model\n\nExported from `{Path(ckpt_path).name}` "
             f"(global step {ckpt.get('global_step')}, epoch {ckpt.get('epoch')}); "
             f"codec profile `{profile.name}`, vocabulary {tokenizer.vocab_size}, "
             f"context {config.max_position_embeddings} tokens.\n")

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from .errors import TokenizerError
 from .fast_bpe import FastBPE
+from .modality import find as find_modality
+from .modality import names as modality_names
 
 BYTE_OFFSET = 0x2800
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
@@ -38,13 +40,16 @@ def _c(b: int) -> str:
     return _TO_CHARS[b]
 
 
-#: unit-boundary split pattern (over the character alphabet) and split behaviour
-UNIT_SPLITS = {
-    # restart marker FF Dn closes an MCU: the marker stays with the unit before it
-    "jpeg": (f"{_c(0xFF)}[{_c(0xD0)}-{_c(0xD7)}]", "merged_with_previous"),
-    # a start code opens a NAL unit: it stays with the unit after it
-    "h264": (f"{_c(0)}{_c(0)}{_c(0)}?{_c(1)}", "merged_with_next"),
-}
+def unit_split(modality: str) -> tuple[str, str]:
+    """The pre-tokenizer's unit split of a modality: (regex over the BPE alphabet, Split
+    behaviour), from its record's unit marker (:mod:`codeclm.modality`). JPEG: a restart
+    marker closes an MCU and stays with it ("merged_with_previous"); H.264: a start code
+    opens a NAL unit and stays with it ("merged_with_next")."""
+    rec = find_modality(modality)
+    if rec is None:
+        raise TokenizerError(f"unknown modality {modality!r}; expected one of "
+                             f"{sorted(modality_names())}")
+    return rec.split_pattern(_c)
 
 
 def bytes_to_text(data: bytes) -> str:
@@ -63,9 +68,7 @@ def text_to_bytes(text: str) -> bytes:
 def _build_backend(modality: str):
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 
-    if modality not in UNIT_SPLITS:
-        raise TokenizerError(f"unknown modality {modality!r}; expected one of {sorted(UNIT_SPLITS)}")
-    pattern, behavior = UNIT_SPLITS[modality]
+    pattern, behavior = unit_split(modality)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior=behavior)
     return tok
@@ -215,8 +218,8 @@ def _modality_of(backend) -> str:
     """Recover the modality from the saved pre-tokenizer's split pattern."""
     spec = json.loads(backend.to_str()).get("pre_tokenizer") or {}
     pattern = (spec.get("pattern") or {}).get("Regex")
-    for name, (pat, _) in UNIT_SPLITS.items():
-        if pattern == pat:
+    for name in modality_names():
+        if pattern == unit_split(name)[0]:
             return name
     raise TokenizerError("tokenizer file was not made by codeclm (unknown unit split)")
 

@@ -161,15 +161,16 @@ def main(argv: Sequence[str], modality: str, prog: str) -> int:
     import argparse
 
     from .cli import one_line
+    from .modality import record
     from .train_checks import check_files
 
     check_files(argv)
     # "Seed set to N" is an INFO line on stderr before any error: keep errors one line
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
-    what = {"jpeg": "JPEG-LM (images as JPEG bytes)", "h264": "AVC-LM (videos as H.264 bytes)"}
+    what = record(modality).description
     try:
         make_cli(argv, modality, prog=prog,
-                 description=f"Train {what[modality]} with LightningCLI. Subcommands: fit, "
+                 description=f"Train {what} with LightningCLI. Subcommands: fit, "
                              f"validate; recipes in recipes/; `{prog} fit --help` lists every option.")
     except argparse.ArgumentError as e:
         raise ConfigError(f"{one_line(e)[:400]} (see `{prog} fit --help`)") from None

@@ -38,7 +38,7 @@ from codeclm.tokenizer import ByteTokenizer
 
 from . import outdir, shards
 from .cache import InputCache, LogWriter, input_key, sha256_file
-from .sources import KIND_OF_MODALITY, MODALITY_OF_KIND, kind_of, list_files, source_root
+from .sources import kind_of, kind_of_modality, list_files, modality_of_kind, source_root
 from .units import Unit, plan
 from .workers import progress, run_parallel
 
@@ -154,15 +154,15 @@ def build_dataset(src: str | os.PathLike, out: str | os.PathLike, kind: str, pro
     :class:`OutputError` if ``out`` is not ours to write or another run holds it.
     """
     src, out = Path(src), Path(out)
-    if MODALITY_OF_KIND.get(kind) != profile.modality:
+    if modality_of_kind(kind) != profile.modality:
         raise ProfileError(f"profile {profile.name!r} is a {profile.modality} profile; "
-                           f"{kind}s need a {MODALITY_OF_KIND.get(kind, '?')} profile")
+                           f"{kind}s need a {modality_of_kind(kind) or '?'} profile")
     tokenizer_path = Path(tokenizer_path)
     if tokenizer_path.is_dir():
         tokenizer_path = tokenizer_path / TOKENIZER_FILE
     tokenizer = ByteTokenizer.load(tokenizer_path)
     if tokenizer.modality != profile.modality:
-        raise TokenizerError(f"{tokenizer_path}: tokenizer is for {KIND_OF_MODALITY[tokenizer.modality]}s "
+        raise TokenizerError(f"{tokenizer_path}: tokenizer is for {kind_of_modality(tokenizer.modality)}s "
                              f"({tokenizer.modality}), not {kind}s")
     outdir.check_out(src, out, overwrite)
     libs = _check_versions(out, profile.modality)

@@ -20,11 +20,13 @@ from pathlib import Path
 
 from ..errors import ConfigError, InputError, TokenizerError
 from ..io import atomic_write_bytes
+from ..modality import extensions
 from ..threads import add_threads_argument
 
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"})
-VIDEO_EXTS = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".h264", ".264",
-                        ".gif", ".mpg", ".mpeg"})
+#: the files each eval reads: the registry's lists (:func:`codeclm.modality.extensions`),
+#: the same ones data_tools trains on
+IMAGE_EXTS = extensions("image")
+VIDEO_EXTS = extensions("video")
 
 
 # ---------------------------------------------------------------------------- media folders

@@ -3,14 +3,18 @@
 import argparse
 import os
 
-KINDS = {"image": "image", "video": "video", "jpeg": "image", "h264": "video"}
+from codeclm import modality as registry
 
 
 def kind_arg(value: str) -> str:
-    """--kind / --modality: image|video (jpeg|h264 accepted too)."""
-    if value not in KINDS:
-        raise argparse.ArgumentTypeError(f"expected image or video, not {value!r}")
-    return KINDS[value]
+    """--kind / --modality: a media kind, image|video (a modality name, jpeg|h264, too)."""
+    kinds = registry.media_kinds()
+    if value in kinds:
+        return value
+    rec = registry.find(value)
+    if rec is None:
+        raise argparse.ArgumentTypeError(f"expected {' or '.join(kinds)}, not {value!r}")
+    return rec.media_kind
 
 
 def positive_int(value: str) -> int:

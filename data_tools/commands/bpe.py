@@ -9,7 +9,7 @@ from pathlib import Path
 from codeclm.profile import get_profile
 
 from ..bpe import train_bpe
-from ..sources import MODALITY_OF_KIND, infer_kind, list_files
+from ..sources import infer_kind, list_files, modality_of_kind
 from . import add_progress, add_workers, kind_arg, positive_int
 
 
@@ -37,7 +37,7 @@ def run(args) -> int:
         else args.output
     check_output_file(target, args.overwrite)
     kind = args.kind or infer_kind(list_files(args.src), where=str(args.src))
-    profile = get_profile(MODALITY_OF_KIND[kind], args.profile)
+    profile = get_profile(modality_of_kind(kind), args.profile)
     result = train_bpe(args.src, kind, profile, args.vocab_size, limit=args.limit,
                        workers=args.workers, seed=args.seed, show_progress=args.progress)
     path = result.tokenizer.save(args.output)

@@ -13,7 +13,7 @@ from pathlib import Path
 from codeclm.errors import ConfigError
 from codeclm.profile import get_profile
 
-from ..sources import MODALITY_OF_KIND
+from ..sources import modality_of_kind
 from ..synth import DEFAULT_SOURCES, SOURCES, SPLITS, synth
 from . import add_progress, kind_arg, positive_int
 
@@ -51,7 +51,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from codeclm.outputs import check_output_dir
 
-    profile = get_profile(MODALITY_OF_KIND[args.kind], args.profile)
+    profile = get_profile(modality_of_kind(args.kind), args.profile)
     sources = SOURCES if args.sources == "all" else tuple(s.strip() for s in args.sources.split(",") if s.strip())
     unknown = [s for s in sources if s not in SOURCES]
     if unknown or not sources:

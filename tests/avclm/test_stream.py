@@ -14,7 +14,7 @@ from avclm.modality import AvcModality
 from avclm.profile import PAPER, TINY
 from avclm.stream import StreamDecoder, decode_annexb, decode_annexb_with_stats
 from codeclm.errors import DecodeError
-from codeclm.modality import modality_for
+from codeclm.modality import modality_for, record
 
 M = TINY.mbs_per_frame
 
@@ -208,15 +208,16 @@ def test_tolerant_never_raises(tiny_stream, cuts):
 
 def test_modality(tiny_stream, clip):
     m = modality_for(TINY)
-    assert isinstance(m, AvcModality) and m.name == "h264" and m.marker_side == "before"
+    rec = record(m.name)
+    assert isinstance(m, AvcModality) and m.name == "h264" and rec.marker_side == "before"
     header, units = m.split_units(tiny_stream)
     assert header + b"".join(units) == tiny_stream
     assert [nal.nal_type(n) for n in nal.split_annexb(header)] == [nal.NAL_SPS, nal.NAL_PPS]
     assert len(units) == TINY.frames * M
     import re
 
-    assert all(re.match(m.unit_marker, u) for u in units)
-    assert all(len(re.findall(m.unit_marker, u)) == 1 for u in units)
+    assert all(re.match(rec.unit_marker, u) for u in units)
+    assert all(len(re.findall(rec.unit_marker, u)) == 1 for u in units)
     assert m.pixels_per_sample() == 64 * 64 * 3 * 8
     assert PAPER.pixels_per_clip == 256 * 144 * 3 * 15
     assert len(m.decode_tolerant(tiny_stream)) == TINY.frames

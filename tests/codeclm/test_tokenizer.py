@@ -362,7 +362,7 @@ def _handmade_tokenizer(merges: list[tuple[str, str]]) -> ByteTokenizer:
     """Specials + 256 bytes + the given merges over ASCII letters, jpeg unit split."""
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 
-    from codeclm.tokenizer import SPECIAL_TOKENS, UNIT_SPLITS
+    from codeclm.tokenizer import SPECIAL_TOKENS, unit_split
 
     c = bytes_to_text
     vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
@@ -372,7 +372,7 @@ def _handmade_tokenizer(merges: list[tuple[str, str]]) -> ByteTokenizer:
     for a, b in pairs:
         vocab.setdefault(a + b, len(vocab))
     backend = Tokenizer(models.BPE(vocab=vocab, merges=pairs))
-    pattern, behavior = UNIT_SPLITS["jpeg"]
+    pattern, behavior = unit_split("jpeg")
     backend.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior=behavior)
     return ByteTokenizer(backend, "jpeg")
 
