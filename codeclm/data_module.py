@@ -194,7 +194,7 @@ class CodecDataModule(L.LightningDataModule):
         self.val_info = None
         if self.val_path:
             self.val_info, vtok, _ = load_shard_meta(self.val_path, self.modality)
-            if vtok.backend.to_str() != self.tokenizer.backend.to_str():
+            if vtok.fingerprint() != self.tokenizer.fingerprint():
                 raise TokenizerError(f"{self.val_path}: validation shards use a different tokenizer "
                                      f"than {self.path}")
         mean = self.info.mean_sample_tokens

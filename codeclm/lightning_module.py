@@ -38,7 +38,6 @@ modality's tolerant decoder, and saved as PNG strips (real row above predicted r
 from __future__ import annotations
 
 import csv
-import json
 import math
 import time
 from pathlib import Path
@@ -170,11 +169,8 @@ class CodecLM(L.LightningModule):
             raise ConfigError(f"init_from {directory}: not an exported model directory "
                               "(needs model.safetensors and tokenizer.json)")
 
-        def bpe(tok):  # vocabulary and merges only: export adds a post-processor
-            m = json.loads(tok.backend.to_str())["model"]
-            return m["vocab"], m["merges"], tok.modality
-
-        if bpe(ByteTokenizer.load(directory / "tokenizer.json")) != bpe(self.tokenizer):
+        theirs = ByteTokenizer.load(directory / "tokenizer.json")
+        if theirs.fingerprint() != self.tokenizer.fingerprint():
             raise TokenizerError(f"init_from {directory}: its tokenizer differs from the data's "
                                  "(the shards must be made with the model's tokenizer.json)")
         state = load_file(str(weights))
@@ -298,16 +294,18 @@ class CodecLM(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse to resume on shards tokenized with a different tokenizer."""
-        import json
+        from tokenizers import Tokenizer
+
+        from .tokenizer import ByteTokenizer
 
         info = checkpoint.get(CKPT_KEY)
         if info is None or self.tokenizer is None:
             return
-        theirs = json.loads(info["tokenizer"])["model"]
-        mine = json.loads(self.tokenizer.backend.to_str())["model"]
-        if theirs != mine:
+        theirs = ByteTokenizer(Tokenizer.from_str(info["tokenizer"]),
+                               info.get("modality", self.tokenizer.modality))
+        if theirs.fingerprint() != self.tokenizer.fingerprint():
             raise TokenizerError(f"the checkpoint was trained with a different tokenizer "
-                                 f"({len(theirs.get('vocab', {}))} entries) than the data's "
+                                 f"({theirs.vocab_size} entries) than the data's "
                                  f"({self.tokenizer.vocab_size} entries)")
 
     # --- previews -------------------------------------------------------------------------

@@ -124,6 +124,15 @@ class SpmTokenizer:
         """The SentencePiece model file's bytes (as loaded, dummy prefix included)."""
         return self._start.serialized_model_proto()
 
+    def fingerprint(self) -> str:
+        """This tokenizer's identity (64 hex digits), as
+        :meth:`codeclm.tokenizer.ByteTokenizer.fingerprint`: SHA-256 of the modality and the
+        SentencePiece model's bytes (never equal to a byte-level BPE tokenizer's)."""
+        import hashlib
+
+        return hashlib.sha256(b"sentencepiece\0" + self.modality.encode() + b"\0"
+                              + self.proto).hexdigest()
+
     # --- encode / decode -------------------------------------------------------
     def encode(self, data: bytes, bos: bool = True, eos: bool = True) -> list[int]:
         """Modeled bytes -> piece ids. ``bos=True`` encodes a stream start: ``<s>`` and

@@ -15,6 +15,7 @@ merges. A modeled sample is ``[<s>] + tokens(bytes) + [</s>]``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -84,6 +85,7 @@ class ByteTokenizer:
     def __init__(self, backend, modality: str):
         self.backend = backend
         self.modality = modality
+        self._fingerprint: str | None = None
         vocab = backend.get_vocab()
         self.vocab_size = len(vocab)
         ids = {t: vocab.get(t) for t in SPECIAL_TOKENS}
@@ -206,6 +208,20 @@ class ByteTokenizer:
     def decode(self, ids: Iterable[int]) -> bytes:
         """Token ids -> bytes; special tokens are dropped."""
         return decode_token_bytes(self.token_bytes, ids)
+
+    def fingerprint(self) -> str:
+        """This tokenizer's identity (64 hex digits): SHA-256 of its modality and of the parts
+        of its file that decide the ids (BPE model with vocabulary and merges, normalizer,
+        pre-tokenizer). Equal fingerprints give equal ids for every byte string. Not a file
+        checksum: pretty-printing and export's post-processor leave it unchanged."""
+        if self._fingerprint is None:
+            spec = json.loads(self.backend.to_str())
+            ident = {"modality": self.modality, "model": spec.get("model"),
+                     "normalizer": spec.get("normalizer"),
+                     "pre_tokenizer": spec.get("pre_tokenizer")}
+            text = json.dumps(ident, sort_keys=True, ensure_ascii=False)
+            self._fingerprint = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return self._fingerprint
 
     def __len__(self) -> int:
         return self.vocab_size

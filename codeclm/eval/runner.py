@@ -229,7 +229,7 @@ def shard_bpb(loaded, path: str | os.PathLike, batch_size: int = 4, max_blocks: 
     from .metrics import bits_per_byte
 
     info, tok, _ = load_shard_meta(path, loaded.profile.modality)
-    if tok.token_bytes != loaded.tokenizer.token_bytes:
+    if tok.fingerprint() != loaded.tokenizer.fingerprint():
         raise TokenizerError(f"{path}: the shards were tokenized with a different tokenizer "
                              f"({tok.vocab_size} entries) than the model's "
                              f"({loaded.tokenizer.vocab_size})")

@@ -217,6 +217,28 @@ def test_save_load_and_hf_fast_tokenizer_agree(tmp_path, corpus, tokenizers, mod
     assert ByteTokenizer.load(tmp_path / "d").token_bytes == tok.token_bytes
 
 
+def test_fingerprint_is_the_tokenizers_identity(tmp_path, corpus, tokenizers):
+    """Same ids -> same fingerprint, whatever the file looks like (pretty-printed, exported
+    with a post-processor); other merges, vocabulary size or modality -> another one."""
+    from tokenizers import Tokenizer
+
+    tok = tokenizers["jpeg"]
+    fp = tok.fingerprint()
+    assert re.fullmatch(r"[0-9a-f]{64}", fp)
+    assert ByteTokenizer.load(tok.save(tmp_path / "tok.json")).fingerprint() == fp
+    tok.to_hf().save_pretrained(tmp_path / "exported")  # what a model directory holds
+    exported = tmp_path / "exported" / "tokenizer.json"
+    assert exported.read_bytes() != (tmp_path / "tok.json").read_bytes()
+    assert ByteTokenizer.load(exported).fingerprint() == fp
+    compact = ByteTokenizer(Tokenizer.from_str(tok.backend.to_str(pretty=False)), "jpeg")
+    assert compact.fingerprint() == fp
+    smaller = ByteTokenizer.train(corpus["jpeg"], 400, "jpeg")
+    other_corpus = ByteTokenizer.train(corpus["jpeg"][:3], 450, "jpeg")
+    fps = {fp, smaller.fingerprint(), other_corpus.fingerprint(),
+           tokenizers["h264"].fingerprint()}
+    assert len(fps) == 4
+
+
 # --- vocabulary size ---------------------------------------------------------------
 
 
