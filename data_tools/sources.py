@@ -84,7 +84,8 @@ def infer_kind(paths: Iterable[str | os.PathLike], where: str = "input") -> str:
     (top, n), *rest = counts.most_common()
     if rest and rest[0][1] * 4 > n:  # a real mix: ask instead of guessing
         kinds = registry.media_kinds()
-        raise InputError(f"{where}: {' and '.join(f'{counts[k]} {k}s' for k in kinds)}; "
+        found = " and ".join(f"{counts[k]} {k}s" for k in kinds if counts[k])
+        raise InputError(f"{where}: {found}; "
                          f"pass --kind {'|'.join(kinds)}")
     return top
 
