@@ -40,7 +40,8 @@ def check_checkpoint_file(path: str | os.PathLike) -> Path:
     if p.stat().st_size == 0:
         raise ModelError(f"{p}: empty checkpoint file")
     if not zipfile.is_zipfile(p):
-        raise ModelError(f"{p}: not a readable checkpoint (truncated, or not written by torch.save)")
+        raise ModelError(f"{p}: not a readable checkpoint (truncated, or not written by "
+                         "torch.save)")
     return p
 
 
@@ -131,7 +132,8 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike,
 
 # --- the CLI verb, shared by jpeglm/commands/export.py and avclm/commands/export.py ---------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a .ckpt written by `train fit` (e.g. DIR/checkpoints/last.ckpt)")
+    parser.add_argument("checkpoint",
+                        help="a .ckpt written by `train fit` (e.g. DIR/checkpoints/last.ckpt)")
     parser.add_argument("-o", "--output", required=True,
                         help="model directory to write (must be new or empty)")
     parser.add_argument("--overwrite", action="store_true",

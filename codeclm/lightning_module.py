@@ -62,7 +62,8 @@ def token_byte_lengths(tokenizer) -> torch.Tensor:
     return torch.tensor([len(b) if b else 0 for b in tokenizer.token_bytes], dtype=torch.int64)
 
 
-def cosine_schedule(step: int, warmup_steps: int, decay_steps: int, lr: float, min_lr: float) -> float:
+def cosine_schedule(step: int, warmup_steps: int, decay_steps: int, lr: float,
+                    min_lr: float) -> float:
     """Learning-rate multiplier at optimizer ``step`` (0-based): linear warmup from lr/warmup
     to lr over ``warmup_steps``, cosine decay to ``min_lr`` at ``decay_steps``, then flat."""
     if step < warmup_steps:
@@ -128,8 +129,8 @@ class CodecLM(L.LightningModule):
         self.model = None
         if tokenizer is not None:
             if vocab_size is not None and vocab_size != tokenizer.vocab_size:
-                raise TokenizerError(f"model vocab_size {vocab_size} does not match the tokenizer's "
-                                     f"{tokenizer.vocab_size} entries")
+                raise TokenizerError(f"model vocab_size {vocab_size} does not match the "
+                                     f"tokenizer's {tokenizer.vocab_size} entries")
             # validates preset and context now, before any Trainer starts
             self.llama_config = llama_config(preset, tokenizer.vocab_size, context,
                                              **(model_overrides or {}))
@@ -195,7 +196,8 @@ class CodecLM(L.LightningModule):
         else:
             model = self.build_model()
         if self.hparams.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False})
         if self.hparams.compile:
             model.compile()
         self.model = model
@@ -238,9 +240,8 @@ class CodecLM(L.LightningModule):
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         loss, logits, tgt, nbytes = self._step(batch)
         n = tgt.numel()
-        self._val_sums += torch.stack([loss.detach().double() * n,
-                                       torch.tensor(float(n), dtype=torch.float64, device=self.device),
-                                       nbytes.double()])
+        count = torch.tensor(float(n), dtype=torch.float64, device=self.device)
+        self._val_sums += torch.stack([loss.detach().double() * n, count, nbytes.double()])
         if (batch_idx == 0 and self.hparams.log_samples > 0 and self.global_rank == 0
                 and not self.trainer.sanity_checking):
             self._log_previews(batch, logits.argmax(-1))

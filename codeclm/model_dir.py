@@ -211,7 +211,8 @@ def check_model_dir(path: str | os.PathLike, modality: str | None = None):
 
     path = Path(path)
     if not path.is_dir():
-        raise ModelError(f"{path}: {'not a directory' if path.exists() else 'model directory not found'}")
+        what = "not a directory" if path.exists() else "model directory not found"
+        raise ModelError(f"{path}: {what}")
     from .spm_dir import check_spm_dir, is_spm_dir
 
     if is_spm_dir(path):  # the published JPEG-LM checkpoint's format (SentencePiece)

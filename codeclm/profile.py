@@ -29,7 +29,8 @@ def get_profile(modality: str, name: str):
     """Look up a named profile; a clear error lists the known names."""
     known = profiles_of(modality)
     if name not in known:
-        raise ProfileError(f"unknown {modality} profile {name!r}; known: {', '.join(sorted(known))}")
+        raise ProfileError(f"unknown {modality} profile {name!r}; "
+                           f"known: {', '.join(sorted(known))}")
     return known[name]
 
 

@@ -197,11 +197,13 @@ class ByteTokenizer:
             out[-1] = self.eos_id
         return out
 
-    def encode_batch(self, datas: Sequence[bytes], bos: bool = True, eos: bool = True) -> list[list[int]]:
+    def encode_batch(self, datas: Sequence[bytes], bos: bool = True,
+                     eos: bool = True) -> list[list[int]]:
         """:meth:`encode` for many samples (Hugging Face's batch encoder uses its threads)."""
         if self.fast is not None:
             return [self.encode(d, bos, eos) for d in datas]
-        encs = self.backend.encode_batch([bytes_to_text(d) for d in datas], add_special_tokens=False)
+        encs = self.backend.encode_batch([bytes_to_text(d) for d in datas],
+                                         add_special_tokens=False)
         head, tail = ([self.bos_id] if bos else []), ([self.eos_id] if eos else [])
         return [head + e.ids + tail for e in encs]
 

@@ -6,7 +6,8 @@
         --trainer.max_steps 200 --trainer.default_root_dir runs/tiny
     jpeglm train fit --config recipes/jpeglm-tiny.yaml --data.path SHARDS \\
         --trainer.default_root_dir runs/tiny --ckpt_path last          # resume
-    jpeglm train validate --config ... --data.path SHARDS --ckpt_path runs/tiny/checkpoints/last.ckpt
+    jpeglm train validate --config ... --data.path SHARDS \\
+        --ckpt_path runs/tiny/checkpoints/last.ckpt
     jpeglm train fit --print_config --config recipes/jpeglm-7b.yaml   # the full config
 
 Subcommands: ``fit`` and ``validate``. Sections: ``model`` (:class:`CodecLM`),
@@ -171,7 +172,8 @@ def main(argv: Sequence[str], modality: str, prog: str) -> int:
     try:
         make_cli(argv, modality, prog=prog,
                  description=f"Train {what} with LightningCLI. Subcommands: fit, "
-                             f"validate; recipes in recipes/; `{prog} fit --help` lists every option.")
+                             f"validate; recipes in recipes/; `{prog} fit --help` lists every "
+                             "option.")
     except argparse.ArgumentError as e:
         raise ConfigError(f"{one_line(e)[:400]} (see `{prog} fit --help`)") from None
     return 0

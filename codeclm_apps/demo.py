@@ -11,10 +11,11 @@ Runs exactly what a user would type::
 
 (the last two: crops of photos the image model never saw, and the model writing the
 bottom half of each from its top half; ``--overwrite`` so that a second `make demo`
-replaces the first one's outputs, and only those), then checks the outputs with the strict decoders (every frame and every image must
-decode with no error) and prints what it made. Uses a GPU when one is available (the
-generators pick ``cuda`` by default). Without bundled models it falls back to a real
-canonical encode/decode round trip of the bundled sample media, and says so.
+replaces the first one's outputs, and only those), then checks the outputs with the strict
+decoders (every frame and every image must decode with no error) and prints what it made.
+Uses a GPU when one is available (the generators pick ``cuda`` by default). Without
+bundled models it falls back to a real canonical encode/decode round trip of the bundled
+sample media, and says so.
 """
 
 from __future__ import annotations
@@ -150,7 +151,8 @@ def roundtrip_demo(out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codeclm_apps.demo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m codeclm_apps.demo",
+                                description=__doc__.splitlines()[0])
     p.add_argument("-o", "--out", default="demo_out", help="output directory (default demo_out)")
     p.add_argument("--frames", type=int, default=16, help="video frames to generate")
     p.add_argument("--images", type=int, default=16, help="images to generate")

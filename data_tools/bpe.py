@@ -39,7 +39,8 @@ class BpeResult:
                 f"{self.pixels_per_sample / self.tokens_per_sample:.1f}x fewer than pixel values "
                 f"-> {path}")
         if self.skipped:
-            line += f"; {len(self.skipped)} files skipped (first: {self.skipped[0][0]}: {self.skipped[0][1]})"
+            path, reason = self.skipped[0][0], self.skipped[0][1]
+            line += f"; {len(self.skipped)} files skipped (first: {path}: {reason})"
         return line
 
 

@@ -2,9 +2,9 @@
 
 Every input's result is one record, keyed by everything that determines it: the
 input's path relative to the source folder, its size and modification time (ns), the
-profile (sha256) and the tokenizer (its fingerprint, ``ByteTokenizer.fingerprint``). A re-run after a kill redoes only the
-inputs without a record, and a changed input, profile or tokenizer never reuses a
-stale result.
+profile (sha256) and the tokenizer (``ByteTokenizer.fingerprint()``). A re-run after a
+kill redoes only the inputs without a record, and a changed input, profile or tokenizer
+never reuses a stale result.
 
 Records are appended to log files in ``root`` (``*.log``, one per writing process,
 never shared), each record in one ``write`` call::

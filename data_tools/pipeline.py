@@ -162,7 +162,8 @@ def build_dataset(src: str | os.PathLike, out: str | os.PathLike, kind: str, pro
         tokenizer_path = tokenizer_path / TOKENIZER_FILE
     tokenizer = ByteTokenizer.load(tokenizer_path)
     if tokenizer.modality != profile.modality:
-        raise TokenizerError(f"{tokenizer_path}: tokenizer is for {kind_of_modality(tokenizer.modality)}s "
+        raise TokenizerError(f"{tokenizer_path}: tokenizer is for "
+                             f"{kind_of_modality(tokenizer.modality)}s "
                              f"({tokenizer.modality}), not {kind}s")
     outdir.check_out(src, out, overwrite)
     libs = _check_versions(out, profile.modality)

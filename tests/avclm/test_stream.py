@@ -160,7 +160,8 @@ def test_giant_sps_is_rejected_or_ignored(tiny_stream, craft_sps):
     assert len(frames) == TINY.frames and frames[0].shape == (64, 64, 3)
 
 
-@pytest.mark.parametrize("data", [b"", b"\x00\x00\x00", b"not h264 at all", b"\x00\x00\x01\x09\xf0"])
+@pytest.mark.parametrize("data", [b"", b"\x00\x00\x00", b"not h264 at all",
+                                  b"\x00\x00\x01\x09\xf0"])
 def test_strict_rejects_non_streams(data):
     with pytest.raises(DecodeError):
         decode_annexb(data, TINY, strict=True)
@@ -192,7 +193,8 @@ def test_random_bit_errors_keep_picture_count(tiny_stream):
     assert dec.damaged_frames >= 1
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cuts=st.lists(st.tuples(st.integers(0, 10_000), st.binary(min_size=0, max_size=6)),
                      max_size=4))
 def test_tolerant_never_raises(tiny_stream, cuts):

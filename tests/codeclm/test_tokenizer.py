@@ -60,7 +60,8 @@ def _write_clips(directory, n, size, fps, frames, seed):
             s.width, s.height, s.pix_fmt = w, h, "yuv420p"
             bg = rng.integers(0, 256, 3, dtype=np.uint8)
             col = rng.integers(0, 256, 3, dtype=np.uint8)
-            x, y, vx, vy = rng.integers(0, w), rng.integers(0, h), rng.integers(-4, 5), rng.integers(-4, 5)
+            x, y = rng.integers(0, w), rng.integers(0, h)
+            vx, vy = rng.integers(-4, 5), rng.integers(-4, 5)
             yy, xx = np.mgrid[0:h, 0:w]
             for t in range(frames):
                 img = np.empty((h, w, 3), np.uint8)
@@ -140,7 +141,8 @@ ANY_BYTES = st.one_of(st.binary(max_size=400), MARKERY)
 
 
 @pytest.mark.parametrize("modality", MODALITIES)
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=ANY_BYTES)
 def test_round_trip_every_byte_string(tokenizers, modality, data):
     tok = tokenizers[modality]
@@ -152,7 +154,8 @@ def test_round_trip_every_byte_string(tokenizers, modality, data):
 
 
 @pytest.mark.parametrize("modality", MODALITIES)
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=MARKERY)
 def test_merges_never_cross_units_on_any_bytes(tokenizers, modality, data):
     assert_unit_boundaries(tokenizers[modality], data)
@@ -344,7 +347,8 @@ def _hf_ids(tok: ByteTokenizer, data: bytes) -> list[int]:
 
 
 @pytest.mark.parametrize("modality", MODALITIES)
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=ANY_BYTES)
 def test_fast_encoder_gives_hugging_face_ids_on_any_bytes(tokenizers, modality, data):
     tok = tokenizers[modality]
