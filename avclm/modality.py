@@ -8,6 +8,10 @@ tokenizer never merges across.
 
 from __future__ import annotations
 
+import functools
+import re
+from fractions import Fraction
+
 import numpy as np
 
 from codeclm.modality import ModalityRecord
@@ -28,7 +32,42 @@ RECORD = ModalityRecord(
     marker_side="before",
     bundled_model="avclm/assets/model",
     description="AVC-LM (videos as H.264 bytes)",
+    codec_versions="avclm.modality:codec_versions",
 )
+
+
+def codec_versions() -> dict[str, str]:
+    """What makes the canonical bytes: PyAV, libavcodec, libavformat, libswscale and the
+    x264 core build."""
+    import av
+
+    libs = {k: ".".join(map(str, v)) for k, v in av.library_versions.items()}
+    return {"pyav": av.__version__, "libavcodec": libs.get("libavcodec", "?"),
+            "libavformat": libs.get("libavformat", "?"),
+            "libswscale": libs.get("libswscale", "?"), "x264": x264_core()}
+
+
+@functools.cache
+def x264_core() -> str:
+    """x264's core build and revision (``"164 r3108 31e19f9"``), read from the version
+    SEI of a one-frame encode (PyAV does not expose it otherwise); "unknown" if absent."""
+    import av
+
+    try:
+        ctx = av.CodecContext.create("libx264", "w")
+    except Exception:  # noqa: BLE001 - no libx264 in this PyAV build
+        return "unavailable"
+    ctx.width = ctx.height = 16
+    ctx.pix_fmt = "yuv420p"
+    ctx.time_base = Fraction(1, 25)
+    ctx.options = {"threads": "1"}
+    frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
+    data = b"".join(bytes(p) for p in ctx.encode(frame.reformat(format="yuv420p")))
+    data += b"".join(bytes(p) for p in ctx.encode(None))
+    m = re.search(rb"x264 - core (\d+)(?: (r\d+ [0-9a-f]+))?", data)
+    if not m:
+        return "unknown"
+    return " ".join(x.decode() for x in m.groups() if x)
 
 
 class AvcModality:

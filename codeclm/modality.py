@@ -68,6 +68,9 @@ class ModalityRecord:
     description: str
     #: regex over bytes that also closes the last unit while streaming, or None
     end_marker: bytes | None = None
+    #: "module:function" returning ``{library: version}`` of the codec libraries that make
+    #: its canonical bytes (recorded in profile.json, :mod:`codeclm.versions`), or None
+    codec_versions: str | None = None
 
     def __post_init__(self) -> None:
         if self.marker_side not in SIDES:
@@ -103,6 +106,10 @@ class ModalityRecord:
 
     def load_profile_class(self) -> type:
         return _attribute(self.profile_class)
+
+    def load_codec_versions(self):
+        """The ``codec_versions`` function (call it for ``{library: version}``)."""
+        return _attribute(self.codec_versions)
 
     def bundled_dir(self):
         """Where the bundled model would be (a ``Path``; it may not exist)."""

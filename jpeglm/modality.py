@@ -27,7 +27,18 @@ RECORD = ModalityRecord(
     end_marker=rb"\xff\xd9",
     bundled_model="jpeglm/assets/model",
     description="JPEG-LM (images as JPEG bytes)",
+    codec_versions="jpeglm.modality:codec_versions",
 )
+
+
+def codec_versions() -> dict[str, str]:
+    """What makes the canonical bytes: Pillow and its libjpeg(-turbo) build."""
+    import PIL
+    from PIL import features
+
+    jpeg = features.version("libjpeg_turbo")
+    return {"pillow": PIL.__version__,
+            "libjpeg": f"libjpeg-turbo {jpeg}" if jpeg else (features.version("jpg") or "unknown")}
 
 
 class JpegModality:
