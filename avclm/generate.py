@@ -142,7 +142,8 @@ def prompt_units(profile, prompt=None, prompt_frames: int | None = None) -> tupl
         if prompt_frames:
             raise ConfigError("--prompt-frames needs --prompt")
         return nalmod.split_annexb_units(canonical_header(profile))[1], 0
-    data = bytes(prompt) if isinstance(prompt, (bytes, bytearray)) else encode_video(prompt, profile)
+    data = (bytes(prompt) if isinstance(prompt, (bytes, bytearray))
+            else encode_video(prompt, profile))
     units = nalmod.split_annexb_units(data)[1]
     head, pictures, last_mb = [], [], None
     for u in units:
@@ -157,11 +158,13 @@ def prompt_units(profile, prompt=None, prompt_frames: int | None = None) -> tupl
             last_mb = mb
         elif nalmod.nal_type(nal) in nalmod.PARAMETER_SET_TYPES and not pictures:
             head.append(u)
+    what = "the prompt" if isinstance(prompt, (bytes, bytearray)) else str(prompt)
     if not pictures:
-        raise InputError("the prompt video has no pictures")
+        raise InputError(f"{what}: the prompt video has no pictures")
     k = len(pictures) if prompt_frames is None else prompt_frames
     if not 1 <= k <= len(pictures):
-        raise ConfigError(f"--prompt-frames {k}: the prompt has {len(pictures)} frames")
+        raise ConfigError(f"--prompt-frames {k}: {what} has {len(pictures)} frames at "
+                          f"{profile.fps} fps (profile {profile.name!r})")
     return head + [u for p in pictures[:k] for u in p], k
 
 

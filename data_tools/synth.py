@@ -16,6 +16,10 @@ Two families of sources:
   are split once and for all into :data:`TRAIN_PHOTOS` and :data:`HELDOUT_PHOTOS`
   (``split=``), so a model can be evaluated on photos it never saw. As a video, the camera
   pans at a whole-pixel velocity across the scaled photo.
+* ``digits`` (scikit-learn's bundled handwritten digits, ``data_tools.digits``): one
+  white digit bouncing over black at a whole-pixel velocity (the Moving-MNIST idea); an
+  image is one such frame. Every fifth digit is held out (``split=heldout``) for
+  evaluation and for the digit recogniser.
 * ffmpeg ``lavfi`` generators, run through the bundled binary
   (``imageio_ffmpeg.get_ffmpeg_exe()``): ``life`` (Conway's game of life), ``testsrc2``
   (test pattern), ``mandelbrot`` (zooming fractal), ``cellauto`` (elementary cellular
@@ -42,7 +46,7 @@ import numpy as np
 from codeclm.errors import ConfigError, EncodeError
 from codeclm.io import atomic_path
 
-SOURCES = ("shapes", "pan", "photo-crops", "life", "testsrc2", "mandelbrot", "cellauto")
+SOURCES = ("shapes", "pan", "photo-crops", "digits", "life", "testsrc2", "mandelbrot", "cellauto")
 DEFAULT_SOURCES = ("shapes",)
 SPLITS = ("train", "heldout")
 #: ``skimage.data`` photographs in the wheel (no download), colour and grey; grey ones are
@@ -404,8 +408,13 @@ def save_mp4(frames: np.ndarray, fps: float, path: Path) -> None:
 def make_item(kind: str, source: str, geo: Geometry, rng: np.random.Generator,
               split: str = "train") -> np.ndarray:
     """One item's frames: (1, H, W, 3) for an image, (frames, H, W, 3) for a video.
-    ``split`` picks the photos of the ``photo-crops`` source (other sources ignore it)."""
+    ``split`` picks the photos of ``photo-crops`` and the digits of ``digits`` (other
+    sources ignore it)."""
     n = 1 if kind == "image" else geo.frames
+    if source == "digits":
+        from .digits import moving_digits
+
+        return moving_digits(rng, geo.width, geo.height, n, split)[1]
     if source == "photo-crops":
         if kind == "image":
             return photo_crop(rng, geo.width, geo.height, split)[1][None]
@@ -433,7 +442,8 @@ def synth(out: str | os.PathLike, kind: str, profile, count: int, seed: int = 0,
     Item ``i`` is ``out/{i:05d}-{source}.png|mp4`` with its source picked from ``sources``
     by the item's own seeded generator, so it does not depend on ``count`` or ``workers``
     (threads; the ffmpeg subprocesses and numpy run outside the GIL; default: one per CPU).
-    ``split`` (``train`` or ``heldout``) picks which photos ``photo-crops`` cuts from.
+    ``split`` (``train`` or ``heldout``) picks which photos ``photo-crops`` cuts from and
+    which digits ``digits`` draws.
     Existing files are overwritten.
     """
     if kind not in ("image", "video"):
