@@ -45,8 +45,8 @@ from codeclm.errors import EncodeError, InputError
 from .codec import (
     MAX_SOURCE_FRAMES,
     TRUNCATION_SLACK,
-    _CanonicalEncoder,
-    _check_size,
+    CanonicalEncoder,
+    check_source_size,
     declared_seconds,
     open_video,
     start_offset,
@@ -245,7 +245,7 @@ class ClipReader:
         return False
 
     def _hold(self, frame: av.VideoFrame) -> bool:
-        _check_size(frame.width, frame.height, self.path)
+        check_source_size(frame.width, frame.height, self.path)
         if frame.pts is None:
             raise InputError(f"{self.path}: a video frame has no timestamp")
         rel = self._rel(frame.pts)
@@ -335,7 +335,7 @@ class ClipReader:
                                      "without filling the clip (timestamps do not advance?)")
                 h.frame.pts = h.rel - ticks
                 if enc is None:
-                    enc = _CanonicalEncoder(self.profile, h.frame, self._tb, self._sar)
+                    enc = CanonicalEncoder(self.profile, h.frame, self._tb, self._sar)
                 last = h.rel + (h.frame.duration or 0)
                 if not enc.push(h.frame):
                     break

@@ -70,7 +70,7 @@ LOOKAHEAD_PACKETS = 16
 
 # --------------------------------------------------------------------------- encoder core
 
-class _CanonicalEncoder:
+class CanonicalEncoder:
     """Filter graph (canonical filters, trim, format) feeding libx264 for one clip.
 
     Configured from the first frame; ``push`` returns False once the clip is full.
@@ -209,7 +209,9 @@ def canonicalize(raw: bytes, profile: AvcProfile, frames: int | None = None) -> 
 
 # --------------------------------------------------------------------------- sources
 
-def _check_size(width: int, height: int, what: str) -> None:
+def check_source_size(width: int, height: int, what: str) -> None:
+    """Raise :class:`InputError` (naming ``what``) for a source video with no size or
+    one over the pixel / side limits."""
     if width <= 0 or height <= 0:
         raise InputError(f"{what}: video has no size ({width}x{height})")
     if max(width, height) > MAX_SOURCE_SIDE or width * height > MAX_SOURCE_PIXELS:
@@ -249,7 +251,7 @@ class _UnusedFrames:
         return math.floor(lo + Fraction(1, 2)) == math.floor(hi + Fraction(1, 2))
 
 
-def _decoded(container, stream, offset: int, fps: int) -> Iterator[av.VideoFrame]:
+def decoded_frames(container, stream, offset: int, fps: int) -> Iterator[av.VideoFrame]:
     """Decode ``stream``, asking the decoder to skip (``skip_frame=NONREF``) frames the
     fps filter would drop; the decoder still decodes any that other frames reference,
     so only truly disposable frames (typically non-reference B frames) go undecoded."""
@@ -283,12 +285,12 @@ def _source_frames(container, stream, what: str, profile: AvcProfile) -> Iterato
     count = 0
     end = Fraction(0)
     try:
-        for frame in _decoded(container, stream, offset, profile.fps):
+        for frame in decoded_frames(container, stream, offset, profile.fps):
             count += 1
             if count > MAX_SOURCE_FRAMES:
                 raise InputError(f"{what}: more than {MAX_SOURCE_FRAMES} frames decoded "
                                  "without filling the clip (timestamps do not advance?)")
-            _check_size(frame.width, frame.height, what)
+            check_source_size(frame.width, frame.height, what)
             if frame.pts is None:
                 raise InputError(f"{what}: video frame {count} has no timestamp")
             frame.pts -= offset
@@ -361,7 +363,7 @@ def open_video(path: str | os.PathLike):
             raise InputError(f"{p}: a still image, not a video (use `jpeglm encode` for images)")
         if _is_text(container):
             raise InputError(f"{p}: a text file, not a video")
-        _check_size(stream.codec_context.width, stream.codec_context.height, str(p))
+        check_source_size(stream.codec_context.width, stream.codec_context.height, str(p))
         if not stream.time_base:
             raise InputError(f"{p}: video stream has no time base")
     except InputError:
@@ -390,7 +392,7 @@ def _encode_stream(frames: Iterator[av.VideoFrame], time_base: Fraction,
     if first is None:
         raise InputError(f"{what}: no video frames")
     try:
-        enc = _CanonicalEncoder(profile, first, time_base, sample_aspect)
+        enc = CanonicalEncoder(profile, first, time_base, sample_aspect)
         for frame in itertools.chain([first], frames):
             if not enc.push(frame):
                 break
@@ -445,7 +447,7 @@ def _timed(frames: Iterable[av.VideoFrame], time_base: Fraction,
     for i, f in enumerate(frames):
         if not isinstance(f, av.VideoFrame):
             raise InputError(f"frame {i}: expected av.VideoFrame, got {type(f).__name__}")
-        _check_size(f.width, f.height, f"frame {i}")
+        check_source_size(f.width, f.height, f"frame {i}")
         if f.pts is None:
             f.pts = round(Fraction(i, profile.fps) / time_base)
         elif f.time_base and f.time_base != time_base:
@@ -489,7 +491,7 @@ def inprocess_x264_sei_text(profile: AvcProfile = PAPER) -> str:
     grey = av.VideoFrame.from_ndarray(np.full((profile.height, profile.width, 3), 128, np.uint8),
                                       format="rgb24")
     grey.pts, grey.time_base, grey.duration = 0, profile.time_base, 1
-    enc = _CanonicalEncoder(profile, grey, profile.time_base, Fraction(1, 1))
+    enc = CanonicalEncoder(profile, grey, profile.time_base, Fraction(1, 1))
     enc.push(grey)
     text = x264_sei_text(enc.finish(raw=True))
     if text is None:

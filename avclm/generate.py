@@ -174,7 +174,7 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
                    max_nal_tokens: int = DEFAULT_MAX_NAL_TOKENS,
                    max_attempts: int = DEFAULT_MAX_ATTEMPTS, reserve: int | None = None,
                    window: int | None = None, verify: bool = True, gate_factory=None,
-                   constraint_factory=None) -> Iterator[Event]:
+                   constraint_factory=None, slice_grammar: bool = True) -> Iterator[Event]:
     """Generate ``frames`` new frames per row; yield :class:`NalEvent` / :class:`FrameEvent`
     as they are made and a final :class:`DoneEvent`.
 
@@ -187,7 +187,9 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
     window, prompt included (default: the profile's clip length, what the model was
     trained on; beyond it a model trained on whole clips would want to end the clip).
     ``verify``: NAL verification
-    and token masks (default) or the header gate only. ``gate_factory(profile)`` and
+    and token masks (default) or the header gate only. ``slice_grammar=False``
+    (``--no-slice-grammar``): verification and header masks without the macroblock-layer
+    masks (an ablation; slices then pass by resampling). ``gate_factory(profile)`` and
     ``constraint_factory(tokenizer, gate)`` override the gate and the per-row sampler
     constraint. Stats: ``frames`` (per row, generated), ``tokens_sampled``,
     ``tokens_per_s``, ``rejected`` and ``replaced`` NALs, ``continuations``,
@@ -225,7 +227,7 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
         if constraint_factory is not None:
             return constraint_factory(tok, st.gate)
         if verify and isinstance(st.gate, NalVerifier):
-            return NalConstraint(tok, st.gate)
+            return NalConstraint(tok, st.gate, slice_grammar=slice_grammar)
         return None
 
     def judge(r: int, unit) -> object:

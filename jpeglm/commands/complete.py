@@ -41,11 +41,12 @@ def run(args: argparse.Namespace) -> int:
 
     check_model_dir(resolve_model_dir(args.model, "jpeg"), "jpeg")  # before torch loads
 
+    from codeclm.io import write_png
     from codeclm.sampler import load_model, model_dtype
     from jpeglm import codec
     from jpeglm.generate import grid, preview
 
-    from .generate import run_samples, write_png
+    from .generate import run_samples
 
     lm = load_model(args.model, "jpeg", args.device, model_dtype(args), threads=args.threads)
     profile = lm.profile
