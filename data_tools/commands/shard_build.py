@@ -72,9 +72,9 @@ def _seconds_arg(value: str) -> str:
 def run(args, kind: str) -> int:
     profile = get_profile(modality_of_kind(kind), args.profile)
     result = build_dataset(args.src, args.out, kind, profile, args.tokenizer, workers=args.workers,
-                           chunk_bytes=max(1, int(args.chunk_mb * 2**20)), keep_cache=args.keep_cache,
-                           show_progress=args.progress, strict=args.strict, limit=args.limit,
-                           overwrite=args.overwrite, **_unit_options(args, kind))
+                           chunk_bytes=max(1, int(args.chunk_mb * 2**20)),
+                           keep_cache=args.keep_cache, show_progress=args.progress,
+                           strict=args.strict, limit=args.limit, overwrite=args.overwrite, **_unit_options(args, kind))
     print(result.summary(kind))
     return 0
 
