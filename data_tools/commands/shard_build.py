@@ -74,7 +74,8 @@ def run(args, kind: str) -> int:
     result = build_dataset(args.src, args.out, kind, profile, args.tokenizer, workers=args.workers,
                            chunk_bytes=max(1, int(args.chunk_mb * 2**20)),
                            keep_cache=args.keep_cache, show_progress=args.progress,
-                           strict=args.strict, limit=args.limit, overwrite=args.overwrite, **_unit_options(args, kind))
+                           strict=args.strict, limit=args.limit, overwrite=args.overwrite,
+                           **_unit_options(args, kind))
     print(result.summary(kind))
     return 0
 
