@@ -27,7 +27,7 @@ test: setup
 
 # The bundled models are tiny: one thread is faster than two for them.
 demo: setup
-	OMP_NUM_THREADS=1 $(BIN)/python -m codeclm.demo
+	OMP_NUM_THREADS=1 $(BIN)/python -m codeclm_apps.demo
 
 bench: setup
 	$(BIN)/python -m bench

@@ -49,11 +49,13 @@ from .bits import (  # noqa: F401  (re-exported: the NAL tools' public names)
     parse_slice_header,
     rbsp_to_ebsp,
 )
+from .modality import RECORD
 
 START_CODE = b"\x00\x00\x01"
 LONG_START_CODE = b"\x00\x00\x00\x01"
-#: a start code of either length (regex over bytes; the 4-byte form wins when present)
-START_CODE_RE = re.compile(rb"\x00?\x00\x00\x01")
+#: a start code of either length (regex over bytes; the 4-byte form wins when present):
+#: the unit marker of the h264 modality record
+START_CODE_RE = re.compile(RECORD.unit_marker)
 
 # nal_unit_type values (Table 7-1); the slice types and slice_type values live with the
 # slice header syntax in avclm.bits

@@ -41,7 +41,7 @@ import torch
 
 from .errors import ConfigError, ProfileError, TokenizerError
 from .litdata_offline import offline_litdata
-from .model_dir import COMMAND_OF
+from .modality import command_of, record
 from .profile import load_profile
 from .tokenizer import ByteTokenizer
 from .versions import read as read_versions
@@ -77,7 +77,8 @@ class ShardInfo:
             raise ConfigError(f"{index}: unreadable shard index ({e})") from e
         if config.get("item_loader") != "TokensLoader":
             raise ConfigError(f"{self.path}: shards were not written for token blocks "
-                              f"(item_loader {config.get('item_loader')!r}, expected 'TokensLoader')")
+                              f"(item_loader {config.get('item_loader')!r}, "
+                              f"expected 'TokensLoader')")
         if not chunks:
             raise ConfigError(f"{self.path}: shard directory has no chunks")
         self.data_format: str = config["data_format"][0]
@@ -139,8 +140,8 @@ def load_shard_meta(path: str | os.PathLike, modality: str | None = None):
                              f"is {profile.modality}")
     if modality is not None and profile.modality != modality:
         raise ConfigError(f"{info.path}: these are {profile.modality} shards "
-                          f"(train them with `{COMMAND_OF.get(profile.modality, '?')} train`); "
-                          f"`{COMMAND_OF.get(modality, '?')} train` needs {modality} shards")
+                          f"(train them with `{command_of(profile.modality)} train`); "
+                          f"`{command_of(modality)} train` needs {modality} shards")
     top = int(info.first_chunk_tokens().max(initial=0))
     if top >= tokenizer.vocab_size:
         raise TokenizerError(f"{info.path}: shards hold token id {top} but tokenizer.json has only "
@@ -196,16 +197,16 @@ class CodecDataModule(L.LightningDataModule):
         self.val_info = None
         if self.val_path:
             self.val_info, vtok, _ = load_shard_meta(self.val_path, self.modality)
-            if vtok.backend.to_str() != self.tokenizer.backend.to_str():
-                raise TokenizerError(f"{self.val_path}: validation shards use a different tokenizer "
-                                     f"than {self.path}")
+            if vtok.fingerprint() != self.tokenizer.fingerprint():
+                raise TokenizerError(f"{self.val_path}: validation shards use a different "
+                                     f"tokenizer than {self.path}")
         mean = self.info.mean_sample_tokens
         if mean > self.context and not allow_partial_samples:
             raise ConfigError(
                 f"context of {self.context} tokens is shorter than the mean sample "
                 f"({mean:.0f} tokens in {self.path}): the model would never see a whole "
-                f"{'image' if self.modality == 'jpeg' else 'clip'}; raise --data.context or pass "
-                "--data.allow_partial_samples true")
+                f"{'clip' if record(self.modality).media_kind == 'video' else 'image'}; "
+                "raise --data.context or pass --data.allow_partial_samples true")
         self._check_blocks()
         self.train_ds = self.val_ds = None
 
@@ -229,8 +230,9 @@ class CodecDataModule(L.LightningDataModule):
             total = n
             n, n_val = int(total * (1.0 - self.val_fraction)), int(total * self.val_fraction)
             if n_val < 1:
-                raise ConfigError(f"val_fraction {self.val_fraction} of {total} blocks is no block; raise "
-                                  "--data.val_fraction, pass --data.val_path or set it to 0")
+                raise ConfigError(f"val_fraction {self.val_fraction} of {total} blocks is no "
+                                  "block; raise --data.val_fraction, pass --data.val_path or "
+                                  "set it to 0")
         if n < self.batch_size:
             raise ConfigError(f"{self.path}: only {n} training blocks of {self.block_size} tokens, "
                               f"fewer than one batch of {self.batch_size}")
@@ -242,7 +244,8 @@ class CodecDataModule(L.LightningDataModule):
         from litdata.streaming.item_loader import TokensLoader
 
         offline_litdata()
-        return StreamingDataset(str(Path(path).resolve()), item_loader=TokensLoader(block_size=self.block_size),
+        return StreamingDataset(str(Path(path).resolve()),
+                                item_loader=TokensLoader(block_size=self.block_size),
                                 shuffle=shuffle, seed=self.seed)
 
     def setup(self, stage: str | None = None) -> None:
@@ -292,11 +295,12 @@ class CodecDataModule(L.LightningDataModule):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Refuse to resume a loader position on different data or batching."""
         mine = self.state_dict()
-        for key in ("block_size", "batch_size", "seed", "shuffle", "val_fraction", "n_train_blocks"):
+        for key in ("block_size", "batch_size", "seed", "shuffle", "val_fraction",
+                    "n_train_blocks"):
             if key in state and state[key] != mine[key]:
-                raise ConfigError(f"cannot resume: the checkpoint's data {key} was {state[key]!r}, "
-                                  f"now {mine[key]!r} (resume with the same data settings, or start "
-                                  "a new run from exported weights)")
+                raise ConfigError(f"cannot resume: the checkpoint's data {key} was "
+                                  f"{state[key]!r}, now {mine[key]!r} (resume with the same data "
+                                  "settings, or start a new run from exported weights)")
         if "path" in state and state["path"] != mine["path"]:
             raise ConfigError(f"cannot resume: the checkpoint was trained on {state['path']}, not "
                               f"{mine['path']} (litdata's saved position is tied to the directory)")

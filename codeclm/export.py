@@ -22,9 +22,9 @@ import os
 from pathlib import Path
 
 from .errors import ModelError
+from .modality import command_of, find
 
 DTYPES = ("float32", "bfloat16", "float16")
-COMMAND_OF = {"jpeg": "jpeglm", "h264": "avclm"}
 
 
 def check_checkpoint_file(path: str | os.PathLike) -> Path:
@@ -40,7 +40,8 @@ def check_checkpoint_file(path: str | os.PathLike) -> Path:
     if p.stat().st_size == 0:
         raise ModelError(f"{p}: empty checkpoint file")
     if not zipfile.is_zipfile(p):
-        raise ModelError(f"{p}: not a readable checkpoint (truncated, or not written by torch.save)")
+        raise ModelError(f"{p}: not a readable checkpoint (truncated, or not written by "
+                         "torch.save)")
     return p
 
 
@@ -92,11 +93,11 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike,
     if not isinstance(info, dict) or not isinstance(ckpt.get("state_dict"), dict) or \
             not all(k in info for k in ("modality", "tokenizer", "llama_config")):
         raise ModelError(f"{ckpt_path}: not a checkpoint of `jpeglm train` / `avclm train`")
-    if info["modality"] not in COMMAND_OF:
+    if find(info["modality"]) is None:
         raise ModelError(f"{ckpt_path}: unknown modality {info['modality']!r} in the checkpoint")
     if modality is not None and info["modality"] != modality:
         raise ModelError(f"{ckpt_path}: this is a {info['modality']} checkpoint "
-                         f"(export it with `{COMMAND_OF[info['modality']]} export`)")
+                         f"(export it with `{command_of(info['modality'])} export`)")
     try:
         backend = Tokenizer.from_str(info["tokenizer"])
     except Exception as e:  # tokenizers raises plain Exception subclasses
@@ -121,7 +122,7 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike,
         raise ModelError(f"{ckpt_path}: weights do not fit the stored config "
                          f"({str(e).splitlines()[0]})") from e
     model = model.to(getattr(torch, dtype))
-    card = (f"# {COMMAND_OF[info['modality']]} model\n\nExported from `{Path(ckpt_path).name}` "
+    card = (f"# {command_of(info['modality'])} model\n\nExported from `{Path(ckpt_path).name}` "
             f"(global step {ckpt.get('global_step')}, epoch {ckpt.get('epoch')}); "
             f"codec profile `{profile.name}`, vocabulary {tokenizer.vocab_size}, "
             f"context {config.max_position_embeddings} tokens.\n")
@@ -131,7 +132,8 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike,
 
 # --- the CLI verb, shared by jpeglm/commands/export.py and avclm/commands/export.py ---------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a .ckpt written by `train fit` (e.g. DIR/checkpoints/last.ckpt)")
+    parser.add_argument("checkpoint",
+                        help="a .ckpt written by `train fit` (e.g. DIR/checkpoints/last.ckpt)")
     parser.add_argument("-o", "--output", required=True,
                         help="model directory to write (must be new or empty)")
     parser.add_argument("--overwrite", action="store_true",

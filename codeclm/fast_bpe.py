@@ -46,10 +46,11 @@ class FastBPE:
 
     def __init__(self, byte_ids: list[int], merges: list[tuple[int, int, int]], modality: str):
         """``byte_ids[b]``: the id of byte ``b``; ``merges``: ``(left, right, merged)`` ids
-        in rank order; ``modality``: ``"jpeg"`` or ``"h264"`` (the unit split)."""
-        if modality not in ("jpeg", "h264"):
-            raise ValueError(f"unknown modality {modality!r}")
+        in rank order; ``modality``: a registered modality name (its unit marker)."""
+        from .modality import record
+
         self.modality = modality
+        self._record = record(modality)
         self._lut = np.asarray(byte_ids, dtype=np.int32)
         self._byte_chars = [chr(i) for i in byte_ids]
         self._merges = [(chr(a) + chr(b), chr(m)) for a, b, m in merges]
@@ -102,7 +103,7 @@ class FastBPE:
         # 1. words: runs of bytes joined by linked pairs, cut at unit starts; only the
         #    multi-byte words are materialised (single bytes keep their byte token)
         link = self._linked[(b[:-1].astype(np.uint16) << 8) | b[1:]]
-        cuts = unit_starts(b, self.modality)
+        cuts = self._record.unit_starts(data)
         link[cuts[(cuts > 0) & (cuts < n)] - 1] = False
         li = np.flatnonzero(link)  # byte i is joined to byte i + 1
         if not len(li):
@@ -192,28 +193,14 @@ def _unpack(key: int) -> bytes:
     return bytes((key >> (8 * i)) & 0xFF for i in range(n))
 
 
-def unit_starts(b: np.ndarray, modality: str) -> np.ndarray:
-    """Byte offsets where a new unit starts (sorted), as the tokenizer's regex split has it.
-
-    JPEG: right after every restart marker ``FF D0``..``FF D7`` (the marker closes its
-    unit). H.264: at every start code, ``00 00 00 01`` or ``00 00 01`` (the start code
-    opens its unit); for ``00 00 00 01`` the unit starts at the first zero, as the
-    leftmost regex match has it.
-    """
-    if modality == "jpeg":
-        return np.flatnonzero((b[:-1] == 0xFF) & ((b[1:] & 0xF8) == 0xD0)) + 2
-    i = np.flatnonzero((b[:-2] == 0) & (b[1:-1] == 0) & (b[2:] == 1))
-    four = (i > 0) & (b[np.maximum(i - 1, 0)] == 0)
-    return i - four
-
-
 def _unit_split_spec(modality: str) -> dict | None:
     """The pre-tokenizer JSON that :func:`codeclm.tokenizer._build_backend` writes."""
-    from .tokenizer import UNIT_SPLITS
+    from .modality import find
+    from .tokenizer import unit_split
 
-    if modality not in UNIT_SPLITS:
+    if find(modality) is None:
         return None
-    pattern, behavior = UNIT_SPLITS[modality]
+    pattern, behavior = unit_split(modality)
     return {"type": "Split", "pattern": {"Regex": pattern},
             "behavior": "".join(w.capitalize() for w in behavior.split("_")), "invert": False}
 

@@ -40,7 +40,6 @@ modality's tolerant decoder, and saved as PNG strips (real row above predicted r
 from __future__ import annotations
 
 import csv
-import json
 import math
 import time
 from pathlib import Path
@@ -66,7 +65,8 @@ def token_byte_lengths(tokenizer) -> torch.Tensor:
     return torch.tensor([len(b) if b else 0 for b in tokenizer.token_bytes], dtype=torch.int64)
 
 
-def cosine_schedule(step: int, warmup_steps: int, decay_steps: int, lr: float, min_lr: float) -> float:
+def cosine_schedule(step: int, warmup_steps: int, decay_steps: int, lr: float,
+                    min_lr: float) -> float:
     """Learning-rate multiplier at optimizer ``step`` (0-based): linear warmup from lr/warmup
     to lr over ``warmup_steps``, cosine decay to ``min_lr`` at ``decay_steps``, then flat."""
     if step < warmup_steps:
@@ -132,8 +132,8 @@ class CodecLM(L.LightningModule):
         self.model = None
         if tokenizer is not None:
             if vocab_size is not None and vocab_size != tokenizer.vocab_size:
-                raise TokenizerError(f"model vocab_size {vocab_size} does not match the tokenizer's "
-                                     f"{tokenizer.vocab_size} entries")
+                raise TokenizerError(f"model vocab_size {vocab_size} does not match the "
+                                     f"tokenizer's {tokenizer.vocab_size} entries")
             # validates preset and context now, before any Trainer starts
             self.llama_config = llama_config(preset, tokenizer.vocab_size, context,
                                              **(model_overrides or {}))
@@ -174,11 +174,8 @@ class CodecLM(L.LightningModule):
             raise ConfigError(f"init_from {directory}: not an exported model directory "
                               "(needs model.safetensors and tokenizer.json)")
 
-        def bpe(tok):  # vocabulary and merges only: export adds a post-processor
-            m = json.loads(tok.backend.to_str())["model"]
-            return m["vocab"], m["merges"], tok.modality
-
-        if bpe(ByteTokenizer.load(directory / "tokenizer.json")) != bpe(self.tokenizer):
+        theirs = ByteTokenizer.load(directory / "tokenizer.json")
+        if theirs.fingerprint() != self.tokenizer.fingerprint():
             raise TokenizerError(f"init_from {directory}: its tokenizer differs from the data's "
                                  "(the shards must be made with the model's tokenizer.json)")
         state = load_file(str(weights))
@@ -205,7 +202,8 @@ class CodecLM(L.LightningModule):
         else:
             model = self.build_model()
         if self.hparams.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False})
         if self.hparams.compile:
             model.compile()
         self.model = model
@@ -248,9 +246,8 @@ class CodecLM(L.LightningModule):
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         loss, logits, tgt, nbytes = self._step(batch)
         n = tgt.numel()
-        self._val_sums += torch.stack([loss.detach().double() * n,
-                                       torch.tensor(float(n), dtype=torch.float64, device=self.device),
-                                       nbytes.double()])
+        count = torch.tensor(float(n), dtype=torch.float64, device=self.device)
+        self._val_sums += torch.stack([loss.detach().double() * n, count, nbytes.double()])
         if (batch_idx == 0 and self.hparams.log_samples > 0 and self.global_rank == 0
                 and not self.trainer.sanity_checking):
             self._log_previews(batch, logits.argmax(-1))
@@ -304,16 +301,18 @@ class CodecLM(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse to resume on shards tokenized with a different tokenizer."""
-        import json
+        from tokenizers import Tokenizer
+
+        from .tokenizer import ByteTokenizer
 
         info = checkpoint.get(CKPT_KEY)
         if info is None or self.tokenizer is None:
             return
-        theirs = json.loads(info["tokenizer"])["model"]
-        mine = json.loads(self.tokenizer.backend.to_str())["model"]
-        if theirs != mine:
+        theirs = ByteTokenizer(Tokenizer.from_str(info["tokenizer"]),
+                               info.get("modality", self.tokenizer.modality))
+        if theirs.fingerprint() != self.tokenizer.fingerprint():
             raise TokenizerError(f"the checkpoint was trained with a different tokenizer "
-                                 f"({len(theirs.get('vocab', {}))} entries) than the data's "
+                                 f"({theirs.vocab_size} entries) than the data's "
                                  f"({self.tokenizer.vocab_size} entries)")
 
     # --- previews -------------------------------------------------------------------------

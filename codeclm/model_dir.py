@@ -23,13 +23,11 @@ from pathlib import Path
 from .errors import ModelError, OutputError, TokenizerError
 from .labels import save_labels
 from .llama_weights import LlamaWeights, load_weights
+from .modality import command_of, record
 from .profile import load_profile, save_profile
 from .tokenizer import ByteTokenizer
 from .versions import warn_if_different
 
-#: where each modality's bundled demo model lives (inside the installed package)
-BUNDLED = {"jpeg": ("jpeglm", "assets/model"), "h264": ("avclm", "assets/model")}
-COMMAND_OF = {"jpeg": "jpeglm", "h264": "avclm"}
 #: the names a model directory's files may have: only a directory holding nothing else is
 #: ever replaced (``export --overwrite``); anything else in it is the user's
 MODEL_DIR_FILES = ("config.json", "generation_config.json", "model.safetensors",
@@ -81,11 +79,9 @@ def hf_model_from_weights(path: Path, weights: LlamaWeights):
 
 
 def bundled_model_dir(modality: str) -> Path | None:
-    """The bundled demo model's directory for a modality, or None if not shipped."""
-    import importlib
-
-    pkg, sub = BUNDLED[modality]
-    root = Path(importlib.import_module(pkg).__file__).parent / sub
+    """The bundled demo model's directory for a modality (its record's ``bundled_model``),
+    or None if not shipped."""
+    root = record(modality).bundled_dir()
     return root if (root / "config.json").is_file() else None
 
 
@@ -196,8 +192,14 @@ def resolve_model_dir(path: str | os.PathLike | None, modality: str) -> Path:
     bundled = bundled_model_dir(modality)
     if bundled is None:
         raise ModelError(f"no model given and no bundled {modality} model is installed; "
-                         f"pass --model DIR (a directory made by `{COMMAND_OF[modality]} export`)")
+                         f"pass --model DIR (a directory made by `{command_of(modality)} export`)")
     return bundled
+
+
+def wrong_modality(path, found: str, wanted: str) -> str:
+    """The message for a model of modality ``found`` handed to the command of ``wanted``."""
+    return (f"{path}: this is a {found} model ({command_of(found)}); "
+            f"{command_of(wanted)} needs a {wanted} model")
 
 
 def check_model_dir(path: str | os.PathLike, modality: str | None = None):
@@ -211,7 +213,8 @@ def check_model_dir(path: str | os.PathLike, modality: str | None = None):
 
     path = Path(path)
     if not path.is_dir():
-        raise ModelError(f"{path}: {'not a directory' if path.exists() else 'model directory not found'}")
+        what = "not a directory" if path.exists() else "model directory not found"
+        raise ModelError(f"{path}: {what}")
     from .spm_dir import check_spm_dir, is_spm_dir
 
     if is_spm_dir(path):  # the published JPEG-LM checkpoint's format (SentencePiece)
@@ -227,8 +230,7 @@ def check_model_dir(path: str | os.PathLike, modality: str | None = None):
         raise ModelError(f"{path / 'config.json'}: not a JSON object")
     profile = load_profile(path)
     if modality is not None and profile.modality != modality:
-        raise ModelError(f"{path}: this is a {profile.modality} model ({COMMAND_OF[profile.modality]}); "
-                         f"{COMMAND_OF[modality]} needs a {modality} model")
+        raise ModelError(wrong_modality(path, profile.modality, modality))
     tokenizer = ByteTokenizer.load(path / "tokenizer.json")
     if tokenizer.modality != profile.modality:
         raise TokenizerError(f"{path}: tokenizer is for {tokenizer.modality} but the profile is "

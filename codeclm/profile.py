@@ -2,44 +2,35 @@
 
 A profile is saved as ``profile.json`` beside every model and every shard set;
 everything downstream reads it instead of repeating numbers. The JSON carries a
-``modality`` field (``"jpeg"`` or ``"h264"``) so :func:`load_profile` can rebuild
-the right class without the caller knowing which one it is.
+``modality`` field (a name in the :mod:`codeclm.modality` registry) so
+:func:`load_profile` can rebuild the right class without the caller knowing which one it is.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from . import modality as registry
 from .errors import ProfileError
-
-#: modality name -> "module:attribute" of its profile registry ``dict[str, Profile]``
-#: and its profile class. Lazy so that codeclm never imports a modality eagerly.
-MODALITIES = {
-    "jpeg": ("jpeglm.profile", "PROFILES", "JpegProfile"),
-    "h264": ("avclm.profile", "PROFILES", "AvcProfile"),
-}
 
 PROFILE_FILE = "profile.json"
 
 
 def profiles_of(modality: str) -> dict[str, Any]:
     """The named profiles of a modality, e.g. ``profiles_of("jpeg")["paper"]``."""
-    if modality not in MODALITIES:
-        raise ProfileError(f"unknown modality {modality!r}; expected one of {sorted(MODALITIES)}")
-    mod, registry, _ = MODALITIES[modality]
-    return getattr(importlib.import_module(mod), registry)
+    return registry.record(modality).load_profiles()
 
 
 def get_profile(modality: str, name: str):
     """Look up a named profile; a clear error lists the known names."""
     known = profiles_of(modality)
     if name not in known:
-        raise ProfileError(f"unknown {modality} profile {name!r}; known: {', '.join(sorted(known))}")
+        raise ProfileError(f"unknown {modality} profile {name!r}; "
+                           f"known: {', '.join(sorted(known))}")
     return known[name]
 
 
@@ -55,10 +46,10 @@ def profile_from_dict(d: dict[str, Any]):
     d = dict(d)
     d.pop("versions", None)  # the codec libraries' versions (codeclm.versions), not settings
     modality = d.pop("modality", None)
-    if not isinstance(modality, str) or modality not in MODALITIES:
+    rec = registry.find(modality)
+    if rec is None:
         raise ProfileError(f"profile has unknown modality {modality!r}")
-    mod, _, cls_name = MODALITIES[modality]
-    cls = getattr(importlib.import_module(mod), cls_name)
+    cls = rec.load_profile_class()
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - fields
     if unknown:

@@ -63,7 +63,8 @@ import torch.nn.functional as F
 
 from .errors import ConfigError, ModelError
 from .llama_weights import ACTIVATIONS, LlamaWeights
-from .streaming import UNIT_MARKERS, Unit, UnitSplitter
+from .modality import find as find_modality
+from .streaming import Unit, UnitSplitter
 
 #: models up to this many parameters get fused QKV and gate/up projections (a copy of
 #: those weights: worth it on CPU where per-op overhead dominates, too big beyond)
@@ -489,7 +490,7 @@ class Session:
         self.max_new_tokens = max_new_tokens
         self.min_new_tokens = min_new_tokens
         self.modality = modality if modality is not None else getattr(tokenizer, "modality", None)
-        if self.modality is not None and self.modality not in UNIT_MARKERS:
+        if self.modality is not None and find_modality(self.modality) is None:
             raise ConfigError(f"no unit markers for modality {self.modality!r}")
         self.max_unit_tokens = max_unit_tokens
         self.on_token, self.on_unit = on_token, on_unit
@@ -813,14 +814,12 @@ def load_model(model, modality: str, device: str | None = None, dtype=None,
     size (``threads`` overrides; see :mod:`codeclm.threads`)."""
     import torch
 
-    from codeclm.model_dir import COMMAND_OF, LoadedModel, load_model_dir, resolve_model_dir
+    from codeclm.model_dir import LoadedModel, load_model_dir, resolve_model_dir, wrong_modality
     from codeclm.threads import apply_threads, choose_threads
 
     if isinstance(model, LoadedModel):
         if model.profile.modality != modality:
-            raise ModelError(f"{model.path}: this is a {model.profile.modality} model "
-                             f"({COMMAND_OF[model.profile.modality]}); {COMMAND_OF[modality]} "
-                             f"needs a {modality} model")
+            raise ModelError(wrong_modality(model.path, model.profile.modality, modality))
         return model
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"

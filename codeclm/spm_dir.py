@@ -50,7 +50,7 @@ def is_spm_dir(path: Path) -> bool:
 def check_spm_dir(path: str | os.PathLike, modality: str | None = None):
     """Every check of a SentencePiece model directory that needs no torch (files, config,
     weights present, profile or the `paper` default, tokenizer) -> ``(profile, tokenizer)``."""
-    from .model_dir import COMMAND_OF
+    from .model_dir import wrong_modality
     from .profile import load_profile
     from .spm_tokenizer import SpmTokenizer
 
@@ -64,8 +64,7 @@ def check_spm_dir(path: str | os.PathLike, modality: str | None = None):
     profile = load_profile(path) if has_profile else None
     kind = profile.modality if has_profile else "jpeg"
     if modality is not None and kind != modality:
-        raise ModelError(f"{path}: this is a {kind} model ({COMMAND_OF[kind]}); "
-                         f"{COMMAND_OF[modality]} needs a {modality} model")
+        raise ModelError(wrong_modality(path, kind, modality))
     tokenizer = SpmTokenizer.load(path / SPM_FILE, kind)
     profile = profile or _paper_profile(path)
     if config.get("vocab_size", 0) < tokenizer.vocab_size:

@@ -99,7 +99,8 @@ class SpmTokenizer:
             if data is not None and piece.startswith(DUMMY_PREFIX):
                 prefixed.add(i)
         self.prefix_ids = frozenset(prefixed)
-        self.special_ids = frozenset(i for i, b in enumerate(self.token_bytes) if b is None) | prefixed
+        no_bytes = frozenset(i for i, b in enumerate(self.token_bytes) if b is None)
+        self.special_ids = no_bytes | prefixed
         ids = {p: i for i, p in enumerate(self.pieces)}
         missing = [b for b in range(256) if chr(BYTE_OFFSET + b) not in ids]
         if missing:
@@ -124,6 +125,15 @@ class SpmTokenizer:
         """The SentencePiece model file's bytes (as loaded, dummy prefix included)."""
         return self._start.serialized_model_proto()
 
+    def fingerprint(self) -> str:
+        """This tokenizer's identity (64 hex digits), as
+        :meth:`codeclm.tokenizer.ByteTokenizer.fingerprint`: SHA-256 of the modality and the
+        SentencePiece model's bytes (never equal to a byte-level BPE tokenizer's)."""
+        import hashlib
+
+        return hashlib.sha256(b"sentencepiece\0" + self.modality.encode() + b"\0"
+                              + self.proto).hexdigest()
+
     # --- encode / decode -------------------------------------------------------
     def encode(self, data: bytes, bos: bool = True, eos: bool = True) -> list[int]:
         """Modeled bytes -> piece ids. ``bos=True`` encodes a stream start: ``<s>`` and
@@ -144,7 +154,8 @@ class SpmTokenizer:
 
         return np.asarray(self.encode(data, bos, eos), dtype=np.int32)
 
-    def encode_batch(self, datas: Sequence[bytes], bos: bool = True, eos: bool = True) -> list[list[int]]:
+    def encode_batch(self, datas: Sequence[bytes], bos: bool = True,
+                     eos: bool = True) -> list[list[int]]:
         return [self.encode(d, bos, eos) for d in datas]
 
     def decode(self, ids: Iterable[int]) -> bytes:

@@ -1,7 +1,9 @@
 """Splitting a growing token stream into codec units (JPEG MCUs, H.264 NAL units).
 
 The sampler feeds every generated token's bytes to a :class:`UnitSplitter`, which
-reports each unit the moment it is known to be complete:
+reports each unit the moment it is known to be complete. The markers and their side come
+from the modality's record (:mod:`codeclm.modality`: ``unit_marker``, ``marker_side``,
+``end_marker``):
 
 - **H.264** (``marker_side="before"``): a unit is a NAL unit *with* its start code
   (``00 00 01`` or ``00 00 00 01``). A NAL is known to be complete only when the next
@@ -29,12 +31,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-#: modality -> (marker regex over bytes, side). "before": the marker opens a unit;
-#: "after": the marker closes it (and stays with it).
-UNIT_MARKERS: dict[str, tuple[bytes, str]] = {
-    "h264": (rb"\x00?\x00\x00\x01", "before"),
-    "jpeg": (rb"\xff[\xd0-\xd7\xd9]", "after"),
-}
+from .errors import ConfigError
+from .modality import find
+
 #: a marker is at most 4 bytes; a new match needs at most this many old bytes before it
 _LOOKBACK = 3
 
@@ -74,12 +73,12 @@ class UnitSplitter:
     """
 
     def __init__(self, modality: str):
-        if modality not in UNIT_MARKERS:
-            raise ValueError(f"no unit markers for modality {modality!r}")
-        pattern, side = UNIT_MARKERS[modality]
+        rec = find(modality)
+        if rec is None:
+            raise ConfigError(f"no unit markers for modality {modality!r}")
         self.modality = modality
-        self._re = re.compile(pattern)
-        self._before = side == "before"
+        self._re = re.compile(rec.stream_pattern())  # the record's unit (and end) marker
+        self._before = rec.marker_side == "before"
         self.next_index = 0
         self.reset(0)
 

@@ -15,6 +15,7 @@ merges. A modeled sample is ``[<s>] + tokens(bytes) + [</s>]``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -22,6 +23,8 @@ from pathlib import Path
 
 from .errors import TokenizerError
 from .fast_bpe import FastBPE
+from .modality import find as find_modality
+from .modality import names as modality_names
 
 BYTE_OFFSET = 0x2800
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
@@ -38,13 +41,16 @@ def _c(b: int) -> str:
     return _TO_CHARS[b]
 
 
-#: unit-boundary split pattern (over the character alphabet) and split behaviour
-UNIT_SPLITS = {
-    # restart marker FF Dn closes an MCU: the marker stays with the unit before it
-    "jpeg": (f"{_c(0xFF)}[{_c(0xD0)}-{_c(0xD7)}]", "merged_with_previous"),
-    # a start code opens a NAL unit: it stays with the unit after it
-    "h264": (f"{_c(0)}{_c(0)}{_c(0)}?{_c(1)}", "merged_with_next"),
-}
+def unit_split(modality: str) -> tuple[str, str]:
+    """The pre-tokenizer's unit split of a modality: (regex over the BPE alphabet, Split
+    behaviour), from its record's unit marker (:mod:`codeclm.modality`). JPEG: a restart
+    marker closes an MCU and stays with it ("merged_with_previous"); H.264: a start code
+    opens a NAL unit and stays with it ("merged_with_next")."""
+    rec = find_modality(modality)
+    if rec is None:
+        raise TokenizerError(f"unknown modality {modality!r}; expected one of "
+                             f"{sorted(modality_names())}")
+    return rec.split_pattern(_c)
 
 
 def bytes_to_text(data: bytes) -> str:
@@ -63,9 +69,7 @@ def text_to_bytes(text: str) -> bytes:
 def _build_backend(modality: str):
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 
-    if modality not in UNIT_SPLITS:
-        raise TokenizerError(f"unknown modality {modality!r}; expected one of {sorted(UNIT_SPLITS)}")
-    pattern, behavior = UNIT_SPLITS[modality]
+    pattern, behavior = unit_split(modality)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior=behavior)
     return tok
@@ -81,6 +85,7 @@ class ByteTokenizer:
     def __init__(self, backend, modality: str):
         self.backend = backend
         self.modality = modality
+        self._fingerprint: str | None = None
         vocab = backend.get_vocab()
         self.vocab_size = len(vocab)
         ids = {t: vocab.get(t) for t in SPECIAL_TOKENS}
@@ -194,17 +199,33 @@ class ByteTokenizer:
             out[-1] = self.eos_id
         return out
 
-    def encode_batch(self, datas: Sequence[bytes], bos: bool = True, eos: bool = True) -> list[list[int]]:
+    def encode_batch(self, datas: Sequence[bytes], bos: bool = True,
+                     eos: bool = True) -> list[list[int]]:
         """:meth:`encode` for many samples (Hugging Face's batch encoder uses its threads)."""
         if self.fast is not None:
             return [self.encode(d, bos, eos) for d in datas]
-        encs = self.backend.encode_batch([bytes_to_text(d) for d in datas], add_special_tokens=False)
+        encs = self.backend.encode_batch([bytes_to_text(d) for d in datas],
+                                         add_special_tokens=False)
         head, tail = ([self.bos_id] if bos else []), ([self.eos_id] if eos else [])
         return [head + e.ids + tail for e in encs]
 
     def decode(self, ids: Iterable[int]) -> bytes:
         """Token ids -> bytes; special tokens are dropped."""
         return decode_token_bytes(self.token_bytes, ids)
+
+    def fingerprint(self) -> str:
+        """This tokenizer's identity (64 hex digits): SHA-256 of its modality and of the parts
+        of its file that decide the ids (BPE model with vocabulary and merges, normalizer,
+        pre-tokenizer). Equal fingerprints give equal ids for every byte string. Not a file
+        checksum: pretty-printing and export's post-processor leave it unchanged."""
+        if self._fingerprint is None:
+            spec = json.loads(self.backend.to_str())
+            ident = {"modality": self.modality, "model": spec.get("model"),
+                     "normalizer": spec.get("normalizer"),
+                     "pre_tokenizer": spec.get("pre_tokenizer")}
+            text = json.dumps(ident, sort_keys=True, ensure_ascii=False)
+            self._fingerprint = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return self._fingerprint
 
     def __len__(self) -> int:
         return self.vocab_size
@@ -217,8 +238,8 @@ def _modality_of(backend) -> str:
     """Recover the modality from the saved pre-tokenizer's split pattern."""
     spec = json.loads(backend.to_str()).get("pre_tokenizer") or {}
     pattern = (spec.get("pattern") or {}).get("Regex")
-    for name, (pat, _) in UNIT_SPLITS.items():
-        if pattern == pat:
+    for name in modality_names():
+        if pattern == unit_split(name)[0]:
             return name
     raise TokenizerError("tokenizer file was not made by codeclm (unknown unit split)")
 

@@ -6,7 +6,8 @@
         --trainer.max_steps 200 --trainer.default_root_dir runs/tiny
     jpeglm train fit --config recipes/jpeglm-tiny.yaml --data.path SHARDS \\
         --trainer.default_root_dir runs/tiny --ckpt_path last          # resume
-    jpeglm train validate --config ... --data.path SHARDS --ckpt_path runs/tiny/checkpoints/last.ckpt
+    jpeglm train validate --config ... --data.path SHARDS \\
+        --ckpt_path runs/tiny/checkpoints/last.ckpt
     jpeglm train fit --print_config --config recipes/jpeglm-7b.yaml   # the full config
 
 Subcommands: ``fit`` and ``validate``. Sections: ``model`` (:class:`CodecLM`),
@@ -161,16 +162,18 @@ def main(argv: Sequence[str], modality: str, prog: str) -> int:
     import argparse
 
     from .cli import one_line
+    from .modality import record
     from .train_checks import check_files
 
     check_files(argv)
     # "Seed set to N" is an INFO line on stderr before any error: keep errors one line
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
-    what = {"jpeg": "JPEG-LM (images as JPEG bytes)", "h264": "AVC-LM (videos as H.264 bytes)"}
+    what = record(modality).description
     try:
         make_cli(argv, modality, prog=prog,
-                 description=f"Train {what[modality]} with LightningCLI. Subcommands: fit, "
-                             f"validate; recipes in recipes/; `{prog} fit --help` lists every option.")
+                 description=f"Train {what} with LightningCLI. Subcommands: fit, "
+                             f"validate; recipes in recipes/; `{prog} fit --help` lists every "
+                             "option.")
     except argparse.ArgumentError as e:
         raise ConfigError(f"{one_line(e)[:400]} (see `{prog} fit --help`)") from None
     return 0

@@ -7,7 +7,9 @@ and every model directory records, in its ``profile.json`` under ``"versions"``,
 its canonical bytes:
 
 - JPEG: Pillow and its libjpeg(-turbo);
-- H.264: PyAV, libavcodec, libavformat, libswscale and the x264 core build.
+- H.264: PyAV, libavcodec, libavformat, libswscale and the x264 core build
+
+(each modality's record names its function: ``codec_versions`` in :mod:`codeclm.modality`).
 
 ``data_tools`` refuses to add to a shard set made with other versions (the set would mix
 two encoders' bytes); generation and evaluation say once when a model's versions differ
@@ -17,60 +19,22 @@ learned may be slightly off).
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
-import re
-from fractions import Fraction
 from pathlib import Path
 
 log = logging.getLogger("codeclm")
 _WARNED: set[str] = set()
 
 
-@functools.cache
-def _x264_core() -> str:
-    """x264's core build and revision (``"164 r3108 31e19f9"``), read from the version
-    SEI of a one-frame encode (PyAV does not expose it otherwise); "unknown" if absent."""
-    import av
-    import numpy as np
-
-    try:
-        ctx = av.CodecContext.create("libx264", "w")
-    except Exception:  # noqa: BLE001 - no libx264 in this PyAV build
-        return "unavailable"
-    ctx.width = ctx.height = 16
-    ctx.pix_fmt = "yuv420p"
-    ctx.time_base = Fraction(1, 25)
-    ctx.options = {"threads": "1"}
-    frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
-    data = b"".join(bytes(p) for p in ctx.encode(frame.reformat(format="yuv420p")))
-    data += b"".join(bytes(p) for p in ctx.encode(None))
-    m = re.search(rb"x264 - core (\d+)(?: (r\d+ [0-9a-f]+))?", data)
-    if not m:
-        return "unknown"
-    return " ".join(x.decode() for x in m.groups() if x)
-
-
 def current(modality: str) -> dict[str, str]:
-    """``{library: version}`` of the running process for a modality ("jpeg" / "h264")."""
-    if modality == "jpeg":
-        import PIL
-        from PIL import features
+    """``{library: version}`` of the running process for a modality ("jpeg" / "h264"): its
+    record's ``codec_versions`` (:mod:`codeclm.modality`); ``{}`` if it names none."""
+    from .modality import find
 
-        jpeg = features.version("libjpeg_turbo")
-        return {"pillow": PIL.__version__,
-                "libjpeg": f"libjpeg-turbo {jpeg}" if jpeg else
-                (features.version("jpg") or "unknown")}
-    if modality == "h264":
-        import av
-
-        libs = {k: ".".join(map(str, v)) for k, v in av.library_versions.items()}
-        return {"pyav": av.__version__, "libavcodec": libs.get("libavcodec", "?"),
-                "libavformat": libs.get("libavformat", "?"),
-                "libswscale": libs.get("libswscale", "?"), "x264": _x264_core()}
-    return {}
+    rec = find(modality)
+    return rec.load_codec_versions()() if rec is not None and rec.codec_versions else {}
 
 
 def read(directory: str | os.PathLike) -> dict[str, str] | None:

@@ -18,7 +18,7 @@ import numpy as np
 from codeclm.errors import InputError, ProfileError
 from codeclm.tokenizer import ByteTokenizer
 
-from .sources import MODALITY_OF_KIND, kind_of, list_files, source_root
+from .sources import kind_of, list_files, modality_of_kind, source_root
 from .workers import progress, run_parallel
 
 
@@ -39,7 +39,8 @@ class BpeResult:
                 f"{self.pixels_per_sample / self.tokens_per_sample:.1f}x fewer than pixel values "
                 f"-> {path}")
         if self.skipped:
-            line += f"; {len(self.skipped)} files skipped (first: {self.skipped[0][0]}: {self.skipped[0][1]})"
+            path, reason = self.skipped[0][0], self.skipped[0][1]
+            line += f"; {len(self.skipped)} files skipped (first: {path}: {reason})"
         return line
 
 
@@ -73,7 +74,7 @@ def train_bpe(src: str | os.PathLike, kind: str, profile, vocab_size: int,
     """Train a tokenizer on (a sample of) the ``kind`` files under ``src``."""
     from codeclm.modality import modality_for
 
-    if MODALITY_OF_KIND.get(kind) != profile.modality:
+    if modality_of_kind(kind) != profile.modality:
         raise ProfileError(f"profile {profile.name!r} is a {profile.modality} profile, "
                            f"not for {kind}s")
     root = source_root(src)

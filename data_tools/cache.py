@@ -2,9 +2,9 @@
 
 Every input's result is one record, keyed by everything that determines it: the
 input's path relative to the source folder, its size and modification time (ns), the
-profile and the tokenizer (sha256 of each). A re-run after a kill redoes only the
-inputs without a record, and a changed input, profile or tokenizer never reuses a
-stale result.
+profile (sha256) and the tokenizer (``ByteTokenizer.fingerprint()``). A re-run after a
+kill redoes only the inputs without a record, and a changed input, profile or tokenizer
+never reuses a stale result.
 
 Records are appended to log files in ``root`` (``*.log``, one per writing process,
 never shared), each record in one ``write`` call::
@@ -44,9 +44,10 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def input_key(relpath: str, size: int, mtime_ns: int, profile_sha: str, tokenizer_sha: str) -> str:
+def input_key(relpath: str, size: int, mtime_ns: int, profile_sha: str,
+              tokenizer_fingerprint: str) -> str:
     """The cache key (sha256 hex) of one input under one profile and tokenizer."""
-    text = "\0".join([relpath, str(size), str(mtime_ns), profile_sha, tokenizer_sha])
+    text = "\0".join([relpath, str(size), str(mtime_ns), profile_sha, tokenizer_fingerprint])
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 

@@ -40,7 +40,7 @@ from codeclm.tokenizer import ByteTokenizer
 from . import outdir, shards
 from .cache import InputCache, LogWriter, input_key, sha256_file
 from .labelling import Labelling, plan_labels
-from .sources import KIND_OF_MODALITY, MODALITY_OF_KIND, kind_of, list_files, source_root
+from .sources import kind_of, kind_of_modality, list_files, modality_of_kind, source_root
 from .units import Unit, plan
 from .workers import progress, run_parallel
 
@@ -159,15 +159,16 @@ def build_dataset(src: str | os.PathLike, out: str | os.PathLike, kind: str, pro
     :class:`OutputError` if ``out`` is not ours to write or another run holds it.
     """
     src, out = Path(src), Path(out)
-    if MODALITY_OF_KIND.get(kind) != profile.modality:
+    if modality_of_kind(kind) != profile.modality:
         raise ProfileError(f"profile {profile.name!r} is a {profile.modality} profile; "
-                           f"{kind}s need a {MODALITY_OF_KIND.get(kind, '?')} profile")
+                           f"{kind}s need a {modality_of_kind(kind) or '?'} profile")
     tokenizer_path = Path(tokenizer_path)
     if tokenizer_path.is_dir():
         tokenizer_path = tokenizer_path / TOKENIZER_FILE
     tokenizer = ByteTokenizer.load(tokenizer_path)
     if tokenizer.modality != profile.modality:
-        raise TokenizerError(f"{tokenizer_path}: tokenizer is for {KIND_OF_MODALITY[tokenizer.modality]}s "
+        raise TokenizerError(f"{tokenizer_path}: tokenizer is for "
+                             f"{kind_of_modality(tokenizer.modality)}s "
                              f"({tokenizer.modality}), not {kind}s")
     outdir.check_out(src, out, overwrite)
     libs = _check_versions(out, profile.modality)
@@ -179,7 +180,7 @@ def build_dataset(src: str | os.PathLike, out: str | os.PathLike, kind: str, pro
         rels = rels[:limit]
     root = source_root(src)
 
-    tok_sha = sha256_file(tokenizer_path)
+    tok_sha = sha256_file(tokenizer_path)  # the file's checksum, for stats.json
     # the cache key covers the codec libraries too: tokens made by another build never mix in
     prof_sha = _sha256_text(json.dumps([profile_to_dict(profile), libs], sort_keys=True))
     cache = InputCache(out / CACHE_DIR)
@@ -207,7 +208,7 @@ def build_dataset(src: str | os.PathLike, out: str | os.PathLike, kind: str, pro
     for u in units:
         st = stats_of[u.rel]
         keys[u] = input_key(u.cache_name(crop_seed), st.st_size, st.st_mtime_ns, prof_sha,
-                            tok_sha)
+                            tokenizer.fingerprint())
 
     with outdir.claimed(out, f"data_tools {kind}s"):
         return _encode_and_build(out, kind, profile, tokenizer, tokenizer_path, tok_sha, cache,
@@ -345,7 +346,8 @@ def _build(out: Path, kind: str, profile, tokenizer: ByteTokenizer, tokenizer_pa
     _write_manifest(out, kind, written)
     stats = compute_stats(kind, profile, lengths, byte_lengths, info, skipped,
                           profile_sha=sha256_file(out / "profile.json"), tokenizer_sha=tok_sha,
-                          tokenizer_name=tokenizer_path.name, vocab_size=tokenizer.vocab_size)
+                          tokenizer_name=tokenizer_path.name, vocab_size=tokenizer.vocab_size,
+                          tokenizer_fingerprint=tokenizer.fingerprint())
     with atomic_write(out / STATS_FILE, "w") as f:
         json.dump(stats, f, indent=2, sort_keys=True)
         f.write("\n")
@@ -380,7 +382,7 @@ def _write_manifest(out: Path, kind: str, written: list[Unit]) -> None:
 
 def compute_stats(kind: str, profile, lengths, byte_lengths, info: dict, skipped: dict,
                   profile_sha: str, tokenizer_sha: str, tokenizer_name: str,
-                  vocab_size: int) -> dict:
+                  vocab_size: int, tokenizer_fingerprint: str | None = None) -> dict:
     """stats.json: counts, tokens per sample (incl. <s> and </s>), modeled bytes per
     sample, and pixel values per token (``pixels_per_sample / mean tokens``)."""
     from codeclm.modality import modality_for
@@ -410,5 +412,6 @@ def compute_stats(kind: str, profile, lengths, byte_lengths, info: dict, skipped
         "token_dtype": info["dtype"],
         "chunks": info["chunks"],
         "profile": {"name": profile.name, "sha256": profile_sha},
-        "tokenizer": {"name": tokenizer_name, "sha256": tokenizer_sha, "vocab_size": vocab_size},
+        "tokenizer": {"name": tokenizer_name, "sha256": tokenizer_sha, "vocab_size": vocab_size,
+                      "fingerprint": tokenizer_fingerprint},
     }

@@ -14,25 +14,28 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+from codeclm import modality as registry
 from codeclm.errors import InputError
-
-IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
-                        ".pgm", ".pbm", ".pnm", ".tga", ".jfif"})
-VIDEO_EXTS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts",
-                        ".flv", ".wmv", ".3gp", ".ogv", ".h264", ".264"})
-EXTS = {"image": IMAGE_EXTS, "video": VIDEO_EXTS}
-#: media kind -> codec modality
-MODALITY_OF_KIND = {"image": "jpeg", "video": "h264"}
-KIND_OF_MODALITY = {v: k for k, v in MODALITY_OF_KIND.items()}
 
 
 def kind_of(path: str | os.PathLike) -> str | None:
-    """"image", "video" or None, from the file name's extension."""
+    """"image", "video" (a registered media kind) or None, from the file name's extension
+    (the registry's lists, :func:`codeclm.modality.extensions`)."""
     ext = Path(path).suffix.lower()
-    for kind, exts in EXTS.items():
-        if ext in exts:
+    for kind in registry.media_kinds():
+        if ext in registry.extensions(kind):
             return kind
     return None
+
+
+def modality_of_kind(kind: str) -> str | None:
+    """Media kind -> the modality that models it ("image" -> "jpeg"), or None."""
+    return registry.modality_of_kind(kind)
+
+
+def kind_of_modality(modality: str) -> str:
+    """Modality -> its media kind ("jpeg" -> "image")."""
+    return registry.record(modality).media_kind
 
 
 def list_files(src: str | os.PathLike, exclude: Iterable[str | os.PathLike] = ()) -> list[Path]:
@@ -76,12 +79,14 @@ def infer_kind(paths: Iterable[str | os.PathLike], where: str = "input") -> str:
     """The media kind most files have; :class:`InputError` if none is media or both are common."""
     counts = Counter(k for k in map(kind_of, paths) if k)
     if not counts:
-        raise InputError(f"{where}: no image or video files found (by extension); "
-                         f"pass --kind image|video")
+        raise InputError(f"{where}: no {' or '.join(registry.media_kinds())} files found "
+                         f"(by extension); pass --kind {'|'.join(registry.media_kinds())}")
     (top, n), *rest = counts.most_common()
     if rest and rest[0][1] * 4 > n:  # a real mix: ask instead of guessing
-        raise InputError(f"{where}: {counts['image']} images and {counts['video']} videos; "
-                         f"pass --kind image|video")
+        kinds = registry.media_kinds()
+        found = " and ".join(f"{counts[k]} {k}s" for k in kinds if counts[k])
+        raise InputError(f"{where}: {found}; "
+                         f"pass --kind {'|'.join(kinds)}")
     return top
 
 

@@ -45,8 +45,6 @@ from .profile import PROFILES, JpegProfile
 #: default pixel limit for inputs (Pillow's own decompression-bomb warning threshold)
 MAX_INPUT_PIXELS = 89_478_485
 
-#: regex over bytes: a restart marker (it closes a unit)
-RST_MARKER = rb"\xff[\xd0-\xd7]"
 EOI = b"\xff\xd9"
 
 #: Pillow resampling filter of each ``JpegProfile.resample`` name

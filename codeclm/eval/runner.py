@@ -20,11 +20,13 @@ from pathlib import Path
 
 from ..errors import ConfigError, InputError, TokenizerError
 from ..io import atomic_write_bytes
+from ..modality import extensions
 from ..threads import add_threads_argument
 
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"})
-VIDEO_EXTS = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".h264", ".264",
-                        ".gif", ".mpg", ".mpeg"})
+#: the files each eval reads: the registry's lists (:func:`codeclm.modality.extensions`),
+#: the same ones data_tools trains on
+IMAGE_EXTS = extensions("image")
+VIDEO_EXTS = extensions("video")
 
 
 # ---------------------------------------------------------------------------- media folders
@@ -227,7 +229,7 @@ def shard_bpb(loaded, path: str | os.PathLike, batch_size: int = 4, max_blocks: 
     from .metrics import bits_per_byte
 
     info, tok, _ = load_shard_meta(path, loaded.profile.modality)
-    if tok.token_bytes != loaded.tokenizer.token_bytes:
+    if tok.fingerprint() != loaded.tokenizer.fingerprint():
         raise TokenizerError(f"{path}: the shards were tokenized with a different tokenizer "
                              f"({tok.vocab_size} entries) than the model's "
                              f"({loaded.tokenizer.vocab_size})")

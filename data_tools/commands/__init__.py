@@ -3,14 +3,18 @@
 import argparse
 import os
 
-KINDS = {"image": "image", "video": "video", "jpeg": "image", "h264": "video"}
+from codeclm import modality as registry
 
 
 def kind_arg(value: str) -> str:
-    """--kind / --modality: image|video (jpeg|h264 accepted too)."""
-    if value not in KINDS:
-        raise argparse.ArgumentTypeError(f"expected image or video, not {value!r}")
-    return KINDS[value]
+    """--kind / --modality: a media kind, image|video (a modality name, jpeg|h264, too)."""
+    kinds = registry.media_kinds()
+    if value in kinds:
+        return value
+    rec = registry.find(value)
+    if rec is None:
+        raise argparse.ArgumentTypeError(f"expected {' or '.join(kinds)}, not {value!r}")
+    return rec.media_kind
 
 
 def positive_int(value: str) -> int:
@@ -24,7 +28,9 @@ def positive_int(value: str) -> int:
 
 
 def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def add_workers(parser: argparse.ArgumentParser) -> None:

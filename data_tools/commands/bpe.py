@@ -9,12 +9,13 @@ from pathlib import Path
 from codeclm.profile import get_profile
 
 from ..bpe import train_bpe
-from ..sources import MODALITY_OF_KIND, infer_kind, list_files
+from ..sources import infer_kind, list_files, modality_of_kind
 from . import add_progress, add_workers, kind_arg, positive_int
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("src", type=Path, metavar="SRC", help="folder of images or videos (recursive)")
+    parser.add_argument("src", type=Path, metavar="SRC",
+                        help="folder of images or videos (recursive)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="TOKENIZER.json")
     parser.add_argument("--profile", required=True, help="codec profile name (e.g. paper, tiny)")
     parser.add_argument("--vocab-size", type=positive_int, required=True,
@@ -23,9 +24,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--kind", "--modality", dest="kind", type=kind_arg,
                         help="image|video (default: inferred from the file extensions)")
     parser.add_argument("--limit", type=positive_int, default=10_000,
-                        help="train on a seeded random sample of at most N files (default: %(default)s)")
+                        help="train on a seeded random sample of at most N files "
+                             "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing tokenizer file")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing tokenizer file")
     add_workers(parser)
     add_progress(parser)
 
@@ -37,7 +40,7 @@ def run(args) -> int:
         else args.output
     check_output_file(target, args.overwrite)
     kind = args.kind or infer_kind(list_files(args.src), where=str(args.src))
-    profile = get_profile(MODALITY_OF_KIND[kind], args.profile)
+    profile = get_profile(modality_of_kind(kind), args.profile)
     result = train_bpe(args.src, kind, profile, args.vocab_size, limit=args.limit,
                        workers=args.workers, seed=args.seed, show_progress=args.progress)
     path = result.tokenizer.save(args.output)

@@ -7,7 +7,7 @@ from codeclm.profile import get_profile
 
 from ..pipeline import build_dataset
 from ..shards import DEFAULT_CHUNK_BYTES
-from ..sources import MODALITY_OF_KIND
+from ..sources import modality_of_kind
 from . import add_progress, add_workers, positive_int
 
 
@@ -76,12 +76,13 @@ def _seconds_arg(value: str) -> str:
 
 
 def run(args, kind: str) -> int:
-    profile = get_profile(MODALITY_OF_KIND[kind], args.profile)
+    profile = get_profile(modality_of_kind(kind), args.profile)
     result = build_dataset(args.src, args.out, kind, profile, args.tokenizer, workers=args.workers,
-                           chunk_bytes=max(1, int(args.chunk_mb * 2**20)), keep_cache=args.keep_cache,
-                           show_progress=args.progress, strict=args.strict, limit=args.limit,
-                           overwrite=args.overwrite, labels=args.labels,
-                           drop_label=args.drop_label, **_unit_options(args, kind))
+                           chunk_bytes=max(1, int(args.chunk_mb * 2**20)),
+                           keep_cache=args.keep_cache, show_progress=args.progress,
+                           strict=args.strict, limit=args.limit, overwrite=args.overwrite,
+                           labels=args.labels, drop_label=args.drop_label,
+                           **_unit_options(args, kind))
     print(result.summary(kind))
     return 0
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from codeclm.errors import ConfigError
 from codeclm.profile import get_profile
 
-from ..sources import MODALITY_OF_KIND
+from ..sources import modality_of_kind
 from ..synth import DEFAULT_SOURCES, SOURCES, SPLITS, synth
 from . import add_progress, kind_arg, positive_int
 
@@ -31,7 +31,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("out", type=Path, metavar="OUT", help="folder to write into")
     parser.add_argument("--kind", "--modality", dest="kind", type=kind_arg, required=True,
                         help="image (PNG) or video (MP4)")
-    parser.add_argument("--profile", default="tiny", help="codec profile whose size to use (default: tiny)")
+    parser.add_argument("--profile", default="tiny",
+                        help="codec profile whose size to use (default: tiny)")
     parser.add_argument("--count", type=positive_int, required=True, help="how many files")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sources", default=",".join(DEFAULT_SOURCES),
@@ -56,8 +57,9 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from codeclm.outputs import check_output_dir
 
-    profile = get_profile(MODALITY_OF_KIND[args.kind], args.profile)
-    sources = SOURCES if args.sources == "all" else tuple(s.strip() for s in args.sources.split(",") if s.strip())
+    profile = get_profile(modality_of_kind(args.kind), args.profile)
+    sources = SOURCES if args.sources == "all" else tuple(
+        s.strip() for s in args.sources.split(",") if s.strip())
     unknown = [s for s in sources if s not in SOURCES]
     if unknown or not sources:
         raise ConfigError(f"--sources: unknown source(s) {', '.join(unknown) or '(none)'}; "

@@ -14,7 +14,7 @@ from avclm.modality import AvcModality
 from avclm.profile import PAPER, TINY
 from avclm.stream import StreamDecoder, decode_annexb, decode_annexb_with_stats
 from codeclm.errors import DecodeError
-from codeclm.modality import modality_for
+from codeclm.modality import modality_for, record
 
 M = TINY.mbs_per_frame
 
@@ -160,7 +160,8 @@ def test_giant_sps_is_rejected_or_ignored(tiny_stream, craft_sps):
     assert len(frames) == TINY.frames and frames[0].shape == (64, 64, 3)
 
 
-@pytest.mark.parametrize("data", [b"", b"\x00\x00\x00", b"not h264 at all", b"\x00\x00\x01\x09\xf0"])
+@pytest.mark.parametrize("data", [b"", b"\x00\x00\x00", b"not h264 at all",
+                                  b"\x00\x00\x01\x09\xf0"])
 def test_strict_rejects_non_streams(data):
     with pytest.raises(DecodeError):
         decode_annexb(data, TINY, strict=True)
@@ -192,7 +193,8 @@ def test_random_bit_errors_keep_picture_count(tiny_stream):
     assert dec.damaged_frames >= 1
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cuts=st.lists(st.tuples(st.integers(0, 10_000), st.binary(min_size=0, max_size=6)),
                      max_size=4))
 def test_tolerant_never_raises(tiny_stream, cuts):
@@ -208,15 +210,16 @@ def test_tolerant_never_raises(tiny_stream, cuts):
 
 def test_modality(tiny_stream, clip):
     m = modality_for(TINY)
-    assert isinstance(m, AvcModality) and m.name == "h264" and m.marker_side == "before"
+    rec = record(m.name)
+    assert isinstance(m, AvcModality) and m.name == "h264" and rec.marker_side == "before"
     header, units = m.split_units(tiny_stream)
     assert header + b"".join(units) == tiny_stream
     assert [nal.nal_type(n) for n in nal.split_annexb(header)] == [nal.NAL_SPS, nal.NAL_PPS]
     assert len(units) == TINY.frames * M
     import re
 
-    assert all(re.match(m.unit_marker, u) for u in units)
-    assert all(len(re.findall(m.unit_marker, u)) == 1 for u in units)
+    assert all(re.match(rec.unit_marker, u) for u in units)
+    assert all(len(re.findall(rec.unit_marker, u)) == 1 for u in units)
     assert m.pixels_per_sample() == 64 * 64 * 3 * 8
     assert PAPER.pixels_per_clip == 256 * 144 * 3 * 15
     assert len(m.decode_tolerant(tiny_stream)) == TINY.frames

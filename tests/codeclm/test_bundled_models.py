@@ -67,7 +67,7 @@ def test_bundled_image_model_writes_valid_jpegs():
 
 def test_demo_runs_again_over_its_own_outputs(tmp_path, capsys):
     """A second `make demo` replaces the first one's outputs (and nothing of the user's)."""
-    from codeclm import demo
+    from codeclm_apps import demo
 
     out = tmp_path / "demo_out"
     args = ["-o", str(out), "--frames", "2", "--images", "2"]

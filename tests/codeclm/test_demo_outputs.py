@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _demo(*args, cwd):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "codeclm.demo", *args], check=False, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "codeclm_apps.demo", *args], check=False, cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL)
 
@@ -42,7 +42,7 @@ def test_users_own_video_survives_make_demo(tmp_path):
 
 
 def test_users_own_folder_survives_the_demo(tmp_path, capsys):
-    from codeclm import demo
+    from codeclm_apps import demo
 
     out = tmp_path / "demo_out"
     (out / "images").mkdir(parents=True)

@@ -60,7 +60,8 @@ def _write_clips(directory, n, size, fps, frames, seed):
             s.width, s.height, s.pix_fmt = w, h, "yuv420p"
             bg = rng.integers(0, 256, 3, dtype=np.uint8)
             col = rng.integers(0, 256, 3, dtype=np.uint8)
-            x, y, vx, vy = rng.integers(0, w), rng.integers(0, h), rng.integers(-4, 5), rng.integers(-4, 5)
+            x, y = rng.integers(0, w), rng.integers(0, h)
+            vx, vy = rng.integers(-4, 5), rng.integers(-4, 5)
             yy, xx = np.mgrid[0:h, 0:w]
             for t in range(frames):
                 img = np.empty((h, w, 3), np.uint8)
@@ -140,7 +141,8 @@ ANY_BYTES = st.one_of(st.binary(max_size=400), MARKERY)
 
 
 @pytest.mark.parametrize("modality", MODALITIES)
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=ANY_BYTES)
 def test_round_trip_every_byte_string(tokenizers, modality, data):
     tok = tokenizers[modality]
@@ -152,7 +154,8 @@ def test_round_trip_every_byte_string(tokenizers, modality, data):
 
 
 @pytest.mark.parametrize("modality", MODALITIES)
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=MARKERY)
 def test_merges_never_cross_units_on_any_bytes(tokenizers, modality, data):
     assert_unit_boundaries(tokenizers[modality], data)
@@ -215,6 +218,28 @@ def test_save_load_and_hf_fast_tokenizer_agree(tmp_path, corpus, tokenizers, mod
     # a directory works too
     tok.save(tmp_path / "d")
     assert ByteTokenizer.load(tmp_path / "d").token_bytes == tok.token_bytes
+
+
+def test_fingerprint_is_the_tokenizers_identity(tmp_path, corpus, tokenizers):
+    """Same ids -> same fingerprint, whatever the file looks like (pretty-printed, exported
+    with a post-processor); other merges, vocabulary size or modality -> another one."""
+    from tokenizers import Tokenizer
+
+    tok = tokenizers["jpeg"]
+    fp = tok.fingerprint()
+    assert re.fullmatch(r"[0-9a-f]{64}", fp)
+    assert ByteTokenizer.load(tok.save(tmp_path / "tok.json")).fingerprint() == fp
+    tok.to_hf().save_pretrained(tmp_path / "exported")  # what a model directory holds
+    exported = tmp_path / "exported" / "tokenizer.json"
+    assert exported.read_bytes() != (tmp_path / "tok.json").read_bytes()
+    assert ByteTokenizer.load(exported).fingerprint() == fp
+    compact = ByteTokenizer(Tokenizer.from_str(tok.backend.to_str(pretty=False)), "jpeg")
+    assert compact.fingerprint() == fp
+    smaller = ByteTokenizer.train(corpus["jpeg"], 400, "jpeg")
+    other_corpus = ByteTokenizer.train(corpus["jpeg"][:3], 450, "jpeg")
+    fps = {fp, smaller.fingerprint(), other_corpus.fingerprint(),
+           tokenizers["h264"].fingerprint()}
+    assert len(fps) == 4
 
 
 # --- vocabulary size ---------------------------------------------------------------
@@ -323,7 +348,8 @@ def _hf_ids(tok: ByteTokenizer, data: bytes) -> list[int]:
 
 
 @pytest.mark.parametrize("modality", MODALITIES)
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=ANY_BYTES)
 def test_fast_encoder_gives_hugging_face_ids_on_any_bytes(tokenizers, modality, data):
     tok = tokenizers[modality]
@@ -363,7 +389,7 @@ def _handmade_tokenizer(merges: list[tuple[str, str]]) -> ByteTokenizer:
     """Specials + 256 bytes + the given merges over ASCII letters, jpeg unit split."""
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 
-    from codeclm.tokenizer import SPECIAL_TOKENS, UNIT_SPLITS
+    from codeclm.tokenizer import SPECIAL_TOKENS, unit_split
 
     c = bytes_to_text
     vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
@@ -373,7 +399,7 @@ def _handmade_tokenizer(merges: list[tuple[str, str]]) -> ByteTokenizer:
     for a, b in pairs:
         vocab.setdefault(a + b, len(vocab))
     backend = Tokenizer(models.BPE(vocab=vocab, merges=pairs))
-    pattern, behavior = UNIT_SPLITS["jpeg"]
+    pattern, behavior = unit_split("jpeg")
     backend.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior=behavior)
     return ByteTokenizer(backend, "jpeg")
 

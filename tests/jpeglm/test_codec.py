@@ -187,7 +187,9 @@ def test_mcu_units_and_restart_markers(name, encoded_paper, encoded_tiny):
         assert mod.split_units(data) == (hdr, units)
         import re
 
-        assert len(re.findall(mod.unit_marker, data)) == prof.mcu_count - 1
+        from codeclm.modality import record
+
+        assert len(re.findall(record(mod.name).unit_marker, data)) == prof.mcu_count - 1
 
 
 def test_split_of_cut_stream_gives_whole_units(encoded_tiny, tiny):
@@ -450,11 +452,12 @@ def test_tolerant_never_raises_on_mutations(data, encoded_tiny, tiny):
 
 
 def test_modality_interface(tmp_path, samples, tiny):
-    from codeclm.modality import modality_for
+    from codeclm.modality import modality_for, record
     from codeclm.profile import load_profile, save_profile
 
     mod = modality_for(tiny)
-    assert isinstance(mod, JpegModality) and mod.name == "jpeg" and mod.marker_side == "after"
+    assert isinstance(mod, JpegModality) and mod.name == "jpeg"
+    assert record(mod.name).marker_side == "after"
     data = mod.encode_path(str(samples[0]))
     assert data == codec.encode_image(samples[0], tiny)
     hdr, units = mod.split_units(data)

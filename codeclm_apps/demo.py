@@ -160,7 +160,8 @@ def roundtrip_demo(out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codeclm.demo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m codeclm_apps.demo",
+                                description=__doc__.splitlines()[0])
     p.add_argument("-o", "--out", default="demo_out", help="output directory (default demo_out)")
     p.add_argument("--frames", type=int, default=16, help="video frames to generate")
     p.add_argument("--images", type=int, default=16, help="images to generate")

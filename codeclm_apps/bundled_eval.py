@@ -1,7 +1,7 @@
 """Does a generated sample look like the training data? Statistics for the bundled models.
 
-``python -m codeclm.eval.bundled video|image --data DIR [--model DIR] [-n N]`` generates
-N samples and compares simple pixel statistics with the training media in ``DIR``:
+``python -m codeclm_apps.bundled_eval video|image --data DIR [--model DIR] [-n N]``
+generates N samples and compares simple pixel statistics with the training media in ``DIR``:
 
 - per frame / image: the mean and standard deviation of each RGB channel (6 numbers);
   a generated frame is *in range* when all six lie within the [1st, 99th] percentile
@@ -42,18 +42,26 @@ def in_range_fraction(train: np.ndarray, generated: np.ndarray, pct: float = 1.0
     return float(ok.mean())
 
 
+def _media(data: Path, kind: str) -> list[Path]:
+    """The files under ``data`` of media kind ``kind`` (the registry's extension list)."""
+    from codeclm.modality import extensions
+
+    exts = extensions(kind)
+    return sorted(p for p in data.rglob("*") if p.is_file() and p.suffix.lower() in exts)
+
+
 def _training_clips(data: Path, profile, limit: int) -> list[np.ndarray]:
     from avclm.codec import encode_video
     from avclm.stream import decode_annexb
 
-    paths = sorted(p for p in data.rglob("*") if p.suffix in (".mp4", ".mkv", ".mov"))[:limit]
+    paths = _media(data, "video")[:limit]
     return [np.stack(decode_annexb(encode_video(p, profile), profile, strict=True)) for p in paths]
 
 
 def _training_images(data: Path, profile, limit: int) -> np.ndarray:
     from jpeglm.codec import decode, encode_image
 
-    paths = sorted(p for p in data.rglob("*") if p.suffix in (".png", ".jpg", ".jpeg"))[:limit]
+    paths = _media(data, "image")[:limit]
     return np.stack([np.asarray(decode(encode_image(p, profile), profile).convert("RGB"))
                      for p in paths])
 
@@ -103,7 +111,8 @@ def image_report(model, data: Path, n: int, seed: int, limit: int = 500) -> dict
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codeclm.eval.bundled", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m codeclm_apps.bundled_eval",
+                                description=__doc__.splitlines()[0])
     p.add_argument("kind", choices=("video", "image"))
     p.add_argument("--data", required=True, help="the training media folder")
     p.add_argument("--model", default=None, help="model directory (default: the bundled one)")
