@@ -1,6 +1,6 @@
 """Streaming video generation: a generator of events, one NAL unit at a time.
 
-``generate_video(model, frames)`` samples H.264 bytes with :mod:`codeclm.sampler` and
+``generate_video(model, frames)`` samples H.264 bytes with :mod:`codeclm.generation` and
 yields, per batch row:
 
 - :class:`NalEvent` for every NAL unit of the output stream, the moment it is final:
@@ -57,7 +57,9 @@ from pathlib import Path
 import numpy as np
 
 from codeclm.errors import ConfigError, InputError
-from codeclm.sampler import ACCEPT, Reject, SamplingConfig, Session, Stop, load_model, session_stats
+from codeclm.generation.loading import load_model
+from codeclm.generation.sampling import SamplingConfig
+from codeclm.generation.session import ACCEPT, Reject, Session, Stop
 
 from . import nal as nalmod
 from .slice_gate import SliceGate
@@ -261,8 +263,8 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
             damaged = st.decoder.damaged_frames > st.damaged_seen
             st.damaged_seen = st.decoder.damaged_frames
             kind = "model" if source == "replacement" else source
-            yield FrameEvent(st.frames_out, image, r, kind, damaged, latency, session.stats["sampled"],
-                             session.stats["rejected"])
+            yield FrameEvent(st.frames_out, image, r, kind, damaged, latency, session.stats.sampled,
+                             session.stats.rejected)
             st.frames_out += 1
 
     def complete_picture(r: int) -> Iterator[Event]:
@@ -332,7 +334,7 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
                     yield from continue_row(r)
             st.picture_done = False
 
-    stats = session_stats(session)
+    stats = session.stats.as_dict()
     stats.update(
         frames=[st.frames_out - n_prompt_frames for st in rows],
         tokens_sampled=stats["sampled"],

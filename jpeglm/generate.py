@@ -27,14 +27,10 @@ from collections.abc import Iterator, Sequence
 from PIL import Image
 
 from codeclm.errors import ConfigError, DecodeError
-from codeclm.sampler import (
-    ACCEPT,
-    KVCacheLM,
-    SamplingConfig,
-    Session,
-    Stop,
-    load_model,
-)
+from codeclm.generation.forward import KVCacheLM
+from codeclm.generation.loading import load_model
+from codeclm.generation.sampling import SamplingConfig
+from codeclm.generation.session import ACCEPT, Session, Stop
 
 from . import codec
 
@@ -196,7 +192,7 @@ def _chunk(kv: KVCacheLM, lm, chunk: list[bytes], first: int, config: SamplingCo
         image = codec.decode(fixed, profile)
         yield ImageEvent(first + r, fixed, image, n_intact, valid, r)
     for k in ("sampled", "decode_s", "prefill_s", "rejected", "steps"):
-        totals[k] += session.stats[k]
+        totals[k] += getattr(session.stats, k)
 
 
 def grid(images: Sequence[Image.Image], columns: int | None = None, pad: int = 2) -> Image.Image:

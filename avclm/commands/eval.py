@@ -68,7 +68,7 @@ def run_continue(args: argparse.Namespace) -> int:
     from avclm.stream import decode_annexb_with_stats
     from codeclm.errors import ConfigError, DecodeError
     from codeclm.eval import extractors, metrics, report, runner
-    from codeclm.sampler import load_model
+    from codeclm.generation.loading import load_model
 
     runner.check_common(args)
     K, M = args.prompt_frames, args.frames

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from codeclm.errors import ConfigError, InputError, OutputError
-from codeclm.sampling_args import add_sampling_arguments, model_dtype, sampling_config
+from codeclm.generation.args import add_sampling_arguments, model_dtype, sampling_config
 
 STREAM_SUFFIXES = (".h264", ".264", ".avc")
 
@@ -137,8 +137,8 @@ class _LiveCounts:
 def check_arguments(args: argparse.Namespace) -> list[str]:
     """Every range, input and output check, before torch or the model is loaded; returns
     the output paths."""
+    from codeclm.generation.args import check_positive, check_sampling_args
     from codeclm.outputs import check_output_file
-    from codeclm.sampling_args import check_positive, check_sampling_args
 
     from .encode import CONTAINER_SUFFIXES
 

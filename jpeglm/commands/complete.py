@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_model_dir(resolve_model_dir(args.model, "jpeg"), "jpeg")  # before torch loads
 
-    from codeclm.sampler import load_model, model_dtype
+    from codeclm.generation.args import model_dtype
+    from codeclm.generation.loading import load_model
     from jpeglm import codec
     from jpeglm.generate import grid, preview
 

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 def _setup(args):
     """Checks, extractor (fails first if weights are missing), model."""
     from codeclm.eval import extractors, runner
-    from codeclm.sampler import load_model
+    from codeclm.generation.loading import load_model
 
     runner.check_common(args)
     device = args.device or runner.default_device()

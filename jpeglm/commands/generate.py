@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from codeclm.sampling_args import add_sampling_arguments, sampling_config
+from codeclm.generation.args import add_sampling_arguments, sampling_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_common_arguments(args: argparse.Namespace) -> None:
     """Range checks of the flags of :func:`add_common_arguments` (before any model loads)."""
-    from codeclm.sampling_args import check_positive, check_sampling_args
+    from codeclm.generation.args import check_positive, check_sampling_args
 
     check_sampling_args(args)
     check_positive(args, "max_tokens", "max_mcu_tokens", "preview_every")
@@ -131,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_model_dir(resolve_model_dir(args.model, "jpeg"), "jpeg")  # before torch loads
 
-    from codeclm.sampler import load_model, model_dtype
+    from codeclm.generation.args import model_dtype
+    from codeclm.generation.loading import load_model
     from jpeglm.generate import grid
 
     lm = load_model(args.model, "jpeg", args.device, model_dtype(args), threads=args.threads)
