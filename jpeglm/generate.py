@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Iterator, Sequence
 
@@ -29,8 +28,10 @@ from PIL import Image
 from codeclm.errors import ConfigError, DecodeError
 from codeclm.generation.forward import KVCacheLM
 from codeclm.generation.loading import load_model
-from codeclm.generation.sampling import SamplingConfig
-from codeclm.generation.session import ACCEPT, Session, Stop
+from codeclm.generation.sampling import SamplingConfig, draw_seed
+from codeclm.generation.session import ACCEPT, Session, Stop, Verdict
+from codeclm.generation.stats import DecodeStats, DoneEvent
+from codeclm.streaming import Unit
 
 from . import codec
 
@@ -58,11 +59,6 @@ class ImageEvent:
     n_intact: int
     valid: bool
     row: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class DoneEvent:
-    stats: dict
 
 
 Event = McuEvent | ImageEvent | DoneEvent
@@ -127,10 +123,11 @@ def generate_images(model, count: int | None = None, *, prompts: Sequence[bytes]
     prompts = [bytes(p) for p in prompts]
     for p in prompts:
         if not p.startswith(header):
-            raise ConfigError("a prompt must start with the profile's header (use codec.prompt_prefix)")
-    seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
+            raise ConfigError("a prompt must start with the profile's header "
+                              "(use codec.prompt_prefix)")
+    seed = config.seed if config.seed is not None else draw_seed()
     kv = KVCacheLM(lm.weights, min(batch, len(prompts)))
-    totals = {"sampled": 0, "decode_s": 0.0, "prefill_s": 0.0, "rejected": 0, "steps": 0}
+    totals = DecodeStats(seed=seed)
     n_valid = 0
     for start in range(0, len(prompts), batch):
         chunk = prompts[start:start + batch]
@@ -138,15 +135,14 @@ def generate_images(model, count: int | None = None, *, prompts: Sequence[bytes]
                          grammar, max_tokens, max_mcu_tokens, totals):
             n_valid += int(isinstance(ev, ImageEvent) and ev.valid)
             yield ev
-    stats = dict(totals, images=len(prompts), valid=n_valid, seed=seed,
-                 tokens_sampled=totals["sampled"], wall_s=time.perf_counter() - t0)
-    stats["tokens_per_s"] = stats["sampled"] / stats["decode_s"] if stats["decode_s"] else 0.0
+    stats = dict(totals.as_dict(), images=len(prompts), valid=n_valid,
+                 wall_s=time.perf_counter() - t0)
     yield DoneEvent(stats)
 
 
 def _chunk(kv: KVCacheLM, lm, chunk: list[bytes], first: int, config: SamplingConfig,
            grammar: bool, max_tokens: int | None, max_mcu_tokens: int | None,
-           totals: dict) -> Iterator[Event]:
+           totals: DecodeStats) -> Iterator[Event]:
     profile, tok = lm.profile, lm.tokenizer
     n_mcus = profile.mcu_count
     done_mcus = [len(codec.split_mcus(p)[1]) for p in chunk]
@@ -154,7 +150,7 @@ def _chunk(kv: KVCacheLM, lm, chunk: list[bytes], first: int, config: SamplingCo
         if k >= n_mcus:
             raise ConfigError(f"prompt {first + i} already holds all {n_mcus} MCUs")
 
-    def judge(r: int, unit) -> object:
+    def judge(r: int, unit: Unit) -> Verdict:
         index = done_mcus[r] + unit.index
         if index >= n_mcus:
             return Stop(keep=False)
@@ -191,8 +187,7 @@ def _chunk(kv: KVCacheLM, lm, chunk: list[bytes], first: int, config: SamplingCo
         fixed, n_intact = (data, n_mcus) if valid else repair(data, profile)
         image = codec.decode(fixed, profile)
         yield ImageEvent(first + r, fixed, image, n_intact, valid, r)
-    for k in ("sampled", "decode_s", "prefill_s", "rejected", "steps"):
-        totals[k] += getattr(session.stats, k)
+    totals.add(session.stats)
 
 
 def grid(images: Sequence[Image.Image], columns: int | None = None, pad: int = 2) -> Image.Image:

@@ -126,12 +126,15 @@ class Session:
     completes; ``on_token(row, token_id)`` sees every token added (sampled or forced).
     ``max_unit_tokens``: a unit still open after this many tokens is judged as
     ``truncated`` (a verifier then usually rejects it; accepting closes it as is).
+    ``allow_eos=False``: EOS is never sampled (the owner ends the rows, e.g. by a frame
+    count); ``min_new_tokens`` holds it back for that many new tokens only. A row whose
+    constraint is done is still given EOS.
     """
 
     def __init__(self, model, tokenizer, batch_size: int, config: SamplingConfig | None = None,
                  *, max_length: int | None = None, max_new_tokens: int | None = None,
-                 min_new_tokens: int = 0, modality: str | None = None,
-                 max_unit_tokens: int | None = None,
+                 min_new_tokens: int = 0, allow_eos: bool = True,
+                 modality: str | None = None, max_unit_tokens: int | None = None,
                  on_token: Callable[[int, int], None] | None = None,
                  on_unit: Callable[[int, Unit], Verdict] | None = None):
         self.kv = (model if isinstance(model, KVCacheLM)
@@ -156,7 +159,9 @@ class Session:
         self._token_bytes = tokenizer.token_bytes
         self._noise = torch.empty(batch_size * self.kv.vocab_size, device=self.kv.device)
         # never sampled: <pad>, <s>, the reserved ids, and model ids beyond the tokenizer
-        banned = sorted(set(tokenizer.special_ids) - {tokenizer.eos_id})
+        # (and EOS too without allow_eos)
+        sampled_specials = {tokenizer.eos_id} if allow_eos else set()
+        banned = sorted(set(tokenizer.special_ids) - sampled_specials)
         banned += list(range(tokenizer.vocab_size, self.kv.vocab_size))
         self._banned = torch.tensor(banned, dtype=torch.long, device=self.kv.device)
         self._events = StepEvents()
@@ -424,7 +429,8 @@ class GenerationResult:
 
 def generate(model, tokenizer, prompts: Sequence[Sequence[int]],
              config: SamplingConfig | None = None, *, max_new_tokens: int | None = None,
-             min_new_tokens: int = 0, constraints: Sequence[Constraint | None] | None = None,
+             min_new_tokens: int = 0, allow_eos: bool = True,
+             constraints: Sequence[Constraint | None] | None = None,
              modality: str | None = None, max_length: int | None = None,
              max_unit_tokens: int | None = None,
              on_token: Callable[[int, int], None] | None = None,
@@ -433,11 +439,11 @@ def generate(model, tokenizer, prompts: Sequence[Sequence[int]],
              ) -> GenerationResult:
     """Sample continuations of ``prompts`` (token id lists) with a ``LlamaForCausalLM``.
 
-    Stops a row at EOS (never before ``min_new_tokens``), after ``max_new_tokens`` kept
-    tokens, on a :class:`Stop` verdict, or when its context is full, where
-    ``on_context_full(row, state)`` may return a new prompt to continue from (None ends
-    the row). ``max_length`` bounds the cache (default: enough for the longest prompt +
-    ``max_new_tokens``, at most the context).
+    Stops a row at EOS (never before ``min_new_tokens``, never with ``allow_eos=False``),
+    after ``max_new_tokens`` kept tokens, on a :class:`Stop` verdict, or when its context
+    is full, where ``on_context_full(row, state)`` may return a new prompt to continue
+    from (None ends the row). ``max_length`` bounds the cache (default: enough for the
+    longest prompt + ``max_new_tokens``, at most the context).
     """
     if not prompts:
         raise ConfigError("no prompts")
@@ -445,8 +451,8 @@ def generate(model, tokenizer, prompts: Sequence[Sequence[int]],
         max_length = max(len(p) for p in prompts) + max_new_tokens + 1
     session = Session(model, tokenizer, len(prompts), config, max_length=max_length,
                       max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
-                      modality=modality, max_unit_tokens=max_unit_tokens, on_token=on_token,
-                      on_unit=on_unit)
+                      allow_eos=allow_eos, modality=modality, max_unit_tokens=max_unit_tokens,
+                      on_token=on_token, on_unit=on_unit)
     session.start(prompts, constraints)
     while session.active:
         events = session.step()
