@@ -73,10 +73,17 @@ class KVCacheLM:
         self.head = (w.lm_head.t().contiguous(), None, True) if fuse else (w.lm_head, None, False)
         self.layers = [self._layer(w, f"model.layers.{i}.", fuse)
                        for i in range(cfg.num_hidden_layers)]
-        self.cos, self.sin = w.rope(self.max_length)  # [T, D]
+        cos, sin = w.rope(self.max_length)  # [T, D]
+        h = self.head_dim // 2
+        # RoPE as x * cos + roll(x, D/2) * sin_signed: roll gives (x2, x1), and sin_signed
+        # = (-sin_lo, sin_hi) makes that rotate_half(x) * sin, bit for bit (the sign moves
+        # from one factor to the other). [T, 1, 1, D]: one index gives a decode row's [1, 1, D].
+        self.cos = cos[:, None, None]
+        self.sin_signed = torch.cat((-sin[:, :h], sin[:, h:]), -1)[:, None, None]
         shape = (len(self.layers), batch_size, self.n_kv, self.max_length, self.head_dim)
         self.k = torch.zeros(shape, device=self.device, dtype=self.dtype)
         self.v = torch.zeros(shape, device=self.device, dtype=self.dtype)
+        self._k_layers, self._v_layers = self.k.unbind(0), self.v.unbind(0)  # views per layer
         self._slots = torch.arange(self.max_length, device=self.device)
         self._rows = torch.arange(batch_size, device=self.device)
         self._gqa = {"enable_gqa": True} if self.n_kv != self.n_heads and _HAS_GQA else {}
@@ -130,10 +137,10 @@ class KVCacheLM:
         xf = x.float()  # LlamaRMSNorm: normalise in fp32, cast, then scale
         return w * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
 
-    @staticmethod
-    def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        h = x.shape[-1] // 2
-        return x * cos + torch.cat((-x[..., h:], x[..., :h]), -1) * sin
+    def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
+        """RoPE on ``x`` [..., D] (Hugging Face's ``x * cos + rotate_half(x) * sin``, the same
+        bits): ``cos``/``sin_signed`` rows of :attr:`cos` / :attr:`sin_signed`."""
+        return x * cos + torch.roll(x, self.head_dim // 2, -1) * sin_signed
 
     def _qkv(self, L: dict, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
         """Projections and RoPE: ``h`` [..., hidden] -> q, k, v as [..., heads, head_dim]
@@ -142,11 +149,10 @@ class KVCacheLM:
         RoPE in one pass."""
         lead = h.shape[:-1]
         Hq, Hkv, D = self.n_heads, self.n_kv, self.head_dim
-        if "qkv" in L:
-            qkv = self._proj(h, L["qkv"])
-            qk = self._rope(qkv[..., :(Hq + Hkv) * D].view(*lead, Hq + Hkv, D), cos, sin)
-            q, k = qk[..., :Hq, :], qk[..., Hq:, :]
-            v = qkv[..., (Hq + Hkv) * D:].view(*lead, Hkv, D)
+        if "qkv" in L:  # narrow/view, not [...] indexing: fewer Python-level steps per token
+            qkv = self._proj(h, L["qkv"]).view(*lead, Hq + 2 * Hkv, D)
+            qk = self._rope(qkv.narrow(-2, 0, Hq + Hkv), cos, sin)
+            return qk.narrow(-2, 0, Hq), qk.narrow(-2, Hq, Hkv), qkv.narrow(-2, Hq + Hkv, Hkv)
         else:
             q = self._rope(self._proj(h, L["q"]).view(*lead, Hq, D), cos, sin)
             k = self._rope(self._proj(h, L["k"]).view(*lead, Hkv, D), cos, sin)
@@ -184,7 +190,7 @@ class KVCacheLM:
             raise ConfigError(f"prompt of {end} tokens does not fit the "
                               f"{self.max_length}-token cache")
         x = F.embedding(ids.to(self.device)[None], self.embed)
-        cos, sin = self.cos[start:end][None, :, None], self.sin[start:end][None, :, None]
+        cos, sin = self.cos[start:end].transpose(0, 1), self.sin_signed[start:end].transpose(0, 1)
         mask = None
         if start > 0:  # causal with an offset: query i sees slots <= start + i
             mask = self._slots[None, :end] <= (self._slots[:S, None] + start)
@@ -199,32 +205,38 @@ class KVCacheLM:
             x = x + self._mlp(L, self._rms(x, L["ln2"]))
         return self._proj(self._rms(x[:, -1], self.norm), self.head)[0].float()
 
-    @torch.inference_mode()
     def decode(self, tokens: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
         """One token per row: ``tokens`` ``[B]`` at slots ``positions`` (one int per row);
         returns logits ``[B, V]`` (float32). Each row attends to its slots ``0..pos``."""
+        if torch.is_inference_mode_enabled():  # (the session's step already is)
+            return self._decode(tokens, positions)
+        with torch.inference_mode():
+            return self._decode(tokens, positions)
+
+    def _decode(self, tokens: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
         B = tokens.shape[0]
         n = max(positions) + 1
         same = min(positions) == n - 1
         if same:  # every row at the same slot: no mask, one cos/sin row
             p = n - 1
-            cos, sin = self.cos[p][None, None], self.sin[p][None, None]  # [1, 1, D]
+            cos, sin = self.cos[p], self.sin_signed[p]  # [1, 1, D]
             mask = None
         else:
             pos = torch.tensor(positions, device=self.device)
-            cos, sin = self.cos[pos][:, None], self.sin[pos][:, None]  # [B, 1, D]
+            cos, sin = self.cos[pos][:, 0], self.sin_signed[pos][:, 0]  # [B, 1, D]
             mask = (self._slots[None, :n] <= pos[:, None])[:, None, None]
         x = F.embedding(tokens.to(self.device), self.embed)  # [B, hidden]
-        for i, L in enumerate(self.layers):
+        for L, kc, vc in zip(self.layers, self._k_layers, self._v_layers):
             q, k, v = self._qkv(L, self._rms(x, L["ln1"]), cos, sin)  # [B, heads, D]
-            kc, vc = self.k[i, :B], self.v[i, :B]
+            if B != self.batch_size:
+                kc, vc = kc.narrow(0, 0, B), vc.narrow(0, 0, B)
             if same:
-                kc[:, :, p] = k
-                vc[:, :, p] = v
+                kc.select(2, p).copy_(k)
+                vc.select(2, p).copy_(v)
             else:
                 kc[self._rows[:B], :, pos] = k
                 vc[self._rows[:B], :, pos] = v
-            o = self._attend(q[:, :, None], kc[:, :, :n], vc[:, :, :n], mask)  # [B, H, 1, D]
-            x = x + self._proj(o.reshape(B, -1), L["o"])
+            o = self._attend(q.unsqueeze(2), kc.narrow(2, 0, n), vc.narrow(2, 0, n), mask)
+            x = x + self._proj(o.reshape(B, -1), L["o"])  # o: [B, H, 1, D]
             x = x + self._mlp(L, self._rms(x, L["ln2"]))
         return self._proj(self._rms(x, self.norm), self.head).float()

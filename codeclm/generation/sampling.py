@@ -75,7 +75,8 @@ def _top_p_sorted(sorted_logits: torch.Tensor, top_p: float | None) -> torch.Ten
         return sorted_logits
     probs = sorted_logits.softmax(-1)
     remove = (probs.cumsum(-1) - probs) >= top_p
-    remove[..., 0] = False
+    if top_p <= 0:  # (else the top token's preceding mass, exactly 0, keeps it already)
+        remove[..., 0] = False
     return sorted_logits.masked_fill(remove, float("-inf"))
 
 
@@ -120,17 +121,30 @@ def sample_tokens(logits: torch.Tensor, generators: Sequence[torch.Generator | N
     Each row uses its own generator (one ``Exp(1)`` draw per candidate per row), so a
     row's tokens do not depend on the other rows. ``temperature == 0``: argmax, no
     draw. Rows whose generator is None are not drawn (their result is arbitrary).
-    ``noise``: an optional preallocated float32 buffer with at least as many elements.
+    ``noise``: an optional preallocated float32 buffer, best of the candidates' shape
+    ``[B, C]`` (:func:`noise_buffer`), else with at least as many elements.
     """
     if temperature == 0:
         return logits.argmax(-1)
     probs, ids = candidates(logits, temperature, top_k, top_p)
     if noise is None or noise.numel() < probs.numel():
         noise = torch.empty_like(probs)
-    else:
+    elif noise.shape != probs.shape:
         noise = noise.view(-1)[:probs.numel()].view(probs.shape)
-    for r, g in enumerate(generators):
-        if g is not None:
-            noise[r].exponential_(generator=g)
-    choice = (probs / noise).argmax(-1, keepdim=True)
-    return (choice if ids is None else ids.gather(-1, choice))[:, 0]
+    if len(generators) == 1:  # the whole buffer is the row: no per-row view
+        if generators[0] is not None:
+            noise.exponential_(generator=generators[0])
+    else:
+        for row, g in zip(noise.unbind(0), generators):
+            if g is not None:
+                row.exponential_(generator=g)
+    choice = probs.div_(noise).argmax(-1, keepdim=True)  # (probs is ours: divide in place)
+    return (choice if ids is None else ids.gather(-1, choice)).view(-1)
+
+
+def noise_buffer(batch: int, vocab: int, config: SamplingConfig, device="cpu") -> torch.Tensor:
+    """The float32 ``[batch, C]`` buffer :func:`sample_tokens` draws into, C the number of
+    candidates ``config`` leaves (top-k, or the vocabulary)."""
+    k = config.top_k
+    width = k if config.temperature > 0 and k and k < vocab else vocab
+    return torch.empty(batch, width, device=device)

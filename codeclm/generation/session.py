@@ -26,7 +26,7 @@ import torch
 from ..errors import ConfigError, ModelError
 from ..streaming import UNIT_MARKERS, Unit, UnitSplitter
 from .forward import KVCacheLM
-from .sampling import SamplingConfig, draw_seed, make_generators, sample_tokens
+from .sampling import SamplingConfig, draw_seed, make_generators, noise_buffer, sample_tokens
 from .stats import DecodeStats
 
 #: a unit rejected this many times in a row is a verifier bug: raise instead of looping
@@ -157,7 +157,7 @@ class Session:
         self.on_token, self.on_unit = on_token, on_unit
         self.rows: list[Row] = []
         self._token_bytes = tokenizer.token_bytes
-        self._noise = torch.empty(batch_size * self.kv.vocab_size, device=self.kv.device)
+        self._noise = noise_buffer(batch_size, self.kv.vocab_size, config, self.kv.device)
         # never sampled: <pad>, <s>, the reserved ids, and model ids beyond the tokenizer
         # (and EOS too without allow_eos)
         sampled_specials = {tokenizer.eos_id} if allow_eos else set()
@@ -276,8 +276,9 @@ class Session:
         if self.min_new_tokens:
             early = [i for i in draw
                      if len(self.rows[i].tokens) - self.rows[i].n_prompt < self.min_new_tokens]
-            if early:
-                logits = logits.clone()
+            if len(early) == logits.shape[0]:  # (logits are this step's own: edit in place)
+                logits.select(1, self.tok.eos_id).fill_(float("-inf"))
+            elif early:
                 logits[early, self.tok.eos_id] = float("-inf")
         if masks:
             allowed = torch.ones_like(logits, dtype=torch.bool)
@@ -289,7 +290,8 @@ class Session:
             logits = logits.masked_fill(~allowed, float("-inf"))
         c = self.config
         gens = [self.rows[i].generator if i in draw else None for i in range(len(self.rows))]
-        picked = sample_tokens(logits, gens, c.temperature, c.top_k, c.top_p, self._noise).tolist()
+        picked = sample_tokens(logits, gens, c.temperature, c.top_k, c.top_p,
+                               self._noise).tolist()
         for i in draw:
             out[i] = picked[i]
             self.rows[i].sampled += 1
