@@ -6,11 +6,19 @@
 ``model``: the model directory the ids came from, ``None`` for the bundled model, or a
 loaded model. ``ids`` may include ``<s>``/``</s>``. ``avclm.codec.annexb_to_mp4`` wraps a
 stream in an MP4 without re-encoding.
+
+The evaluation protocol (``avclm eval continue``) as a call that returns the results
+dict: ``evaluate_continuation`` with a ``ContinueConfig`` (see :mod:`avclm.evaluation`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+from .evaluation import ContinueConfig, evaluate_continuation, write_continuation_report
+
+__all__ = ["ContinueConfig", "evaluate_continuation", "tokens_to_annexb", "tokens_to_frames",
+           "write_continuation_report"]
 
 
 def tokens_to_annexb(ids: Iterable[int], model=None) -> bytes:

@@ -28,7 +28,7 @@ import dataclasses
 import re
 from typing import TYPE_CHECKING
 
-from codeclm.errors import DecodeError, ProfileError
+from codeclm.errors import DecodeError, EncodeError, ProfileError
 
 if TYPE_CHECKING:
     from .nal import Sps
@@ -60,16 +60,13 @@ class BitReader:
         self._nbits = 8 * len(rbsp)
         self.pos = 0
 
-    @property
-    def bits_left(self) -> int:
-        return self._nbits - self.pos
-
     def u(self, n: int) -> int:
         """Read an n-bit unsigned integer."""
         if n == 0:
             return 0
         if self.pos + n > self._nbits:
-            raise DecodeError(f"bitstream ends early: need {n} bits at bit {self.pos} of {self._nbits}")
+            raise DecodeError(f"bitstream ends early: need {n} bits at bit {self.pos} of "
+                              f"{self._nbits}")
         self.pos += n
         return (self._value >> (self._nbits - self.pos)) & ((1 << n) - 1)
 
@@ -106,7 +103,7 @@ class BitWriter:
 
     def u(self, n: int, v: int) -> BitWriter:
         if v < 0 or v >> n:
-            raise ValueError(f"{v} does not fit {n} bits")
+            raise EncodeError(f"{v} does not fit {n} bits")
         self.value, self.n = (self.value << n) | v, self.n + n
         return self
 
@@ -128,12 +125,6 @@ class BitWriter:
 def ue_len(v: int) -> int:
     """Length in bits of the ue(v) code of ``v``."""
     return 2 * (v + 1).bit_length() - 1
-
-
-def ue_code(v: int) -> tuple[int, int]:
-    """The ue(v) code of ``v`` as (int, bit count)."""
-    x = v + 1
-    return x, 2 * x.bit_length() - 1
 
 
 # =============================================================================== EBSP <-> RBSP
@@ -242,7 +233,7 @@ def parse_slice_header(nal: bytes, sps: Sps | None = None) -> SliceHeader:
     return SliceHeader(t, (nal[0] >> 5) & 3, first_mb, slice_type, pps_id, frame_num, idr_pic_id)
 
 
-# =============================================================================== canonical PPS / slice header
+# ================================================================= canonical PPS / slice header
 @dataclasses.dataclass(frozen=True)
 class PpsFields:
     """The PPS fields a slice header and slice data depend on (section 7.3.2.2)."""
@@ -317,10 +308,6 @@ class SliceFields:
             return 0
         return (pps.num_ref_idx_l0_default if self.num_ref_override is None
                 else self.num_ref_override + 1)
-
-    def slice_qp(self, pps: PpsFields) -> int:
-        """SliceQP_Y (7-30)."""
-        return pps.pic_init_qp + self.qp_delta
 
 
 def require_canonical_sps(sps: Sps) -> None:

@@ -42,7 +42,15 @@ import av.error
 
 from codeclm.errors import EncodeError, InputError
 
-from .codec import MAX_SOURCE_FRAMES, TRUNCATION_SLACK, _CanonicalEncoder, _check_size, open_video
+from .codec import (
+    MAX_SOURCE_FRAMES,
+    TRUNCATION_SLACK,
+    CanonicalEncoder,
+    check_source_size,
+    declared_seconds,
+    open_video,
+    start_offset,
+)
 from .profile import PAPER, AvcProfile
 
 #: decode on from the current position (instead of seeking) when the next clip starts
@@ -72,13 +80,6 @@ def to_seconds(value) -> Fraction:
 
 
 
-def _start_offset(container, stream) -> int:
-    """The container's start time in ``stream.time_base`` ticks (ffmpeg's zero point)."""
-    if container.start_time is None:
-        return 0
-    return round(Fraction(container.start_time, 1_000_000) / stream.time_base)
-
-
 def video_duration(path: str | os.PathLike) -> Fraction:
     """Seconds of video from the container start to the end of the last frame.
 
@@ -87,9 +88,10 @@ def video_duration(path: str | os.PathLike) -> Fraction:
     container, stream = open_video(path)
     with container:
         tb = stream.time_base
-        offset = _start_offset(container, stream)
-        if stream.duration:
-            return max(Fraction(0), (stream.duration + (stream.start_time or 0) - offset) * tb)
+        offset = start_offset(container, stream)
+        declared = declared_seconds(container, stream)
+        if declared is not None:
+            return declared
         if container.duration:
             return Fraction(container.duration, 1_000_000)
         end = None
@@ -150,12 +152,9 @@ class ClipReader:
         self._container = None
         self._rewind(0)
         self._tb = self._stream.time_base
-        self._offset = _start_offset(self._container, self._stream)
+        self._offset = start_offset(self._container, self._stream)
         self._sar = self._stream.codec_context.sample_aspect_ratio
-        self._declared = None
-        if self._stream.duration:
-            self._declared = (self._stream.duration + (self._stream.start_time or 0)
-                              - self._offset) * self._tb
+        self._declared = declared_seconds(self._container, self._stream)
 
     # ------------------------------------------------------------------ state
     def _rewind(self, floor: int) -> None:
@@ -246,7 +245,7 @@ class ClipReader:
         return False
 
     def _hold(self, frame: av.VideoFrame) -> bool:
-        _check_size(frame.width, frame.height, self.path)
+        check_source_size(frame.width, frame.height, self.path)
         if frame.pts is None:
             raise InputError(f"{self.path}: a video frame has no timestamp")
         rel = self._rel(frame.pts)
@@ -336,15 +335,21 @@ class ClipReader:
                                      "without filling the clip (timestamps do not advance?)")
                 h.frame.pts = h.rel - ticks
                 if enc is None:
-                    enc = _CanonicalEncoder(self.profile, h.frame, self._tb, self._sar)
+                    enc = CanonicalEncoder(self.profile, h.frame, self._tb, self._sar)
                 last = h.rel + (h.frame.duration or 0)
                 if not enc.push(h.frame):
                     break
             if enc is None:
+                if self._declared is not None and s + TRUNCATION_SLACK < self._declared:
+                    raise InputError(f"{what}: truncated: no video data at or after "
+                                     f"{float(s):g} s but the file declares "
+                                     f"{float(self._declared):.2f} s")
                 raise InputError(f"{what}: no video frames at or after {float(s):g} s")
             data = enc.finish()
         except av.error.FFmpegError as e:
             raise EncodeError(f"{what}: encoding failed ({e})") from e
+        except EncodeError as e:  # the encoder's structure checks: name the file
+            raise EncodeError(f"{what}: {e}") from e
         end = ticks + math.ceil(self.profile.seconds / self._tb)
         for lo, hi in self._damage:
             if lo < end and (hi is None or hi > ticks):

@@ -70,7 +70,7 @@ LOOKAHEAD_PACKETS = 16
 
 # --------------------------------------------------------------------------- encoder core
 
-class _CanonicalEncoder:
+class CanonicalEncoder:
     """Filter graph (canonical filters, trim, format) feeding libx264 for one clip.
 
     Configured from the first frame; ``push`` returns False once the clip is full.
@@ -82,8 +82,25 @@ class _CanonicalEncoder:
         self.frames_out = 0
         self.done = False
         self._out = bytearray()
+        self._time_base = time_base
+        self._sar = sample_aspect if sample_aspect else Fraction(0, 1)
+        self._last: av.VideoFrame | None = None  # the last source frame pushed
+        self._graph = self._filter_graph(first)
+
+        ctx = av.CodecContext.create(profile.encoder, "w")
+        ctx.width, ctx.height, ctx.pix_fmt = profile.width, profile.height, profile.pix_fmt
+        ctx.time_base = profile.time_base
+        ctx.framerate = Fraction(profile.fps)
+        ctx.sample_aspect_ratio = Fraction(*profile.sample_aspect)
+        ctx.thread_count = profile.threads
+        ctx.options = profile.codec_options()
+        self._ctx = ctx
+
+    def _filter_graph(self, first: av.VideoFrame) -> Graph:
+        """The canonical filters, trim and format, configured from ``first``'s size,
+        pixel format and colour tags (as the CLI configures its ``buffer`` source)."""
+        profile, time_base, sar = self.profile, self._time_base, self._sar
         g = Graph()
-        sar = sample_aspect if sample_aspect else Fraction(0, 1)
         src = g.add("buffer", video_size=f"{first.width}x{first.height}",
                     pix_fmt=first.format.name, time_base=str(time_base),
                     pixel_aspect=f"{sar.numerator}/{sar.denominator}",
@@ -99,21 +116,14 @@ class _CanonicalEncoder:
         sink = g.add("buffersink")
         chain[-1].link_to(sink)
         g.configure()
-        self._graph = g
-
-        ctx = av.CodecContext.create(profile.encoder, "w")
-        ctx.width, ctx.height, ctx.pix_fmt = profile.width, profile.height, profile.pix_fmt
-        ctx.time_base = profile.time_base
-        ctx.framerate = Fraction(profile.fps)
-        ctx.sample_aspect_ratio = Fraction(*profile.sample_aspect)
-        ctx.thread_count = profile.threads
-        ctx.options = profile.codec_options()
-        self._ctx = ctx
+        return g
 
     def push(self, frame: av.VideoFrame | None) -> bool:
         """Feed one source frame (None = end of input); False once the clip is full."""
         if self.done:
             return False
+        if frame is not None:
+            self._last = frame
         try:
             self._graph.vpush(frame)
         except av.error.EOFError:
@@ -145,11 +155,33 @@ class _CanonicalEncoder:
         x264's output as is, SEI included)."""
         if not self.done:
             self.push(None)
+        if self.frames_out == 0 and self._last is not None:
+            self._show_lone_frame(self._last)
+        if self.frames_out == 0:
+            raise EncodeError("no video frame survives resampling to "
+                              f"{self.profile.fps} fps")
         for packet in self._ctx.encode(None):
             self._out += bytes(packet)
         if raw:
             return bytes(self._out)
         return canonicalize(bytes(self._out), self.profile, self.frames_out)
+
+
+    def _show_lone_frame(self, frame: av.VideoFrame) -> None:
+        """The short-clip rule's floor: a source whose frames all end before the first
+        output tick (e.g. one frame of a 30 fps file) gives a one-frame clip of its last
+        frame, which the ``fps`` filter shows at that tick once it lasts a whole output
+        frame (the paper's ffmpeg command writes nothing for such a source)."""
+        tick = math.ceil(Fraction(1, self.profile.fps) / self._time_base)
+        duration = frame.duration or 0
+        frame.duration = max(duration, tick)
+        try:  # the filters copy the frame's properties when it is pushed
+            self._graph = self._filter_graph(frame)
+            self.done = False
+            self.push(frame)
+            self.push(None)
+        finally:  # the caller's frame (a clip reader may hold it) keeps its own duration
+            frame.duration = duration
 
 
 def canonicalize(raw: bytes, profile: AvcProfile, frames: int | None = None) -> bytes:
@@ -177,7 +209,9 @@ def canonicalize(raw: bytes, profile: AvcProfile, frames: int | None = None) -> 
 
 # --------------------------------------------------------------------------- sources
 
-def _check_size(width: int, height: int, what: str) -> None:
+def check_source_size(width: int, height: int, what: str) -> None:
+    """Raise :class:`InputError` (naming ``what``) for a source video with no size or
+    one over the pixel / side limits."""
     if width <= 0 or height <= 0:
         raise InputError(f"{what}: video has no size ({width}x{height})")
     if max(width, height) > MAX_SOURCE_SIDE or width * height > MAX_SOURCE_PIXELS:
@@ -217,7 +251,7 @@ class _UnusedFrames:
         return math.floor(lo + Fraction(1, 2)) == math.floor(hi + Fraction(1, 2))
 
 
-def _decoded(container, stream, offset: int, fps: int) -> Iterator[av.VideoFrame]:
+def decoded_frames(container, stream, offset: int, fps: int) -> Iterator[av.VideoFrame]:
     """Decode ``stream``, asking the decoder to skip (``skip_frame=NONREF``) frames the
     fps filter would drop; the decoder still decodes any that other frames reference,
     so only truly disposable frames (typically non-reference B frames) go undecoded."""
@@ -247,18 +281,16 @@ def _source_frames(container, stream, what: str, profile: AvcProfile) -> Iterato
     If the frames run out more than TRUNCATION_SLACK seconds before the stream's
     declared duration (and before ``profile.seconds``), the file is taken as truncated."""
     tb = stream.time_base
-    offset = 0
-    if container.start_time is not None:
-        offset = round(Fraction(container.start_time, 1_000_000) / tb)
+    offset = start_offset(container, stream)
     count = 0
     end = Fraction(0)
     try:
-        for frame in _decoded(container, stream, offset, profile.fps):
+        for frame in decoded_frames(container, stream, offset, profile.fps):
             count += 1
             if count > MAX_SOURCE_FRAMES:
                 raise InputError(f"{what}: more than {MAX_SOURCE_FRAMES} frames decoded "
                                  "without filling the clip (timestamps do not advance?)")
-            _check_size(frame.width, frame.height, what)
+            check_source_size(frame.width, frame.height, what)
             if frame.pts is None:
                 raise InputError(f"{what}: video frame {count} has no timestamp")
             frame.pts -= offset
@@ -267,11 +299,32 @@ def _source_frames(container, stream, what: str, profile: AvcProfile) -> Iterato
     except av.error.FFmpegError as e:
         raise InputError(f"{what}: corrupt or truncated video ({e})") from e
     # only reached when the source ran out before the clip was full
+    declared = declared_seconds(container, stream)
+    if declared is not None and end + TRUNCATION_SLACK < min(declared, Fraction(profile.seconds)):
+        raise InputError(f"{what}: truncated: video data ends at {float(end):.2f} s but the "
+                         f"file declares {float(declared):.2f} s")
+
+
+def start_offset(container, stream) -> int:
+    """The container's start time in ``stream.time_base`` ticks (ffmpeg's zero point)."""
+    if container.start_time is None:
+        return 0
+    return round(Fraction(container.start_time, 1_000_000) / stream.time_base)
+
+
+def declared_seconds(container, stream) -> Fraction | None:
+    """Seconds of video the file's headers declare, from the container start (None when
+    they declare nothing, e.g. MPEG-TS or raw H.264): the longer of the stream's duration
+    and its frame count at its average rate. The frame count catches a cut AVI, whose
+    duration FFmpeg takes from the frames left but whose header keeps the full count."""
+    tb = stream.time_base
+    found = []
     if stream.duration:
-        declared = (stream.duration + (stream.start_time or 0) - offset) * tb
-        if end + TRUNCATION_SLACK < min(declared, Fraction(profile.seconds)):
-            raise InputError(f"{what}: truncated: video data ends at {float(end):.2f} s but the "
-                             f"stream declares {float(declared):.2f} s")
+        found.append((stream.duration + (stream.start_time or 0)
+                      - start_offset(container, stream)) * tb)
+    if stream.frames and stream.average_rate:
+        found.append(Fraction(stream.frames) / Fraction(stream.average_rate))
+    return max(Fraction(0), max(found)) if found else None
 
 
 def _is_still_image(container) -> bool:
@@ -279,6 +332,12 @@ def _is_still_image(container) -> bool:
     ``jpeg_pipe``, ...): one still picture, not a clip (an animated GIF is a video)."""
     names = set(container.format.name.split(","))
     return bool(names & {"image2"} or any(n.endswith("_pipe") for n in names))
+
+
+def _is_text(container) -> bool:
+    """FFmpeg's ``tty`` demuxer renders any text file as a short ANSI-art video (a file
+    that no other demuxer claims); such a file is text, not a clip."""
+    return "tty" in container.format.name.split(",")
 
 
 def open_video(path: str | os.PathLike):
@@ -302,7 +361,9 @@ def open_video(path: str | os.PathLike):
         stream = container.streams.video[0]
         if _is_still_image(container):
             raise InputError(f"{p}: a still image, not a video (use `jpeglm encode` for images)")
-        _check_size(stream.codec_context.width, stream.codec_context.height, str(p))
+        if _is_text(container):
+            raise InputError(f"{p}: a text file, not a video")
+        check_source_size(stream.codec_context.width, stream.codec_context.height, str(p))
         if not stream.time_base:
             raise InputError(f"{p}: video stream has no time base")
     except InputError:
@@ -331,16 +392,11 @@ def _encode_stream(frames: Iterator[av.VideoFrame], time_base: Fraction,
     if first is None:
         raise InputError(f"{what}: no video frames")
     try:
-        enc = _CanonicalEncoder(profile, first, time_base, sample_aspect)
+        enc = CanonicalEncoder(profile, first, time_base, sample_aspect)
         for frame in itertools.chain([first], frames):
             if not enc.push(frame):
                 break
-        if not enc.done:
-            enc.push(None)  # flush the filters: every frame of the clip is counted now
-        if enc.frames_out == 0:  # e.g. one source frame shorter than one output frame
-            raise InputError(f"{what}: no video frame survives resampling to {profile.fps} fps "
-                             f"in the first {profile.seconds} s (too short a clip)")
-        data = enc.finish()
+        data = enc.finish()  # flushes the filters; short sources: see _show_lone_frame
     except av.error.FFmpegError as e:
         raise EncodeError(f"{what}: encoding failed ({e})") from e
     except EncodeError as e:  # canonicalize's structure checks: name the file
@@ -378,7 +434,8 @@ def encode_frames(frames: Iterable[np.ndarray] | Iterable[av.VideoFrame],
             vframes.append(vf)
         return _encode_stream(iter(vframes), profile.time_base, Fraction(1, 1), profile, "frames")
     if not isinstance(first, av.VideoFrame):
-        raise InputError(f"frames must be numpy arrays or av.VideoFrame, not {type(first).__name__}")
+        raise InputError("frames must be numpy arrays or av.VideoFrame, not "
+                         f"{type(first).__name__}")
     time_base = first.time_base or profile.time_base
     return _encode_stream(_timed(itertools.chain([first], it), time_base, profile),
                           time_base, None, profile, "frames")
@@ -390,7 +447,7 @@ def _timed(frames: Iterable[av.VideoFrame], time_base: Fraction,
     for i, f in enumerate(frames):
         if not isinstance(f, av.VideoFrame):
             raise InputError(f"frame {i}: expected av.VideoFrame, got {type(f).__name__}")
-        _check_size(f.width, f.height, f"frame {i}")
+        check_source_size(f.width, f.height, f"frame {i}")
         if f.pts is None:
             f.pts = round(Fraction(i, profile.fps) / time_base)
         elif f.time_base and f.time_base != time_base:
@@ -408,7 +465,8 @@ def canonical_header(profile: AvcProfile = PAPER) -> bytes:
     starts with. They do not depend on the content, so one grey frame yields them."""
     grey = np.full((profile.height, profile.width, 3), 128, np.uint8)
     _, units = nalmod.split_annexb_units(encode_frames([grey], profile))
-    head = [u for u in units if nalmod.nal_type(nalmod.strip_start_code(u)) in nalmod.PARAMETER_SET_TYPES]
+    head = [u for u in units
+            if nalmod.nal_type(nalmod.strip_start_code(u)) in nalmod.PARAMETER_SET_TYPES]
     if len(head) != 2:
         raise EncodeError(f"expected one SPS and one PPS, found {len(head)} parameter sets")
     return b"".join(head)
@@ -433,7 +491,7 @@ def inprocess_x264_sei_text(profile: AvcProfile = PAPER) -> str:
     grey = av.VideoFrame.from_ndarray(np.full((profile.height, profile.width, 3), 128, np.uint8),
                                       format="rgb24")
     grey.pts, grey.time_base, grey.duration = 0, profile.time_base, 1
-    enc = _CanonicalEncoder(profile, grey, profile.time_base, Fraction(1, 1))
+    enc = CanonicalEncoder(profile, grey, profile.time_base, Fraction(1, 1))
     enc.push(grey)
     text = x264_sei_text(enc.finish(raw=True))
     if text is None:

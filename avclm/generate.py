@@ -176,6 +176,7 @@ class VideoSettings:
     verify: bool = True
     gate_factory: Callable[[object], Gate] | None = None
     constraint_factory: Callable[[object, Gate], Constraint | None] | None = None
+    slice_grammar: bool = True
 
     def check(self) -> None:
         """Range checks (typed errors) before any model is loaded."""
@@ -199,10 +200,8 @@ def prompt_units(profile, prompt=None, prompt_frames: int | None = None) -> tupl
         if prompt_frames:
             raise ConfigError("--prompt-frames needs --prompt")
         return nalmod.split_annexb_units(canonical_header(profile))[1], 0
-    if isinstance(prompt, (bytes, bytearray)):
-        data = bytes(prompt)
-    else:
-        data = encode_video(prompt, profile)
+    data = (bytes(prompt) if isinstance(prompt, (bytes, bytearray))
+            else encode_video(prompt, profile))
     units = nalmod.split_annexb_units(data)[1]
     head, pictures, last_mb = [], [], None
     for u in units:
@@ -217,11 +216,13 @@ def prompt_units(profile, prompt=None, prompt_frames: int | None = None) -> tupl
             last_mb = mb
         elif nalmod.nal_type(nal) in nalmod.PARAMETER_SET_TYPES and not pictures:
             head.append(u)
+    what = "the prompt" if isinstance(prompt, (bytes, bytearray)) else str(prompt)
     if not pictures:
-        raise InputError("the prompt video has no pictures")
+        raise InputError(f"{what}: the prompt video has no pictures")
     k = len(pictures) if prompt_frames is None else prompt_frames
     if not 1 <= k <= len(pictures):
-        raise ConfigError(f"--prompt-frames {k}: the prompt has {len(pictures)} frames")
+        raise ConfigError(f"--prompt-frames {k}: {what} has {len(pictures)} frames at "
+                          f"{profile.fps} fps (profile {profile.name!r})")
     return head + [u for p in pictures[:k] for u in p], k
 
 
@@ -231,7 +232,7 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
                    max_nal_tokens: int = DEFAULT_MAX_NAL_TOKENS,
                    max_attempts: int = DEFAULT_MAX_ATTEMPTS, reserve: int | None = None,
                    window: int | None = None, verify: bool = True, gate_factory=None,
-                   constraint_factory=None) -> Iterator[Event]:
+                   constraint_factory=None, slice_grammar: bool = True) -> Iterator[Event]:
     """Generate ``frames`` new frames per row; yield :class:`NalEvent` / :class:`FrameEvent`
     as they are made and a final :class:`DoneEvent`.
 
@@ -244,7 +245,9 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
     window, prompt included (default: the profile's clip length, what the model was
     trained on; beyond it a model trained on whole clips would want to end the clip).
     ``verify``: NAL verification
-    and token masks (default) or the header gate only. ``gate_factory(profile)`` and
+    and token masks (default) or the header gate only. ``slice_grammar=False``
+    (``--no-slice-grammar``): verification and header masks without the macroblock-layer
+    masks (an ablation; slices then pass by resampling). ``gate_factory(profile)`` and
     ``constraint_factory(tokenizer, gate)`` override the gate and the per-row sampler
     constraint. Stats: ``frames`` (per row, generated), ``tokens_sampled``,
     ``tokens_per_s``, ``rejected`` and ``replaced`` NALs, ``continuations``,
@@ -253,7 +256,7 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
     """
     settings = VideoSettings(frames, prompt, prompt_frames, batch, context, max_nal_tokens,
                              max_attempts, reserve, window, verify, gate_factory,
-                             constraint_factory)
+                             constraint_factory, slice_grammar)
     settings.check()
     t_start = time.perf_counter()
     lm = load_model(model, "h264", device, dtype)
@@ -296,7 +299,7 @@ class VideoGenerator:
         if self.settings.constraint_factory is not None:
             return self.settings.constraint_factory(self.tok, st.gate)
         if self.settings.verify and isinstance(st.gate, NalVerifier):
-            return NalConstraint(self.tok, st.gate)
+            return NalConstraint(self.tok, st.gate, slice_grammar=self.settings.slice_grammar)
         return None
 
     def judge(self, r: int, unit: Unit) -> Verdict:

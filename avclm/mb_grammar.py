@@ -220,6 +220,7 @@ def level_suffix_size(prefix: int, suffix_length: int) -> int:
     return suffix_length
 
 
+@functools.cache
 def intra4x4_mode_vlc(pred: int, left: bool, top: bool) -> Vlc:
     """prev_intra4x4_pred_mode_flag and rem_intra4x4_pred_mode as one code over the
     modes allowed with those neighbours: ``1`` for ``pred``, ``0 rrr`` for the others."""

@@ -1,6 +1,7 @@
 """The canonical H.264 profile: every parameter of the AVC-LM clip encoding, in one place.
 
-The paper (PAPER.md, AVC-LM table) encodes each clip with::
+The paper (Han et al., JPEG-LM, arXiv 2408.08459; its AVC-LM proof of concept) encodes
+each clip with::
 
     ffmpeg -i IN -vf "fps=3,scale=256:144:force_original_aspect_ratio=decrease,
                       pad=256:144:(ow-iw)/2:(oh-ih)/2" -t 5 -c:v libx264 -pix_fmt yuv420p
@@ -44,6 +45,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+
+from codeclm.errors import ProfileError
 
 MB_SIZE = 16  # luma pixels per macroblock side
 
@@ -149,7 +152,7 @@ class AvcProfile:
         """The paper's ``-vf`` filter string for this profile."""
         w, h = self.width, self.height
         if self.fit != "pad":
-            raise ValueError(f"unknown fit {self.fit!r}")
+            raise ProfileError(f"unknown fit {self.fit!r}")
         return (f"fps={self.fps},scale={w}:{h}:force_original_aspect_ratio=decrease,"
                 f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2")
 

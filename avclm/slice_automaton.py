@@ -31,6 +31,7 @@ and a byte trie over them, so a mask is one walk of the trie from the current st
 from __future__ import annotations
 
 import functools
+import gc
 
 import numpy as np
 
@@ -44,6 +45,7 @@ ESCAPE = 256
 MASK_CACHE = 1 << 14
 _NO_COUNTS = (0,) * 16
 _NO_CHROMA = (0,) * 8
+_MISSING = object()
 
 
 @functools.cache
@@ -349,8 +351,9 @@ def table_walk(table: g.Vlc, plen: int, pcode: int, value: int, n: int) -> tuple
 
 class SliceAutomaton:
     """The automaton of one slice header (``header``: RBSP bits (int, count)) in one
-    macroblock context (``canonical``: only x264's mb_types); states ``(syntax state id, plen, pcode, phase, machine)`` as in
-    the module docstring (ids from the machine's :meth:`MacroblockMachine.intern`)."""
+    macroblock context (``canonical``: only x264's mb_types); states ``(syntax state id,
+    plen, pcode, phase, machine)`` as in the module docstring (ids from the machine's
+    :meth:`MacroblockMachine.intern`)."""
 
     def __init__(self, header: tuple[int, int], ctx: g.MacroblockContext,
                  canonical: bool = False):
@@ -432,6 +435,83 @@ class TokenRbsp:
                     node = path[0]
                 path[1].append(t)
             self.trie.append(root)
+        #: the same tries bit by bit (what :func:`allowed_tokens` walks)
+        self.bit_trie = [bit_trie(root) for root in self.trie]
+        self._walks: dict = {}
+        self._tails: dict = {}
+
+    def element_walk(self, node: list, table: g.Vlc, plen: int, pcode: int) -> tuple:
+        """The bits below bit-trie ``node`` read into ``table`` after the partial code
+        (plen, pcode), until each path completes a code or leaves the table:
+        ``(token ids ending inside the code or with it, ((node after a complete code,
+        symbol), ...), ((escape node, plen, pcode), ...))`` (the escapes at byte
+        boundaries inside the code; whether one is allowed depends on what follows).
+        Memoized (bounded); the key holds ``table`` itself, so it stays alive."""
+        key = (id(node), table, plen, pcode)
+        got = self._walks.get(key)
+        if got is not None:
+            return got
+        ends: list[int] = []
+        done, escapes = [], []
+        codes, prefixes, missing = table.codes, table.prefixes, _MISSING
+        stack = [(node, plen, pcode)]
+        while stack:
+            nd, pl, pc = stack.pop()
+            if nd[3] is not None:
+                escapes.append((nd[3], pl, pc))
+            for b in (0, 1):
+                child = nd[b]
+                if child is None:
+                    continue
+                code = (pl + 1, (pc << 1) | b)
+                sym = codes.get(code, missing)
+                if sym is not missing:
+                    ends.extend(child[2])
+                    done.append((child, sym))
+                elif code in prefixes:
+                    ends.extend(child[2])
+                    stack.append((child, code[0], code[1]))
+        got = (tuple(ends), tuple(done), tuple(escapes))
+        if len(self._walks) >= 1 << 18:
+            self._walks.clear()
+        self._walks[key] = got
+        return got
+
+    def tail_walk(self, node: list, phase: int) -> tuple:
+        """Token ids below ``node`` whose bits are the rbsp_stop_one_bit and zero bits
+        (``phase`` NEED_STOP) or zero bits only (DONE); no escape fits there."""
+        key = (id(node), phase)
+        got = self._tails.get(key)
+        if got is None:
+            ends: list[int] = []
+            nd = node[1] if phase == NEED_STOP else node[0]
+            while nd is not None:
+                ends.extend(nd[2])
+                nd = nd[0]
+            got = self._tails[key] = tuple(ends)
+        return got
+
+
+def bit_trie(root: dict) -> list:
+    """A byte trie (``byte -> [child, token ids ending there]``) as a binary trie of
+    nodes ``[child for bit 0, child for bit 1, token ids ending here, escape child]``:
+    a byte boundary node holds the tokens ending there and, when some token has an
+    emulation-prevention byte there, the boundary node after it (no bits)."""
+    node: list = [None, None, (), None]
+    for x, (child, ends) in root.items():
+        end = bit_trie(child)
+        end[2] = tuple(ends)
+        if x == ESCAPE:
+            node[3] = end
+            continue
+        cur = node
+        for i in range(7, 0, -1):
+            b = (x >> i) & 1
+            if cur[b] is None:
+                cur[b] = [None, None, (), None]
+            cur = cur[b]
+        cur[x & 1] = end
+    return node
 
 
 @functools.lru_cache(maxsize=8)
@@ -442,19 +522,31 @@ def token_rbsp(token_bytes: tuple) -> TokenRbsp:
 def allowed_tokens(auto: SliceAutomaton, state: tuple, rbsp: TokenRbsp, z: int) -> np.ndarray:
     """Bool[vocab]: tokens all of whose bits continue a valid slice from ``state`` when
     the bytes before end with ``z`` zero bytes (emulation-prevention rules are not
-    checked here)."""
-    ok = np.zeros(rbsp.vocab_size, bool)
-    stack = [(rbsp.trie[min(z, 2)], state)]
+    checked here). One walk of the tokens' binary trie in which the bits inside one
+    syntax element are a memoized :meth:`TokenRbsp.element_walk` (shared by every state
+    reading that element): only completed elements step the syntax state."""
+    sid, plen, pcode, phase, m = state
+    elements, after = m.elements, m.after_id
+    hits: list[int] = []
+    stack = [(rbsp.bit_trie[min(z, 2)], sid, plen, pcode, phase)]
+    pop, push, extend = stack.pop, stack.append, hits.extend
+    walk = rbsp.element_walk
     while stack:
-        node, st = stack.pop()
-        for x, (child, ends) in node.items():
-            nxt = auto.step_byte(st, x)
-            if nxt is None:
-                continue
-            if ends:
-                ok[ends] = True
-            if child:
-                stack.append((child, nxt))
+        node, sid, plen, pcode, phase = pop()
+        if phase != MB:
+            extend(rbsp.tail_walk(node, phase))
+            continue
+        ends, done, escapes = walk(node, elements[sid], plen, pcode)
+        extend(ends)
+        for child, sym in done:
+            nsid = after(sid, sym)
+            push((child, nsid, 0, 0, MB if elements[nsid] is not None else NEED_STOP))
+        for esc, pl, pc in escapes:
+            if auto.step_byte((sid, pl, pc, MB, m), ESCAPE) is not None:
+                extend(esc[2])
+                push((esc, sid, pl, pc, MB))
+    ok = np.zeros(rbsp.vocab_size, bool)
+    ok[hits] = True
     return ok
 
 
@@ -472,8 +564,8 @@ def _rbsp_of(body: bytes) -> bytes:
 
 class SliceGrammar:
     """Token masks over slice data for one tokenizer and one stream's facts: automata per
-    slice header (made on first use; canonical mb_types only), masks per automaton state, the opener check for
-    tokens that start a NAL. Caches are bounded (:data:`MASK_CACHE`)."""
+    slice header (made on first use; canonical mb_types only), masks per automaton state,
+    the opener check for tokens that start a NAL. Caches are bounded (:data:`MASK_CACHE`)."""
 
     def __init__(self, token_bytes: list[bytes | None], pps):
         self.token_bytes = token_bytes
@@ -502,7 +594,13 @@ class SliceGrammar:
         if got is None:
             if len(self.masks) >= MASK_CACHE:
                 self.masks.clear()
-            got = self.masks[mkey] = allowed_tokens(auto, state, self.rbsp, z)
+            collecting = gc.isenabled()
+            gc.disable()  # the walk makes many small tuples that all live on: no cycles
+            try:
+                got = self.masks[mkey] = allowed_tokens(auto, state, self.rbsp, z)
+            finally:
+                if collecting:
+                    gc.enable()
         return got
 
     def body_ok(self, key: tuple, opener: bool) -> np.ndarray:
@@ -523,7 +621,8 @@ class SliceGrammar:
                         continue
                     b = b[lz + 1:]
                 rb = _rbsp_of(b[1:])
-                if rb and auto.step_bits(auto.start, int.from_bytes(rb, "big"), 8 * len(rb)) is None:
+                bits = int.from_bytes(rb, "big")
+                if rb and auto.step_bits(auto.start, bits, 8 * len(rb)) is None:
                     got[t] = False
             self.openers[(key, opener)] = got
         return got

@@ -87,7 +87,7 @@ import av.error
 import numpy as np
 import torch
 
-from codeclm.errors import DecodeError
+from codeclm.errors import ConfigError, DecodeError
 
 from . import nal as nalmod
 from . import slice_automaton
@@ -300,7 +300,7 @@ def stream_facts(profile: AvcProfile) -> StreamFacts:
 
 
 # =============================================================================== slice data check
-class _MiniDecoder:
+class MiniDecoder:
     """A libavcodec H.264 decoder for 16x16 test pictures with a given log2_max_frame_num.
 
     ``idr=False``: primed with a flat IDR picture and three P_Skip pictures, so three
@@ -388,7 +388,7 @@ class SliceDecodeCheck:
 
     def __init__(self, facts: StreamFacts):
         self.facts = facts
-        self._decoders: dict[tuple[int, bool], _MiniDecoder] = {}
+        self._decoders: dict[tuple[int, bool], MiniDecoder] = {}
 
     def _log2_for(self, first_mb: int) -> int:
         """A frame_num width that keeps the slice data's bit alignment when
@@ -400,7 +400,7 @@ class SliceDecodeCheck:
         key = (self._log2_for(fields.first_mb), fields.is_idr)
         dec = self._decoders.get(key)
         if dec is None:
-            dec = self._decoders[key] = _MiniDecoder(self.facts, key[0], key[1])
+            dec = self._decoders[key] = MiniDecoder(self.facts, key[0], key[1])
         return dec.check(fields, data)
 
 
@@ -729,7 +729,7 @@ class NalConstraint:
                  profile: AvcProfile | None = None, plan: PlanState | None = None,
                  slice_grammar: bool = True):
         if gate is None and profile is None:
-            raise ValueError("NalConstraint needs a gate or a profile")
+            raise ConfigError("NalConstraint needs a gate or a profile")
         self.tokens = token_facts(tokenizer)
         self.facts = gate.facts if gate is not None else stream_facts(profile)
         self.grammar = self.tokens.slice_grammar(self.facts) if slice_grammar else None

@@ -53,13 +53,13 @@ def train_flops_per_token(n_params: int, layers: int, hidden: int, context: int)
 
 def bench_training(attn: str, context: int, steps: int) -> dict:
     import torch
-    from transformers import LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
     from codeclm.models import llama_config
 
     torch.manual_seed(0)
     cfg = llama_config("1b", 320, context)
-    model = LlamaForCausalLM._from_config(cfg, attn_implementation=attn).cuda()
+    model = AutoModelForCausalLM.from_config(cfg, attn_implementation=attn).cuda()
     model.gradient_checkpointing_disable()
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=True)
@@ -143,7 +143,8 @@ def bench_fsdp(tmp: Path, steps: int) -> dict:
     py = sys.executable
 
     def run(*argv: str) -> None:
-        done = subprocess.run([py, "-m", *argv], check=False, env=env, capture_output=True, text=True)
+        done = subprocess.run([py, "-m", *argv], check=False, env=env, capture_output=True,
+                              text=True)
         if done.returncode:
             raise RuntimeError(f"{' '.join(argv[:3])} failed:\n{done.stderr[-3000:]}")
 
@@ -157,7 +158,8 @@ def bench_fsdp(tmp: Path, steps: int) -> dict:
     cfg.write_text("trainer:\n  strategy:\n"
                    "    class_path: lightning.pytorch.strategies.FSDPStrategy\n"
                    "    init_args:\n      sharding_strategy: FULL_SHARD\n"
-                   "      auto_wrap_policy: [transformers.models.llama.modeling_llama.LlamaDecoderLayer]\n"
+                   "      auto_wrap_policy:\n"
+                   "        [transformers.models.llama.modeling_llama.LlamaDecoderLayer]\n"
                    "      state_dict_type: full\n")
     t = time.perf_counter()
     run("jpeglm.cli", "train", "fit", "--config", "recipes/jpeglm-tiny.yaml", "--config", str(cfg),

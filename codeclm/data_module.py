@@ -104,6 +104,8 @@ class ShardInfo:
 
     def first_chunk_tokens(self) -> np.ndarray:
         """All token ids of the first chunk (memory-mapped; for a cheap range check)."""
+        # litdata's private dtype tables: its chunk headers name dtypes by these indices
+        # and it has no public lookup (checked against litdata 0.2.x)
         from litdata.constants import _NUMPY_DTYPES_MAPPING, _TORCH_DTYPES_MAPPING
 
         kind, idx = self.data_format.split(":")
@@ -233,10 +235,6 @@ class CodecDataModule(L.LightningDataModule):
             raise ConfigError(f"{self.path}: only {n} training blocks of {self.block_size} tokens, "
                               f"fewer than one batch of {self.batch_size}")
         self.n_train_blocks, self.n_val_blocks = n, n_val
-
-    @property
-    def has_validation(self) -> bool:
-        return self.val_info is not None or self.val_fraction > 0
 
     # --- datasets ----------------------------------------------------------------------
     def _dataset(self, path: str, shuffle: bool):

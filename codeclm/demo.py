@@ -11,10 +11,14 @@ Runs exactly what a user would type::
 
 (the last two: crops of photos the image model never saw, and the model writing the
 bottom half of each from its top half; ``--overwrite`` so that a second `make demo`
-replaces the first one's outputs, and only those), then checks the outputs with the strict decoders (every frame and every image must
-decode with no error) and prints what it made. Uses a GPU when one is available (the
-generators pick ``cuda`` by default). Without bundled models it falls back to a real
-canonical encode/decode round trip of the bundled sample media, and says so.
+replaces the first one's outputs, and only those: before any command runs, each output
+is claimed in ``demo_out/.codeclm-run.json`` (``codeclm.outputs.claim_outputs``), and
+one that exists without being recorded there, e.g. your own ``demo_out/demo.mp4``, is
+refused and left as it is), then checks the outputs with the strict decoders (every
+frame and every image must decode with no error) and prints what it made. Uses a GPU
+when one is available (the generators pick ``cuda`` by default). Without bundled models
+it falls back to a real canonical encode/decode round trip of the bundled sample media,
+and says so.
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ import numpy as np
 
 from codeclm.errors import CodecLMError
 from codeclm.model_dir import bundled_model_dir
+from codeclm.outputs import claim_outputs
+
+#: the marker's tool name for the demo's outputs in its directory
+DEMO_TOOL = "make demo"
+#: what the demo writes directly in its directory (with models; files and folders)
+GENERATION_OUTPUTS = ("demo.mp4", "images", "heldout", "complete")
 
 
 def strict_video_frames(mp4: Path, profile) -> int:
@@ -136,7 +146,7 @@ def roundtrip_demo(out: Path) -> None:
     from jpeglm.profile import PROFILES as JPEG
 
     print("demo: no bundled models installed; running a canonical codec round trip instead")
-    out.mkdir(parents=True, exist_ok=True)
+    claim_outputs(out, DEMO_TOOL, [f"{Path(p).stem}.jpg" for p in sample_paths()])
     for path in sample_paths():
         data = jpeg_codec.encode_image(path, JPEG["paper"])
         img = jpeg_codec.decode(data, JPEG["paper"], strict=True)
@@ -160,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     try:
         if bundled_model_dir("h264") and bundled_model_dir("jpeg"):
+            claim_outputs(out, DEMO_TOOL, GENERATION_OUTPUTS)
             generation_demo(out, args.frames, args.images, args.seed)
         else:
             roundtrip_demo(out)

@@ -95,6 +95,17 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         raise
 
 
+def write_png(image, path: str | os.PathLike, compress_level: int = 6) -> None:
+    """Write ``image`` (a PIL image, or a uint8 array [H, W, 3] / [H, W]) to ``path`` as
+    PNG, atomically (``compress_level`` 0-9: zlib effort; the pixels are the same)."""
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(image)
+    with atomic_path(path, ".png") as tmp:
+        image.save(tmp, format="PNG", compress_level=compress_level)
+
+
 def read_input_bytes(path: str | os.PathLike, max_bytes: int = 1 << 30) -> bytes:
     """Read a whole input file, or ``-`` for stdin, with clear typed errors."""
     import sys

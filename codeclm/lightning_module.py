@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import CodecLMError, ConfigError, TokenizerError
+from .io import write_png
 from .models import llama_config
 
 LN2 = math.log(2.0)
@@ -325,7 +326,7 @@ class CodecLM(L.LightningModule):
             strip = preview_strip([decode_frames(modality, self.tokenizer.decode(real)),
                                    decode_frames(modality, self.tokenizer.decode(pred))])
             path = log_dir / "samples" / f"step{step:08d}-{i}.png"
-            save_png(strip, path)
+            write_png(strip, path)
             rows.append([step, i, str(path), len(real)])
             for lg in self.loggers:
                 exp = getattr(lg, "experiment", None)
@@ -395,16 +396,3 @@ def preview_strip(rows: list[list[np.ndarray]], max_frames: int = 8, gap: int = 
             y, x = ri * (h + gap), ci * (w + gap)
             img[y:y + f.shape[0], x:x + f.shape[1]] = f[..., :3]
     return img
-
-
-def save_png(img: np.ndarray, path: Path) -> None:
-    """Write an RGB array as PNG, atomically."""
-    import io
-
-    from PIL import Image
-
-    from .io import atomic_write_bytes
-
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())

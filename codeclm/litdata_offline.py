@@ -11,5 +11,6 @@ def offline_litdata() -> None:
     import litdata.helpers
     import litdata.streaming.dataset as lds
 
+    # private hooks on purpose: litdata offers no public switch for its version check
     litdata.helpers._get_newer_version = lambda *_a, **_k: None
     lds._check_version_and_prompt_upgrade = lambda *_a, **_k: None

@@ -7,6 +7,9 @@
   the earlier run of ours that the directory holds (the files named in its marker,
   :data:`MARKER`) is removed and files of the new run's names are replaced. Nothing else
   in the directory is touched.
+* Named outputs in a shared directory (``make demo``: ``demo_out/demo.mp4``,
+  ``demo_out/images``...): :func:`claim_outputs` lets a tool replace only the names its
+  own earlier runs recorded in the directory's marker; any other existing one is refused.
 * Model directories (``export``) and shard sets (``data_tools images|videos``) have their
   own checks (:mod:`codeclm.model_dir`, :mod:`data_tools.outdir`) built on the same rule.
 
@@ -167,3 +170,40 @@ def check_output_dir(path: str | os.PathLike, tool: str, overwrite: bool) -> Out
                           f"of the same names are replaced, nothing else is touched)")
     previous = [n for n in (marker or {}).get("files", []) if _plain_name(n)]
     return OutputDir(p, tool, previous)
+
+
+def claim_outputs(directory: str | os.PathLike, tool: str, names: Iterable[str]) -> Path:
+    """Claim the outputs ``names`` (files or folders directly in ``directory``) for ``tool``
+    before any of them is written; returns the directory, created if absent.
+
+    An existing name is refused (:class:`OutputError`, naming it) unless the directory's
+    marker says ``tool`` made it in an earlier run; a marker of another tool is refused
+    whole. Then the marker records ``names`` (plus what it held), so a later run of
+    ``tool`` may replace them. Other entries of the directory are never touched."""
+    p = Path(directory)
+    names = list(names)
+    ours: set[str] = set()
+    if check_dir_path(p, directory):
+        marker = read_marker(p)
+        if marker is None and (p / MARKER).exists():
+            raise OutputError(f"{p / MARKER}: not a run marker of codeclm; choose another "
+                              "directory")
+        if marker is not None:
+            if marker.get("tool") != tool:
+                raise OutputError(f"{directory}: holds a run of {marker.get('tool')}, not of "
+                                  f"{tool}; choose another directory")
+            ours = {n for n in marker["files"] if _plain_name(n)}
+        for name in names:
+            q = p / name
+            if (q.exists() or q.is_symlink()) and name not in ours:
+                raise OutputError(f"{q}: exists and was not made by {tool}; refusing to "
+                                  "replace it (move it away or choose another directory)")
+    from .io import atomic_write
+
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with atomic_write(p / MARKER, "w") as f:
+            json.dump({"tool": tool, "files": sorted(ours | set(names))}, f)
+    except OSError as e:
+        raise OutputError(f"{directory}: cannot write ({describe_os_error(e)})") from e
+    return p

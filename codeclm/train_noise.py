@@ -41,6 +41,8 @@ def silence_noise() -> None:
 def progress_bar():
     """The training bar: Lightning's (rich when installed), titled ``Epoch N`` when the
     run has no epoch limit."""
+    # _RICH_AVAILABLE: Lightning's own check that ``rich`` is installed in a version its
+    # RichProgressBar takes (private, but the test Lightning itself applies)
     from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
     from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
 

@@ -44,7 +44,8 @@ def weight_files(directory: Path) -> list[Path]:
         return [directory / n for n in names]
     if any((directory / p).exists() for p in PICKLED):
         raise ModelError(f"{directory}: weights are pickled ({PICKLED[0]}); only safetensors "
-                         f"are loaded. Convert with `save_pretrained(DIR, safe_serialization=True)`")
+                         "are loaded. Convert with "
+                         "`save_pretrained(DIR, safe_serialization=True)`")
     raise ModelError(f"{directory}: not a model directory (missing {SAFETENSORS})")
 
 
@@ -138,17 +139,3 @@ def check_weights_fit(directory: Path, config) -> None:
     if problems:
         raise ModelError(f"{directory}: weights do not fit config.json: " + "; ".join(problems))
 
-
-def load_config(directory: Path):
-    """``AutoConfig`` of a model directory; unreadable or invalid config: :class:`ModelError`."""
-    from transformers import AutoConfig
-
-    path = directory / "config.json"
-    try:
-        json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ModelError(f"{path}: not a readable JSON config ({e})") from e
-    try:
-        return AutoConfig.from_pretrained(directory)
-    except Exception as e:  # OSError, ValueError, KeyError, TypeError from transformers
-        raise ModelError(f"{path}: not a usable model config ({' '.join(str(e).split())[:200]})") from e

@@ -31,7 +31,7 @@ def crop_box(width: int, height: int, size: tuple[int, int], rng: random.Random
 def crop_image(path: str, profile, seed: int, rel: str, index: int) -> Image.Image:
     """Random crop ``index`` of the image at ``path`` (``rel``: its name in the folder,
     part of the seed): RGB, ``profile.size``. Raises InputError."""
-    from jpeglm.codec import _RESAMPLE, _to_rgb, load_image
+    from jpeglm.codec import RESAMPLE_FILTERS, load_image, to_rgb
 
     im = load_image(path)
     try:
@@ -39,7 +39,7 @@ def crop_image(path: str, profile, seed: int, rel: str, index: int) -> Image.Ima
             from PIL import ImageOps
 
             im = ImageOps.exif_transpose(im)
-        im = _to_rgb(im, profile.alpha_background)
+        im = to_rgb(im, profile.alpha_background)
     except (ValueError, OSError) as e:
         raise InputError(f"cannot convert {im.mode} image to RGB: {e}") from e
     rng = random.Random(f"{seed}\0{rel}\0{index}")
@@ -47,7 +47,7 @@ def crop_image(path: str, profile, seed: int, rel: str, index: int) -> Image.Ima
     if scale != 1.0:
         im = im.resize((max(profile.size[0], round(im.width * scale)),
                         max(profile.size[1], round(im.height * scale))),
-                       _RESAMPLE[profile.resample])
+                       RESAMPLE_FILTERS[profile.resample])
     return im.crop((left, top, left + profile.size[0], top + profile.size[1]))
 
 

@@ -16,6 +16,10 @@ Two families of sources:
   are split once and for all into :data:`TRAIN_PHOTOS` and :data:`HELDOUT_PHOTOS`
   (``split=``), so a model can be evaluated on photos it never saw. As a video, the camera
   pans at a whole-pixel velocity across the scaled photo.
+* ``digits`` (scikit-learn's bundled handwritten digits, ``data_tools.digits``): one
+  white digit bouncing over black at a whole-pixel velocity (the Moving-MNIST idea); an
+  image is one such frame. Every fifth digit is held out (``split=heldout``) for
+  evaluation and for the digit recogniser.
 * ffmpeg ``lavfi`` generators, run through the bundled binary
   (``imageio_ffmpeg.get_ffmpeg_exe()``): ``life`` (Conway's game of life), ``testsrc2``
   (test pattern), ``mandelbrot`` (zooming fractal), ``cellauto`` (elementary cellular
@@ -40,9 +44,9 @@ from pathlib import Path
 import numpy as np
 
 from codeclm.errors import ConfigError, EncodeError
-from codeclm.io import atomic_path
+from codeclm.io import atomic_path, write_png
 
-SOURCES = ("shapes", "pan", "photo-crops", "life", "testsrc2", "mandelbrot", "cellauto")
+SOURCES = ("shapes", "pan", "photo-crops", "digits", "life", "testsrc2", "mandelbrot", "cellauto")
 DEFAULT_SOURCES = ("shapes",)
 SPLITS = ("train", "heldout")
 #: ``skimage.data`` photographs in the wheel (no download), colour and grey; grey ones are
@@ -154,8 +158,8 @@ class Scene:
         yy = np.arange(h, dtype=np.float32)[:, None]
         xx = np.arange(w, dtype=np.float32)[None, :]
         for s in self.shapes:
-            cx = _bounce(s.x + s.vx * t, s.rx, w)
-            cy = _bounce(s.y + s.vy * t, s.ry, h)
+            cx = bounce(s.x + s.vx * t, s.rx, w)
+            cy = bounce(s.y + s.vy * t, s.ry, h)
             if s.kind == "circle":
                 mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= s.rx * s.rx
             else:
@@ -164,7 +168,7 @@ class Scene:
         return img
 
 
-def _bounce(pos: float, half: float, extent: int) -> float:
+def bounce(pos: float, half: float, extent: int) -> float:
     """Reflect a centre coordinate so the shape stays inside [0, extent)."""
     lo, hi = half, max(half, extent - 1 - half)
     span = hi - lo
@@ -248,7 +252,8 @@ def load_photo(name: str) -> np.ndarray:
     try:
         import skimage.data
     except ImportError as e:  # pragma: no cover - a declared dependency
-        raise ConfigError("the photo-crops source needs scikit-image (pip install scikit-image)") from e
+        raise ConfigError("the photo-crops source needs scikit-image "
+                          "(pip install scikit-image)") from e
     img = np.asarray(getattr(skimage.data, name)())
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
@@ -331,7 +336,8 @@ def lavfi_spec(source: str, rng: np.random.Generator, geo: Geometry) -> tuple[st
         c = rng.choice(len(SHAPE_PALETTE), size=2, replace=False)
         spec = (f"life=s={size}:r={rate}:seed={int(rng.integers(0, 2**31))}"
                 f":ratio={rng.uniform(0.1, 0.5):.3f}:mold={int(rng.integers(0, 40))}"
-                f":life_color={_hex(SHAPE_PALETTE[c[0]])}:death_color={_hex(BACKGROUND_PALETTE[rng.integers(0, 8)])}"
+                f":life_color={_hex(SHAPE_PALETTE[c[0]])}"
+                f":death_color={_hex(BACKGROUND_PALETTE[rng.integers(0, 8)])}"
                 f":mold_color={_hex(SHAPE_PALETTE[c[1]])}")
         return spec, int(rng.integers(0, 30)), ()
     if source == "testsrc2":
@@ -346,8 +352,10 @@ def lavfi_spec(source: str, rng: np.random.Generator, geo: Geometry) -> tuple[st
         return spec, 0, ()
     if source == "cellauto":
         c = rng.choice(len(SHAPE_PALETTE), size=2, replace=False)
-        rule = int((18, 22, 30, 45, 54, 57, 60, 73, 90, 105, 110, 126, 150, 182)[rng.integers(0, 14)])
-        spec = (f"cellauto=s={size}:r={rate}:rule={rule}:random_fill_ratio={rng.uniform(0.1, 0.9):.3f}"
+        rules = (18, 22, 30, 45, 54, 57, 60, 73, 90, 105, 110, 126, 150, 182)
+        rule = int(rules[rng.integers(0, 14)])
+        spec = (f"cellauto=s={size}:r={rate}:rule={rule}"
+                f":random_fill_ratio={rng.uniform(0.1, 0.9):.3f}"
                 f":random_seed={int(rng.integers(0, 2**31))}:scroll=1:full=1")
         return spec, 0, (tuple(SHAPE_PALETTE[c[0]]), tuple(SHAPE_PALETTE[c[1]]))
     raise ConfigError(f"unknown synthetic source {source!r}; known: {', '.join(SOURCES)}")
@@ -382,19 +390,13 @@ def lavfi_frames(source: str, rng: np.random.Generator, geo: Geometry, n: int) -
 # --- writing files --------------------------------------------------------------------
 
 
-def save_png(img: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(img).save(tmp, format="PNG", compress_level=1)
-
-
 def save_mp4(frames: np.ndarray, fps: float, path: Path) -> None:
     """Frames (T, H, W, 3) uint8 -> H.264 MP4 (yuv420p, CRF 18, one thread, bit-exact)."""
     _, h, w, _ = frames.shape
     with atomic_path(path) as tmp:
-        _run_ffmpeg(["-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps:g}",
-                     "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
+        _run_ffmpeg(["-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+                     "-r", f"{fps:g}", "-i", "-", "-c:v", "libx264", "-preset", "veryfast",
+                     "-crf", "18",
                      "-pix_fmt", "yuv420p", "-threads", "1", "-x264-params", "threads=1",
                      "-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1",
                      "-movflags", "+faststart", "-f", "mp4", str(tmp)],
@@ -404,8 +406,13 @@ def save_mp4(frames: np.ndarray, fps: float, path: Path) -> None:
 def make_item(kind: str, source: str, geo: Geometry, rng: np.random.Generator,
               split: str = "train") -> np.ndarray:
     """One item's frames: (1, H, W, 3) for an image, (frames, H, W, 3) for a video.
-    ``split`` picks the photos of the ``photo-crops`` source (other sources ignore it)."""
+    ``split`` picks the photos of ``photo-crops`` and the digits of ``digits`` (other
+    sources ignore it)."""
     n = 1 if kind == "image" else geo.frames
+    if source == "digits":
+        from .digits import moving_digits
+
+        return moving_digits(rng, geo.width, geo.height, n, split)[1]
     if source == "photo-crops":
         if kind == "image":
             return photo_crop(rng, geo.width, geo.height, split)[1][None]
@@ -433,7 +440,8 @@ def synth(out: str | os.PathLike, kind: str, profile, count: int, seed: int = 0,
     Item ``i`` is ``out/{i:05d}-{source}.png|mp4`` with its source picked from ``sources``
     by the item's own seeded generator, so it does not depend on ``count`` or ``workers``
     (threads; the ffmpeg subprocesses and numpy run outside the GIL; default: one per CPU).
-    ``split`` (``train`` or ``heldout``) picks which photos ``photo-crops`` cuts from.
+    ``split`` (``train`` or ``heldout``) picks which photos ``photo-crops`` cuts from and
+    which digits ``digits`` draws.
     Existing files are overwritten.
     """
     if kind not in ("image", "video"):
@@ -454,7 +462,7 @@ def synth(out: str | os.PathLike, kind: str, profile, count: int, seed: int = 0,
         frames = make_item(kind, source, geo, rng, split)
         path = out / f"{i:05d}-{source}.{'png' if kind == 'image' else 'mp4'}"
         if kind == "image":
-            save_png(frames[0], path)
+            write_png(frames[0], path, compress_level=1)
         else:
             save_mp4(frames, geo.fps, path)
         return path
@@ -462,7 +470,8 @@ def synth(out: str | os.PathLike, kind: str, profile, count: int, seed: int = 0,
     from concurrent.futures import ThreadPoolExecutor
 
     if not workers:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        workers = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                   else os.cpu_count())
     with ThreadPoolExecutor(max(1, workers or 1)) as pool:
         results = pool.map(one, range(count))
         if progress:

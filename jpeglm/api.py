@@ -5,11 +5,27 @@
 
 ``model``: the model directory the ids came from (its tokenizer and profile), ``None``
 for the bundled model, or a loaded model. ``ids`` may include ``<s>``/``</s>``.
+
+The evaluation protocols (``jpeglm eval complete|uncond``) as calls that return the
+results dict: ``evaluate_completion`` / ``evaluate_unconditional`` with a
+``CompleteConfig`` / ``UncondConfig`` (see :mod:`jpeglm.evaluation`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+from .evaluation import (
+    CompleteConfig,
+    UncondConfig,
+    evaluate_completion,
+    evaluate_unconditional,
+    write_completion_report,
+    write_uncond_report,
+)
+
+__all__ = ["CompleteConfig", "UncondConfig", "evaluate_completion", "evaluate_unconditional",
+           "tokens_to_image", "tokens_to_jpeg", "write_completion_report", "write_uncond_report"]
 
 
 def tokens_to_jpeg(ids: Iterable[int], model=None) -> bytes:

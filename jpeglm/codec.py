@@ -49,7 +49,8 @@ MAX_INPUT_PIXELS = 89_478_485
 RST_MARKER = rb"\xff[\xd0-\xd7]"
 EOI = b"\xff\xd9"
 
-_RESAMPLE = {
+#: Pillow resampling filter of each ``JpegProfile.resample`` name
+RESAMPLE_FILTERS = {
     "nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS,
     "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING,
@@ -102,7 +103,7 @@ def load_image(src: ImageSource, max_pixels: int = MAX_INPUT_PIXELS) -> Image.Im
     return im
 
 
-def _to_rgb(im: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+def to_rgb(im: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     """8-bit RGB; alpha/transparency composited over ``background``; 16-bit and
     float greyscale scaled to 0..255 (I;16: /257; I: /257 if any value > 255;
     F: x255 if all values <= 1)."""
@@ -138,7 +139,7 @@ def prepare(src: ImageSource, profile: JpegProfile = PROFILES["paper"],
     try:
         if profile.exif_transpose and im.getexif().get(0x0112, 1) != 1:
             im = ImageOps.exif_transpose(im)
-        im = _to_rgb(im, profile.alpha_background)
+        im = to_rgb(im, profile.alpha_background)
     except (ValueError, OSError) as e:  # e.g. a mode Pillow cannot convert
         raise InputError(f"cannot convert {im.mode} image to RGB: {e}") from e
     w, h = im.size
@@ -147,7 +148,7 @@ def prepare(src: ImageSource, profile: JpegProfile = PROFILES["paper"],
         scale = max(tw / w, th / h)
         cw, ch = tw / scale, th / scale
         left, top = (w - cw) / 2, (h - ch) / 2
-        im = im.resize((tw, th), _RESAMPLE[profile.resample],
+        im = im.resize((tw, th), RESAMPLE_FILTERS[profile.resample],
                        box=(left, top, left + cw, top + ch))
     return im
 

@@ -151,9 +151,9 @@ for prof in ("paper", "tiny"):
     for name, path in VIDEO_BAD.items():
         case(f"encode-{prof}-{name}", A, "encode", path, "-o", "out.h264", "--profile", prof)
 case("encode-stdin", A, "encode", "-", "-o", "out.h264")
-for prof in ("paper", "tiny"):  # one frame shorter than one output frame: named, not "start code"
-    case(f"encode-{prof}-one-short-frame", A, "encode", f"{F}/one_frame.mp4", "-o", "o.h264",
-         "--profile", prof, expect="one_frame.mp4: no video frame survives")
+for prof in ("paper", "tiny"):  # a cut AVI whose header still declares every frame
+    case(f"encode-{prof}-trunc-avi", A, "encode", f"{F}/trunc.avi", "-o", "o.h264",
+         "--profile", prof, expect="trunc.avi: truncated")
 out_file_cases(A, "encode", ["encode", f"{F}/clip.mp4"], ".h264", ["--profile", "tiny"])
 case("encode-profile-unknown", A, "encode", f"{F}/clip.mp4", "-o", "o.h264", "--profile", "huge")
 case("encode-no-args", A, "encode", rc=2)
@@ -177,8 +177,10 @@ RANGES = [("top-p-0", "--top-p", "0"), ("top-p-big", "--top-p", "1.5"),
           ("batch-0", "--batch", "0"), ("batch-neg", "--batch", "-3"),
           ("seed-neg", "--seed", "-1"), ("device-bogus", "--device", "gpu9"),
           ("device-cuda-x", "--device", "cuda:x")]
-JPEG_RANGES = RANGES + [("max-tokens-0", "--max-tokens", "0"), ("max-tokens-neg", "--max-tokens", "-5"),
-                        ("max-mcu-0", "--max-mcu-tokens", "0"), ("preview-every-0", "--preview-every", "0")]
+JPEG_RANGES = RANGES + [("max-tokens-0", "--max-tokens", "0"),
+                        ("max-tokens-neg", "--max-tokens", "-5"),
+                        ("max-mcu-0", "--max-mcu-tokens", "0"),
+                        ("preview-every-0", "--preview-every", "0")]
 GEN = ["generate", "-n", "2", "-o", "out"]
 COMPLETE = ["complete", f"{F}/img.png", "-o", "out"]
 for name, flag, value in JPEG_RANGES:
@@ -243,7 +245,8 @@ case("avgen-context-too-short", A, "generate", "--frames", "2", "--context", "5"
 
 # avclm generate ------------------------------------------------------------------------------
 AVGEN = ["generate", "--frames", "2", "-o", "o.mp4"]
-for name, flag, value in RANGES + [("context-0", "--context", "0"), ("context-neg", "--context", "-7"),
+for name, flag, value in RANGES + [("context-0", "--context", "0"),
+                                   ("context-neg", "--context", "-7"),
                                    ("window-1", "--window", "1"), ("window-0", "--window", "0"),
                                    ("max-nal-0", "--max-nal-tokens", "0"),
                                    ("attempts-0", "--max-attempts", "0")]:
@@ -254,6 +257,10 @@ case("avgen-prompt-frames-0", A, *AVGEN, "--prompt", f"{F}/clip.mp4", "--prompt-
 case("avgen-prompt-frames-alone", A, *AVGEN, "--prompt-frames", "3", expect="--prompt")
 for name in ("missing", "dir", "dangling"):
     case(f"avgen-prompt-{name}", A, *AVGEN, "--prompt", BAD_FILES[name])
+case("avgen-prompt-trunc-avi", A, *AVGEN, "--prompt", f"{F}/trunc.avi",
+     expect="trunc.avi: truncated", heavy=True)
+case("avgen-prompt-frames-beyond-one-frame", A, *AVGEN, "--prompt", f"{F}/one_frame.mp4",
+     "--prompt-frames", "2", expect="one_frame.mp4 has 1 frames", heavy=True)
 case("avgen-stdout-batch", A, "generate", "--frames", "2", "-o", "-", "--batch", "2")
 case("avgen-out-suffix", A, "generate", "--frames", "2", "-o", "o.txt", expect="must end")
 out_file_cases(A, "avgen", ["generate", "--frames", "2"], ".mp4")
@@ -299,7 +306,8 @@ case("eval-continue-top-k-neg", A, "eval", "continue", "--videos", f"{F}/videos"
 
 # train -------------------------------------------------------------------------------------------
 TRAIN_BAD = {
-    "config-missing": ["--config", f"{F}/no.yaml"], "config-binary": ["--config", f"{F}/random.bin"],
+    "config-missing": ["--config", f"{F}/no.yaml"],
+    "config-binary": ["--config", f"{F}/random.bin"],
     "config-bad-yaml": ["--config", f"{F}/bad.yaml"], "config-list": ["--config", f"{F}/list.yaml"],
     "config-dir": ["--config", f"{F}/dir"], "config-empty": ["--config", f"{F}/empty.bin"],
     "ckpt-missing": ["--ckpt_path", f"{F}/ckpt/no.ckpt"],
@@ -418,6 +426,9 @@ def _write_fixtures(f: Path) -> None:
     save_mp4(frames, 3.0, f / "videos" / "clip.mp4")
     shutil.copy(f / "videos" / "clip.mp4", f / "clip.mp4")
     _one_frame_video(f / "one_frame.mp4", rng)
+    _noise_avi(f / "full.avi", rng)
+    avi = (f / "full.avi").read_bytes()
+    (f / "trunc.avi").write_bytes(avi[:len(avi) // 4])
     mp4 = (f / "clip.mp4").read_bytes()
     (f / "trunc.mp4").write_bytes(mp4[:len(mp4) // 3])
     (f / "sig.mp4").write_bytes(mp4[:32] + rng.bytes(500))
@@ -425,7 +436,8 @@ def _write_fixtures(f: Path) -> None:
     (f / "clip.h264").write_bytes(h264)
     (f / "startcodes.h264").write_bytes(b"".join(b"\x00\x00\x00\x01" + rng.bytes(30)
                                                  for _ in range(20)))
-    ByteTokenizer.train([codec.encode_image(p, JPG["tiny"]) for p in sorted((f / "media").iterdir())],
+    ByteTokenizer.train([codec.encode_image(p, JPG["tiny"])
+                         for p in sorted((f / "media").iterdir())],
                         300, "jpeg").save(f / "tok_jpeg.json")
     ByteTokenizer.train([h264], 300, "h264").save(f / "tok_h264.json")
     (f / "bad.yaml").write_text("model: [unclosed\n  trainer: {\n")
@@ -443,6 +455,21 @@ def _one_frame_video(path: Path, rng) -> None:
         s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
         frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (64, 64, 3), np.uint8), "rgb24")
         for packet in [*s.encode(frame), *s.encode()]:
+            c.mux(packet)
+
+
+def _noise_avi(path: Path, rng) -> None:
+    """A 3 s MPEG-4 AVI of noise (25 fps); its header declares all 75 frames."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+        for _ in range(75):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (64, 64, 3), np.uint8), "rgb24")
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode():
             c.mux(packet)
 
 
@@ -488,8 +515,10 @@ def _write_models(d: Path, rng) -> None:
     variant("st_empty", files={"model.safetensors": b""})
     variant("st_trunc", files={"model.safetensors": st[:len(st) // 2]})
     variant("st_random", files={"model.safetensors": rng.bytes(5000)})
-    variant("st_header", files={"model.safetensors": struct.pack("<Q", 30) + b"{not json at all!}" * 3})
-    variant("st_none", files={"model.safetensors": _safetensors({"__metadata__": {"format": "pt"}})})
+    variant("st_header",
+            files={"model.safetensors": struct.pack("<Q", 30) + b"{not json at all!}" * 3})
+    variant("st_none",
+            files={"model.safetensors": _safetensors({"__metadata__": {"format": "pt"}})})
     variant("st_offsets", files={"model.safetensors": _safetensors(
         {"lm_head.weight": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 64]}}, bytes(8))})
     variant("cfg_text", files={"config.json": b"this is not json"})
@@ -546,8 +575,9 @@ def _run_case(c: Case, fixtures: Path, scratch_root: Path) -> dict:
     before = snapshot(s)
     args = [a.replace(F, str(fixtures)) for a in c.args]
     try:
-        proc = subprocess.run([sys.executable, "-m", c.module, *args], check=False, cwd=s, env=_env(),
-                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        proc = subprocess.run([sys.executable, "-m", c.module, *args], check=False, cwd=s,
+                              env=_env(), capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL)
         rc, err = proc.returncode, proc.stderr
     except subprocess.TimeoutExpired as e:  # it did not fail: it ran
         rc, err = None, f"timed out; stderr: {e.stderr!r}"

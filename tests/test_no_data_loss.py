@@ -335,3 +335,22 @@ def test_damaged_weights_never_load_half(model_copy, cut, flip):
         assert len(lm.model.state_dict()) > 0
     finally:
         path.write_bytes(good)
+
+
+def test_write_png_is_atomic_and_lossless(tmp_path):
+    """The one PNG writer (grids, previews, synth images, training samples): arrays and PIL
+    images decode back to the same pixels, and a failed write leaves no file behind."""
+    from PIL import Image
+
+    from codeclm.io import write_png
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)
+    write_png(rgb, tmp_path / "a.png", compress_level=1)
+    write_png(Image.fromarray(rgb[..., 0]), tmp_path / "b.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), rgb)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), rgb[..., 0])
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(OutputError, match="taken"):
+        write_png(rgb, tmp_path / "taken")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "taken"]

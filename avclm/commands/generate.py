@@ -47,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-verify", action="store_true",
                    help="ablation: no token masks and no slice-data check, only the slice-header "
                    "gate (default: every NAL unit is verified, see avclm/verifier.py)")
+    g.add_argument("--no-slice-grammar", action="store_true",
+                   help="ablation: keep the header masks and the verifier but drop the "
+                   "macroblock-layer token masks (slices then pass by resampling; default: "
+                   "every sampled token continues a valid slice, see avclm/slice_automaton.py)")
     g.add_argument("--context", type=int, default=None, metavar="TOKENS",
                    help="KV cache per sample in tokens (default: the model's context)")
     g.add_argument("--window", type=int, default=None, metavar="FRAMES",
@@ -180,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = sampling_config(args)
     lm = load_model(args.model, "h264", args.device, model_dtype(args), threads=args.threads)
-    kw = {"verify": not args.no_verify}
+    kw = {"verify": not args.no_verify, "slice_grammar": not args.no_slice_grammar}
     if args.max_nal_tokens is not None:
         kw["max_nal_tokens"] = args.max_nal_tokens
     if args.max_attempts is not None:

@@ -17,7 +17,8 @@ from typing import Any
 
 from ..io import atomic_write, atomic_write_bytes
 
-#: published prompted-completion FID (PAPER.md), keyed by the r values of each setting
+#: published prompted-completion FID (Han et al., JPEG-LM, arXiv 2408.08459: the ImageNet-1K
+#: and FFHQ completion results), keyed by the r values of each setting
 PUBLISHED_FID = {
     (0.25, 0.5, 0.75): ("ImageNet-1K val, 5000 images, 3 seeds", {
         "JPEG-LM (paper)": (272.12, 123.09, 34.21),

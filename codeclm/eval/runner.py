@@ -22,7 +22,6 @@ from ..errors import ConfigError, InputError, TokenizerError
 from ..generation.args import (  # noqa: F401 (sampling_*: for the eval verbs)
     add_model_arguments,
     add_sampling_flags,
-    check_sampling_flags,
     sampling_config,
     sampling_settings,
 )
@@ -173,7 +172,6 @@ def check_common(args: argparse.Namespace) -> None:
         raise ConfigError(f"--batch must be at least 1, got {args.batch}")
     if len(set(args.seeds)) != len(args.seeds):
         raise ConfigError(f"--seeds has repeated values: {args.seeds}")
-    check_sampling_flags(args)
 
 
 def model_label(loaded) -> str:

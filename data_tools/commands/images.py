@@ -8,12 +8,12 @@ tokenizer.json, stats.json, skipped.jsonl and manifest.jsonl (each sample's file
 crop). Resumable: re-run the same command after an interruption.
 """
 
-from . import _build
+from . import shard_build
 
 
 def add_arguments(parser) -> None:
-    _build.add_arguments(parser, "image")
+    shard_build.add_arguments(parser, "image")
 
 
 def run(args) -> int:
-    return _build.run(args, "image")
+    return shard_build.run(args, "image")

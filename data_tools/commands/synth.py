@@ -2,8 +2,9 @@
 
 Sources: `shapes` (moving circles and rectangles on plain or gradient backgrounds),
 `pan` (a camera panning over still shapes), `photo-crops` (random crops of
-scikit-image's bundled photographs, `--split train|heldout`; pans over them as video)
-and the ffmpeg generators `life`, `testsrc2`,
+scikit-image's bundled photographs, `--split train|heldout`; pans over them as video),
+`digits` (scikit-learn's bundled handwritten digits bouncing over black, `--split` as for
+photos) and the ffmpeg generators `life`, `testsrc2`,
 `mandelbrot`, `cellauto`. Deterministic given --seed.
 """
 
@@ -36,8 +37,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sources", default=",".join(DEFAULT_SOURCES),
                         help=f"comma list from {','.join(SOURCES)} or 'all' (default: %(default)s)")
     parser.add_argument("--split", choices=SPLITS, default="train",
-                        help="which photos photo-crops cuts from: the training photos or the "
-                             "held-out ones kept for evaluation (default: %(default)s)")
+                        help="which photos photo-crops cuts from and which digits digits draws: "
+                             "the training ones or the held-out ones kept for evaluation "
+                             "(default: %(default)s)")
     parser.add_argument("--fps", type=float, help="video frame rate (default: the profile's)")
     parser.add_argument("--seconds", type=float, help="video length (default: the profile's)")
     parser.add_argument("--size", help="WxH instead of the profile's size")
@@ -75,6 +77,7 @@ def run(args) -> int:
                       if p.stat().st_mtime_ns >= started)
         raise
     target.record(p.name for p in paths)
-    split = f", {args.split} photos" if "photo-crops" in sources else ""
+    split = "".join(f", {args.split} {what}" for source, what in
+                    (("photo-crops", "photos"), ("digits", "digits")) if source in sources)
     print(f"wrote {len(paths)} synthetic {args.kind}s ({', '.join(sources)}{split}) to {args.out}")
     return 0

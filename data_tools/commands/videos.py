@@ -8,12 +8,12 @@ or clip) and manifest.jsonl (each sample's file and clip start). Resumable per c
 re-run the same command after an interruption.
 """
 
-from . import _build
+from . import shard_build
 
 
 def add_arguments(parser) -> None:
-    _build.add_arguments(parser, "video")
+    shard_build.add_arguments(parser, "video")
 
 
 def run(args) -> int:
-    return _build.run(args, "video")
+    return shard_build.run(args, "video")

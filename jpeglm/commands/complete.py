@@ -43,10 +43,11 @@ def run(args: argparse.Namespace) -> int:
 
     from codeclm.generation.args import model_dtype
     from codeclm.generation.loading import load_model
+    from codeclm.io import write_png
     from jpeglm import codec
     from jpeglm.generate import grid, preview
 
-    from .generate import run_samples, write_png
+    from .generate import run_samples
 
     lm = load_model(args.model, "jpeg", args.device, model_dtype(args), threads=args.threads)
     profile = lm.profile

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from codeclm.generation.args import add_sampling_arguments, sampling_config
+from codeclm.io import write_png
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,13 +51,6 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                    help="write DIR/preview_<i>.png while generating")
     g.add_argument("--preview-every", type=int, default=None, metavar="K",
                    help="update previews every K MCUs (default: one row of MCUs)")
-
-
-def write_png(image, path: Path) -> None:
-    from codeclm.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
 
 
 def run_samples(args, prompts: list[bytes] | None, count: int | None, names: list[str],

@@ -20,9 +20,12 @@ from codeclm.profile import get_profile, load_profile, save_profile
 
 def test_profile_parameters_and_registry(tmp_path):
     assert PROFILES == {"paper": PAPER, "tiny": TINY}
-    assert (PAPER.width, PAPER.height, PAPER.fps, PAPER.seconds, PAPER.frames) == (256, 144, 3, 5, 15)
-    assert (PAPER.mb_width, PAPER.mb_height, PAPER.mbs_per_frame, PAPER.nals_per_frame) == (16, 9, 144, 144)
-    assert (PAPER.qp, PAPER.bframes, PAPER.refs, PAPER.slice_max_mbs, PAPER.x264_profile) == (37, 0, 3, 1, "baseline")
+    assert (PAPER.width, PAPER.height, PAPER.fps, PAPER.seconds,
+            PAPER.frames) == (256, 144, 3, 5, 15)
+    assert (PAPER.mb_width, PAPER.mb_height, PAPER.mbs_per_frame,
+            PAPER.nals_per_frame) == (16, 9, 144, 144)
+    assert (PAPER.qp, PAPER.bframes, PAPER.refs, PAPER.slice_max_mbs,
+            PAPER.x264_profile) == (37, 0, 3, 1, "baseline")
     assert PAPER.gop == 250 and PAPER.keyint_min == 3
     assert (TINY.width, TINY.height, TINY.frames, TINY.mbs_per_frame) == (64, 64, 8, 16)
     assert PAPER.modality == "h264"
@@ -76,14 +79,14 @@ def test_skipping_unused_frames_changes_nothing(monkeypatch, clip, vfr_clip, nam
     decoded frames."""
     path = vfr_clip if name == "vfr" else clip(name)
     counted = []
-    decoded = codec._decoded
+    decoded = codec.decoded_frames
 
     def counting(*args):
         for frame in decoded(*args):
             counted.append(1)
             yield frame
 
-    monkeypatch.setattr(codec, "_decoded", counting)
+    monkeypatch.setattr(codec, "decoded_frames", counting)
     fast = encode_video(path, PAPER)
     n_fast = len(counted)
     counted.clear()
@@ -137,8 +140,11 @@ def _index_frame(j: int, size: int = 64) -> np.ndarray:
 
 def _read_index(img: np.ndarray) -> int:
     w = img.shape[1] // 16
-    return sum(1 << b for b in range(8)
-               if img[16 * (b // w) + 4:16 * (b // w) + 12, 16 * (b % w) + 4:16 * (b % w) + 12].mean() > 128)
+    def lit(b: int) -> bool:
+        y, x = 16 * (b // w), 16 * (b % w)
+        return img[y + 4:y + 12, x + 4:x + 12].mean() > 128
+
+    return sum(1 << b for b in range(8) if lit(b))
 
 
 def test_fps_resampling_follows_ffmpeg_fps_filter():
@@ -203,10 +209,12 @@ def test_colours_survive_tagged_sources(ffmpeg_exe, tmp_path, kind):
     extra = {
         "untagged": ["-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv420p"],
         "bt709": ["-vf", "scale=out_color_matrix=bt709,format=yuv420p", "-c:v", "libx264",
-                  "-qp", "0", "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"],
+                  "-qp", "0", "-colorspace", "bt709", "-color_primaries", "bt709",
+                  "-color_trc", "bt709"],
         "fullrange": ["-vf", "scale=out_range=pc,format=yuvj420p", "-c:v", "mjpeg", "-q:v", "2"],
     }[kind]
-    src = _solid_source(ffmpeg_exe, tmp_path / f"{kind}.{'avi' if kind == 'fullrange' else 'mp4'}", extra)
+    suffix = "avi" if kind == "fullrange" else "mp4"
+    src = _solid_source(ffmpeg_exe, tmp_path / f"{kind}.{suffix}", extra)
     img = decode_annexb(encode_video(src, PAPER), PAPER)[0]
     centre = img[40:100, 60:190].reshape(-1, 3).mean(0)
     assert np.abs(centre - [0xC0, 0x30, 0x60]).max() < 12, centre
@@ -242,7 +250,8 @@ def test_truncated_file(tmp_path, clip):
         encode_video(tmp_path / "cut2.mp4")
     # cut after the first 5 s: everything the clip needs is there
     (tmp_path / "cut3.mp4").write_bytes(data[: len(data) * 95 // 100])
-    assert encode_video(tmp_path / "cut3.mp4") == encode_video(codec.SAMPLE_CLIPS["testsrc2_320x240_6s"])
+    whole = encode_video(codec.SAMPLE_CLIPS["testsrc2_320x240_6s"])
+    assert encode_video(tmp_path / "cut3.mp4") == whole
 
 
 @pytest.mark.parametrize("size", ["W20000 H20000", "W12000 H12000", "W20000 H100"])

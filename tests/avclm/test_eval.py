@@ -144,3 +144,19 @@ def test_clip_too_short_for_the_protocol(setup, tmp_path, capsys):
     args[args.index("--prompt-frames") + 1] = str(TINY.frames)
     assert main(args) == 1
     assert "frames" in capsys.readouterr().err
+
+
+def test_the_protocol_is_a_library_call(setup, evaluated):
+    """`avclm.evaluate_continuation` returns what the verb wrote (same samples, nothing
+    regenerated), as a dict a caller can extend."""
+    import avclm
+
+    config = avclm.ContinueConfig(prompt_frames=K, frames=M, seeds=[0, 1], extractor="none",
+                                  max_nal_tokens=4, max_attempts=1, quiet=True)
+    res = avclm.evaluate_continuation(setup["model"], setup["videos"], evaluated, config)
+    on_disk = json.loads((evaluated / "results.json").read_text())
+    res = json.loads(json.dumps(res))
+    for key in ("model", "protocol", "psnr_by_frame", "ssim_by_frame", "validity", "verifier",
+                "baseline_repeat_last_prompt_frame"):
+        assert res[key] == on_disk[key], key
+    assert res["fid"] is None and res["samples"]["generated_this_run"] == 0

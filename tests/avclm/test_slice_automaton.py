@@ -165,3 +165,57 @@ def test_escape_bytes_are_not_slice_bits():
     skip = auto.step_bits(auto.start, (header[0] << 4) | 0b0101, header[1] + 4)  # skip_run 1, stop
     assert skip[3] == sa.DONE and auto.step_byte(skip, sa.ESCAPE) is None
     assert auto.step_byte(auto.start, sa.ESCAPE) is None  # the header's first byte is > 3
+
+
+@pytest.mark.parametrize("kind", ["I", "P"])
+def test_walked_slices_of_each_kind_decode_alone_and_in_the_stream(encodes, kind):
+    """A small version of bench/bench_h264_walks.py (500 slices per kind, both profiles,
+    three vocabularies): slices of one kind walked uniformly over the masks with the
+    bundled model's trained tokenizer pass the strict one-macroblock check and decode
+    strictly inside the canonical stream they replace slices of."""
+    from avclm.slice_walks import walk_slices
+    from codeclm.model_dir import bundled_model_dir
+
+    bundled = bundled_model_dir("h264")
+    tok = (ByteTokenizer.load(bundled / "tokenizer.json") if bundled is not None else
+           ByteTokenizer.train(list(encodes["tiny"].values()), 384, "h264"))
+    stream = encodes["tiny"]["testsrc2_320x240_6s"]
+    r = walk_slices(tok, TINY, stream, kind, TINY.mbs_per_frame, random.Random(1))
+    assert r.slices == TINY.mbs_per_frame and r.tokens >= r.slices
+    assert r.failed == 0 and r.bad_streams == 0, r
+
+
+def _token_allowed(auto: sa.SliceAutomaton, state: tuple, token: bytes, z: int) -> bool:
+    """Reference for one token: its bytes one by one through step_byte (an
+    emulation-prevention byte after two zeros as ESCAPE)."""
+    for x in token:
+        if z >= 2 and x == 3:
+            z, x = 0, sa.ESCAPE
+        else:
+            z = z + 1 if x == 0 else 0
+        state = auto.step_byte(state, x)
+        if state is None:
+            return False
+    return True
+
+
+def test_trie_masks_equal_token_by_token_checks(encodes):
+    """The binary-trie walk with memoized element walks (allowed_tokens) gives exactly
+    the tokens whose bytes, fed one by one, continue the slice: at every byte of x264
+    slices of both kinds, after no zero byte and after two."""
+    facts = stream_facts(TINY)
+    tok = ByteTokenizer.train(list(encodes["tiny"].values()), 384, "h264")
+    rbsp = sa.TokenRbsp(tok.token_bytes)
+    nals = [n for n in nalmod.split_annexb(encodes["tiny"]["testsrc2_320x240_6s"])
+            if nalmod.is_picture_nal(n)]
+    rng = random.Random(5)
+    for nal in (nals[0], *rng.sample(nals[16:], 2)):
+        f, hn, v, t = parse_slice_fields(nal, facts.sps, facts.pps)
+        auto = sa.SliceAutomaton((v >> (t - hn), hn), g.MacroblockContext.of(f, facts.pps, hn),
+                                 canonical=True)
+        states = [auto.start] + _feed(auto, v.to_bytes(t // 8, "big"))
+        for st in states[1:]:
+            for z in (0, 2):
+                mask = sa.allowed_tokens(auto, st, rbsp, z)
+                ref = [bool(b) and _token_allowed(auto, st, b, z) for b in tok.token_bytes]
+                assert mask.tolist() == ref, (f.first_mb, z)

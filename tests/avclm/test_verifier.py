@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import random
+import re
 
 import av
 import numpy as np
@@ -26,11 +27,11 @@ from avclm.codec import SAMPLE_CLIPS, encode_frames, encode_video
 from avclm.profile import PAPER, TINY
 from avclm.stream import decode_annexb
 from avclm.verifier import (
+    MiniDecoder,
     NalConstraint,
     NalVerifier,
     PlanState,
     SliceDecodeCheck,
-    _MiniDecoder,
     stream_facts,
 )
 from codeclm.errors import DecodeError
@@ -237,7 +238,7 @@ def test_pcm_macroblocks_keep_their_alignment_at_every_address():
         frame = decode_annexb(stream, TINY, strict=True)[0]
         assert frame.shape == (64, 64, 3)
         if mb in (1, 3, 7):  # ue(first_mb) 3, 5, 7 bits: the test header needs 2, 4, 6 more
-            wrong = _MiniDecoder(facts, facts.log2_max_frame_num, True)  # no compensation
+            wrong = MiniDecoder(facts, facts.log2_max_frame_num, True)  # no compensation
             assert wrong.check(fields, data) is not None
     # the decoder reads the samples where they were written: MB 0's luma is the first
     # 256 of them (no deblocking across a PCM macroblock's edges at these QPs)
@@ -489,3 +490,26 @@ def test_random_model_with_slice_grammar_needs_no_retries(monkeypatch, model_dir
     nals = [e for e in events if isinstance(e, NalEvent)]
     assert len(decode_annexb(b"".join(e.data for e in nals), TINY, strict=True)) == 2
     assert s.failed == 0 and s.substitutions == 0 and s.passed >= TINY.mbs_per_frame, s
+
+
+def test_cli_no_slice_grammar_keeps_the_verifier_but_not_the_slice_masks(model_dir, tmp_path,
+                                                                       capsys, one_thread):
+    """``--no-slice-grammar``: the header masks and the verifier stay (the clip decodes
+    strictly; slices fail the data check and are sampled again); by default the slice
+    masks make every checked slice pass (retries there are NALs cut off at 24 tokens)."""
+    from avclm.cli import main
+
+    passed = {}
+    for flags in ((), ("--no-slice-grammar",)):
+        out = tmp_path / f"v{len(flags)}.h264"
+        assert main(["generate", "--frames", "2", "--model", str(model_dir), "-o", str(out),
+                     "--seed", "1", "--max-nal-tokens", "24", *flags]) == 0
+        err = capsys.readouterr().err
+        m = re.search(r"verifier: (\d+) of (\d+) NALs passed", err)
+        assert m, err
+        passed[flags] = tuple(int(x) for x in m.groups())
+        assert len(decode_annexb(out.read_bytes(), TINY, strict=True)) == 2
+    ok, checked = passed[()]
+    assert ok == checked
+    ok, checked = passed[("--no-slice-grammar",)]
+    assert ok < checked

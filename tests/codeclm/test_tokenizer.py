@@ -296,13 +296,14 @@ def test_boundary_check_catches_a_tokenizer_without_unit_splits(corpus, modality
     on the same bytes, does merge across units."""
     from tokenizers import Tokenizer, models, trainers
 
-    from codeclm.tokenizer import SPECIAL_TOKENS, _c
+    from codeclm.tokenizer import SPECIAL_TOKENS
 
     backend = Tokenizer(models.BPE())
     backend.train_from_iterator(
         [bytes_to_text(d) for d in corpus[modality]],
         trainers.BpeTrainer(vocab_size=450, special_tokens=list(SPECIAL_TOKENS),
-                            initial_alphabet=[_c(b) for b in range(256)], min_frequency=2))
+                            initial_alphabet=list(bytes_to_text(bytes(range(256)))),
+                            min_frequency=2))
     naive = ByteTokenizer(backend, modality)
     failures = 0
     for data in corpus[modality]:

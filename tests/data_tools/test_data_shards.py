@@ -57,6 +57,7 @@ def test_writer_matches_litdata_binary_writer(tmp_path, vocab, chunk_bytes):
 
 
 def test_dtype_codes_are_litdatas():
+    # litdata's private dtype table is what its readers use; no public one exists
     import torch
     from litdata.constants import _TORCH_DTYPES_MAPPING
 

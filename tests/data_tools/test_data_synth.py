@@ -14,7 +14,7 @@ from data_tools.synth import (
     HELDOUT_PHOTOS,
     SOURCES,
     TRAIN_PHOTOS,
-    _bounce,
+    bounce,
     load_photo,
     pan_frames,
     photo_crop,
@@ -83,7 +83,7 @@ def test_video_rate_and_length_overrides(tmp_path, avc_tiny):
 @settings(max_examples=200, deadline=None)
 @given(pos=st.floats(-1e4, 1e4), half=st.floats(0, 40), extent=st.integers(1, 300))
 def test_bounce_keeps_shapes_inside(pos, half, extent):
-    c = _bounce(pos, half, extent)
+    c = bounce(pos, half, extent)
     if extent - 1 - half >= half:
         assert half - 1e-6 <= c <= extent - 1 - half + 1e-6
 
@@ -134,7 +134,8 @@ def test_cli_synth(tmp_path, capsys):
 
 
 def test_cli_synth_unknown_source_is_one_line_error(tmp_path, capsys):
-    rc = main(["synth", str(tmp_path / "o"), "--kind", "image", "--count", "2", "--sources", "plasma"])
+    rc = main(["synth", str(tmp_path / "o"), "--kind", "image", "--count", "2",
+               "--sources", "plasma"])
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("data_tools: error:") and "plasma" in err
     assert len(err.strip().splitlines()) == 1
@@ -202,9 +203,11 @@ def test_photo_pan_is_one_whole_pixel_shift_per_frame():
         shifts = set()
         for t in range(7):
             a, b = f[t].astype(int), f[t + 1].astype(int)
+            def window(img, vx: int, vy: int):
+                return img[max(vy, 0):48 + min(vy, 0), max(vx, 0):64 + min(vx, 0)]
+
             match = [(vx, vy) for vx in range(-2, 3) for vy in range(-2, 3)
-                     if np.array_equal(a[max(vy, 0):48 + min(vy, 0), max(vx, 0):64 + min(vx, 0)],
-                                       b[max(-vy, 0):48 + min(-vy, 0), max(-vx, 0):64 + min(-vx, 0)])]
+                     if np.array_equal(window(a, vx, vy), window(b, -vx, -vy))]
             assert match and (0, 0) not in match
             shifts.add(match[0])
         assert len(shifts) == 1  # one constant velocity

@@ -207,3 +207,19 @@ def test_uncond_default_count_fits_a_cpu(setup, tmp_path, capsys):
     assert res["protocol"]["generated_per_seed"] == UNCOND_SAMPLES["cpu"] == 50
     err = capsys.readouterr().err
     assert "50 images per seed x 1 seeds on cpu" in err and "--samples 1000" in err
+
+
+def test_the_protocol_is_a_library_call(setup, completed):
+    """`jpeglm.evaluate_completion` returns what the verb wrote (same samples, nothing
+    regenerated), as a dict a caller can extend."""
+    import jpeglm
+
+    config = jpeglm.CompleteConfig(ratios=[0.25, 0.75], seeds=[0, 1], extractor="pixels",
+                                   max_tokens=12, fid_backend="fast", quiet=True)
+    res = jpeglm.evaluate_completion(setup["model"], setup["images"], completed, config)
+    on_disk = json.loads((completed / "results.json").read_text())
+    res = json.loads(json.dumps(res))  # float ratio keys -> strings, as in the file
+    for key in ("model", "protocol", "feature_extractor", "validity", "intact_mcu_fraction"):
+        assert res[key] == on_disk[key], key
+    assert res["samples"]["generated_this_run"] == 0
+    assert res["samples"]["total"] == on_disk["samples"]["total"] == 16  # 2 r x 2 seeds x 4

@@ -571,7 +571,7 @@ def test_masks_are_exact(tiny, tiny_streams, ngram_vocab):
                 states.append((g.copy(), so_far))
             g.advance(t)
             so_far += vocab[t]
-    pad = g0.compiled.PAD
+    pad = g0.compiled.pad_state
     special = 0
     for _ in range(3):
         g, so_far = g0.copy(), b""

@@ -1,0 +1,257 @@
+"""Moving handwritten digits (the Moving-MNIST idea) from scikit-learn's bundled digit set,
+and a recogniser that says whether a frame shows a digit.
+
+Data: ``sklearn.datasets.load_digits()`` ships 1,797 handwritten digits in its wheel (no
+download) as 8x8 images with 17 grey levels (0..16). They are split once and for all by
+index: every fifth digit (index % 5 == 4, 359 digits) is *held out*: never drawn for
+training media, used to fit the recogniser. The other 1,438 are the *train* split.
+
+A clip (:func:`moving_digits`) shows one or two digits, white on black, each an 8x8 digit
+scaled up to ``sprite`` pixels (Pillow bicubic), moving at a constant whole-pixel velocity
+(1..3 pixels per frame on each axis) and bouncing off the frame edges; overlapping digits
+add up (clipped to white). An image is the clip's first frame.
+
+Recognition (:class:`DigitRecogniser`): a multinomial logistic regression fitted on the
+held-out digits (8x8, 0..16). A frame is split into connected bright blobs (luma above
+half its maximum, scipy.ndimage); each blob's bounding box, padded to a square, is scaled
+to 8x8 and classified; the frame's score is the highest class probability over its blobs.
+A frame *shows a digit* when that score is at least ``threshold`` (issue 17: 0.8).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from codeclm.errors import ConfigError
+
+#: splits of the digit set: ``train`` for media, ``heldout`` for the recogniser
+SPLITS = ("train", "heldout")
+#: luma fraction of the frame's brightest pixel above which a pixel belongs to a blob
+BLOB_LEVEL = 0.5
+#: blobs smaller than this many pixels are noise, not a digit
+MIN_BLOB_PIXELS = 12
+
+
+@functools.cache
+def _digit_set() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:  # pragma: no cover - a declared dependency
+        raise ConfigError("the digits source needs scikit-learn (pip install scikit-learn)") from e
+    data = load_digits()
+    images = np.asarray(data.images, np.float32)
+    labels = np.asarray(data.target, np.int64)
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    return images, labels
+
+
+def digits_of(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(images (N, 8, 8) float32 in 0..16, labels (N,) int64)`` of ``split``."""
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    images, labels = _digit_set()
+    held = np.arange(len(labels)) % 5 == 4
+    keep = held if split == "heldout" else ~held
+    return images[keep], labels[keep]
+
+
+def sprite_of(digit: np.ndarray, size: int) -> np.ndarray:
+    """An 8x8 digit (0..16) scaled to ``(size, size)`` float32 intensities in 0..1."""
+    from PIL import Image
+
+    im = Image.fromarray(np.clip(digit * (255 / 16), 0, 255).astype(np.uint8))
+    big = np.asarray(im.resize((size, size), Image.Resampling.BICUBIC), np.float32)
+    return big / 255.0
+
+
+def _bounce(pos: int, vel: int, span: int) -> tuple[int, int]:
+    """Next (position, velocity) of a sprite corner moving in ``0..span``."""
+    pos += vel
+    if pos < 0:
+        return -pos, -vel
+    if pos > span:
+        return 2 * span - pos, -vel
+    return pos, vel
+
+
+def moving_digits(rng: np.random.Generator, width: int, height: int, frames: int,
+                  split: str = "train", count: int = 1) -> tuple[list[int], np.ndarray]:
+    """``(labels, frames (frames, height, width, 3) uint8)``: one or two digits of
+    ``split`` bouncing over a black background (see the module docstring)."""
+    images, labels = digits_of(split)
+    size = int(rng.integers(round(min(width, height) * 0.3), round(min(width, height) * 0.55) + 1))
+    picks = [int(rng.integers(0, len(labels))) for _ in range(count)]
+    sprites = [sprite_of(images[i], size) for i in picks]
+    state = []
+    for _ in picks:
+        x = int(rng.integers(0, width - size + 1))
+        y = int(rng.integers(0, height - size + 1))
+        vx, vy = (int(v) * (1 if rng.random() < 0.5 else -1) for v in rng.integers(1, 4, 2))
+        state.append([x, y, vx, vy])
+    out = np.zeros((frames, height, width), np.float32)
+    for t in range(frames):
+        for sprite, s in zip(sprites, state):
+            out[t, s[1]:s[1] + size, s[0]:s[0] + size] += sprite
+            s[0], s[2] = _bounce(s[0], s[2], width - size)
+            s[1], s[3] = _bounce(s[1], s[3], height - size)
+    grey = np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)
+    return [int(labels[i]) for i in picks], np.repeat(grey[..., None], 3, axis=3)
+
+
+#: the recogniser's eleventh class: a blob that is no digit
+NOT_A_DIGIT = 10
+
+
+def not_digit_frames(rng: np.random.Generator, n: int, size: int = 64) -> np.ndarray:
+    """``n`` (size, size) uint8 frames that show no digit, for the recogniser's eleventh
+    class: uniform noise, and random blocks of 2..16 pixels (what an untrained or
+    barely trained model draws)."""
+    out = np.zeros((n, size, size), np.uint8)
+    for i in range(n):
+        cell = int(rng.choice([1, 2, 4, 8, 16]))
+        out[i] = np.kron(rng.integers(0, 256, (size // cell, size // cell)),
+                         np.ones((cell, cell), np.int64))
+    return out
+
+
+def rendered_digits(rng: np.random.Generator, split: str, copies: int = 3,
+                    size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """``(frames (N, size, size) uint8, labels (N,))``: each digit of ``split`` drawn
+    ``copies`` times alone on black, at a random place and a sprite side of 30..55% of
+    the frame, exactly as :func:`moving_digits` draws them."""
+    images, labels = digits_of(split)
+    frames = np.zeros((len(images) * copies, size, size), np.uint8)
+    for k in range(len(frames)):
+        side = int(rng.integers(round(size * 0.3), round(size * 0.55) + 1))
+        x, y = (int(v) for v in rng.integers(0, size - side + 1, 2))
+        sprite = sprite_of(images[k // copies], side)
+        frames[k, y:y + side, x:x + side] = np.clip(sprite * 255 + 0.5, 0, 255).astype(np.uint8)
+    return frames, np.repeat(labels, copies)
+
+
+class DigitRecogniser:
+    """Says which digit a frame shows, fitted on the held-out digits (module docstring)."""
+
+    def __init__(self, seed: int = 0):
+        from sklearn.neural_network import MLPClassifier
+
+        rng = np.random.default_rng(seed)
+        frames, labels = rendered_digits(rng, "heldout")
+        crops, targets = [], []
+        for frame, label in zip(frames, labels):
+            found = self.blobs(frame)[:1]
+            crops += found
+            targets += [int(label)] * len(found)
+        for frame in not_digit_frames(rng, 1000):
+            found = self.blobs(frame)[:3]
+            crops += found
+            targets += [NOT_A_DIGIT] * len(found)
+        self.model = MLPClassifier((256, 64), max_iter=1000, random_state=seed)
+        self.model.fit(np.stack(crops).reshape(len(crops), 64) / 16, np.array(targets))
+
+    def blobs(self, frame: np.ndarray) -> list[np.ndarray]:
+        """The 8x8 (0..16) crops of the bright blobs of ``frame`` ((H, W, 3) or (H, W)
+        uint8), largest first."""
+        from PIL import Image
+        from scipy import ndimage
+
+        luma = frame.astype(np.float32)
+        if luma.ndim == 3:
+            luma = luma @ np.array([0.299, 0.587, 0.114], np.float32)
+        top = float(luma.max())
+        if top <= 0:
+            return []
+        regions, n = ndimage.label(luma > BLOB_LEVEL * top)
+        boxes = [b for b, size in zip(ndimage.find_objects(regions),
+                                      ndimage.sum_labels(np.ones_like(luma), regions,
+                                                         range(1, n + 1)))
+                 if size >= MIN_BLOB_PIXELS]
+        crops = []
+        for ys, xs in sorted(boxes, key=lambda b: -(b[0].stop - b[0].start)
+                             * (b[1].stop - b[1].start)):
+            side = max(ys.stop - ys.start, xs.stop - xs.start)
+            square = np.zeros((side, side), np.float32)
+            oy, ox = (side - (ys.stop - ys.start)) // 2, (side - (xs.stop - xs.start)) // 2
+            square[oy:oy + ys.stop - ys.start, ox:ox + xs.stop - xs.start] = luma[ys, xs]
+            # the digit set's 8x8 images span the digit's height and centre its width
+            small = Image.fromarray(np.clip(square, 0, 255).astype(np.uint8)).resize(
+                (8, 8), Image.Resampling.BOX)
+            crop = np.asarray(small, np.float32) * (16 / 255)
+            crops.append(crop)
+        return crops
+
+    def score(self, frame: np.ndarray) -> tuple[int, float]:
+        """``(digit, probability)`` of the most confidently recognised blob of ``frame``;
+        ``(-1, 0.0)`` when it has no blob."""
+        crops = self.blobs(frame)
+        if not crops:
+            return -1, 0.0
+        probs = self.model.predict_proba(np.stack(crops).reshape(len(crops), 64) / 16)
+        probs = probs[:, self.model.classes_ != NOT_A_DIGIT]
+        row, digit = np.unravel_index(int(np.argmax(probs)), probs.shape)
+        return int(digit), float(probs[row, digit])
+
+    def shows_digit_share(self, frames: np.ndarray, threshold: float = 0.8) -> float:
+        """Share of ``frames`` ((T, H, W, 3) uint8) whose best blob scores >= ``threshold``."""
+        if len(frames) == 0:
+            return 0.0
+        return sum(self.score(f)[1] >= threshold for f in frames) / len(frames)
+
+
+@functools.cache
+def default_recogniser() -> DigitRecogniser:
+    """One :class:`DigitRecogniser` (seed 0) per process: fitting takes seconds."""
+    return DigitRecogniser(seed=0)
+
+
+def clip_frames(path) -> np.ndarray:
+    """The RGB frames ``(T, H, W, 3)`` uint8 of a video file (MP4, H.264 Annex-B, ...)."""
+    import av
+
+    from codeclm.errors import InputError
+
+    try:
+        with av.open(str(path)) as container:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    except (av.FFmpegError, OSError) as e:
+        raise InputError(f"{path}: cannot decode video: {e}") from e
+    if not frames:
+        raise InputError(f"{path}: no video frames")
+    return np.stack(frames)
+
+
+def main(argv=None) -> int:
+    """``python -m data_tools.digits CLIP [CLIP ...] [--threshold P]``: the share of frames
+    in which :class:`DigitRecogniser` sees a digit, per clip and overall, printed as JSON
+    (issue 17's measure for a digits video model)."""
+    import argparse
+    import json
+    import sys
+
+    from codeclm.errors import CodecLMError
+
+    parser = argparse.ArgumentParser(prog="python -m data_tools.digits",
+                                     description=main.__doc__.split("\n\n")[0])
+    parser.add_argument("clips", nargs="+", help="video files (e.g. avclm generate -o DIR)")
+    parser.add_argument("--threshold", type=float, default=0.8,
+                        help="probability a frame's best blob needs (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        recogniser = default_recogniser()
+        shares = {str(p): recogniser.shows_digit_share(clip_frames(p), args.threshold)
+                  for p in args.clips}
+    except CodecLMError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 1
+    report = {"threshold": args.threshold, "clips": len(shares),
+              "share_of_frames_with_digit": float(np.mean(list(shares.values()))),
+              "per_clip": shares}
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The moving-digits AVC-LM experiment of issue 17, from nothing: clips of scikit-learn's
+# handwritten digits bouncing over black (training split) -> tokenizer -> shards ->
+# Lightning fit in resumable legs -> export.
+#   bash recipes/train-digits.sh [WORKDIR] [MAX_STEPS]
+# Run it again with a larger MAX_STEPS to add a leg: the data steps skip what exists and
+# the fit resumes exactly from train_video/checkpoints/last.ckpt. On a GPU add
+# --trainer.accelerator gpu --trainer.precision bf16-mixed to fit(); nothing else changes.
+set -euo pipefail
+work=${1:-runs/digits}
+steps=${2:-4000}
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${BIN:-$root/.venv/bin}
+mkdir -p "$work"
+cd "$work"
+[ -d media/video ] || "$bin/python" -m data_tools synth media/video --kind video --profile tiny \
+    --count 3000 --seed 7 --sources digits
+[ -f media/h264-tiny-tokenizer.json ] || "$bin/python" -m data_tools bpe media/video \
+    -o media/h264-tiny-tokenizer.json --profile tiny --vocab-size 512 --kind video --limit 1000
+[ -d shards/h264-tiny ] || "$bin/python" -m data_tools videos media/video shards/h264-tiny \
+    --profile tiny --tokenizer media/h264-tiny-tokenizer.json
+resume=()
+[ -f train_video/checkpoints/last.ckpt ] && resume=(--ckpt_path last)
+# the cosine schedule decays over --model.decay_steps, fixed, so legs can end anywhere
+OMP_NUM_THREADS=1 "$bin/python" -m avclm.cli train fit --config "$root/recipes/avclm-demo.yaml" \
+    --data.path shards/h264-tiny --trainer.default_root_dir train_video \
+    --model.decay_steps 4000 --trainer.max_steps "$steps" "${resume[@]}"
+"$bin/python" -m avclm.cli export train_video/checkpoints/last.ckpt -o model --overwrite

@@ -1,0 +1,103 @@
+"""data_tools.digits: moving handwritten digits from scikit-learn's bundled set, and the
+recogniser that measures a digits video model (issue 17)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import av
+import numpy as np
+import pytest
+
+from data_tools.__main__ import main
+from data_tools.digits import default_recogniser, digits_of, moving_digits, not_digit_frames
+from data_tools.synth import pan_frames, random_pan, random_scene, synth
+
+
+@pytest.fixture(scope="module")
+def recogniser():
+    return default_recogniser()
+
+
+def test_splits_are_disjoint_and_cover_the_set():
+    train, _ = digits_of("train")
+    held, held_labels = digits_of("heldout")
+    assert len(train) + len(held) == 1797 and len(held) == 359
+    assert set(held_labels.tolist()) == set(range(10))
+    flat_train = {d.tobytes() for d in train}
+    assert not any(d.tobytes() in flat_train for d in held[:50])
+
+
+def test_a_digit_bounces_inside_the_frame_at_constant_speed():
+    labels, frames = moving_digits(np.random.default_rng(3), 64, 64, 8)
+    assert frames.shape == (8, 64, 64, 3) and frames.dtype == np.uint8
+    assert len(labels) == 1 and 0 <= labels[0] <= 9
+    assert (frames[..., 0] == frames[..., 2]).all()  # white on black
+    moved = [np.abs(a.astype(int) - b.astype(int)).mean()
+             for a, b in itertools.pairwise(frames)]
+    assert min(moved) > 0  # it moves every frame
+    assert (frames.reshape(8, -1).max(axis=1) > 200).all()  # the digit is always in view
+
+
+def test_synth_digits_clips_decode_deterministic_and_heldout_differs(tmp_path, avc_tiny):
+    a = synth(tmp_path / "a", "video", avc_tiny, 2, seed=4, sources=("digits",))
+    b = synth(tmp_path / "b", "video", avc_tiny, 2, seed=4, sources=("digits",))
+    h = synth(tmp_path / "h", "video", avc_tiny, 2, seed=4, sources=("digits",),
+              split="heldout")
+    assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
+    assert a[0].read_bytes() != h[0].read_bytes()
+    with av.open(str(a[0])) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == avc_tiny.frames
+    assert frames[0].shape == (avc_tiny.height, avc_tiny.width, 3)
+
+
+def test_cli_synth_digits_images(tmp_path, capsys):
+    assert main(["synth", str(tmp_path / "o"), "--kind", "image", "--profile", "tiny",
+                 "--count", "2", "--sources", "digits", "--split", "heldout"]) == 0
+    assert "heldout digits" in capsys.readouterr().out
+    assert len(list((tmp_path / "o").glob("*-digits.png"))) == 2
+
+
+def test_recogniser_sees_digits_in_digit_clips_and_not_in_other_sources(recogniser):
+    # a clip's digit only moves, so its frames score alike: many clips, two frames each
+    clips = [moving_digits(np.random.default_rng((9, i)), 64, 64, 2) for i in range(30)]
+    digit_share = np.mean([recogniser.shows_digit_share(f) for _, f in clips])
+    correct = np.mean([recogniser.score(f[0])[0] == labels[0] for labels, f in clips])
+    pans = []
+    for i in range(6):
+        world, vx, vy = random_pan(np.random.default_rng((8, i)), 64, 64, 8)
+        pans.append(pan_frames(world, vx, vy, 64, 64, 8))
+    shapes = [np.stack([random_scene(np.random.default_rng((7, i)), 64, 64).render(t)
+                        for t in range(8)]) for i in range(6)]
+    other_share = np.mean([recogniser.shows_digit_share(f) for f in pans + shapes])
+    assert digit_share >= 0.6 and correct >= 0.75
+    assert other_share <= 0.1
+    assert recogniser.shows_digit_share(np.zeros((2, 64, 64, 3), np.uint8)) == 0.0
+
+
+def test_recogniser_rarely_fires_on_noise_and_blocks(recogniser):
+    share = recogniser.shows_digit_share(not_digit_frames(np.random.default_rng(99), 60))
+    assert share <= 0.35
+
+
+def test_report_cli_scores_digit_clips_above_other_clips(tmp_path, avc_tiny, capsys):
+    from data_tools.digits import main as report
+
+    digits = synth(tmp_path / "d", "video", avc_tiny, 3, seed=1, sources=("digits",))
+    pans = synth(tmp_path / "p", "video", avc_tiny, 2, seed=1, sources=("pan",))
+    assert report([str(p) for p in digits + pans]) == 0
+    per_clip = json.loads(capsys.readouterr().out)["per_clip"]
+    assert min(per_clip[str(p)] for p in pans) == 0.0
+    assert max(per_clip[str(p)] for p in digits) == 1.0
+
+
+def test_report_cli_bad_clip_is_one_line_error(tmp_path, capsys):
+    from data_tools.digits import main as report
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    assert report([str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.mp4" in err and "Traceback" not in err
