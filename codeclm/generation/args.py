@@ -102,14 +102,15 @@ def check_sampling_args(args: argparse.Namespace) -> None:
 def sampling_config(args, seed: int | None = None):
     """:class:`codeclm.generation.sampling.SamplingConfig` from parsed sampling flags:
     ``--top-k 0`` and ``--top-p 1`` switch those filters off (None). ``seed``: the
-    draw's seed (default ``args.seed``; the eval verbs pass each sample's own). Checks
+    draw's seed (default ``args.seed`` where the verb has ``--seed``, else None; the eval
+    protocols set each sample's own). Checks
     the flags first (:func:`check_sampling_flags`: errors name the flag)."""
     from .sampling import SamplingConfig
 
     check_sampling_flags(args)
     return SamplingConfig(temperature=args.temperature, top_k=args.top_k or None,
                           top_p=args.top_p if args.top_p < 1.0 else None,
-                          seed=args.seed if seed is None else seed)
+                          seed=getattr(args, "seed", None) if seed is None else seed)
 
 
 def sampling_settings(args) -> dict:
