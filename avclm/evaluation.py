@@ -32,7 +32,7 @@ from codeclm.errors import CodecLMError, ConfigError, DecodeError
 class ContinueConfig:
     """The protocol's settings. ``prompt_frames`` K and ``frames`` M (the paper: 10 and
     5); ``samples``: clips drawn at random (seeded; None: all); ``seeds``: one full set
-    each; ``sampling``: a :class:`codeclm.sampler.SamplingConfig` (its seed is replaced
+    each; ``sampling``: a :class:`codeclm.generation.sampling.SamplingConfig` (its seed is replaced
     per sample; None: the defaults); ``max_nal_tokens`` / ``max_attempts`` / ``verify``:
     the generator's (None: its defaults); ``extractor``: ``auto`` (Inception when
     ``weights`` or ``$CODECLM_INCEPTION_WEIGHTS`` is set, else no FID), ``inception``,
@@ -87,7 +87,7 @@ def evaluate_continuation(model, videos: str | os.PathLike, out: str | os.PathLi
     under ``out``; return the results dict. ``extractor``: ``(net, info)`` from
     :func:`continuation_extractor` if already built. Raises typed errors."""
     from codeclm.eval import protocol, runner
-    from codeclm.sampler import load_model
+    from codeclm.generation.loading import load_model
 
     config = config or ContinueConfig()
     config.check()

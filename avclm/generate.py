@@ -1,6 +1,6 @@
 """Streaming video generation: a generator of events, one NAL unit at a time.
 
-``generate_video(model, frames)`` samples H.264 bytes with :mod:`codeclm.sampler` and
+``generate_video(model, frames)`` samples H.264 bytes with :mod:`codeclm.generation` and
 yields, per batch row:
 
 - :class:`NalEvent` for every NAL unit of the output stream, the moment it is final:
@@ -17,9 +17,10 @@ decodable however poor the model is: every generated NAL must pass the slice gat
 (:mod:`avclm.slice_gate`: the right macroblock, picture type and frame_num), is sampled
 again if it does not (KV-cache rollback), and after ``max_attempts`` tries is replaced
 by the canonical slice for that position (a grey or skipped macroblock). EOS is never
-sampled: the frame count ends the video. A verifier can take the gate's place
-(``gate=``; any object with ``fits``, ``observe``, ``replacement``, ``restart``,
-``frames`` and ``in_picture`` as in :class:`~avclm.slice_gate.SliceGate`).
+sampled (the session runs with ``allow_eos=False``): the frame count ends the video. Any
+:class:`Gate` can take the gate's place (``gate_factory=``). The run is a
+:class:`VideoGenerator` (one method per job: prompt, verdict, emit, complete a picture,
+continue a row); :func:`generate_video` builds one and yields its events.
 
 **Verification (default).** Each row's gate is an :class:`~avclm.verifier.NalVerifier`
 (x264's exact slice header, canonical emulation prevention, and slice data that decodes
@@ -33,17 +34,18 @@ header gate: the paper's free sampling, for ablations. Per-row counts: ``stats["
 **Longer than one context window.** When a row's context has less room left than
 ``reserve`` tokens after a picture ends (default: 1.5x the largest picture so far), or
 its window already holds ``window`` frames (default: the profile's clip length, the
-longest stream the model saw in training), the row continues from a fresh prompt: its last decoded frame re-encoded with the canonical
-codec (SPS, PPS and one IDR picture). The model's next P pictures predict from the
-*re-encoded* picture, not from the one already in the output, so that IDR picture is
-also written to the output (its SPS/PPS are not: they are the same bytes), as the next
-frame: the decoder then holds exactly the references the model was prompted with and the
-stream stays decodable. Cost per continuation: one re-encode of one frame (a few ms on
-the tiny profile), one prefill of the IDR picture, and one output frame that repeats the
-previous one at re-encoding quality (a one-frame freeze, slightly softer; it counts
-toward ``frames``). Only one frame of history survives a continuation: more frames
-would have to be replayed in the output too. If a picture still outgrows the room
-left, its remaining macroblocks are completed with canonical slices first.
+longest stream the model saw in training), the row continues from a fresh prompt: its
+last decoded frame re-encoded with the canonical codec (SPS, PPS and one IDR picture).
+The model's next P pictures predict from the *re-encoded* picture, not from the one
+already in the output, so that IDR picture is also written to the output (its SPS/PPS
+are not: they are the same bytes), as the next frame: the decoder then holds exactly the
+references the model was prompted with and the stream stays decodable. Cost per
+continuation: one re-encode of one frame (a few ms on the tiny profile), one prefill of
+the IDR picture, and one output frame that repeats the previous one at re-encoding
+quality (a one-frame freeze, slightly softer; it counts toward ``frames``). Only one
+frame of history survives a continuation: more frames would have to be replayed in the
+output too. If a picture still outgrows the room left, its remaining macroblocks are
+completed with canonical slices first.
 """
 
 from __future__ import annotations
@@ -51,19 +53,24 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from codeclm.errors import ConfigError, InputError
+from codeclm.generation.loading import load_model
+from codeclm.generation.sampling import SamplingConfig
+from codeclm.generation.session import ACCEPT, Constraint, Reject, Session, Stop, Verdict
+from codeclm.generation.stats import DoneEvent
 from codeclm.guidance import conditioned_forward
 from codeclm.labels import with_class
-from codeclm.sampler import ACCEPT, Reject, SamplingConfig, Session, Stop, load_model, session_stats
+from codeclm.streaming import Unit
 
 from . import nal as nalmod
 from .slice_gate import SliceGate
-from .verifier import NalConstraint, NalVerifier
+from .verifier import NalConstraint, NalVerifier, VerifyStats
 
 #: tokens one NAL (one macroblock) may take before it is given up: an I_PCM macroblock
 #: is 384 bytes, and a token is at least one byte
@@ -105,20 +112,43 @@ class FrameEvent:
     rejected: int = 0
 
 
-@dataclasses.dataclass(frozen=True)
-class DoneEvent:
-    """The end: ``stats`` holds per-run counts and timings (see :func:`generate_video`)."""
-
-    stats: dict
-
-
 Event = NalEvent | FrameEvent | DoneEvent
 
 
+class Gate(Protocol):
+    """What :class:`VideoGenerator` asks of a row's gate: :class:`~avclm.slice_gate.SliceGate`,
+    :class:`~avclm.verifier.NalVerifier` (the default) or a ``gate_factory``'s.
+
+    ``frames``: complete pictures observed; ``in_picture``: a picture is open;
+    ``fits(nal)``: a generated NAL (no start code) may come next; ``observe(nal)`` moves
+    past a good NAL and says whether it completed a picture; ``replacement()``: a
+    canonical slice (with start code) that fits next; ``restart()``: an IDR picture
+    follows; ``note_truncated()``: a NAL was cut off at ``max_nal_tokens``; ``stats``: the
+    verification counts (None for a gate that does not verify)."""
+
+    frames: int
+    stats: VerifyStats | None
+
+    @property
+    def in_picture(self) -> bool: ...
+
+    def fits(self, nal: bytes) -> bool: ...
+
+    def observe(self, nal: bytes) -> bool: ...
+
+    def replacement(self) -> bytes: ...
+
+    def restart(self) -> None: ...
+
+    def note_truncated(self) -> None: ...
+
+
 @dataclasses.dataclass
-class _Row:
-    gate: SliceGate
-    decoder: object
+class RowState:
+    """One batch row's output side: its gate, decoder and counts."""
+
+    gate: Gate
+    decoder: object  # avclm.stream.StreamDecoder (tolerant)
     target: int  # output frames this row ends with (prompt frames + generated)
     nals: int = 0
     frames_out: int = 0
@@ -130,6 +160,36 @@ class _Row:
     replaced: int = 0
     continuations: int = 0
     damaged_seen: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoSettings:
+    """What :func:`generate_video` was asked for (its keyword arguments, same meanings)."""
+
+    frames: int
+    prompt: object = None
+    prompt_frames: int | None = None
+    batch: int = 1
+    context: int | None = None
+    max_nal_tokens: int = DEFAULT_MAX_NAL_TOKENS
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    reserve: int | None = None
+    window: int | None = None
+    verify: bool = True
+    gate_factory: Callable[[object], Gate] | None = None
+    constraint_factory: Callable[[object, Gate], Constraint | None] | None = None
+    slice_grammar: bool = True
+    class_name: str | None = None
+    cfg_scale: float | None = None
+
+    def check(self) -> None:
+        """Range checks (typed errors) before any model is loaded."""
+        if self.frames < 1:
+            raise ConfigError(f"--frames must be >= 1, got {self.frames}")
+        if self.batch < 1:
+            raise ConfigError(f"--batch must be >= 1, got {self.batch}")
+        if self.max_attempts < 1:
+            raise ConfigError(f"max_attempts must be >= 1, got {self.max_attempts}")
 
 
 def prompt_units(profile, prompt=None, prompt_frames: int | None = None) -> tuple[list[bytes], int]:
@@ -203,163 +263,195 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
     ``frame_latency_ms`` (mean, max), ``seed``, ``wall_s``, ``verify`` (per row: the
     gate's :class:`~avclm.verifier.VerifyStats` as a dict, or None).
     """
-    if frames < 1:
-        raise ConfigError(f"--frames must be >= 1, got {frames}")
-    if batch < 1:
-        raise ConfigError(f"--batch must be >= 1, got {batch}")
-    if max_attempts < 1:
-        raise ConfigError(f"max_attempts must be >= 1, got {max_attempts}")
+    settings = VideoSettings(frames, prompt, prompt_frames, batch, context, max_nal_tokens,
+                             max_attempts, reserve, window, verify, gate_factory,
+                             constraint_factory, slice_grammar, class_name, cfg_scale)
+    settings.check()
     t_start = time.perf_counter()
-    config = config or SamplingConfig()
     lm = load_model(model, "h264", device, dtype)
-    profile, tok = lm.profile, lm.tokenizer
-    from .codec import encode_frames
-    from .stream import StreamDecoder
+    yield from VideoGenerator(lm, settings, config or SamplingConfig(), t_start).run()
 
-    if gate_factory is None:
-        gate_factory = NalVerifier if verify else SliceGate
-    window = window or profile.frames
-    if window < 2:
-        raise ConfigError(f"a context window must hold at least 2 frames, got {window}")
-    head, n_prompt_frames = prompt_units(profile, prompt, prompt_frames)
-    check_context(lm, head, context)
-    target = n_prompt_frames + frames
-    rows = [_Row(gate_factory(profile), StreamDecoder(profile, strict=False, max_frames=target + 1),
-                 target) for _ in range(batch)]
-    latencies: list[float] = []
 
-    def constraint_for(st: _Row):
+class VideoGenerator:
+    """One :func:`generate_video` run: a :class:`Session` over ``settings.batch`` rows, each
+    with a :class:`Gate` judging its NALs and a :class:`RowState`; :meth:`run` yields the
+    events. ``lm``: a loaded ``h264`` model; ``t_start``: when the run began (``wall_s``)."""
+
+    def __init__(self, lm, settings: VideoSettings, config: SamplingConfig,
+                 t_start: float | None = None):
+        from .stream import StreamDecoder
+
+        s = self.settings = settings
+        self.lm, self.profile, self.tok = lm, lm.profile, lm.tokenizer
+        self.t_start = time.perf_counter() if t_start is None else t_start
+        self.gate_factory = s.gate_factory or (NalVerifier if s.verify else SliceGate)
+        self.window = s.window or self.profile.frames
+        if self.window < 2:
+            raise ConfigError(f"a context window must hold at least 2 frames, got {self.window}")
+        self.head, self.n_prompt_frames = prompt_units(self.profile, s.prompt, s.prompt_frames)
+        check_context(lm, self.head, s.context)
+        target = self.n_prompt_frames + s.frames
+        self.rows = [RowState(self.gate_factory(self.profile),
+                              StreamDecoder(self.profile, strict=False, max_frames=target + 1),
+                              target) for _ in range(s.batch)]
+        self.latencies: list[float] = []
+        kv, self.class_id = conditioned_forward(lm.weights, self.tok, s.batch, s.class_name,
+                                                s.cfg_scale, s.context)
+        self.session = Session(kv, self.tok, s.batch, config, modality="h264", allow_eos=False,
+                               max_unit_tokens=s.max_nal_tokens, on_unit=self.judge)
+        self.prompt_ids = with_class(self.tok.encode(b"".join(self.head), bos=True, eos=False),
+                                     self.class_id)
+        self.session.start([self.prompt_ids] * s.batch,
+                           [self.constraint_for(st) for st in self.rows])
+
+    def constraint_for(self, st: RowState) -> Constraint | None:
         """The row's token masks: None without verification (or with a gate that has no
         stream plan)."""
-        if constraint_factory is not None:
-            return constraint_factory(tok, st.gate)
-        if verify and isinstance(st.gate, NalVerifier):
-            return NalConstraint(tok, st.gate, slice_grammar=slice_grammar)
+        if self.settings.constraint_factory is not None:
+            return self.settings.constraint_factory(self.tok, st.gate)
+        if self.settings.verify and isinstance(st.gate, NalVerifier):
+            return NalConstraint(self.tok, st.gate, slice_grammar=self.settings.slice_grammar)
         return None
 
-    def judge(r: int, unit) -> object:
-        st = rows[r]
-        if len(session.rows[r].tokens) >= session.kv.max_length:
+    def judge(self, r: int, unit: Unit) -> Verdict:
+        """The session's unit verdict: a NAL that fits is kept, one that does not is sampled
+        again, and after ``max_attempts`` tries the gate's canonical slice replaces it."""
+        st = self.rows[r]
+        if len(self.session.rows[r].tokens) >= self.session.kv.max_length:
             return Stop(keep=False)  # context full inside a NAL: drop it, continue the row
         nal = nalmod.strip_start_code(unit.data)
         if not unit.truncated and nal and st.gate.fits(nal):
             st.picture_done |= st.gate.observe(nal)
             return Stop(keep=True) if st.gate.frames >= st.target else ACCEPT
-        if unit.truncated and hasattr(st.gate, "note_truncated"):
+        if unit.truncated:
             st.gate.note_truncated()
-        if unit.attempt + 1 < max_attempts:
+        if unit.attempt + 1 < self.settings.max_attempts:
             return Reject()
         rep = st.gate.replacement()
         st.picture_done |= st.gate.observe(nalmod.strip_start_code(rep))
         st.replaced += 1
         return Reject(replacement=rep)
 
-    kv, class_id = conditioned_forward(lm.weights, tok, batch, class_name, cfg_scale, context)
-    session = Session(kv, tok, batch, config, modality="h264",
-                      min_new_tokens=1 << 62, max_unit_tokens=max_nal_tokens, on_unit=judge)
-    prompt_ids = with_class(tok.encode(b"".join(head), bos=True, eos=False), class_id)
-    session.start([prompt_ids] * batch, [constraint_for(st) for st in rows])
-
-    def emit(r: int, unit: bytes, source: str, t_token: float | None = None) -> Iterator[Event]:
-        st = rows[r]
-        nal = nalmod.strip_start_code(unit)
-        picture = nalmod.is_picture_nal(nal)
+    def emit(self, r: int, unit: bytes, source: str,
+             t_token: float | None = None) -> Iterator[Event]:
+        """The NAL event of ``unit`` (with start code), then the frame events it completes."""
+        st = self.rows[r]
+        picture = nalmod.is_picture_nal(nalmod.strip_start_code(unit))
         yield NalEvent(unit, st.nals, r, st.frames_out if picture else None, source)
         st.nals += 1
         for image in st.decoder.feed(unit):
             latency = time.perf_counter() - t_token if t_token is not None else 0.0
             if source in ("model", "replacement"):
-                latencies.append(latency)
+                self.latencies.append(latency)
             st.last_image = image
             damaged = st.decoder.damaged_frames > st.damaged_seen
             st.damaged_seen = st.decoder.damaged_frames
             kind = "model" if source == "replacement" else source
-            yield FrameEvent(st.frames_out, image, r, kind, damaged, latency, session.stats["sampled"],
-                             session.stats["rejected"])
+            yield FrameEvent(st.frames_out, image, r, kind, damaged, latency,
+                             self.session.stats.sampled, self.session.stats.rejected)
             st.frames_out += 1
 
-    def complete_picture(r: int) -> Iterator[Event]:
-        st = rows[r]
+    def emit_prompt(self) -> Iterator[Event]:
+        """Every row's prompt NALs (the gates observe its pictures)."""
+        for r, st in enumerate(self.rows):
+            for u in self.head:
+                nal = nalmod.strip_start_code(u)
+                if nalmod.is_picture_nal(nal):
+                    st.gate.observe(nal)
+                yield from self.emit(r, u, "prompt")
+            st.frame_start_tokens = len(self.prompt_ids)
+
+    def complete_picture(self, r: int) -> Iterator[Event]:
+        """Fill the open picture of row ``r`` with the gate's canonical slices."""
+        st = self.rows[r]
         while st.gate.in_picture:
             rep = st.gate.replacement()
             st.gate.observe(nalmod.strip_start_code(rep))
             st.replaced += 1
-            yield from emit(r, rep, "replacement")
+            yield from self.emit(r, rep, "replacement")
 
-    def continue_row(r: int) -> Iterator[Event]:
+    def continue_row(self, r: int) -> Iterator[Event]:
         """Fresh prompt from the last frame (re-encoded IDR, also written to the output)."""
-        st = rows[r]
-        yield from complete_picture(r)
+        from .codec import encode_frames
+
+        st, session = self.rows[r], self.session
+        yield from self.complete_picture(r)
         if st.gate.frames >= st.target:
             session.finish(r)
             return
         image = st.last_image if st.last_image is not None else np.full(
-            (profile.height, profile.width, 3), 128, np.uint8)
-        units = nalmod.split_annexb_units(encode_frames([image], profile))[1]
+            (self.profile.height, self.profile.width, 3), 128, np.uint8)
+        units = nalmod.split_annexb_units(encode_frames([image], self.profile))[1]
         st.gate.restart()
         for u in units:
             nal = nalmod.strip_start_code(u)
             if nalmod.is_picture_nal(nal):
                 st.gate.observe(nal)
-                yield from emit(r, u, "continuation")
+                yield from self.emit(r, u, "continuation")
         st.continuations += 1
         st.window_start = st.gate.frames - 1  # the re-encoded frame opens the new window
         if st.gate.frames >= st.target:
             session.finish(r)
             return
-        ids = with_class(tok.encode(b"".join(units), bos=True, eos=False), class_id)
-        if len(ids) + (reserve or 1) >= session.kv.max_length:
+        ids = with_class(self.tok.encode(b"".join(units), bos=True, eos=False), self.class_id)
+        if len(ids) + (self.settings.reserve or 1) >= session.kv.max_length:
             raise ConfigError(f"a context of {session.kv.max_length} tokens cannot hold the "
                               f"{len(ids)}-token continuation prompt and a picture")
-        session.restart(r, ids, constraint_for(st))
+        session.restart(r, ids, self.constraint_for(st))
         st.frame_start_tokens = len(ids)
 
-    for r in range(batch):
-        for u in head:
-            nal = nalmod.strip_start_code(u)
-            if nalmod.is_picture_nal(nal):
-                rows[r].gate.observe(nal)
-            yield from emit(r, u, "prompt")
-        rows[r].frame_start_tokens = len(prompt_ids)
+    def after_step(self, r: int) -> Iterator[Event]:
+        """Row ``r`` after a step: finish it at its frame count, or continue it from a fresh
+        prompt when its context filled or a finished picture leaves too little room."""
+        st, row = self.rows[r], self.session.rows[r]
+        if st.gate.frames >= st.target:
+            self.session.finish(r)
+            return
+        if row.done:  # the context filled inside a picture (EOS is never sampled)
+            yield from self.continue_row(r)
+            return
+        if st.picture_done:
+            used = len(row.tokens) - st.frame_start_tokens
+            st.max_frame_tokens = max(st.max_frame_tokens, used)
+            st.frame_start_tokens = len(row.tokens)
+            room = self.session.kv.max_length - len(row.tokens)
+            reserve = self.settings.reserve
+            if (room < (reserve if reserve is not None else 1.5 * st.max_frame_tokens)
+                    or st.gate.frames - st.window_start >= self.window):
+                yield from self.continue_row(r)
+        st.picture_done = False
 
-    while session.active:
-        events = session.step()
-        t_token = time.perf_counter()
-        for r, unit in events.units:
-            yield from emit(r, unit.data, "replacement" if unit.replaced else "model", t_token)
-        for r, st in enumerate(rows):
-            row = session.rows[r]
-            if st.gate.frames >= st.target:
-                session.finish(r)
-                continue
-            if row.done:  # the context filled inside a picture (EOS is never sampled)
-                yield from continue_row(r)
-                continue
-            if st.picture_done:
-                used = len(row.tokens) - st.frame_start_tokens
-                st.max_frame_tokens = max(st.max_frame_tokens, used)
-                st.frame_start_tokens = len(row.tokens)
-                room = session.kv.max_length - len(row.tokens)
-                if (room < (reserve if reserve is not None else 1.5 * st.max_frame_tokens)
-                        or st.gate.frames - st.window_start >= window):
-                    yield from continue_row(r)
-            st.picture_done = False
+    def run(self) -> Iterator[Event]:
+        """Yield every event of the run, the :class:`DoneEvent` last."""
+        yield from self.emit_prompt()
+        while self.session.active:
+            events = self.session.step()
+            t_token = time.perf_counter()
+            for r, unit in events.units:
+                yield from self.emit(r, unit.data, "replacement" if unit.replaced else "model",
+                                     t_token)
+            for r in range(len(self.rows)):
+                yield from self.after_step(r)
+        yield DoneEvent(self.stats())
 
-    stats = session_stats(session)
-    stats.update(
-        frames=[st.frames_out - n_prompt_frames for st in rows],
-        tokens_sampled=stats["sampled"],
-        replaced=sum(st.replaced for st in rows),
-        continuations=sum(st.continuations for st in rows),
-        damaged_frames=sum(st.decoder.damaged_frames for st in rows),
-        prompt_frames=n_prompt_frames,
-        frame_latency_ms=(1e3 * float(np.mean(latencies)) if latencies else 0.0,
-                          1e3 * float(np.max(latencies)) if latencies else 0.0),
-        context=session.kv.max_length,
-        verify=[st.gate.stats.as_dict() if hasattr(st.gate, "stats") else None for st in rows],
-        wall_s=time.perf_counter() - t_start,
-    )
-    yield DoneEvent(stats)
+    def stats(self) -> dict:
+        """The :class:`DoneEvent`'s stats (see :func:`generate_video`)."""
+        rows, lat = self.rows, self.latencies
+        stats = self.session.stats.as_dict()
+        stats.update(
+            frames=[st.frames_out - self.n_prompt_frames for st in rows],
+            replaced=sum(st.replaced for st in rows),
+            continuations=sum(st.continuations for st in rows),
+            damaged_frames=sum(st.decoder.damaged_frames for st in rows),
+            prompt_frames=self.n_prompt_frames,
+            frame_latency_ms=(1e3 * float(np.mean(lat)) if lat else 0.0,
+                              1e3 * float(np.max(lat)) if lat else 0.0),
+            context=self.session.kv.max_length,
+            verify=[st.gate.stats.as_dict() if st.gate.stats is not None else None
+                    for st in rows],
+            wall_s=time.perf_counter() - self.t_start,
+        )
+        return stats
 
 
 def check_context(lm, head: list[bytes], context: int | None) -> None:

@@ -57,8 +57,11 @@ class SliceGate:
     ``observe(nal)`` moves past a NAL known to be good (prompt, accepted, replacement);
     ``fits(nal)`` says whether a generated NAL may come next; ``replacement()`` is a
     canonical slice (with start code) for the expected position. ``frames`` counts
-    complete pictures observed.
+    complete pictures observed. It does not verify slice data: ``stats`` is None and
+    ``note_truncated`` counts nothing (:class:`~avclm.verifier.NalVerifier` does both).
     """
+
+    stats = None  #: verification counts (a verifying gate's VerifyStats)
 
     def __init__(self, profile: AvcProfile):
         self.profile = profile
@@ -83,6 +86,9 @@ class SliceGate:
         """A new coded video sequence follows (the next picture must be an IDR)."""
         self.next_mb, self._open, self.need_idr = 0, None, True
 
+    def note_truncated(self) -> None:
+        """A generated NAL was cut off at ``max_nal_tokens`` (nothing to count here)."""
+
     def fits(self, nal: bytes) -> bool:
         """Whether slice NAL ``nal`` (no start code) may come next."""
         try:
@@ -97,7 +103,8 @@ class SliceGate:
             o = self._open
             return (h.nal_type == o.nal_type and h.frame_num == o.frame_num
                     and h.idr_pic_id == o.idr_pic_id
-                    and (kind == nalmod.SLICE_I if h.is_idr else kind in (nalmod.SLICE_P, nalmod.SLICE_I)))
+                    and (kind == nalmod.SLICE_I if h.is_idr
+                         else kind in (nalmod.SLICE_P, nalmod.SLICE_I)))
         if h.is_idr:
             return h.frame_num == 0 and kind == nalmod.SLICE_I
         return (not self.need_idr and kind in (nalmod.SLICE_P, nalmod.SLICE_I)

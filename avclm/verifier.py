@@ -4,7 +4,7 @@ Two layers keep a sampled stream decodable under the strict decoder
 (``avclm.stream.decode_annexb(strict=True)``, ``err_detect=explode``), byte for byte in
 the form x264 writes with the canonical profile:
 
-1. **Token masks** (:class:`NalConstraint`, a :class:`codeclm.sampler.Constraint`):
+1. **Token masks** (:class:`NalConstraint`, a :class:`codeclm.generation.session.Constraint`):
    cheap byte rules applied before each draw.
 
    - *Emulation prevention*: inside a NAL unit ``00 00 00``, ``00 00 01``, ``00 00 02``
@@ -703,7 +703,7 @@ def _pattern_key(e: Expect) -> tuple:
 
 class NalConstraint:
     """Token masks that keep a row's H.264 bytes valid NAL units of the canonical
-    profile (see the module docstring); a :class:`codeclm.sampler.Constraint`.
+    profile (see the module docstring); a :class:`codeclm.generation.session.Constraint`.
 
     ``gate``: the row's :class:`NalVerifier`, the authority on what has been written.
     At every draw the constraint restarts from the gate's state (no open NAL: only a

@@ -23,9 +23,9 @@ COUNTS = {1: 6, 8: 16}  # samples per timed run, by batch size
 
 
 def _labelled_model(root: Path) -> Path:
+    from codeclm.generation.loading import load_model
     from codeclm.labels import add_class_tokens
     from codeclm.model_dir import save_model_dir
-    from codeclm.sampler import load_model
 
     lm = load_model(None, "jpeg", "cpu")
     tok = add_class_tokens(lm.tokenizer, ["a", "b", "c"])
@@ -36,7 +36,7 @@ def _labelled_model(root: Path) -> Path:
 
 def _run(lm, batch: int, scale: float) -> tuple[float, int]:
     """(seconds, tokens sampled) for COUNTS[batch] images from the loaded model ``lm``."""
-    from codeclm.sampler import SamplingConfig
+    from codeclm.generation.sampling import SamplingConfig
     from jpeglm.generate import DoneEvent, generate_images
 
     t = time.perf_counter()
@@ -48,7 +48,7 @@ def _run(lm, batch: int, scale: float) -> tuple[float, int]:
 
 
 def run() -> dict:
-    from codeclm.sampler import load_model
+    from codeclm.generation.loading import load_model
 
     rows, ratios = [], []
     with tempfile.TemporaryDirectory() as tmp:

@@ -70,7 +70,7 @@ class _RolledBack:
 def _one_clip(model, frames: int, seed: int, tmp: Path, **kw) -> dict:
     from avclm import generate as gen
     from avclm.generate import DoneEvent, NalEvent
-    from codeclm.sampler import SamplingConfig
+    from codeclm.generation.sampling import SamplingConfig
 
     counter = _RolledBack(gen)
     try:

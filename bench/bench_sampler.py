@@ -37,7 +37,8 @@ def _model_dir(root: Path, preset: str, tok, profile) -> Path:
 
 
 def _ours(lm, prompts) -> float:
-    from codeclm.sampler import SamplingConfig, generate
+    from codeclm.generation.sampling import SamplingConfig
+    from codeclm.generation.session import generate
 
     t = time.perf_counter()
     res = generate(lm.weights, lm.tokenizer, prompts, SamplingConfig(1.0, 50, 0.9, seed=0),
@@ -82,7 +83,7 @@ def _latency(model_dir: Path) -> dict:
     import numpy as np
 
     from avclm.generate import FrameEvent, generate_video
-    from codeclm.sampler import SamplingConfig
+    from codeclm.generation.sampling import SamplingConfig
 
     lat, step = [], None
     for ev in generate_video(model_dir, 12, config=SamplingConfig(seed=0), max_nal_tokens=24,

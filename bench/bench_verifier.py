@@ -188,9 +188,9 @@ def _random_model_counts() -> list[dict]:
     from avclm.generate import generate_video
     from avclm.profile import TINY
     from avclm.verifier import NalVerifier
+    from codeclm.generation.sampling import SamplingConfig
     from codeclm.model_dir import save_model_dir
     from codeclm.models import llama_config
-    from codeclm.sampler import SamplingConfig
     from codeclm.tokenizer import ByteTokenizer
 
     tok = ByteTokenizer.train([encode_video(p, TINY) for p in SAMPLE_CLIPS.values()], 384, "h264")

@@ -93,9 +93,10 @@ def bench_sampler(batch: int, new_tokens: int = 256, prompt: int = 64) -> dict:
     import torch
     from transformers import LlamaForCausalLM
 
+    from codeclm.generation.forward import KVCacheLM
+    from codeclm.generation.sampling import make_generators, sample_tokens
     from codeclm.llama_weights import LlamaWeights
     from codeclm.models import llama_config
-    from codeclm.sampler import KVCacheLM, make_generators, sample_tokens
 
     torch.manual_seed(0)
     model = LlamaForCausalLM._from_config(llama_config("1b", 320, 2048),

@@ -1,7 +1,7 @@
 """Classifier-free guidance as a KV-cache forward: B rows outside, 2B cache rows inside.
 
-:class:`GuidedLM` has the interface :class:`codeclm.sampler.Session` uses of a
-:class:`codeclm.sampler.KVCacheLM` (``prefill``, ``decode``, ``copy_row``,
+:class:`GuidedLM` has the interface :class:`codeclm.generation.session.Session` uses of a
+:class:`codeclm.generation.forward.KVCacheLM` (``prefill``, ``decode``, ``copy_row``,
 ``batch_size``, ``max_length``, ``vocab_size``, ``device``), so a Session, its grammar
 masks, unit verdicts and rollback run unchanged on guided logits. Presented row ``r`` is
 held in two cache rows: ``2r`` (conditional: the prompt with its class token) and
@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from .errors import ConfigError
-from .sampler import KVCacheLM
+from .generation.forward import KVCacheLM
 
 
 def check_scale(scale: float) -> float:

@@ -4,7 +4,7 @@ A labelled sample is ``<s> <class:NAME> bytes... </s>``: one class token right a
 ``<s>``. Class tokens are *special* tokens added to the byte-level BPE tokenizer
 (``tokenizers``' added tokens, ids after the merges): they spell no codec bytes
 (``token_bytes`` is None for them), BPE never produces them from bytes, and the sampler
-never draws them (:class:`codeclm.sampler.Session` bans every special id but ``</s>``),
+never draws them (:class:`codeclm.generation.session.Session` bans every special id but ``</s>``),
 so no grammar mask can let one through after the start.
 
 ``<class:null>`` is the null class: training writes it instead of the real class with

@@ -1,7 +1,7 @@
 """Llama weights straight from ``config.json`` + ``model.safetensors``, without transformers.
 
 Generation only needs the tensors and a handful of config numbers: the sampler
-(:class:`codeclm.sampler.KVCacheLM`) has its own forward. Importing ``transformers`` and
+(:class:`codeclm.generation.forward.KVCacheLM`) has its own forward. Importing ``transformers`` and
 building a ``LlamaForCausalLM`` costs seconds on a small CPU (more than generating a
 tiny-model image), so the generating commands load models through this module and
 ``transformers`` stays for training, export and compatibility checks.

@@ -68,7 +68,8 @@ def _training_images(data: Path, profile, limit: int) -> np.ndarray:
 
 def video_report(model, data: Path, n: int, frames: int, seed: int, limit: int = 200) -> dict:
     from avclm.generate import DoneEvent, FrameEvent, generate_video
-    from codeclm.sampler import SamplingConfig, load_model
+    from codeclm.generation.loading import load_model
+    from codeclm.generation.sampling import SamplingConfig
 
     lm = load_model(model, "h264", "cpu", None)
     train = _training_clips(data, lm.profile, limit)
@@ -94,7 +95,8 @@ def video_report(model, data: Path, n: int, frames: int, seed: int, limit: int =
 
 
 def image_report(model, data: Path, n: int, seed: int, limit: int = 500) -> dict:
-    from codeclm.sampler import SamplingConfig, load_model
+    from codeclm.generation.loading import load_model
+    from codeclm.generation.sampling import SamplingConfig
     from jpeglm.generate import ImageEvent, generate_images
 
     lm = load_model(model, "jpeg", "cpu", None)

@@ -56,7 +56,8 @@ def mean_fill(reference: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def completion_report(model, images: list[Path], ratio: float = 0.5, seed: int = 0,
                       temperature: float = 1.0, top_k: int = 50, top_p: float = 0.9) -> dict:
     """Completion MSE against mean fill for one model (directory, or None: bundled)."""
-    from codeclm.sampler import SamplingConfig, load_model
+    from codeclm.generation.loading import load_model
+    from codeclm.generation.sampling import SamplingConfig
     from jpeglm import codec
     from jpeglm.generate import ImageEvent, generate_images
 

@@ -36,7 +36,7 @@ UNCOND_SAMPLES = {"cuda": 1000, "cpu": 50}
 @dataclasses.dataclass
 class ImageEvalConfig:
     """Settings both protocols share. ``seeds``: one full set each; ``sampling``: a
-    :class:`codeclm.sampler.SamplingConfig` (its seed is replaced per sample; None: the
+    :class:`codeclm.generation.sampling.SamplingConfig` (its seed is replaced per sample; None: the
     defaults); ``batch``: samples generated together; ``grammar``: the JPEG scan grammar
     (False: free sampling, as the paper); ``max_tokens`` / ``max_mcu_tokens``: the
     generator's limits; ``extractor``: ``inception`` (needs ``weights``) or ``pixels``;
@@ -238,7 +238,7 @@ def evaluate_completion(model, images: str | os.PathLike, out: str | os.PathLike
     under ``out`` (and ``per_class_fid.csv`` when there are classes); returns the results
     dict. ``extractor``: ``(net, info)`` from :func:`image_extractor` if already built."""
     from codeclm.eval import runner
-    from codeclm.sampler import load_model
+    from codeclm.generation.loading import load_model
     from jpeglm import codec
 
     config = config or CompleteConfig()
@@ -380,7 +380,7 @@ def evaluate_unconditional(model, images: str | os.PathLike, out: str | os.PathL
     """Unconditional samples (``config.samples`` per seed) scored by FID against the
     held-out images in ``images``; samples under ``out``; returns the results dict."""
     from codeclm.eval import extractors, metrics, runner
-    from codeclm.sampler import load_model
+    from codeclm.generation.loading import load_model
     from jpeglm import codec
 
     config = config or UncondConfig()

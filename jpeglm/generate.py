@@ -20,22 +20,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Iterator, Sequence
 
 from PIL import Image
 
 from codeclm.errors import ConfigError, DecodeError
+from codeclm.generation.loading import load_model
+from codeclm.generation.sampling import SamplingConfig, draw_seed
+from codeclm.generation.session import ACCEPT, Session, Stop, Verdict
+from codeclm.generation.stats import DecodeStats, DoneEvent
 from codeclm.guidance import conditioned_forward
 from codeclm.labels import with_class
-from codeclm.sampler import (
-    ACCEPT,
-    SamplingConfig,
-    Session,
-    Stop,
-    load_model,
-)
+from codeclm.streaming import Unit
 
 from . import codec
 
@@ -63,11 +60,6 @@ class ImageEvent:
     n_intact: int
     valid: bool
     row: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class DoneEvent:
-    stats: dict
 
 
 Event = McuEvent | ImageEvent | DoneEvent
@@ -137,10 +129,10 @@ def generate_images(model, count: int | None = None, *, prompts: Sequence[bytes]
         if not p.startswith(header):
             raise ConfigError("a prompt must start with the profile's header "
                               "(use codec.prompt_prefix)")
-    seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
+    seed = config.seed if config.seed is not None else draw_seed()
     kv, class_id = conditioned_forward(lm.weights, lm.tokenizer, min(batch, len(prompts)),
                                        class_name, cfg_scale)
-    totals = {"sampled": 0, "decode_s": 0.0, "prefill_s": 0.0, "rejected": 0, "steps": 0}
+    totals = DecodeStats(seed=seed)
     n_valid = 0
     for start in range(0, len(prompts), batch):
         chunk = prompts[start:start + batch]
@@ -148,15 +140,14 @@ def generate_images(model, count: int | None = None, *, prompts: Sequence[bytes]
                          grammar, max_tokens, max_mcu_tokens, totals, class_id):
             n_valid += int(isinstance(ev, ImageEvent) and ev.valid)
             yield ev
-    stats = dict(totals, images=len(prompts), valid=n_valid, seed=seed,
-                 tokens_sampled=totals["sampled"], wall_s=time.perf_counter() - t0)
-    stats["tokens_per_s"] = stats["sampled"] / stats["decode_s"] if stats["decode_s"] else 0.0
+    stats = dict(totals.as_dict(), images=len(prompts), valid=n_valid,
+                 wall_s=time.perf_counter() - t0)
     yield DoneEvent(stats)
 
 
 def _chunk(kv, lm, chunk: list[bytes], first: int, config: SamplingConfig,
            grammar: bool, max_tokens: int | None, max_mcu_tokens: int | None,
-           totals: dict, class_id: int | None = None) -> Iterator[Event]:
+           totals: DecodeStats, class_id: int | None = None) -> Iterator[Event]:
     profile, tok = lm.profile, lm.tokenizer
     n_mcus = profile.mcu_count
     done_mcus = [len(codec.split_mcus(p)[1]) for p in chunk]
@@ -164,7 +155,7 @@ def _chunk(kv, lm, chunk: list[bytes], first: int, config: SamplingConfig,
         if k >= n_mcus:
             raise ConfigError(f"prompt {first + i} already holds all {n_mcus} MCUs")
 
-    def judge(r: int, unit) -> object:
+    def judge(r: int, unit: Unit) -> Verdict:
         index = done_mcus[r] + unit.index
         if index >= n_mcus:
             return Stop(keep=False)
@@ -201,8 +192,7 @@ def _chunk(kv, lm, chunk: list[bytes], first: int, config: SamplingConfig,
         fixed, n_intact = (data, n_mcus) if valid else repair(data, profile)
         image = codec.decode(fixed, profile)
         yield ImageEvent(first + r, fixed, image, n_intact, valid, r)
-    for k in ("sampled", "decode_s", "prefill_s", "rejected", "steps"):
-        totals[k] += session.stats[k]
+    totals.add(session.stats)
 
 
 def grid(images: Sequence[Image.Image], columns: int | None = None, pad: int = 2) -> Image.Image:

@@ -297,6 +297,12 @@ for name in ("random", "empty", "zeros"):
     case(f"eval-weights-{name}", J, "eval", "uncond", "--images", f"{F}/media", "-o", "ev",
          "--samples", "2", "--extractor", "inception", "--weights", BAD_FILES[name],
          expect="FID Inception", heavy=True)
+# eval: the sampling flags are the generating verbs' (one declaration, one range check)
+for name, flag, value in RANGES[:8]:
+    case(f"eval-uncond-{name}", J, "eval", "uncond", "--images", f"{F}/media", "-o", "ev",
+         "--extractor", "pixels", flag, value, expect=flag)
+case("eval-continue-top-k-neg", A, "eval", "continue", "--videos", f"{F}/videos", "-o", "ev",
+     "--extractor", "pixels", "--top-k", "-1", expect="--top-k")
 
 # train -------------------------------------------------------------------------------------------
 TRAIN_BAD = {

@@ -64,7 +64,7 @@ def run_continue(args: argparse.Namespace) -> int:
     """Parse, call :func:`avclm.evaluation.evaluate_continuation`, write, print."""
     from avclm import evaluation
     from codeclm.eval import report, runner
-    from codeclm.sampler import load_model
+    from codeclm.generation.loading import load_model
 
     config = evaluation.ContinueConfig(
         prompt_frames=args.prompt_frames, frames=args.frames, samples=args.samples,

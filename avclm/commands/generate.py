@@ -22,7 +22,7 @@ from pathlib import Path
 
 from codeclm.class_args import add_class_arguments
 from codeclm.errors import ConfigError, InputError, OutputError
-from codeclm.sampling_args import add_sampling_arguments, model_dtype, sampling_config
+from codeclm.generation.args import add_sampling_arguments, model_dtype, sampling_config
 
 STREAM_SUFFIXES = (".h264", ".264", ".avc")
 
@@ -144,8 +144,8 @@ def check_arguments(args: argparse.Namespace) -> list[str]:
     """Every range, input and output check, before torch or the model is loaded; returns
     the output paths."""
     from codeclm.class_args import check_class_args
+    from codeclm.generation.args import check_positive, check_sampling_args
     from codeclm.outputs import check_output_file
-    from codeclm.sampling_args import check_positive, check_sampling_args
 
     from .encode import CONTAINER_SUFFIXES
 

@@ -9,11 +9,11 @@ from .runner import sample_seed
 
 
 def sampling_or_default(sampling=None):
-    """``sampling`` (a :class:`codeclm.sampler.SamplingConfig`), or the defaults
+    """``sampling`` (a :class:`codeclm.generation.sampling.SamplingConfig`), or the defaults
     (temperature 1, top-k 50, top-p 0.9, the JPEG-LM public code's)."""
     if sampling is not None:
         return sampling
-    from ..sampler import SamplingConfig
+    from ..generation.sampling import SamplingConfig
 
     return SamplingConfig()
 

@@ -19,9 +19,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..errors import ConfigError, InputError, TokenizerError
+from ..generation.args import (  # noqa: F401 (sampling_*: for the eval verbs)
+    add_model_arguments,
+    add_sampling_flags,
+    sampling_config,
+    sampling_settings,
+)
+from ..generation.loading import default_device  # noqa: F401 (for the eval verbs)
 from ..io import atomic_write_bytes
 from ..modality import extensions
-from ..threads import add_threads_argument
 
 #: the files each eval reads: the registry's lists (:func:`codeclm.modality.extensions`),
 #: the same ones data_tools trains on
@@ -128,31 +134,15 @@ def runs(indices: Sequence[int]) -> list[list[int]]:
 
 
 # ---------------------------------------------------------------------------- CLI pieces
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def add_common_arguments(p: argparse.ArgumentParser, batch: bool = True) -> None:
-    """Model, output, seeds, sampling, batching, device and bpb flags."""
-    p.add_argument("--model", default=None, metavar="DIR",
-                   help="model directory (default: the bundled model, if installed)")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (resumable)")
+    """Model, output, seeds, sampling, batching, device and bpb flags (the model and
+    sampling flags are the generating verbs', :mod:`codeclm.generation.args`)."""
+    add_model_arguments(p, batch)
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="output directory (resumable)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S",
                    help="sampling seeds; every seed generates a full set (default: 0 1 2)")
-    p.add_argument("--temperature", type=float, default=1.0, metavar="T",
-                   help="sampling temperature (0: greedy)")
-    p.add_argument("--top-k", type=int, default=50, metavar="K", help="top-k filter (0: off; default 50)")
-    p.add_argument("--top-p", type=float, default=0.9, metavar="P", help="top-p filter (1: off; default 0.9)")
-    if batch:
-        p.add_argument("--batch", type=int, default=1, metavar="B",
-                       help="samples generated together (default 1)")
-    p.add_argument("--device", default=None,
-                   help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
-                   help="model dtype (default: float32 on CPU, bfloat16 on CUDA)")
-    add_threads_argument(p)
+    add_sampling_flags(p)
     p.add_argument("--shards", default=None,
                    help="held-out shard directory: also report bits per byte on it")
     p.add_argument("--bpb-blocks", type=int, default=None,
@@ -184,20 +174,6 @@ def check_common(args: argparse.Namespace) -> None:
         raise ConfigError(f"--batch must be at least 1, got {args.batch}")
     if len(set(args.seeds)) != len(args.seeds):
         raise ConfigError(f"--seeds has repeated values: {args.seeds}")
-
-
-def sampling_settings(args: argparse.Namespace) -> dict:
-    """The sampling flags as recorded in results.json."""
-    return {"temperature": args.temperature, "top_k": args.top_k or None,
-            "top_p": args.top_p if args.top_p is not None and args.top_p < 1.0 else None}
-
-
-def sampling_config(args: argparse.Namespace, seed: int):
-    """``codeclm.sampler.SamplingConfig`` from the sampling flags (0 / 1.0 switch filters off)."""
-    from ..sampler import SamplingConfig
-
-    return SamplingConfig(args.temperature, args.top_k or None,
-                          args.top_p if args.top_p < 1.0 else None, seed)
 
 
 def model_label(loaded) -> str:

@@ -45,8 +45,9 @@ def run(args: argparse.Namespace) -> int:
     check_model_dir(resolve_model_dir(args.model, "jpeg"), "jpeg")  # before torch loads
     check_class_of_model(args, resolve_model_dir(args.model, "jpeg"))
 
+    from codeclm.generation.args import model_dtype
+    from codeclm.generation.loading import load_model
     from codeclm.io import write_png
-    from codeclm.sampler import load_model, model_dtype
     from jpeglm import codec
     from jpeglm.generate import grid, preview
 

@@ -93,7 +93,7 @@ def _config(cls, args: argparse.Namespace, **extra):
 
 def _setup(args: argparse.Namespace, config):
     """Checks, extractor (fails first if weights are missing), model."""
-    from codeclm.sampler import load_model
+    from codeclm.generation.loading import load_model
     from jpeglm import evaluation
 
     config.check()

@@ -71,8 +71,9 @@ def _images(args, lm, name: str, scale: float, seed: int, out: Path) -> list:
 def run(args: argparse.Namespace) -> int:
     from codeclm.eval import report
     from codeclm.eval.class_accuracy import CentroidClassifier
+    from codeclm.generation.args import model_dtype
+    from codeclm.generation.loading import load_model
     from codeclm.labels import class_names
-    from codeclm.sampler import load_model, model_dtype
 
     _check(args)
     lm = load_model(args.model, "jpeg", args.device, model_dtype(args), threads=args.threads)

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from codeclm.class_args import add_class_arguments
+from codeclm.generation.args import add_sampling_arguments, sampling_config
 from codeclm.io import write_png
-from codeclm.sampling_args import add_sampling_arguments, sampling_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def check_common_arguments(args: argparse.Namespace) -> None:
     """Range checks of the flags of :func:`add_common_arguments` (before any model loads)."""
     from codeclm.class_args import check_class_args
-    from codeclm.sampling_args import check_positive, check_sampling_args
+    from codeclm.generation.args import check_positive, check_sampling_args
 
     check_sampling_args(args)
     check_class_args(args)
@@ -145,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
     check_model_dir(resolve_model_dir(args.model, "jpeg"), "jpeg")  # before torch loads
     check_class_of_model(args, resolve_model_dir(args.model, "jpeg"))
 
-    from codeclm.sampler import load_model, model_dtype
+    from codeclm.generation.args import model_dtype
+    from codeclm.generation.loading import load_model
     from jpeglm.generate import grid
 
     lm = load_model(args.model, "jpeg", args.device, model_dtype(args), threads=args.threads)

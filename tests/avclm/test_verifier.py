@@ -406,7 +406,7 @@ def _generate_verified(monkeypatch, model_dir, frames: int, slice_grammar: bool 
     sampler constraint (through ``constraint_factory`` once generate_video has it; until
     then through Session.start/restart, which is where it passes constraints)."""
     from avclm import generate as gen
-    from codeclm.sampler import Session
+    from codeclm.generation.session import Session
 
     gates: list[NalVerifier] = []
 
@@ -436,7 +436,7 @@ def _generate_verified(monkeypatch, model_dir, frames: int, slice_grammar: bool 
                 super().restart(row, ids, constraint or NalConstraint(self.tok, gates[row]))
 
         monkeypatch.setattr(gen, "Session", ConstrainedSession)
-    from codeclm.sampler import SamplingConfig
+    from codeclm.generation.sampling import SamplingConfig
 
     events = list(gen.generate_video(model_dir, frames, gate_factory=gate_factory,
                                      config=SamplingConfig(seed=3), **kw))

@@ -15,6 +15,9 @@ import torch
 from PIL import Image
 
 from codeclm.errors import ConfigError, ModelError
+from codeclm.generation.forward import KVCacheLM
+from codeclm.generation.sampling import SamplingConfig
+from codeclm.generation.session import ACCEPT, Reject, generate
 from codeclm.guidance import GuidedLM, conditioned_forward
 from codeclm.labels import (
     LabelError,
@@ -26,7 +29,6 @@ from codeclm.labels import (
     with_class,
 )
 from codeclm.models import llama_config
-from codeclm.sampler import ACCEPT, KVCacheLM, Reject, SamplingConfig, generate
 from codeclm.tokenizer import ByteTokenizer
 
 CLASSES = ["circle", "square", "triangle"]

@@ -17,9 +17,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from codeclm.errors import ConfigError, ModelError
+from codeclm.generation.forward import KVCacheLM
 from codeclm.llama_weights import LlamaSpec, LlamaWeights, UnsupportedConfig, load_weights
 from codeclm.models import llama_config
-from codeclm.sampler import KVCacheLM
 from codeclm.threads import SMALL_MODEL_PARAMS, choose_threads
 
 

@@ -10,19 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codeclm.errors import ConfigError
-from codeclm.models import llama_config
-from codeclm.sampler import (
-    ACCEPT,
-    KVCacheLM,
-    Reject,
+from codeclm.generation.forward import KVCacheLM
+from codeclm.generation.sampling import (
     SamplingConfig,
-    Stop,
     filter_logits,
-    generate,
     make_generators,
     sample_tokens,
     token_probs,
 )
+from codeclm.generation.session import ACCEPT, Reject, Stop, generate
+from codeclm.models import llama_config
 from codeclm.streaming import UnitSplitter
 from codeclm.tokenizer import ByteTokenizer
 
@@ -133,10 +130,10 @@ def test_sampling_config_validation():
 # ----------------------------------------------------------------------------- model + cache
 @pytest.mark.parametrize("kv_heads,fuse", [(4, True), (2, True), (2, False)])
 def test_kv_cache_logits_match_transformers(tok, kv_heads, fuse, prompts, monkeypatch):
-    from codeclm import sampler
+    from codeclm.generation import forward
 
     if not fuse:  # the path big models take: the module's own projections, unfused
-        monkeypatch.setattr(sampler, "FUSE_MAX_PARAMS", 0)
+        monkeypatch.setattr(forward, "FUSE_MAX_PARAMS", 0)
     model = _model(tok, kv_heads)
     ids = prompts[0]
     kv = KVCacheLM(model, 1)

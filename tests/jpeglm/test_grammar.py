@@ -713,10 +713,11 @@ def test_batch_processor_rows_are_independent(tiny):
 
 
 def test_shared_sampler_constraint_hook(tiny, tiny_streams):
-    """The grammar plugs into ``codeclm.sampler`` as a per-row constraint."""
+    """The grammar plugs into ``codeclm.generation`` as a per-row constraint."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from codeclm.sampler import SamplingConfig, generate
+    from codeclm.generation.sampling import SamplingConfig
+    from codeclm.generation.session import generate
     from codeclm.tokenizer import ByteTokenizer
 
     tok = ByteTokenizer.train(tiny_streams, 300, "jpeg")

@@ -22,9 +22,9 @@ import pytest
 from PIL import Image, ImageOps
 
 from avclm.cli import main as avclm_main
+from codeclm.generation.sampling import SamplingConfig
 from codeclm.model_dir import load_model_dir
 from codeclm.profile import save_profile
-from codeclm.sampler import SamplingConfig
 from jpeglm import codec
 from jpeglm.cli import main
 from jpeglm.profile import PROFILES
@@ -171,7 +171,7 @@ def test_half_precision_weights_pass_through(tiny_dir):
 def test_gpu_half_precision_sdpa(tiny_dir, dtype):
     import torch
 
-    from codeclm.sampler import load_model
+    from codeclm.generation.loading import load_model
     from jpeglm.generate import ImageEvent, generate_images
 
     lm = load_model(str(tiny_dir), "jpeg", "cuda", getattr(torch, dtype))

@@ -1,0 +1,27 @@
+"""Generation: prefill + decode loop over a static KV cache (the gpt-fast shape).
+
+One module per job, each usable alone; import from the module (this package file
+imports nothing, so the torch-free :mod:`.args` and :mod:`.stats` stay light):
+
+- :mod:`.sampling`: logits -> token. :class:`~.sampling.SamplingConfig`, temperature,
+  top-k, top-p (in that order, as Hugging Face's processors apply them), then one draw
+  per row from that row's own ``torch.Generator`` (exponential race: ``argmax(p / E)``,
+  ``E ~ Exp(1)``, which samples exactly from ``p``). With top-k the draw is over the k
+  candidates only (no vocabulary sort). :func:`~.sampling.draw_seed` picks a fresh seed.
+- :mod:`.forward`: :class:`~.forward.KVCacheLM`, a Llama forward with a static, per-row
+  KV cache, ``prefill(row, ids, start)`` and ``decode(tokens, positions)``.
+- :mod:`.session`: a batch of streams (:class:`~.session.Session`, :func:`~.session.generate`):
+  per-row prompts, stop on EOS / ``max_new_tokens`` / a unit verdict
+  (:class:`~.session.Accept`, :class:`~.session.Reject`, :class:`~.session.Stop`), a
+  per-row :class:`~.session.Constraint` (grammar) that masks logits, unit splitting
+  (:mod:`codeclm.streaming`), callbacks per token and per unit, and rollback.
+- :mod:`.stats`: :class:`~.stats.DecodeStats` (tokens, seconds, tokens/s; the one stats
+  type) and the :class:`~.stats.DoneEvent` that ends every event stream.
+- :mod:`.loading`: :func:`~.loading.load_model` and :func:`~.loading.default_device`.
+- :mod:`.args`: the sampling flags every generating verb and eval shares (torch-free).
+
+Seeds: row ``r`` of a run with seed ``s`` draws from ``torch.Generator().manual_seed(s + r)``
+and consumes exactly one draw per sampled token, so row ``r`` of a batch gives the same
+tokens as a batch-1 run with seed ``s + r`` and the same prompt (up to float rounding of
+batched matmuls, which has not flipped a token in our tests).
+"""

@@ -1,0 +1,472 @@
+"""A batch of streams decoding together over one KV cache (:class:`Session`, :func:`generate`).
+
+Per-row prompts; a row stops on EOS / ``max_new_tokens`` / a unit verdict; a per-row
+constraint (grammar) masks logits; unit splitting (:mod:`codeclm.streaming`); callbacks
+per token and per unit; and rollback: a unit verdict of :class:`Reject` cuts the row's
+cache back to the unit's first token and samples it again (optionally substituting
+bytes). ``<pad>``, ``<s>`` and the reserved ids are never sampled (a codec stream has no
+use for them); EOS is, unless ``min_new_tokens`` holds it back or ``allow_eos`` is False.
+
+Rollback works at any batch size: cache rows are independent, so cutting one row back
+only changes that row's length. A rejected unit costs the tokens re-sampled plus one
+re-fed token. Rows that finish early keep computing a dummy token per step (the batch
+shape is fixed) until every row is done.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import torch
+
+from ..errors import ConfigError, ModelError
+from ..modality import find as find_modality
+from ..streaming import Unit, UnitSplitter
+from .forward import CachedForward, KVCacheLM
+from .sampling import SamplingConfig, draw_seed, make_generators, noise_buffer, sample_tokens
+from .stats import DecodeStats
+
+#: a unit rejected this many times in a row is a verifier bug: raise instead of looping
+MAX_ATTEMPTS = 10_000
+
+
+# ---------------------------------------------------------------- verdicts and hooks
+class Accept:
+    """Keep the unit (``None`` from a callback means the same)."""
+
+    def __repr__(self) -> str:
+        return "ACCEPT"
+
+
+ACCEPT = Accept()
+
+
+@dataclasses.dataclass(frozen=True)
+class Reject:
+    """Discard the unit: the row's cache is cut back to the unit's first token and the
+    unit is sampled again. With ``replacement`` (bytes of a whole unit, e.g. a verifier's
+    known-good unit) those bytes are forced instead (tokenized, fed, not judged again)
+    and count as the accepted unit at that index."""
+
+    replacement: bytes | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Stop:
+    """Finish the row after this unit; ``keep=False`` drops the unit itself."""
+
+    keep: bool = True
+
+
+Verdict = Accept | Reject | Stop | None
+
+
+class Constraint(Protocol):
+    """A per-row token constraint (e.g. ``jpeglm.grammar``): ``allowed_mask()`` is a
+    ``BoolTensor[vocab]`` of the tokens allowed next, ``advance(token_id)`` moves past a
+    token, ``done`` is True once the row may only end (the sampler then forces EOS),
+    ``copy()`` snapshots the state (used to roll back with the KV cache)."""
+
+    done: bool
+
+    def allowed_mask(self) -> torch.Tensor: ...
+
+    def advance(self, token_id: int) -> None: ...
+
+    def copy(self) -> Constraint: ...
+
+
+# ---------------------------------------------------------------- rows and session
+@dataclasses.dataclass
+class Row:
+    """Decoding state of one batch row. ``tokens``: prompt + generated token ids;
+    ``fed``: how many of them are in the KV cache (normally ``len(tokens) - 1``: the
+    last token is fed by the next step)."""
+
+    tokens: list[int]
+    n_prompt: int
+    fed: int
+    generator: torch.Generator | None
+    splitter: UnitSplitter | None
+    constraint: Constraint | None = None
+    forced: collections.deque = dataclasses.field(default_factory=collections.deque)
+    skip_bytes: int = 0  # bytes of forced tokens that the splitter has already seen
+    units: list[bytes] = dataclasses.field(default_factory=list)  # accepted units
+    attempts: int = 0  # rejections of the unit now being generated
+    snapshots: dict = dataclasses.field(default_factory=dict)  # unit index -> constraint copy
+    sampled: int = 0  # tokens drawn (including ones later rolled back)
+    done: bool = False
+    reason: str | None = None  # "eos", "length", "stop", "context"
+
+    @property
+    def generated(self) -> list[int]:
+        return self.tokens[self.n_prompt:]
+
+
+@dataclasses.dataclass
+class StepEvents:
+    """What one :meth:`Session.step` produced: ``tokens`` as ``(row, token_id)`` and
+    final ``units`` as ``(row, Unit)`` (accepted or replaced), ``finished`` rows."""
+
+    tokens: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    units: list[tuple[int, Unit]] = dataclasses.field(default_factory=list)
+    finished: list[int] = dataclasses.field(default_factory=list)
+
+
+class Session:
+    """A batch of rows decoding together over one :class:`KVCacheLM`.
+
+    ``start(prompts)`` prefills; each ``step()`` feeds one token per unfinished row and
+    returns the :class:`StepEvents`. Between steps the owner may ``restart(row, ids)``
+    (fresh prompt in the same row, e.g. a video continuing past the context) or
+    ``finish(row)``. ``on_unit(row, unit) -> Verdict`` judges each unit when it
+    completes; ``on_token(row, token_id)`` sees every token added (sampled or forced).
+    ``max_unit_tokens``: a unit still open after this many tokens is judged as
+    ``truncated`` (a verifier then usually rejects it; accepting closes it as is).
+    ``allow_eos=False``: EOS is never sampled (the owner ends the rows, e.g. by a frame
+    count); ``min_new_tokens`` holds it back for that many new tokens only. A row whose
+    constraint is done is still given EOS.
+    """
+
+    def __init__(self, model, tokenizer, batch_size: int, config: SamplingConfig | None = None,
+                 *, max_length: int | None = None, max_new_tokens: int | None = None,
+                 min_new_tokens: int = 0, allow_eos: bool = True,
+                 modality: str | None = None, max_unit_tokens: int | None = None,
+                 on_token: Callable[[int, int], None] | None = None,
+                 on_unit: Callable[[int, Unit], Verdict] | None = None):
+        # a KVCacheLM, or a forward with its interface (codeclm.guidance.GuidedLM)
+        self.kv = (model if isinstance(model, CachedForward)
+                   else KVCacheLM(model, batch_size, max_length))
+        if self.kv.batch_size < batch_size:
+            raise ConfigError(f"cache holds {self.kv.batch_size} rows, {batch_size} asked")
+        if self.kv.vocab_size < tokenizer.vocab_size:
+            raise ModelError(f"model vocabulary ({self.kv.vocab_size}) is smaller than the "
+                             f"tokenizer's ({tokenizer.vocab_size})")
+        self.tok = tokenizer
+        self.batch_size = batch_size
+        self.config = config = config or SamplingConfig()
+        self.seed = config.seed if config.seed is not None else draw_seed()
+        self.max_new_tokens = max_new_tokens
+        self.min_new_tokens = min_new_tokens
+        self.modality = modality if modality is not None else getattr(tokenizer, "modality", None)
+        if self.modality is not None and find_modality(self.modality) is None:
+            raise ConfigError(f"no unit markers for modality {self.modality!r}")
+        self.max_unit_tokens = max_unit_tokens
+        self.on_token, self.on_unit = on_token, on_unit
+        self.rows: list[Row] = []
+        self._token_bytes = tokenizer.token_bytes
+        self._noise = noise_buffer(batch_size, self.kv.vocab_size, config, self.kv.device)
+        # never sampled: <pad>, <s>, the reserved ids, and model ids beyond the tokenizer
+        # (and EOS too without allow_eos)
+        sampled_specials = {tokenizer.eos_id} if allow_eos else set()
+        banned = sorted(set(tokenizer.special_ids) - sampled_specials)
+        banned += list(range(tokenizer.vocab_size, self.kv.vocab_size))
+        self._banned = torch.tensor(banned, dtype=torch.long, device=self.kv.device)
+        self._events = StepEvents()
+        self.stats = DecodeStats(seed=self.seed)
+
+    # ---------------------------------------------------------------- setup
+    def start(self, prompts: Sequence[Sequence[int]],
+              constraints: Sequence[Constraint | None] | None = None):
+        """Prefill one prompt per row (token id lists, any lengths, each >= 1 token)."""
+        if len(prompts) != self.batch_size:
+            raise ConfigError(f"{len(prompts)} prompts for a batch of {self.batch_size}")
+        constraints = list(constraints) if constraints is not None else [None] * self.batch_size
+        gens = (make_generators(self.seed, self.batch_size, self.kv.device)
+                if self.config.temperature > 0 else [None] * self.batch_size)
+        self.rows = []
+        for r, ids in enumerate(prompts):
+            splitter = UnitSplitter(self.modality) if self.modality else None
+            self.rows.append(Row([], 0, 0, gens[r], splitter, constraints[r]))
+        done_prompts: dict[tuple, int] = {}
+        for r, ids in enumerate(prompts):
+            key = tuple(ids)
+            if key in done_prompts:  # same prompt: copy the cache row instead of recomputing
+                self._load(r, list(ids), copy_from=done_prompts[key])
+            else:
+                self._load(r, list(ids))
+                done_prompts[key] = r
+        return self
+
+    def restart(self, row: int, ids: Sequence[int], constraint: Constraint | None = None) -> None:
+        """Give row ``row`` a fresh prompt (its cache is overwritten from slot 0). Units
+        already accepted stay in ``units``; the open unit is dropped; unit numbering goes on."""
+        r = self.rows[row]
+        r.constraint = constraint
+        r.forced.clear()
+        r.skip_bytes, r.attempts, r.snapshots = 0, 0, {}
+        r.done, r.reason = False, None
+        self._load(row, list(ids))
+
+    def _load(self, row: int, ids: list[int], copy_from: int | None = None) -> None:
+        if not ids:
+            raise ConfigError("a prompt needs at least one token (BOS)")
+        if len(ids) >= self.kv.max_length:
+            raise ConfigError(f"prompt of {len(ids)} tokens leaves no room in the "
+                              f"{self.kv.max_length}-token context")
+        bad = [t for t in ids if not 0 <= t < self.tok.vocab_size]
+        if bad:
+            raise ConfigError(f"prompt token {bad[0]} is outside the vocabulary")
+        t0 = time.perf_counter()
+        n = len(ids) - 1  # the last prompt token is fed by the first step
+        if n:
+            if copy_from is not None:
+                self.kv.copy_row(row, copy_from, n)
+            else:
+                self.kv.prefill(row, torch.tensor(ids[:-1]))
+        self.stats.prefill_s += time.perf_counter() - t0
+        r = self.rows[row]
+        r.tokens, r.n_prompt, r.fed = ids, len(ids), n
+        if r.splitter is not None:
+            r.splitter.reset(len(ids))
+
+    def finish(self, row: int, reason: str = "stop") -> None:
+        r = self.rows[row]
+        if not r.done:
+            r.done, r.reason = True, reason
+            self._events.finished.append(row)
+
+    @property
+    def active(self) -> bool:
+        return any(not r.done for r in self.rows)
+
+    # ---------------------------------------------------------------- the decode step
+    @torch.inference_mode()
+    def step(self) -> StepEvents:
+        """Feed one token per unfinished row, pick each row's next token, handle units."""
+        self._events = events = StepEvents()
+        live = [i for i, r in enumerate(self.rows) if not r.done]
+        if not live:
+            return events
+        t0 = time.perf_counter()
+        feed = [r.tokens[r.fed] if not r.done else self.tok.pad_id for r in self.rows]
+        pos = [min(r.fed, self.kv.max_length - 1) for r in self.rows]
+        logits = self.kv.decode(torch.tensor(feed), pos)
+        chosen = self._choose(logits)
+        for r in self.rows:
+            if not r.done:
+                r.fed += 1
+        self.stats.decode_s += time.perf_counter() - t0
+        self.stats.steps += 1
+        for i in live:
+            self._add_token(i, chosen[i])
+        return events
+
+    def _choose(self, logits: torch.Tensor) -> list[int]:
+        """Next token per row: forced ones, EOS for rows whose constraint is done, else sampled."""
+        out = [-1] * len(self.rows)
+        draw: list[int] = []
+        masks = []
+        for i, r in enumerate(self.rows):
+            if r.done:
+                continue
+            if r.forced:
+                out[i] = r.forced.popleft()
+            elif r.constraint is not None and r.constraint.done:
+                out[i] = self.tok.eos_id
+            else:
+                draw.append(i)
+                if r.constraint is not None:
+                    masks.append((i, r.constraint.allowed_mask()))
+        if not draw:
+            return out
+        logits.index_fill_(1, self._banned, float("-inf"))  # (step runs in inference mode)
+        if self.min_new_tokens:
+            early = [i for i in draw
+                     if len(self.rows[i].tokens) - self.rows[i].n_prompt < self.min_new_tokens]
+            if len(early) == logits.shape[0]:  # (logits are this step's own: edit in place)
+                logits.select(1, self.tok.eos_id).fill_(float("-inf"))
+            elif early:
+                logits[early, self.tok.eos_id] = float("-inf")
+        if masks:
+            allowed = torch.ones_like(logits, dtype=torch.bool)
+            for i, m in masks:
+                allowed[i] = False
+                allowed[i, :m.shape[0]] = m.to(logits.device)
+                if not bool(allowed[i].any()):
+                    raise ConfigError(f"row {i}: the constraint allows no token")
+            logits = logits.masked_fill(~allowed, float("-inf"))
+        c = self.config
+        gens = [self.rows[i].generator if i in draw else None for i in range(len(self.rows))]
+        picked = sample_tokens(logits, gens, c.temperature, c.top_k, c.top_p,
+                               self._noise).tolist()
+        for i in draw:
+            out[i] = picked[i]
+            self.rows[i].sampled += 1
+        self.stats.sampled += len(draw)
+        return out
+
+    def _add_token(self, i: int, token: int) -> None:
+        r = self.rows[i]
+        index = len(r.tokens)
+        r.tokens.append(token)
+        self._events.tokens.append((i, token))
+        if self.on_token is not None:
+            self.on_token(i, token)
+        if token == self.tok.eos_id:
+            self._end_row(i, "eos")
+            return
+        data = self._token_bytes[token] or b""
+        if r.skip_bytes:
+            cut = min(r.skip_bytes, len(data))
+            r.skip_bytes -= cut
+            data = data[cut:]
+        units = r.splitter.push(index, data) if r.splitter is not None else []
+        if r.constraint is not None:
+            self._snapshot(r, index, units)
+            r.constraint.advance(token)
+        for unit in units:
+            if not self._judge(i, unit):
+                return  # rolled back or stopped: later units of this token are gone
+        if r.done:
+            return
+        if (self.max_unit_tokens and r.splitter is not None
+                and r.splitter.open_tokens >= self.max_unit_tokens):
+            unit = r.splitter.flush(truncated=True)
+            if not self._judge(i, unit):
+                return
+        if self.max_new_tokens is not None and len(r.tokens) - r.n_prompt >= self.max_new_tokens:
+            self._end_row(i, "length")
+        elif len(r.tokens) >= self.kv.max_length:
+            self._end_row(i, "context")
+
+    def _snapshot(self, r: Row, index: int, units: list[Unit]) -> None:
+        """Remember the constraint state before token ``index`` for every unit that starts
+        in it (a rollback to that unit restores it)."""
+        started = [u.index for u in units if u.first_token == index]
+        if r.splitter.open_bytes and r.splitter.open_first_token == index:
+            started.append(r.splitter.next_index)
+        if started:
+            state = r.constraint.copy()
+            for u in started:
+                r.snapshots[u] = state
+
+    def _end_row(self, i: int, reason: str) -> None:
+        """EOS, length or context: judge the open unit, then finish the row. A rejected
+        last unit rolls the row back instead, and it goes on."""
+        r = self.rows[i]
+        unit = r.splitter.flush(truncated=reason != "eos") if r.splitter is not None else None
+        if unit is not None and not self._judge(i, unit):
+            return
+        self.finish(i, reason)
+
+    # ---------------------------------------------------------------- unit verdicts
+    def _judge(self, i: int, unit: Unit) -> bool:
+        """Ask ``on_unit``; apply the verdict. True if the row goes on normally."""
+        r = self.rows[i]
+        unit.attempt = r.attempts
+        verdict = self.on_unit(i, unit) if self.on_unit is not None else None
+        if verdict is None or isinstance(verdict, Accept):
+            self._accept(i, unit)
+            return True
+        if isinstance(verdict, Stop):
+            if verdict.keep:
+                self._accept(i, unit)
+            self.finish(i, "stop")
+            return False
+        if isinstance(verdict, Reject):
+            self.stats.rejected += 1
+            r.attempts += 1
+            if r.attempts > MAX_ATTEMPTS:
+                raise ModelError(f"row {i}: unit {unit.index} rejected {MAX_ATTEMPTS} times")
+            self.rollback(i, unit, verdict.replacement)
+            return False
+        raise TypeError(f"on_unit returned {verdict!r}; expected Accept, Reject, Stop or None")
+
+    def _accept(self, i: int, unit: Unit) -> None:
+        r = self.rows[i]
+        r.units.append(unit.data)
+        r.attempts = 0
+        for k in [k for k in r.snapshots if k < unit.index]:
+            del r.snapshots[k]
+        self._events.units.append((i, unit))
+
+    def rollback(self, row: int, unit: Unit, replacement: bytes | None = None) -> None:
+        """Cut row ``row`` back to just before ``unit`` (its cache, tokens, constraint and
+        splitter) so that the unit is generated again; or, with ``replacement``, force
+        those bytes as the unit (accepted, reported as ``replaced``)."""
+        r = self.rows[row]
+        if unit.first_token < r.n_prompt:
+            raise ConfigError(f"row {row}: cannot roll back into the prompt")
+        head = (self._token_bytes[r.tokens[unit.first_token]] or b"")[:unit.first_offset]
+        del r.tokens[unit.first_token:]
+        r.fed = min(r.fed, len(r.tokens) - 1)
+        r.forced.clear()
+        r.done, r.reason = False, None
+        if r.constraint is not None and unit.index in r.snapshots:
+            r.constraint = r.snapshots[unit.index].copy()
+        r.snapshots = {k: v for k, v in r.snapshots.items() if k < unit.index}
+        # bytes of the cut token that belong to the previous (kept) unit are re-fed as
+        # byte tokens; the splitter has seen them already
+        r.forced.extend(self.tok.byte_ids[b] for b in head)
+        r.skip_bytes = len(head)
+        r.splitter.reset(len(r.tokens) + len(head), next_index=unit.index)
+        if replacement is not None:
+            ids = self.tok.encode(replacement, bos=False, eos=False)
+            r.forced.extend(ids)
+            r.skip_bytes += len(replacement)
+            r.splitter.next_index = unit.index + 1
+            r.splitter.reset(len(r.tokens) + len(head) + len(ids))
+            r.attempts = 0
+            done = Unit(unit.index, bytes(replacement), len(r.tokens) + len(head), 0, len(ids),
+                        attempt=unit.attempt, replaced=True)
+            r.units.append(done.data)
+            self._events.units.append((row, done))
+
+
+# ---------------------------------------------------------------- one call
+@dataclasses.dataclass
+class GenerationResult:
+    """Per row: ``tokens`` generated (prompt excluded, EOS included if sampled), accepted
+    ``units`` (bytes), why it stopped (``reasons``); ``stats``: timings (s), counts,
+    ``tokens_per_s`` (sampled tokens / decode time) and the ``seed`` used."""
+
+    tokens: list[list[int]]
+    units: list[list[bytes]]
+    reasons: list[str]
+    stats: dict
+
+
+def generate(model, tokenizer, prompts: Sequence[Sequence[int]],
+             config: SamplingConfig | None = None, *, max_new_tokens: int | None = None,
+             min_new_tokens: int = 0, allow_eos: bool = True,
+             constraints: Sequence[Constraint | None] | None = None,
+             modality: str | None = None, max_length: int | None = None,
+             max_unit_tokens: int | None = None,
+             on_token: Callable[[int, int], None] | None = None,
+             on_unit: Callable[[int, Unit], Verdict] | None = None,
+             on_context_full: Callable[[int, Row], Sequence[int] | None] | None = None,
+             ) -> GenerationResult:
+    """Sample continuations of ``prompts`` (token id lists) with a ``LlamaForCausalLM``.
+
+    Stops a row at EOS (never before ``min_new_tokens``, never with ``allow_eos=False``),
+    after ``max_new_tokens`` kept tokens, on a :class:`Stop` verdict, or when its context
+    is full, where ``on_context_full(row, state)`` may return a new prompt to continue
+    from (None ends the row). ``max_length`` bounds the cache (default: enough for the
+    longest prompt + ``max_new_tokens``, at most the context).
+    """
+    if not prompts:
+        raise ConfigError("no prompts")
+    if max_length is None and max_new_tokens is not None:
+        max_length = max(len(p) for p in prompts) + max_new_tokens + 1
+    session = Session(model, tokenizer, len(prompts), config, max_length=max_length,
+                      max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+                      allow_eos=allow_eos, modality=modality, max_unit_tokens=max_unit_tokens,
+                      on_token=on_token, on_unit=on_unit)
+    session.start(prompts, constraints)
+    while session.active:
+        events = session.step()
+        if on_context_full is not None:
+            for i in events.finished:
+                row = session.rows[i]
+                if row.reason == "context":
+                    ids = on_context_full(i, row)
+                    if ids is not None:
+                        session.restart(i, ids)
+    return GenerationResult([r.generated for r in session.rows], [r.units for r in session.rows],
+                            [r.reason for r in session.rows], session.stats.as_dict())
+

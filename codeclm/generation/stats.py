@@ -1,0 +1,53 @@
+"""The one stats type of a decode run and the event that ends every event stream.
+
+Torch-free. :class:`DecodeStats` counts what a :class:`~codeclm.generation.session.Session`
+did (tokens, seconds, tokens/s); event streams (``jpeglm.generate.generate_images``,
+``avclm.generate.generate_video``) end with a :class:`DoneEvent` holding
+:meth:`DecodeStats.as_dict` plus their own counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass
+class DecodeStats:
+    """Counts and timings of one or more decode runs.
+
+    ``sampled``: tokens drawn (rolled-back ones included; forced tokens not);
+    ``steps``: decode steps (one token per row each); ``rejected``: units sampled again;
+    ``prefill_s`` / ``decode_s``: seconds spent in prompt prefill / decode steps;
+    ``seed``: the run's seed (row ``r`` draws with ``seed + r``)."""
+
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    steps: int = 0
+    sampled: int = 0
+    rejected: int = 0
+    seed: int | None = None
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Sampled tokens per second of decode time (0 before any step)."""
+        return self.sampled / self.decode_s if self.decode_s > 0 else 0.0
+
+    def add(self, other: DecodeStats) -> None:
+        """Add ``other``'s counts and timings to these (the seed is kept)."""
+        for f in ("prefill_s", "decode_s", "steps", "sampled", "rejected"):
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+
+    def as_dict(self) -> dict:
+        """The fields plus ``tokens_per_s`` and ``tokens_sampled`` (the same as ``sampled``)."""
+        d = dataclasses.asdict(self)
+        d["tokens_per_s"] = self.tokens_per_s
+        d["tokens_sampled"] = self.sampled
+        return d
+
+
+@dataclasses.dataclass(frozen=True)
+class DoneEvent:
+    """The end of an event stream: ``stats`` holds per-run counts and timings
+    (:meth:`DecodeStats.as_dict` plus the generator's own; see its docstring)."""
+
+    stats: dict
