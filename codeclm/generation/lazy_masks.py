@@ -57,10 +57,24 @@ def lazy_choice(logits: torch.Tensor, allows: Callable[[int], bool],
         return _greedy(logits, allows, max_checks)
     if k is None and p is None:
         return _race(logits, allows, generator, temperature, max_checks)
-    kept = _filtered(logits, allows, temperature, k, p, max_checks)
-    if kept is None:
+    # with top-k the exponential race's noise (k values, as the full path draws them)
+    # is drawn first: the walk may then stop once the winner is known (see _race_win)
+    state = None
+    noise = None
+    if k is not None and generator is not None and logits.dtype in _PRECISE:
+        state = generator.get_state()
+        noise = torch.empty(1, k, dtype=torch.float32, device=logits.device)
+        noise.exponential_(generator=generator)
+        drawn = noise[0].tolist()
+        noise = [math.log(e) for e in drawn] if min(drawn) > 0 else None
+    got = _filtered(logits, allows, temperature, k, p, max_checks, noise)
+    if state is not None and (got is None or got[0] != "token"):
+        generator.set_state(state)  # not drawn yet: the caller or sample_tokens draws
+    if got is None:
         return None
-    ids, complete = kept
+    if got[0] == "token":
+        return got[1]
+    _, ids, complete = got
     stand_in = torch.full_like(logits, float("-inf"))
     stand_in[ids] = logits[ids]
     # complete: every allowed candidate is known, so top-p runs as in the full path;
@@ -118,9 +132,11 @@ def _race(logits: torch.Tensor, allows, generator, temperature: float,
 
 
 def _filtered(logits: torch.Tensor, allows, temperature: float, k: int | None,
-              p: float | None, max_checks: int) -> tuple[list[int], bool] | None:
-    """The allowed token ids the top-k / top-p filtered draw keeps, and whether they are
-    all the allowed candidates (``complete``: top-p still to apply) or already cut."""
+              p: float | None, max_checks: int, log_noise: list[float] | None) -> tuple | None:
+    """Walk the row for the top-k / top-p filtered draw: ``("token", id)`` once the
+    race with ``log_noise`` (log E per top-k position) is decided, ``("kept", ids,
+    complete)`` once the kept allowed tokens are known (``complete``: all the allowed
+    candidates, top-p still to apply; else already cut), None if undecided."""
     scaled = logits / temperature if temperature != 1.0 else logits
     vals, ids = _walk_order(scaled, max_checks + (k or 0) + 1)
     early_p = p is not None and logits.dtype in _PRECISE
@@ -132,25 +148,58 @@ def _filtered(logits: torch.Tensor, allows, temperature: float, k: int | None,
     rest = float(torch.exp(scaled.double() - ref).sum()) - sum(mass) if k is None else 0.0
     found: list[int] = []
     sums = [0.0]  # sums[j]: mass of the first j allowed tokens
+    scores: list[float] = []  # race scores log p - log E of the allowed tokens found
     for i in range(len(ids)):
         if vals[i] == float("-inf"):  # only zero-probability tokens are left
-            return (found, True) if found and not _tied(vals, i) else None
+            return ("kept", found, True) if found and not _tied(vals, i) else None
         if i == max_checks:
             return None
         if allows(ids[i]):
             found.append(ids[i])
             sums.append(sums[-1] + mass[i])
+            if log_noise is not None:
+                # (a logit far below the top one could flush to zero in float32)
+                far = vals[i] - ref < -60
+                scores.append(float("-inf") if far else vals[i] - log_noise[len(found) - 1])
             if k is not None and len(found) == k:
-                return None if _tied(vals, i + 1) else (found, True)
-        if early_p and found:
+                return None if _tied(vals, i + 1) else ("kept", found, True)
+        if not found:
+            continue
+        if early_p:
             if k is not None:
                 unchecked = sum(mass[i + 1:i + 1 + k - len(found)])
             else:
                 unchecked = max(0.0, sum(mass[i + 1:]) + rest)
             cut = _top_p_cut(sums, unchecked, p)
             if cut is not None:
-                return None if _tied(vals, i + 1) else (found[:cut], False)
-    return (found, True) if found and len(ids) == logits.shape[-1] else None
+                return None if _tied(vals, i + 1) else ("kept", found[:cut], False)
+        if log_noise is not None:
+            sure = len(found) if p is None else _surely_kept(sums, p)
+            nxt = vals[i + 1] if i + 1 < len(vals) else float("-inf")
+            w = _race_win(scores, sure, nxt, log_noise[len(found):])
+            if w is not None:
+                return None if _tied(vals, i + 1) else ("token", found[w])
+    return ("kept", found, True) if found and len(ids) == logits.shape[-1] else None
+
+
+def _surely_kept(sums: list[float], p: float) -> int:
+    """How many of the allowed tokens found top-p keeps whatever the others' mass."""
+    return max(1, bisect.bisect_left(sums, (p - MARGIN) * sums[-1]))
+
+
+def _race_win(scores: list[float], sure: int, next_val: float,
+              unknown_log_noise: list[float]) -> int | None:
+    """The index of the race's winner among the allowed tokens found, if decided: the best
+    score of the ``sure`` surely kept ones beats, by :data:`MARGIN`, every other found
+    one and every later top-k position (logit at most ``next_val``, noise known)."""
+    best = max(range(sure), key=scores.__getitem__)
+    rival = max(scores[sure:], default=float("-inf"))
+    if unknown_log_noise and next_val != float("-inf"):
+        rival = max(rival, next_val - min(unknown_log_noise))
+    win = scores[best]
+    if win != float("-inf") and win - rival > MARGIN * (1.0 + abs(win)):
+        return best
+    return None
 
 
 def _top_p_cut(sums: list[float], unchecked: float, p: float) -> int | None:
