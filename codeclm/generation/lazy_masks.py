@@ -31,6 +31,7 @@ import bisect
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from .sampling import sample_tokens
@@ -146,6 +147,8 @@ def _filtered(logits: torch.Tensor, allows, temperature: float, k: int | None,
     mass = [math.exp(v - ref) for v in vals]
     # unchecked mass beyond the walk (no top-k): the whole row's minus the walked part
     rest = float(torch.exp(scaled.double() - ref).sum()) - sum(mass) if k is None else 0.0
+    vals_np = np.array(vals)
+    noise_np = np.array(log_noise) if log_noise is not None else None
     found: list[int] = []
     sums = [0.0]  # sums[j]: mass of the first j allowed tokens
     scores: list[float] = []  # race scores log p - log E of the allowed tokens found
@@ -175,8 +178,7 @@ def _filtered(logits: torch.Tensor, allows, temperature: float, k: int | None,
                 return None if _tied(vals, i + 1) else ("kept", found[:cut], False)
         if log_noise is not None:
             sure = len(found) if p is None else _surely_kept(sums, p)
-            nxt = vals[i + 1] if i + 1 < len(vals) else float("-inf")
-            w = _race_win(scores, sure, nxt, log_noise[len(found):])
+            w = _race_win(scores, sure, vals_np[i + 1:], noise_np[len(found):])
             if w is not None:
                 return None if _tied(vals, i + 1) else ("token", found[w])
     return ("kept", found, True) if found and len(ids) == logits.shape[-1] else None
@@ -187,19 +189,21 @@ def _surely_kept(sums: list[float], p: float) -> int:
     return max(1, bisect.bisect_left(sums, (p - MARGIN) * sums[-1]))
 
 
-def _race_win(scores: list[float], sure: int, next_val: float,
-              unknown_log_noise: list[float]) -> int | None:
+def _race_win(scores: list[float], sure: int, unchecked: np.ndarray,
+              unknown_log_noise: np.ndarray) -> int | None:
     """The index of the race's winner among the allowed tokens found, if decided: the best
     score of the ``sure`` surely kept ones beats, by :data:`MARGIN`, every other found
-    one and every later top-k position (logit at most ``next_val``, noise known)."""
-    best = max(range(sure), key=scores.__getitem__)
-    rival = max(scores[sure:], default=float("-inf"))
-    if unknown_log_noise and next_val != float("-inf"):
-        rival = max(rival, next_val - min(unknown_log_noise))
-    win = scores[best]
-    if win != float("-inf") and win - rival > MARGIN * (1.0 + abs(win)):
-        return best
-    return None
+    one and every later top-k position (the r-th of them holds an allowed token whose
+    logit is at most the r-th ``unchecked`` logit; its noise is known)."""
+    win = max(scores[:sure])
+    if win == float("-inf"):
+        return None
+    best = scores.index(win)
+    rival = max(scores[:best] + scores[best + 1:], default=float("-inf"))
+    n = min(len(unchecked), len(unknown_log_noise))
+    if n:  # (-inf - x stays -inf: zero-probability positions never win)
+        rival = max(rival, float((unchecked[:n] - unknown_log_noise[:n]).max()))
+    return best if win - rival > MARGIN * (1.0 + abs(win)) else None
 
 
 def _top_p_cut(sums: list[float], unchecked: float, p: float) -> int | None:
