@@ -753,6 +753,7 @@ class NalConstraint:
         self.lost = False  # forced bytes left the expected patterns: byte rules only
         self._next: PlanState | None = None
         self._key: tuple | None = None  # _mask_key() of this state
+        self._parts: tuple | None = None  # what allows() reads in this state
 
     # ------------------------------------------------------------------ protocol
     def copy(self) -> NalConstraint:
@@ -785,17 +786,19 @@ class NalConstraint:
         bytes (:meth:`SliceGrammar.token_ok`). Does not advance the constraint (a
         :class:`codeclm.generation.session.TokenCheck`)."""
         self._sync()
-        key = self._mask_key()
-        T = self.tokens
-        m = T.cache.get(key)
+        if self._parts is None:
+            key = self._mask_key()
+            ckey, _, okey, _ = key
+            self._parts = (self.tokens.cache.get(key),
+                           self._part(("c",) + ckey if ckey is not None else None),
+                           self._part(("o",) + okey if okey is not None else None))
+        m, cont, opens = self._parts
         if m is not None:
             return bool(m[token_id])
-        ckey, gkey, okey, eos = key
-        if eos and token_id == T.eos_id:
+        _, gkey, _, eos = self._key
+        if opens[token_id] or (eos and token_id == self.tokens.eos_id):
             return True
-        if okey is not None and self._part(("o",) + okey)[token_id]:
-            return True
-        if ckey is None or not self._part(("c",) + ckey)[token_id]:
+        if not cont[token_id]:
             return False
         return gkey is None or self._grammar_allows(gkey, token_id)
 
@@ -897,7 +900,7 @@ class NalConstraint:
         self._reset(g.plan)
 
     def _byte(self, x: int) -> None:
-        self._key = None
+        self._key = self._parts = None
         if x == 1 and self.z >= 2:  # a start code: a new NAL unit begins
             self._reset(self.next_plan())
             self.cur = self.facts.expect(self.plan)

@@ -199,11 +199,14 @@ def _race_win(scores: list[float], sure: int, unchecked: np.ndarray,
     if win == float("-inf"):
         return None
     best = scores.index(win)
+    margin = MARGIN * (1.0 + abs(win))
     rival = max(scores[:best] + scores[best + 1:], default=float("-inf"))
+    if win - rival <= margin:
+        return None
     n = min(len(unchecked), len(unknown_log_noise))
     if n:  # (-inf - x stays -inf: zero-probability positions never win)
         rival = max(rival, float((unchecked[:n] - unknown_log_noise[:n]).max()))
-    return best if win - rival > MARGIN * (1.0 + abs(win)) else None
+    return best if win - rival > margin else None
 
 
 def _top_p_cut(sums: list[float], unchecked: float, p: float) -> int | None:
