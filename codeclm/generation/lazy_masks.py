@@ -28,6 +28,7 @@ generator, and the caller builds the full mask.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Callable
 
@@ -93,7 +94,7 @@ def _tied(vals: list[float], upto: int) -> bool:
     """Whether two adjacent finite values among ``vals[:upto + 1]`` are equal (their
     order in the full path's sort is not ours)."""
     v = vals[:upto + 1]
-    return any(a == b and a != float("-inf") for a, b in zip(v, v[1:]))
+    return any(a == b and a != float("-inf") for a, b in itertools.pairwise(v))
 
 
 def _greedy(logits: torch.Tensor, allows, max_checks: int) -> int | None:
