@@ -320,6 +320,13 @@ def macroblock_machine(kind: int, refs: int, start_mod8: int,
     return m
 
 
+def fresh_machines() -> None:
+    """Give slices begun from now on fresh machines (those begun earlier keep theirs):
+    what a full machine does, on demand (a test that counts the masks one walk builds
+    must not see a machine filled by earlier work replaced halfway)."""
+    _MACHINES.clear()
+
+
 _TABLE_WALKS: dict[tuple, tuple | None] = {}
 
 
