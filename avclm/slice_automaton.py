@@ -320,6 +320,13 @@ def macroblock_machine(kind: int, refs: int, start_mod8: int,
     return m
 
 
+def fresh_machines() -> None:
+    """Give slices begun from now on fresh machines (those begun earlier keep theirs):
+    what a full machine does, on demand (a test that counts the masks one walk builds
+    must not see a machine filled by earlier work replaced halfway)."""
+    _MACHINES.clear()
+
+
 _TABLE_WALKS: dict[tuple, tuple | None] = {}
 
 
@@ -602,6 +609,27 @@ class SliceGrammar:
                 if collecting:
                     gc.enable()
         return got
+
+    def token_ok(self, key: tuple, state: tuple, z: int, token_id: int) -> bool:
+        """``mask(key, state, z)[token_id]``, from the token's own bytes (RBSP bits
+        stepped through the automaton; an ``03`` after two zero bytes is an escape):
+        what an exact lazy mask checks instead of walking the whole vocabulary."""
+        got = self.masks.get((state, min(z, 2)))
+        if got is not None:
+            return bool(got[token_id])
+        b = self.token_bytes[token_id]
+        if not b:
+            return False
+        auto, st, zeros = self.automata[key], state, min(z, 2)
+        for x in b:
+            if zeros >= 2 and x == 3:
+                zeros, x = 0, ESCAPE
+            else:
+                zeros = zeros + 1 if x == 0 else 0
+            st = auto.step_byte(st, x)
+            if st is None:
+                return False
+        return True
 
     def body_ok(self, key: tuple, opener: bool) -> np.ndarray:
         """Tokens fine as the first token of this slice NAL as far as the slice grammar

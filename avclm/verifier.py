@@ -766,6 +766,8 @@ class NalConstraint:
         self.closed = True  # the open NAL is complete: only start-code bytes may follow
         self.lost = False  # forced bytes left the expected patterns: byte rules only
         self._next: PlanState | None = None
+        self._key: tuple | None = None  # _mask_key() of this state
+        self._parts: tuple | None = None  # what allows() reads in this state
 
     # ------------------------------------------------------------------ protocol
     def copy(self) -> NalConstraint:
@@ -776,7 +778,49 @@ class NalConstraint:
 
     def allowed_mask(self) -> torch.Tensor:
         self._sync()
+        key = self._mask_key()
         T = self.tokens
+        m = T.cache.get(key)
+        if m is None:
+            if len(T.cache) >= MASK_CACHE_SIZE:
+                T.cache.clear()
+            ckey, gkey, okey, eos = key
+            ok = self._part(("c",) + ckey if ckey is not None else None)
+            if gkey is not None:
+                ok = ok & self._grammar_mask(gkey)
+            ok = ok | self._part(("o",) + okey if okey is not None else None)
+            if eos:
+                ok[T.eos_id] = True
+            m = T.cache[key] = torch.from_numpy(ok)
+        return m
+
+    def allows(self, token_id: int) -> bool:
+        """``bool(allowed_mask()[token_id])`` without building the mask: the parts that
+        are cheap and cached are indexed, and the slice grammar steps the token's own
+        bytes (:meth:`SliceGrammar.token_ok`). Does not advance the constraint (a
+        :class:`codeclm.generation.session.TokenCheck`)."""
+        self._sync()
+        if self._parts is None:
+            key = self._mask_key()
+            ckey, _, okey, _ = key
+            self._parts = (self.tokens.cache.get(key),
+                           self._part(("c",) + ckey if ckey is not None else None),
+                           self._part(("o",) + okey if okey is not None else None))
+        m, cont, opens = self._parts
+        if m is not None:
+            return bool(m[token_id])
+        _, gkey, _, eos = self._key
+        if opens[token_id] or (eos and token_id == self.tokens.eos_id):
+            return True
+        if not cont[token_id]:
+            return False
+        return gkey is None or self._grammar_allows(gkey, token_id)
+
+    def _mask_key(self) -> tuple:
+        """What decides the mask in this state: (continuation key, grammar key, opener
+        key, EOS allowed); memoized until the next byte or reset."""
+        if self._key is not None:
+            return self._key
         can_end = self.can_end
         if self.closed:
             ckey = None
@@ -797,19 +841,8 @@ class NalConstraint:
             okey = (self.z, tuple(self._opener_key(e) for e in self.facts.expect(nxt)))
             eos = (self.cur is not None and nxt.next_mb == 0 and nxt.ps == 0
                    and nxt.open_kind is None)
-        key = (ckey, gkey, okey, eos)
-        m = T.cache.get(key)
-        if m is None:
-            if len(T.cache) >= MASK_CACHE_SIZE:
-                T.cache.clear()
-            ok = self._part(("c",) + ckey if ckey is not None else None)
-            if gkey is not None:
-                ok = ok & self._grammar_mask(gkey)
-            ok = ok | self._part(("o",) + okey if okey is not None else None)
-            if eos:
-                ok[T.eos_id] = True
-            m = T.cache[key] = torch.from_numpy(ok)
-        return m
+        self._key = (ckey, gkey, okey, eos)
+        return self._key
 
     def advance(self, token_id: int) -> None:
         if self.plan is None:
@@ -881,6 +914,7 @@ class NalConstraint:
         self._reset(g.plan)
 
     def _byte(self, x: int) -> None:
+        self._key = self._parts = None
         if x == 1 and self.z >= 2:  # a start code: a new NAL unit begins
             self._reset(self.next_plan())
             self.cur = self.facts.expect(self.plan)
@@ -958,6 +992,17 @@ class NalConstraint:
                  else self.grammar.mask(gs[0], gs[1], z))
             ok = m if ok is None else ok | m
         return ok
+
+    def _grammar_allows(self, gkey: tuple, token_id: int) -> bool:
+        """``_grammar_mask(gkey)[token_id]``, stepping that token only."""
+        first, z, states = gkey
+        for gs in states:
+            if gs is None:
+                return True
+            if (self.grammar.body_ok(gs[0], opener=False)[token_id] if first
+                    else self.grammar.token_ok(gs[0], gs[1], z, token_id)):
+                return True
+        return False
 
     def _opener_key(self, e: Expect) -> tuple:
         """The pattern key of a NAL that may open next, with its grammar key."""

@@ -19,7 +19,7 @@ import collections
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -27,6 +27,7 @@ from ..errors import ConfigError, ModelError
 from ..modality import find as find_modality
 from ..streaming import Unit, UnitSplitter
 from .forward import CachedForward, KVCacheLM
+from .lazy_masks import lazy_choice
 from .sampling import SamplingConfig, draw_seed, make_generators, noise_buffer, sample_tokens
 from .stats import DecodeStats
 
@@ -78,6 +79,38 @@ class Constraint(Protocol):
     def advance(self, token_id: int) -> None: ...
 
     def copy(self) -> Constraint: ...
+
+
+@runtime_checkable
+class TokenCheck(Protocol):
+    """An optional :class:`Constraint` capability: ``allows(token_id)`` is
+    ``bool(allowed_mask()[token_id])`` without building the mask (and without advancing
+    the constraint). A row whose constraint has it is sampled with exact lazy masks
+    (:mod:`codeclm.generation.lazy_masks`: the same token as with the full mask)."""
+
+    def allows(self, token_id: int) -> bool: ...
+
+
+class FullMasks:
+    """A :class:`Constraint` that hides ``allows`` of the one it wraps, so the session
+    builds its full mask at every step (the reference the lazy path is tested and
+    benchmarked against)."""
+
+    def __init__(self, inner: Constraint):
+        self.inner = inner
+
+    @property
+    def done(self) -> bool:
+        return self.inner.done
+
+    def allowed_mask(self) -> torch.Tensor:
+        return self.inner.allowed_mask()
+
+    def advance(self, token_id: int) -> None:
+        self.inner.advance(token_id)
+
+    def copy(self) -> FullMasks:
+        return FullMasks(self.inner.copy())
 
 
 # ---------------------------------------------------------------- rows and session
@@ -168,6 +201,8 @@ class Session:
         self._banned = torch.tensor(banned, dtype=torch.long, device=self.kv.device)
         self._events = StepEvents()
         self.stats = DecodeStats(seed=self.seed)
+        #: lazy-mask draws decided / lazy walks that fell back to the full mask
+        self.lazy_masks = self.full_masks = 0
 
     # ---------------------------------------------------------------- setup
     def start(self, prompts: Sequence[Sequence[int]],
@@ -257,10 +292,11 @@ class Session:
         return events
 
     def _choose(self, logits: torch.Tensor) -> list[int]:
-        """Next token per row: forced ones, EOS for rows whose constraint is done, else sampled."""
+        """Next token per row: forced ones, EOS for rows whose constraint is done, else
+        sampled (constrained rows with exact lazy masks where their constraint can check
+        single tokens, else with full masks; the rest batched)."""
         out = [-1] * len(self.rows)
         draw: list[int] = []
-        masks = []
         for i, r in enumerate(self.rows):
             if r.done:
                 continue
@@ -270,8 +306,6 @@ class Session:
                 out[i] = self.tok.eos_id
             else:
                 draw.append(i)
-                if r.constraint is not None:
-                    masks.append((i, r.constraint.allowed_mask()))
         if not draw:
             return out
         logits.index_fill_(1, self._banned, float("-inf"))  # (step runs in inference mode)
@@ -282,6 +316,34 @@ class Session:
                 logits.select(1, self.tok.eos_id).fill_(float("-inf"))
             elif early:
                 logits[early, self.tok.eos_id] = float("-inf")
+        batched = [i for i in draw if not self._choose_lazily(i, logits[i], out)]
+        if batched:
+            self._sample_batched(logits, batched, out)
+        for i in draw:
+            self.rows[i].sampled += 1
+        self.stats.sampled += len(draw)
+        return out
+
+    def _choose_lazily(self, i: int, logits: torch.Tensor, out: list[int]) -> bool:
+        """Row ``i``'s token from lazy masks into ``out`` if its constraint can check
+        single tokens and the walk decides; False leaves the row to the batched draw."""
+        con = self.rows[i].constraint
+        if con is None or not isinstance(con, TokenCheck):
+            return False
+        c = self.config
+        token = lazy_choice(logits, con.allows, self.rows[i].generator, c.temperature,
+                            c.top_k, c.top_p)
+        if token is None:
+            self.full_masks += 1
+            return False
+        self.lazy_masks += 1
+        out[i] = token
+        return True
+
+    def _sample_batched(self, logits: torch.Tensor, rows: list[int], out: list[int]) -> None:
+        """Draw rows ``rows`` together (constrained ones with their full masks) into ``out``."""
+        masks = [(i, self.rows[i].constraint.allowed_mask()) for i in rows
+                 if self.rows[i].constraint is not None]
         if masks:
             allowed = torch.ones_like(logits, dtype=torch.bool)
             for i, m in masks:
@@ -291,14 +353,12 @@ class Session:
                     raise ConfigError(f"row {i}: the constraint allows no token")
             logits = logits.masked_fill(~allowed, float("-inf"))
         c = self.config
-        gens = [self.rows[i].generator if i in draw else None for i in range(len(self.rows))]
+        wanted = set(rows)
+        gens = [r.generator if i in wanted else None for i, r in enumerate(self.rows)]
         picked = sample_tokens(logits, gens, c.temperature, c.top_k, c.top_p,
                                self._noise).tolist()
-        for i in draw:
+        for i in rows:
             out[i] = picked[i]
-            self.rows[i].sampled += 1
-        self.stats.sampled += len(draw)
-        return out
 
     def _add_token(self, i: int, token: int) -> None:
         r = self.rows[i]

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from avclm import nal as nalmod
+from avclm import slice_automaton
 from avclm.bits import compose_slice_header, parse_slice_fields
 from avclm.bits import data_bits as _data_bits
 from avclm.bits import nal_bytes as _nal_bytes
@@ -400,7 +401,9 @@ def test_constraint_resyncs_with_the_gate_after_rollback(streams):
 
 
 def test_mask_cost_stays_small(streams):
-    """A cached mask is a dict lookup: a second walk over the same clip builds no mask."""
+    """A cached mask is a dict lookup: a second walk over the same clip builds no mask
+    (machines fresh first: one filled by earlier tests would be replaced halfway)."""
+    slice_automaton.fresh_machines()
     data = streams["tiny"]["smooth"]
     tok = ByteTokenizer.train([data], 384, "h264")
     ids = tok.encode(data, bos=False, eos=False)

@@ -1,0 +1,200 @@
+"""Exact lazy token masks (codeclm.generation.lazy_masks): the same token as the full
+mask for the same generator state, never a disallowed one.
+
+- random logits and random constraints over every sampling setting (temperature 0 and
+  not, top-k, top-p, both, none), ties and banned tokens included;
+- the H.264 slice constraint's single-token check equals its mask in real states (the
+  canonical x264 encodes of the sample clips, token by token);
+- whole generations with the bundled video model, lazy vs full masks, token for token.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from codeclm.generation.lazy_masks import lazy_choice
+from codeclm.generation.sampling import sample_tokens
+
+SETTINGS = [(t, k, p) for t in (0.0, 0.7, 1.0, 1.3) for k in (None, 1, 5, 50)
+            for p in (None, 0.5, 0.9, 1.0)]
+
+
+def _random_case(rng: random.Random, V: int):
+    """Logits [V] (some banned at -inf, some ties, a peaked or a flat row) and an
+    allowed set (dense, sparse, or only far down the ranking)."""
+    scale = rng.choice([0.5, 2.0, 6.0])
+    logits = torch.randn(V, generator=torch.Generator().manual_seed(rng.randrange(1 << 30)))
+    logits = logits * scale
+    if rng.random() < 0.3:  # ties
+        logits[rng.sample(range(V), min(10, V))] = float(logits[rng.randrange(V)])
+    if rng.random() < 0.3:
+        logits = logits.round()  # many ties
+    logits[rng.sample(range(V), V // 8)] = float("-inf")
+    density = rng.choice([0.02, 0.3, 0.9, 1.0])
+    allowed = torch.rand(V, generator=torch.Generator().manual_seed(rng.randrange(1 << 30)))
+    allowed = allowed < density
+    if rng.random() < 0.2:  # the best tokens all disallowed
+        allowed[torch.topk(logits, min(40, V - 1)).indices] = False
+    allowed[rng.randrange(V)] = True
+    return logits, allowed
+
+
+def test_lazy_draw_equals_the_full_mask_draw():
+    """For the same generator state, the lazy path picks the full-mask path's token (or
+    declines without touching the generator); it decides most draws."""
+    rng = random.Random(0)
+    decided = total = 0
+    for trial in range(1500):
+        V = rng.choice([7, 60, 300])
+        logits, allowed = _random_case(rng, V)
+        if not bool(torch.isfinite(logits[allowed]).any()):
+            continue
+        T, k, p = SETTINGS[trial % len(SETTINGS)]
+        calls = []
+
+        def allows(t, calls=calls, allowed=allowed):
+            calls.append(t)
+            return bool(allowed[t])
+
+        seed = rng.randrange(1 << 30)
+        g_lazy = torch.Generator().manual_seed(seed)
+        lazy = lazy_choice(logits.clone(), allows, g_lazy, T, k, p)
+        g_full = torch.Generator().manual_seed(seed)
+        masked = logits.masked_fill(~allowed, float("-inf"))
+        full = int(sample_tokens(masked[None], [g_full], T, k, p)[0])
+        assert bool(allowed[full])
+        total += 1
+        assert len(calls) <= 64
+        if lazy is None:
+            # declined: the generator is where it was, so the full path draws as usual
+            fresh = torch.Generator().manual_seed(seed)
+            assert torch.equal(g_lazy.get_state(), fresh.get_state())
+            continue
+        decided += 1
+        assert bool(allowed[lazy]), (trial, T, k, p)
+        assert lazy == full, (trial, T, k, p)
+        # and the two generators go on alike
+        assert torch.equal(g_lazy.get_state(), g_full.get_state())
+    assert decided > 0.5 * total
+
+
+def test_lazy_path_in_a_batch_matches_full_masks():
+    """Session rows with a checkable constraint (lazy) and without (full) in one batch:
+    the same tokens as all-full masks, row by row, for every sampling setting."""
+    from codeclm.generation.sampling import SamplingConfig
+    from codeclm.generation.session import FullMasks, generate
+
+    tok, model = _tiny_lm()
+    V = tok.vocab_size
+    for T, k, p in [(1.0, 50, 0.9), (0.8, None, 0.7), (1.0, None, None), (0.0, 5, None)]:
+        cfg = SamplingConfig(temperature=T, top_k=k, top_p=p, seed=3)
+        outs = []
+        for lazy in (True, False):
+            cons = [_EvenTokens(V), None, _EvenTokens(V)]
+            if not lazy:
+                cons = [FullMasks(c) if c is not None else None for c in cons]
+            res = generate(model, tok, [[tok.bos_id]] * 3, cfg, max_new_tokens=12,
+                           constraints=cons)
+            outs.append(res.tokens)
+        assert outs[0] == outs[1], (T, k, p)
+        for row in (0, 2):
+            assert all(t % 2 == 0 or t == tok.eos_id for t in outs[0][row])
+
+
+class _EvenTokens:
+    """A checkable constraint: even token ids (and EOS) only."""
+
+    done = False
+
+    def __init__(self, V: int):
+        self.mask = torch.arange(V) % 2 == 0
+        self.mask[2] = True
+
+    def allowed_mask(self):
+        return self.mask
+
+    def allows(self, token_id: int) -> bool:
+        return bool(self.mask[token_id])
+
+    def advance(self, token_id: int) -> None:
+        pass
+
+    def copy(self):
+        return self
+
+
+def _tiny_lm():
+    from transformers import LlamaForCausalLM
+
+    from codeclm.models import llama_config
+    from codeclm.tokenizer import ByteTokenizer
+
+    tok = ByteTokenizer.train([bytes(range(256)) * 4], 300, "h264")
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(llama_config("tiny", tok.vocab_size, 64, hidden_size=32,
+                                          intermediate_size=64)).eval()
+    return tok, model
+
+
+# ----------------------------------------------------------------------------- H.264
+@pytest.fixture(scope="module")
+def bundled_video():
+    from codeclm.model_dir import bundled_model_dir
+
+    if bundled_model_dir("h264") is None:
+        pytest.skip("no bundled video model")
+    from avclm.generate import load_model
+
+    return load_model(None, "h264")
+
+
+def test_slice_constraint_allows_equals_its_mask_in_x264_states(bundled_video):
+    """In the states of canonical x264 encodes (every 7th token of the sample clips'
+    tokenizations, the bundled tokenizer), ``allows(t)`` is the mask's entry for every
+    token, computed before the mask exists (no cache to read it from)."""
+    from avclm.codec import SAMPLE_CLIPS, encode_video
+    from avclm.verifier import NalConstraint
+
+    tok, profile = bundled_video.tokenizer, bundled_video.profile
+    checked = 0
+    for clip in list(SAMPLE_CLIPS.values())[:2]:
+        data = encode_video(clip, profile)
+        c = NalConstraint(tok, profile=profile)
+        for n, t in enumerate(tok.encode(data, bos=False, eos=False)[:400]):
+            if n % 7 == 3:
+                c.tokens.cache.clear()
+                c.grammar.masks.clear()
+                got = [c.allows(u) for u in range(tok.vocab_size)]
+                assert got == c.allowed_mask().tolist(), n
+                checked += 1
+            assert c.allows(t)  # x264's own token
+            c.advance(t)
+    assert checked > 100
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bundled_video_model_same_tokens_with_lazy_and_full_masks(bundled_video, seed):
+    """Whole generations (2 frames) with the bundled model: lazy masks give the full
+    masks' tokens, token for token."""
+    from avclm.generate import DoneEvent, NalEvent, generate_video
+    from avclm.verifier import NalConstraint
+    from codeclm.generation.sampling import SamplingConfig
+    from codeclm.generation.session import FullMasks
+
+    def run(factory):
+        nals, stats = [], {}
+        for ev in generate_video(bundled_video, 2, config=SamplingConfig(seed=seed),
+                                 constraint_factory=factory):
+            if isinstance(ev, NalEvent):
+                nals.append(ev.data)
+            elif isinstance(ev, DoneEvent):
+                stats = ev.stats
+        return nals, stats
+
+    lazy = run(None)
+    full = run(lambda tok, gate: FullMasks(NalConstraint(tok, gate)))
+    assert lazy[0] == full[0]
+    assert lazy[1]["tokens_sampled"] == full[1]["tokens_sampled"]
