@@ -367,3 +367,82 @@ def continuation_markdown(res: dict, label: str, K: int, M: int) -> str:
             ["bits per byte (held-out shards)", report.fmt(bpb["bpb"], 4) if bpb else "n/a"]]
     out.append(report.markdown_table(["metric", "value"], rows))
     return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------- classes
+@dataclasses.dataclass
+class ClipClasses:
+    """The video part of :func:`codeclm.eval.classes.evaluate_classes` (``avclm eval
+    classes``): clips of ``frames`` frames generated from nothing (``generate_video``
+    with the class and scale; ``verify``, ``max_nal_tokens``, ``max_attempts``: the
+    generator's, None: its defaults). The classifier sees
+    :func:`codeclm.eval.class_accuracy.clip_features` (first frame and frame
+    ``frames - 1``) of each training clip as the model saw it (its canonical encoding at
+    the model's profile, decoded) and of each sample (tolerant decode); a sample is
+    valid when the whole stream decodes strictly with ``frames`` pictures."""
+
+    frames: int = 4
+    verify: bool = True
+    max_nal_tokens: int | None = None
+    max_attempts: int | None = None
+    task: str = "avclm eval classes"
+    modality: str = "h264"
+    ext: str = ".h264"
+
+    def check(self, profile) -> None:
+        if not 1 <= self.frames <= profile.frames:
+            raise ConfigError(f"--frames must be between 1 and {profile.frames} (a clip of "
+                              f"profile {profile.name!r}), got {self.frames}")
+
+    def fit(self, lm, train_dir: Path):
+        from avclm.codec import encode_video
+        from avclm.stream import decode_annexb
+        from codeclm.eval import runner
+        from codeclm.eval.class_accuracy import CentroidClassifier, clip_features
+
+        self.check(lm.profile)
+        vectors: dict[str, list] = {}
+        for it in runner.list_media(train_dir, runner.VIDEO_EXTS):
+            if it.cls is None:
+                continue
+            frames = decode_annexb(encode_video(it.path, lm.profile), lm.profile, strict=False)
+            vectors.setdefault(it.cls, []).append(clip_features(frames, self.frames))
+        if not vectors:
+            raise ConfigError(f"{train_dir}: no clips in class folders ({train_dir}/<class>/...)")
+        return CentroidClassifier.fit_vectors(vectors)
+
+    def generate(self, lm, name: str, scale: float, n: int, sampling, batch: int) -> list[bytes]:
+        from avclm.generate import NalEvent, generate_video
+
+        kwargs = {k: v for k, v in (("max_nal_tokens", self.max_nal_tokens),
+                                    ("max_attempts", self.max_attempts)) if v is not None}
+        out: list[bytes] = []
+        for start in range(0, n, batch):
+            rows = min(batch, n - start)
+            nals: dict[int, list[bytes]] = {r: [] for r in range(rows)}
+            for ev in generate_video(lm, self.frames, batch=rows, verify=self.verify,
+                                     config=dataclasses.replace(sampling,
+                                                                seed=sampling.seed + start),
+                                     class_name=name, cfg_scale=scale, **kwargs):
+                if isinstance(ev, NalEvent):
+                    nals[ev.row].append(ev.data)
+            out += [b"".join(nals[r]) for r in range(rows)]
+        return out
+
+    def score(self, lm, data: bytes):
+        import numpy as np
+
+        from avclm.stream import decode_annexb
+        from codeclm.eval.class_accuracy import clip_features
+
+        p = lm.profile
+        frames = decode_annexb(data, p, strict=False) or [np.full((p.height, p.width, 3), 128,
+                                                                  np.uint8)]
+        try:
+            ok = len(decode_annexb(data, p, strict=True)) == self.frames
+        except DecodeError:
+            ok = False
+        return clip_features(frames, self.frames), ok
+
+    def protocol(self) -> dict:
+        return {"frames": self.frames, "verify": self.verify}

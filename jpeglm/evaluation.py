@@ -465,3 +465,47 @@ def write_uncond_report(out: str | os.PathLike, results: dict) -> None:
     if bpb:
         md.append(f"\nBits per byte on {bpb['path']}: {bpb['bpb']:.4f}\n")
     report.write_text(out / "results.md", "\n".join(md))
+
+
+# ---------------------------------------------------------------------------- classes
+@dataclasses.dataclass
+class ImageClasses:
+    """The image part of :func:`codeclm.eval.classes.evaluate_classes` (``jpeglm eval
+    classes``): the classifier is fitted on the training images as they are; samples are
+    standalone JPEGs of the bytes as sampled (``grammar``: the JPEG scan grammar), valid
+    when they decode strictly (``jpeglm.codec.check``)."""
+
+    grammar: bool = True
+    task: str = "jpeglm eval classes"
+    modality: str = "jpeg"
+    ext: str = ".jpg"
+
+    def fit(self, lm, train_dir: Path):
+        from codeclm.eval.class_accuracy import CentroidClassifier
+
+        return CentroidClassifier.fit_folder(train_dir)
+
+    def generate(self, lm, name: str, scale: float, n: int, sampling, batch: int) -> list[bytes]:
+        from jpeglm import codec
+        from jpeglm.generate import ImageEvent, generate_images
+
+        events = sorted((e for e in generate_images(lm, n, batch=batch, config=sampling,
+                                                    grammar=self.grammar, class_name=name,
+                                                    cfg_scale=scale)
+                         if isinstance(e, ImageEvent)), key=lambda e: e.sample)
+        return [codec.to_jpeg(e.data, lm.profile) for e in events]
+
+    def score(self, lm, data: bytes):
+        from codeclm.eval.class_accuracy import features
+        from jpeglm import codec
+
+        img, _ = codec.decode_tolerant(data, lm.profile)
+        try:
+            codec.check(data, lm.profile)
+            ok = True
+        except DecodeError:
+            ok = False
+        return features(img), ok
+
+    def protocol(self) -> dict:
+        return {"grammar": self.grammar}

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-SUBVERBS = ("continue",)
+SUBVERBS = ("continue", "classes")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,11 +51,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              help="frame FID features: auto (inception when --weights or "
                                   "$CODECLM_INCEPTION_WEIGHTS is set, else no FID), inception, "
                                   "pixels (weight-free, not comparable to published FID) or none")
+    from . import eval_classes
+
+    eval_classes.add_arguments(sub)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.sub == "continue":
         return run_continue(args)
+    if args.sub == "classes":
+        from . import eval_classes
+
+        return eval_classes.run(args)
     raise AssertionError(args.sub)
 
 
