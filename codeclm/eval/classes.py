@@ -185,3 +185,35 @@ def summary_lines(results: dict) -> list[str]:
     rows.append(("mean", results["overall"]))
     return [f"{n}: " + ", ".join(f"S={s} {m[s]['class_accuracy']['mean']:.2f}" for s in scales)
             for n, m in rows]
+
+
+# ---------------------------------------------------------------------------- other evals
+def item_classes(lm, items) -> dict[str, str | None]:
+    """``{item id: class to condition on}`` for the eval verbs that prompt with real media
+    (``jpeglm eval complete``, ``avclm eval continue``): an item in a class subfolder
+    named after one of a class-conditional model's classes gets that class; every other
+    item (no subfolder, a folder the model has no class for, an unconditional model) None."""
+    from ..labels import class_names
+
+    known = set(class_names(lm.tokenizer))
+    return {it.id: it.cls if it.cls in known else None for it in items}
+
+
+def conditioning_record(classes: dict[str, str | None], cfg_scale: float | None) -> dict:
+    """What results.json says about class conditioning: whether any item was given its
+    class, the guidance scale, and how many items each class had."""
+    used = sorted({c for c in classes.values() if c is not None})
+    counts = {c: sum(v == c for v in classes.values()) for c in used}
+    return {"class_conditional": bool(used),
+            "cfg_scale": (1.0 if cfg_scale is None else float(cfg_scale)) if used else None,
+            "items_per_class": counts,
+            "rule": "an item in a folder named after one of the model's classes is generated "
+                    "with that class; others unconditionally"}
+
+
+def eval_scale(cfg_scale: float | None) -> float:
+    """The guidance scale the prompting evals use: ``--cfg-scale``, default 1 (plain
+    conditional sampling: the model's own conditional distribution, no second row)."""
+    from ..guidance import check_scale
+
+    return 1.0 if cfg_scale is None else check_scale(cfg_scale)
