@@ -25,6 +25,9 @@ CLASS_COLOURS = {"circle": (230, 40, 40), "square": (40, 200, 70), "triangle": (
 TINT = 0.3
 #: class -> shape velocity (dx, dy) in pixels per frame in a video clip
 CLASS_MOTION = {"circle": (3.0, 0.0), "square": (0.0, 3.0), "triangle": (0.0, 0.0)}
+#: a video clip's background: this fraction of the class colour (brighter than the
+#: images': most of a small clip's macroblocks are background, and they carry the class)
+CLIP_TINT = 0.6
 
 
 def render(kind: str, rng: np.random.Generator, width: int, height: int) -> np.ndarray:
@@ -36,11 +39,12 @@ def render(kind: str, rng: np.random.Generator, width: int, height: int) -> np.n
     return draw(kind, cx, cy, r, width, height)
 
 
-def draw(kind: str, cx: float, cy: float, r: float, width: int, height: int) -> np.ndarray:
+def draw(kind: str, cx: float, cy: float, r: float, width: int, height: int,
+         tint: float = TINT) -> np.ndarray:
     """A ``kind`` shape of radius ``r`` centred at ``(cx, cy)`` (pixels) on the class's
-    tinted background: ``(height, width, 3)`` uint8."""
+    colour times ``tint`` as background: ``(height, width, 3)`` uint8."""
     img = np.empty((height, width, 3), np.uint8)
-    img[:] = (np.array(CLASS_COLOURS[kind]) * TINT).astype(np.uint8)
+    img[:] = (np.array(CLASS_COLOURS[kind]) * tint).astype(np.uint8)
     y, x = np.mgrid[0:height, 0:width] + 0.5
     if kind == "circle":
         inside = (x - cx) ** 2 + (y - cy) ** 2 <= r * r
@@ -78,11 +82,11 @@ def render_clip(kind: str, rng: np.random.Generator, width: int, height: int,
     """``(frames, height, width, 3)`` uint8: a ``kind`` shape moving by the class's
     :data:`CLASS_MOTION`, placed so that it stays inside the picture throughout."""
     dx, dy = CLASS_MOTION[kind]
-    r = rng.uniform(0.15, 0.25) * min(width, height)
+    r = rng.uniform(0.12, 0.2) * min(width, height)
     span_x, span_y = abs(dx) * (frames - 1), abs(dy) * (frames - 1)
     cx = rng.uniform(r, max(r, width - r - span_x))
     cy = rng.uniform(r, max(r, height - r - span_y))
-    return np.stack([draw(kind, cx + dx * t, cy + dy * t, r, width, height)
+    return np.stack([draw(kind, cx + dx * t, cy + dy * t, r, width, height, CLIP_TINT)
                      for t in range(frames)])
 
 
