@@ -4,8 +4,9 @@ Three classes, each one shape kind in its own colour on a dark background tinted
 that colour, at a seeded random position and size (``circle``: red discs, ``square``:
 green squares, ``triangle``: blue triangles). The tint makes the class visible in every
 block, so a tiny model learns it within a few hundred steps. The folder layout is the
-one ``--labels folder`` reads. Item ``i`` of class ``c`` draws from ``numpy.random.default_rng((seed, k, i))`` (``k`` the
-class's index), so a set is the same whatever else is asked.
+one ``--labels folder`` reads. Item ``i`` of class ``c`` draws from
+``numpy.random.default_rng((seed, k, i))`` (``k`` the class's index), so a set is the
+same whatever else is asked.
 
 Videos (:func:`write_labelled_clips`): the same three shapes and colours, each class
 with its own motion (:data:`CLASS_MOTION`: circles move right, squares move down,

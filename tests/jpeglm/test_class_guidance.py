@@ -217,7 +217,8 @@ def test_eval_complete_conditions_on_the_folder_class(run, tmp_path):
     assert cond["class_conditional"] and cond["cfg_scale"] == 2.0
     assert cond["items_per_class"] == {"circle": 2, "square": 2, "triangle": 2}
     per = res["per_class_validity"]["0.5"]
-    assert sorted(per) == ["circle", "square", "triangle"] and all(0 <= v <= 1 for v in per.values())
+    assert sorted(per) == ["circle", "square", "triangle"]
+    assert all(0 <= v <= 1 for v in per.values())
     assert "## Validity per class" in (out / "results.md").read_text()
     assert len(list((out / "samples" / "r0.5_seed0").glob("*.jpg"))) == 7
 
