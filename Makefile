@@ -38,7 +38,7 @@ bench-gpu: setup
 	$(BIN)/python -m bench.gpu
 
 lint: setup
-	$(BIN)/ruff check codeclm jpeglm avclm data_tools tests bench
+	$(BIN)/ruff check codeclm codeclm_apps jpeglm avclm data_tools tests bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info

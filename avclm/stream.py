@@ -51,7 +51,9 @@ class StreamDecoder:
                  max_frames: int | None = None):
         self.profile = profile
         self.strict = strict
-        self.max_frames = max_frames if max_frames is not None else DEFAULT_MAX_FRAMES_FACTOR * profile.frames
+        self.max_frames = (
+            max_frames if max_frames is not None else DEFAULT_MAX_FRAMES_FACTOR * profile.frames
+        )
         #: pictures seen (complete or not), frames returned, frames not decoded cleanly
         self.pictures = 0
         self.frames = 0
@@ -236,7 +238,9 @@ class StreamDecoder:
                 self._key, self._ref_idc = key, head.nal_ref_idc
                 return "add"
             return "drop"
-        return "new" if head.frame_num in self._expected_frame_nums(head, after_open=True) else "drop"
+        return (
+            "new" if head.frame_num in self._expected_frame_nums(head, after_open=True) else "drop"
+        )
 
     def _check_slice(self, head: nalmod.SliceHeader) -> None:
         where = f"picture {self.pictures}"
@@ -251,7 +255,9 @@ class StreamDecoder:
         key = (head.frame_num, head.is_idr, head.idr_pic_id)
         if self._picture:
             if key != self._key:
-                raise DecodeError(f"{where}: slice of another picture after macroblock {self._last_mb}")
+                raise DecodeError(
+                    f"{where}: slice of another picture after macroblock {self._last_mb}"
+                )
             return
         if self.pictures == 0 and not head.is_idr:
             raise DecodeError("stream does not start with an IDR picture")
@@ -325,8 +331,9 @@ def decode_annexb(data: bytes, profile: AvcProfile = PAPER, strict: bool = True,
     return decode_annexb_with_stats(data, profile, strict, max_frames)[0]
 
 
-def decode_annexb_with_stats(data: bytes, profile: AvcProfile = PAPER, strict: bool = True,
-                             max_frames: int | None = None) -> tuple[list[np.ndarray], StreamDecoder]:
+def decode_annexb_with_stats(
+    data: bytes, profile: AvcProfile = PAPER, strict: bool = True, max_frames: int | None = None
+) -> tuple[list[np.ndarray], StreamDecoder]:
     """:func:`decode_annexb`, also returning the decoder (``damaged_frames`` etc.)."""
     if strict:
         if not data:

@@ -115,7 +115,7 @@ HEAD_BYTES = 16
 MASK_CACHE_SIZE = 8192
 
 
-# =============================================================================== stream facts and plan
+# ====================================================================== stream facts and plan
 class PlanState(NamedTuple):
     """Where a canonical stream stands between two NAL units (what x264 may write next).
 
@@ -268,8 +268,17 @@ class StreamFacts:
         return tuple(alts)
 
     def _param(self, nal: bytes) -> Expect:
-        return Expect("sps" if nalmod.nal_type(nal) == nalmod.NAL_SPS else "pps", 4, nal, None, None,
-                      b"\xff" * len(nal), nal, True, len(nal))
+        return Expect(
+            "sps" if nalmod.nal_type(nal) == nalmod.NAL_SPS else "pps",
+            4,
+            nal,
+            None,
+            None,
+            b"\xff" * len(nal),
+            nal,
+            True,
+            len(nal),
+        )
 
     def slice_fields(self, kind: str, mb: int, frame_num: int, idr_pic_id: int | None,
                      since_idr: int) -> SliceFields:
@@ -319,9 +328,14 @@ class MiniDecoder:
         self._headers: dict[tuple, tuple[int, int]] = {}  # test header bits, by fields
         f = facts
         prime = [(f.slice_fields("idr", 0, 0, 0, 0), f.intra_data)]
-        prime += [(f.slice_fields("p", 0, k, None, k), f.skip_data) for k in range(1, f.max_refs + 1)]
-        self._prime = [nalmod.START_CODE + nal_bytes(
-            fd.nal_byte, compose_slice_header(fd, log2, 0, fd.frame_num), data) for fd, data in prime]
+        prime += [
+            (f.slice_fields("p", 0, k, None, k), f.skip_data) for k in range(1, f.max_refs + 1)
+        ]
+        self._prime = [
+            nalmod.START_CODE
+            + nal_bytes(fd.nal_byte, compose_slice_header(fd, log2, 0, fd.frame_num), data)
+            for fd, data in prime
+        ]
 
     def _open(self) -> None:
         ctx = av.CodecContext.create("h264", "r")

@@ -50,11 +50,15 @@ def main(argv: list[str]) -> int:
             table.append((name, "FAILED", "", ""))
             continue
         res["seconds"] = round(time.perf_counter() - t0, 2)
-        res["machine"] = {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()}
+        res["machine"] = {
+            "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(),
+        }
         with atomic_write(RESULTS / f"{res['name']}.json", "w") as f:
             json.dump(res, f, indent=2)
         for row in res["rows"]:
-            print(f"  {res['name']:>18} | {row['what']:<48} {row['value']:>12.4g} {row.get('unit', '')}")
+            unit = row.get("unit", "")
+            print(f"  {res['name']:>18} | {row['what']:<48} {row['value']:>12.4g} {unit}")
         table.append((res["name"], f"{res['ratio']:.3f}x", res["goal"], f"{res['seconds']:.0f}s"))
     print()
     print(f"{'benchmark':<20} {'ratio':>10}  {'goal':<10} {'time':>6}")

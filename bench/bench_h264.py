@@ -19,7 +19,8 @@ from pathlib import Path
 CLIPS = {
     "testsrc2_640x360_25fps": "testsrc2=size=640x360:rate=25:duration=6",
     "mandelbrot_320x240_30fps": "mandelbrot=size=320x240:rate=30,trim=duration=6",
-    "life_480x270_24fps": "life=size=480x270:rate=24:mold=10:ratio=0.2:seed=7:death_color=#C83232,trim=duration=6",
+    "life_480x270_24fps": ("life=size=480x270:rate=24:mold=10:ratio=0.2:seed=7:"
+                           "death_color=#C83232,trim=duration=6"),
     "testsrc_1280x720_30fps": "testsrc=size=1280x720:rate=30:duration=6",
 }
 REPEATS = 5
@@ -89,12 +90,21 @@ def run() -> dict:
     rows = []
     for c in clips_out:
         rows += [
-            {"what": f"in-process encode_video, {c['clip']}", "value": c["inprocess_s"], "unit": "s/clip"},
+            {
+                "what": f"in-process encode_video, {c['clip']}",
+                "value": c["inprocess_s"],
+                "unit": "s/clip",
+            },
             {"what": f"ffmpeg binary, {c['clip']}", "value": c["binary_s"], "unit": "s/clip"},
             {"what": f"canonical bytes, {c['clip']}", "value": c["bytes"], "unit": "B/clip"},
         ]
-    rows.append({"what": "clips with NAL-identical output (binary vs ours)",
-                 "value": sum(c["identical_nals"] for c in clips_out), "unit": f"of {len(clips_out)}"})
+    rows.append(
+        {
+            "what": "clips with NAL-identical output (binary vs ours)",
+            "value": sum(c["identical_nals"] for c in clips_out),
+            "unit": f"of {len(clips_out)}",
+        }
+    )
     return {
         "name": "h264_encode",
         "rows": rows,

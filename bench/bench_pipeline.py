@@ -87,7 +87,8 @@ def run() -> dict:
         src = tmp / "src"
         synth(src, "image", profile, N_IMAGES, seed=0, sources=("shapes", "testsrc2", "mandelbrot"))
         files = sorted(src.glob("*.png"))
-        tok = train_bpe(src, "image", profile, 320, limit=100, workers=1).tokenizer.save(tmp / "tok.json")
+        trained = train_bpe(src, "image", profile, 320, limit=100, workers=1)
+        tok = trained.tokenizer.save(tmp / "tok.json")
         # warm the file cache and imports on both sides, then measure (best of 2)
         _pillow_baseline(files[:10], tmp / "warm")
         base = min(_pillow_baseline(files, tmp / f"pil{i}") for i in range(2))
@@ -109,7 +110,8 @@ def run() -> dict:
     return {
         "name": "data_pipeline",
         "rows": [
-            {"what": "Pillow decode + JPEG save (baseline)", "value": rate(base), "unit": "images/s"},
+            {"what": "Pillow decode + JPEG save (baseline)", "value": rate(base),
+             "unit": "images/s"},
             {"what": "data_tools images, 1 worker", "value": rate(one), "unit": "images/s"},
             {"what": f"data_tools images, {n_many} images, 1 worker", "value": n_many / one_many,
              "unit": "images/s"},

@@ -68,8 +68,10 @@ def _speed(lm, batch: int) -> tuple[float, float]:
     import numpy as np
 
     rng = np.random.default_rng(batch)
-    prompts = [[lm.tokenizer.bos_id] + rng.integers(11, lm.tokenizer.vocab_size, PROMPT - 1).tolist()
-               for _ in range(batch)]
+    prompts = [
+        [lm.tokenizer.bos_id] + rng.integers(11, lm.tokenizer.vocab_size, PROMPT - 1).tolist()
+        for _ in range(batch)
+    ]
     _ours(lm, prompts[:1])  # warm-up both paths
     _hf(lm, prompts[:1])
     ours, hf = [], []
@@ -127,15 +129,35 @@ def run() -> dict:
                 ratios[(preset, batch)] = ours / hf
                 rows += [
                     {"what": f"{preset} batch {batch}: ours", "value": ours, "unit": "tok/s"},
-                    {"what": f"{preset} batch {batch}: transformers generate", "value": hf, "unit": "tok/s"},
+                    {
+                        "what": f"{preset} batch {batch}: transformers generate",
+                        "value": hf,
+                        "unit": "tok/s",
+                    },
                     {"what": f"{preset} batch {batch}: ratio", "value": ours / hf, "unit": "x"},
                 ]
         lat = _latency(Path(tmp) / "tiny")
     rows += [
-        {"what": "tiny stream: last token -> decoded frame (mean)", "value": lat["mean_ms"], "unit": "ms"},
-        {"what": "tiny stream: last token -> decoded frame (median)", "value": lat["median_ms"], "unit": "ms"},
-        {"what": "tiny stream: last token -> decoded frame (max)", "value": lat["max_ms"], "unit": "ms"},
-        {"what": "tiny stream: +1 token to see the NAL end (one step)", "value": lat["step_ms"], "unit": "ms"},
+        {
+            "what": "tiny stream: last token -> decoded frame (mean)",
+            "value": lat["mean_ms"],
+            "unit": "ms",
+        },
+        {
+            "what": "tiny stream: last token -> decoded frame (median)",
+            "value": lat["median_ms"],
+            "unit": "ms",
+        },
+        {
+            "what": "tiny stream: last token -> decoded frame (max)",
+            "value": lat["max_ms"],
+            "unit": "ms",
+        },
+        {
+            "what": "tiny stream: +1 token to see the NAL end (one step)",
+            "value": lat["step_ms"],
+            "unit": "ms",
+        },
     ]
     return {"name": "sampler", "rows": rows, "ratio": ratios[("tiny", 1)], "goal": ">= 3",
             "ratio_small_batch1": ratios[("small", 1)],

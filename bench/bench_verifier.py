@@ -44,7 +44,8 @@ class _FullPicture:
         self.head = nalmod.join_annexb([facts.sps_nal, facts.pps_nal])
         self.prime = [b"".join(p) for p in pictures[:facts.max_refs + 1]]
         template = pictures[0] if idr else pictures[min(facts.max_refs, len(pictures) - 1)]
-        parsed = [parse_slice_fields(nalmod.strip_start_code(u), facts.sps, facts.pps) for u in template]
+        parsed = [parse_slice_fields(nalmod.strip_start_code(u), facts.sps, facts.pps)
+                  for u in template]
         L = facts.log2_max_frame_num
 
         def fill(f, key: int) -> bytes:
@@ -52,7 +53,8 @@ class _FullPicture:
             return compose_slice_header(f, L, None, 0 if idr else key)
 
         # canonical slices for every address and frame_num (IDR: idr_pic_id), made once
-        self.fills = {key: [nalmod.START_CODE + nal_bytes(f.nal_byte, fill(f, key), data_bits(v, t, hn))
+        self.fills = {key: [nalmod.START_CODE
+                            + nal_bytes(f.nal_byte, fill(f, key), data_bits(v, t, hn))
                             for f, hn, v, t in parsed]
                       for key in (range(2) if idr else range(facts.max_frame_num))}
         self.compose, self.nal_bytes = compose_slice_header, nal_bytes
@@ -232,7 +234,8 @@ def run() -> dict:
         r = res[profile.name] = _time_checks(streams, profile)
         r["mask_us"] = _mask_cost(streams, profile, vocab)
         rows += [
-            {"what": f"{profile.name}: NAL check, canonical NALs", "value": r["ours_us"], "unit": "us/NAL"},
+            {"what": f"{profile.name}: NAL check, canonical NALs", "value": r["ours_us"],
+             "unit": "us/NAL"},
             {"what": f"{profile.name}: baseline whole-picture decode", "value": r["baseline_us"],
              "unit": "us/NAL"},
             {"what": f"{profile.name}: NAL check, failing (1 bit flipped)", "value": r["fail_us"],
@@ -246,14 +249,17 @@ def run() -> dict:
         rows += [
             {"what": f"random tiny model, clip {i}: NALs checked / passed",
              "value": c["nals_checked"], "unit": f"/ {c['passed']}"},
-            {"what": f"random tiny model, clip {i}: truncated (24 tokens)", "value": c["truncated"], "unit": ""},
+            {"what": f"random tiny model, clip {i}: truncated (24 tokens)",
+             "value": c["truncated"], "unit": ""},
             {"what": f"random tiny model, clip {i}: retries", "value": c["retries"], "unit": ""},
             {"what": f"random tiny model, clip {i}: substitutions", "value": c["substitutions"],
              "unit": f"of {3 * TINY.mbs_per_frame} slices"},
         ]
     p = res["paper"]
-    return {"name": "verifier", "rows": rows, "ratio": p["baseline_us"] / p["ours_us"], "goal": "> 1",
-            "baseline": "whole-picture decode per NAL (candidate + canonical slices), paper profile",
+    return {"name": "verifier", "rows": rows, "ratio": p["baseline_us"] / p["ours_us"],
+            "goal": "> 1",
+            "baseline": "whole-picture decode per NAL (candidate + canonical slices), "
+                        "paper profile",
             "results": res, "random_model": counts, "token_masks_in_generate": masks}
 
 

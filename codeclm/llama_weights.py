@@ -115,8 +115,14 @@ class LlamaSpec:
                 p + "mlp.gate_proj.weight": (I, H), p + "mlp.up_proj.weight": (I, H),
                 p + "mlp.down_proj.weight": (H, I)})
             if self.attention_bias:
-                shapes.update({p + "self_attn.q_proj.bias": (q,), p + "self_attn.k_proj.bias": (kv,),
-                               p + "self_attn.v_proj.bias": (kv,), p + "self_attn.o_proj.bias": (H,)})
+                shapes.update(
+                    {
+                        p + "self_attn.q_proj.bias": (q,),
+                        p + "self_attn.k_proj.bias": (kv,),
+                        p + "self_attn.v_proj.bias": (kv,),
+                        p + "self_attn.o_proj.bias": (H,),
+                    }
+                )
             if self.mlp_bias:
                 shapes.update({p + "mlp.gate_proj.bias": (I,), p + "mlp.up_proj.bias": (I,),
                                p + "mlp.down_proj.bias": (H,)})

@@ -1,4 +1,5 @@
-"""Media folders -> canonical bytes -> tokens -> litdata shards; tokenizer training; synthetic media.
+"""Media folders -> canonical bytes -> tokens -> litdata shards; tokenizer training; synthetic
+media.
 
 The command line (``python -m data_tools VERB``)::
 

@@ -7,7 +7,8 @@ then the items' raw token bytes back to back) and an ``index.json`` whose config
 ``data_format: ["no_header_tensor:<dtype>"]`` and ``item_loader: "TokensLoader"``.
 Training reads it with::
 
-    litdata.StreamingDataset(DIR, item_loader=litdata.streaming.item_loader.TokensLoader(block_size=B))
+    from litdata.streaming.item_loader import TokensLoader
+    litdata.StreamingDataset(DIR, item_loader=TokensLoader(block_size=B))
 
 which concatenates the samples of each chunk and cuts them into blocks of ``B`` tokens
 (a chunk's last ``dim % B`` tokens are not used; with the default 64 MB chunks that is
@@ -110,8 +111,11 @@ def write_shards(samples: Iterable[np.ndarray], out_dir: str | os.PathLike, voca
     config = {"chunk_bytes": chunk_bytes, "chunk_size": None, "compression": None,
               "data_format": [f"no_header_tensor:{TENSOR_DTYPE_CODES[dtype]}"],
               "data_spec": LEAF_SPEC, "encryption": None, "item_loader": "TokensLoader"}
-    index = {"chunks": chunks, "config": config,
-             "updated_at": hashlib.sha256(json.dumps(chunks, sort_keys=True).encode()).hexdigest()[:16]}
+    index = {
+        "chunks": chunks,
+        "config": config,
+        "updated_at": hashlib.sha256(json.dumps(chunks, sort_keys=True).encode()).hexdigest()[:16],
+    }
     with atomic_write(out_dir / INDEX_FILE, "w") as f:
         json.dump(index, f, sort_keys=True)
     return {"chunks": len(chunks), "samples": n, "tokens": total, "dtype": dtype}
@@ -173,6 +177,7 @@ def streaming_dataset(directory: str | os.PathLike, block_size: int, **kwargs):
     from litdata import StreamingDataset
     from litdata.streaming.item_loader import TokensLoader
 
-    return StreamingDataset(str(Path(directory).resolve()), item_loader=TokensLoader(block_size=block_size),
-                            **kwargs)
+    return StreamingDataset(
+        str(Path(directory).resolve()), item_loader=TokensLoader(block_size=block_size), **kwargs
+    )
 

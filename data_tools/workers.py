@@ -46,7 +46,9 @@ def call_safely(fn: Callable, item, strict: bool = False) -> Outcome:
         return Outcome("skip", reason=_one_line(str(e)))
     except Exception as e:  # reported as "error", never hidden; strict mode re-raises
         if isinstance(e, OSError) and e.errno in DISK_FULL:
-            raise OutputError(f"{e.filename or 'output'}: cannot write ({describe_os_error(e)})") from e
+            raise OutputError(
+                f"{e.filename or 'output'}: cannot write ({describe_os_error(e)})"
+            ) from e
         if strict:
             raise
         return Outcome("error", reason=_one_line(f"unexpected {type(e).__name__}: {e}"))

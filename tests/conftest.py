@@ -29,8 +29,8 @@ def _spm_model_dir(samples, out, vocab_size=600, context=8192, shard=True):
     """A model directory in the published JPEG-LM checkpoint's format, built offline: a
     SentencePiece BPE model trained on ``samples`` (modeled bytes, braille-mapped; byte
     fallback on, every byte's character required) as ``tokenizer.model``, the tokenizer
-    config files ``LlamaTokenizer`` saves (read back with it), and an untrained tiny ``LlamaForCausalLM`` (seed 0)
-    in sharded safetensors. No ``profile.json``."""
+    config files ``LlamaTokenizer`` saves (read back with it), and an untrained tiny
+    ``LlamaForCausalLM`` (seed 0) in sharded safetensors. No ``profile.json``."""
     import io
     import json
     from pathlib import Path

@@ -70,8 +70,9 @@ def media(tmp_path_factory):
     rng = np.random.default_rng(3)
     for i in range(4):
         Image.fromarray(rng.integers(0, 256, (64, 64, 3), np.uint8)).save(src / f"{i}.png")
-    tok = ByteTokenizer.train([codec.encode_image(p, PROFILES["tiny"]) for p in sorted(src.iterdir())],
-                              300, "jpeg")
+    tok = ByteTokenizer.train(
+        [codec.encode_image(p, PROFILES["tiny"]) for p in sorted(src.iterdir())], 300, "jpeg"
+    )
     return src, tok.save(root / "tok.json")
 
 
@@ -203,10 +204,17 @@ def test_disk_full_in_data_tools_is_one_line_and_resumable(tmp_path, media):
     assert r.returncode == 0 and "4 samples" in r.stdout, r.stderr
 
 
-@pytest.mark.parametrize("module, args, name", [
-    ("jpeglm.cli", ["encode", "{img}", "-o", "out.jpg"], "out.jpg"),
-    ("data_tools", ["synth", "syn", "--kind", "image", "--count", "3", "--profile", "paper"], "syn"),
-])
+@pytest.mark.parametrize(
+    "module, args, name",
+    [
+        ("jpeglm.cli", ["encode", "{img}", "-o", "out.jpg"], "out.jpg"),
+        (
+            "data_tools",
+            ["synth", "syn", "--kind", "image", "--count", "3", "--profile", "paper"],
+            "syn",
+        ),
+    ],
+)
 def test_disk_full_writes_nothing(tmp_path, media, module, args, name):
     src, _ = media
     args = [a.replace("{img}", str(src / "0.png")) for a in args]

@@ -130,8 +130,13 @@ def test_readme_has_runnable_blocks():
 
 def test_small_counts_rewrite():
     assert small("avclm generate --frames 16 -o x.mp4") == "avclm generate --frames 2 -o x.mp4"
-    assert small("jpeglm generate -n 16 -o d --seeds 0 1 2") == "jpeglm generate -n 2 -o d --seeds 0"
-    assert small("x --trainer.max_steps 40 --top-n 9") == f"x --trainer.max_steps {RESUME_STEPS} --top-n 9"
+    assert (
+        small("jpeglm generate -n 16 -o d --seeds 0 1 2") == "jpeglm generate -n 2 -o d --seeds 0"
+    )
+    assert (
+        small("x --trainer.max_steps 40 --top-n 9")
+        == f"x --trainer.max_steps {RESUME_STEPS} --top-n 9"
+    )
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"L{b['line']}-{b['lang']}" for b in BLOCKS])

@@ -35,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
     from codeclm.outputs import check_output_file
 
     if Path(args.output).suffix.lower() not in CONTAINER_SUFFIXES:
-        raise InputError(f"{args.output}: output must be one of {', '.join(sorted(CONTAINER_SUFFIXES))}")
+        raise InputError(
+            f"{args.output}: output must be one of {', '.join(sorted(CONTAINER_SUFFIXES))}"
+        )
     profile = get_profile("h264", args.profile)
     check_output_file(args.output, args.overwrite)
 

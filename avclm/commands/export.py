@@ -1,4 +1,5 @@
-"""Export a training checkpoint as a model directory (HF config + safetensors + tokenizer + profile).
+"""Export a training checkpoint as a model directory (HF config + safetensors + tokenizer +
+profile).
 
 Usage: avclm export DIR/checkpoints/last.ckpt -o MODEL_DIR [--dtype bfloat16]
 """

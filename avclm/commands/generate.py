@@ -6,8 +6,8 @@ stream, or ``-`` for Annex-B on stdout, flushed after every NAL unit, so that
     avclm generate --frames 16 -o - | ffmpeg -probesize 32 -analyzeduration 0 -f h264 -i - out.webm
 
 converts (or, with ffplay, plays) while it is generated: the two flags stop ffmpeg from
-reading ~5 MB (more than a whole clip) before it starts. Exactly ``--frames`` new frames per sample (after the
-prompt's, which are part of the output), also beyond one context window (the model
+reading ~5 MB (more than a whole clip) before it starts. Exactly ``--frames`` new frames per
+sample (after the prompt's, which are part of the output), also beyond one context window (the model
 continues from its last frame, re-encoded; see avclm/generate.py). Progress (frames,
 tokens/s) goes to stderr; stdout carries only video bytes.
 """
@@ -162,7 +162,8 @@ def check_arguments(args: argparse.Namespace) -> list[str]:
     if args.prompt_frames is not None and args.prompt is None:
         raise ConfigError("--prompt-frames needs --prompt VIDEO")
     if args.prompt is not None and not Path(args.prompt).is_file():
-        raise InputError(f"{args.prompt}: {'not a regular file' if Path(args.prompt).exists() else 'no such file'}")
+        what = "not a regular file" if Path(args.prompt).exists() else "no such file"
+        raise InputError(f"{args.prompt}: {what}")
     if args.output == "-":
         return ["-"]
     suffix = Path(args.output).suffix.lower()
@@ -201,10 +202,19 @@ def run(args: argparse.Namespace) -> int:
     stats = {}
     with contextlib.ExitStack() as stack:
         sinks = [_Sink(p, stack) for p in paths]
-        events = generate_video(lm, args.frames, prompt=args.prompt, prompt_frames=args.prompt_frames,
-                                batch=args.batch, config=config, context=args.context,
-                                window=args.window, class_name=args.class_name,
-                                cfg_scale=args.cfg_scale, **kw)
+        events = generate_video(
+            lm,
+            args.frames,
+            prompt=args.prompt,
+            prompt_frames=args.prompt_frames,
+            batch=args.batch,
+            config=config,
+            context=args.context,
+            window=args.window,
+            class_name=args.class_name,
+            cfg_scale=args.cfg_scale,
+            **kw,
+        )
         first = next(events)  # the prompt and context checks run before any progress bar shows
         bar = tqdm(total=args.frames * args.batch, unit="frame", file=sys.stderr,
                    disable=args.quiet, dynamic_ncols=True)

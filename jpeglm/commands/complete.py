@@ -37,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     check_common_arguments(args)
     for path in args.images:
         if not Path(path).is_file():
-            raise InputError(f"{path}: {'not a regular file' if Path(path).exists() else 'no such file'}")
+            raise InputError(
+                f"{path}: {'not a regular file' if Path(path).exists() else 'no such file'}"
+            )
     target = check_output_dir(args.output, "jpeglm complete", args.overwrite)
 
     from codeclm.model_dir import check_model_dir, resolve_model_dir

@@ -18,7 +18,9 @@ from codeclm.io import write_png
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-n", "--num", type=int, required=True, metavar="N", help="images to generate")
+    parser.add_argument(
+        "-n", "--num", type=int, required=True, metavar="N", help="images to generate"
+    )
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="output directory (new or empty; --overwrite replaces an earlier run)")
     add_common_arguments(parser)
@@ -36,8 +38,9 @@ def check_common_arguments(args: argparse.Namespace) -> None:
 
 def output_names(names: list[str], extra: tuple[str, ...] = ()) -> list[str]:
     """Every file a run with these sample names may write into its directory."""
-    return [f for n in names for f in (f"{n}.jpg", f"preview_{n}.png", *(e.format(n) for e in extra))
-            ] + ["grid.png"]
+    return [
+        f for n in names for f in (f"{n}.jpg", f"preview_{n}.png", *(e.format(n) for e in extra))
+    ] + ["grid.png"]
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,10 +78,18 @@ def run_samples(args, prompts: list[bytes] | None, count: int | None, names: lis
     bar = tqdm(total=total, unit="MCU", file=sys.stderr, disable=args.quiet, dynamic_ncols=True)
     results, stats = [], {}
     outdir.mkdir(parents=True, exist_ok=True)
-    for ev in generate_images(lm, count, prompts=prompts, batch=args.batch, config=sampling_config(args),
-                              grammar=not args.no_grammar, max_tokens=args.max_tokens,
-                              max_mcu_tokens=args.max_mcu_tokens, class_name=args.class_name,
-                              cfg_scale=args.cfg_scale):
+    for ev in generate_images(
+        lm,
+        count,
+        prompts=prompts,
+        batch=args.batch,
+        config=sampling_config(args),
+        grammar=not args.no_grammar,
+        max_tokens=args.max_tokens,
+        max_mcu_tokens=args.max_mcu_tokens,
+        class_name=args.class_name,
+        cfg_scale=args.cfg_scale,
+    ):
         if isinstance(ev, McuEvent):
             bar.update(1)
             got = pieces.setdefault(ev.sample, [])

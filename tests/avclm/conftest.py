@@ -62,7 +62,8 @@ CLIP_RECIPES = {
     # machines, whose first mandelbrot frames differ little enough from testsrc2.)
     "scene_cut": ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2",
                   "-f", "lavfi", "-i", "smptebars=size=320x240:rate=25",
-                  "-filter_complex", "[1]trim=duration=4,setpts=PTS-STARTPTS[b];[0][b]concat=n=2:v=1",
+                  "-filter_complex",
+                  "[1]trim=duration=4,setpts=PTS-STARTPTS[b];[0][b]concat=n=2:v=1",
                   "-c:v", "libx264", "-crf", "28", "-pix_fmt", "yuv420p"],
     "audio_only": ["-f", "lavfi", "-i", "sine=d=1", "-c:a", "pcm_s16le", "-f", "wav"],
 }

@@ -50,8 +50,13 @@ def test_decode_file_and_stdin(tmp_path, paper_stream):
     import avclm
 
     env = dict(os.environ, PYTHONPATH=str(Path(avclm.__file__).resolve().parents[1]))
-    r = subprocess.run([sys.executable, "-m", "avclm.cli", "decode", "-", "-o", str(tmp_path / "s.mp4")],
-                       input=paper_stream, capture_output=True, env=env, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "avclm.cli", "decode", "-", "-o", str(tmp_path / "s.mp4")],
+        input=paper_stream,
+        capture_output=True,
+        env=env,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert probe_video(tmp_path / "s.mp4")["frames"] == 15
 
@@ -75,7 +80,9 @@ def test_bad_inputs_give_one_line_and_no_output(tmp_path, capsys, clip, paper_st
     (tmp_path / "text.mp4").write_text("not a video\n" * 100)
     landscape = clip("landscape").read_bytes()
     (tmp_path / "trunc.mp4").write_bytes(landscape[: len(landscape) // 2])
-    (tmp_path / "huge.y4m").write_bytes(b"YUV4MPEG2 W12000 H12000 F3:1 Ip A1:1 C420jpeg\nFRAME\n" + bytes(100))
+    (tmp_path / "huge.y4m").write_bytes(
+        b"YUV4MPEG2 W12000 H12000 F3:1 Ip A1:1 C420jpeg\nFRAME\n" + bytes(100)
+    )
     for name in ["missing.mp4", "empty.mp4", "text.mp4", "trunc.mp4", "huge.y4m"]:
         for target in ["o.h264", "o.mp4"]:
             _fails(capsys, ["encode", str(tmp_path / name), "-o", str(out / target)], out)
@@ -87,12 +94,16 @@ def test_bad_inputs_give_one_line_and_no_output(tmp_path, capsys, clip, paper_st
     for name in ["missing.h264", "empty.h264", "trunc.h264", "junk.h264", "text.mp4"]:
         _fails(capsys, ["decode", str(tmp_path / name), "-o", str(out / "o.mp4")], out)
     (tmp_path / "ok.h264").write_bytes(paper_stream)
-    assert "output must be" in _fails(capsys, ["decode", str(tmp_path / "ok.h264"), "-o", str(out / "o.h264")], out)
+    assert "output must be" in _fails(
+        capsys, ["decode", str(tmp_path / "ok.h264"), "-o", str(out / "o.h264")], out
+    )
     # a tiny-profile stream decoded as paper: size mismatch, not garbage frames
     from avclm.codec import encode_video
 
     (tmp_path / "tiny.h264").write_bytes(encode_video(clip("short"), TINY))
     err = _fails(capsys, ["decode", str(tmp_path / "tiny.h264"), "-o", str(out / "o.mp4")], out)
     assert "64x64" in err
-    err = _fails(capsys, ["encode", str(clip("short")), "-o", str(out / "o.h264"), "--profile", "nope"], out)
+    err = _fails(
+        capsys, ["encode", str(clip("short")), "-o", str(out / "o.h264"), "--profile", "nope"], out
+    )
     assert "unknown h264 profile" in err

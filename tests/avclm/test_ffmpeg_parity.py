@@ -48,7 +48,11 @@ def test_encode_video_matches_paper_command(paper_binary, clip, name):
         assert ours[0] == theirs[0]
     else:
         a, b = nal.parse_sps(ours[0][0]), nal.parse_sps(theirs[0][0])
-        assert ours[0] != theirs[0] and (a.width, a.height, a.level_idc) == (b.width, b.height, b.level_idc)
+        assert ours[0] != theirs[0] and (a.width, a.height, a.level_idc) == (
+            b.width,
+            b.height,
+            b.level_idc,
+        )
 
 
 def test_tiny_profile_matches_paper_command(paper_binary, clip):
@@ -66,7 +70,9 @@ def test_encode_frames_matches_paper_command(paper_binary, smooth_frames, write_
     assert _split(ours)[:3] == _split(theirs)[:3]
     # and with the SEI removed the two byte streams are identical, start codes included
     _, units = nal.split_annexb_units(theirs)
-    assert ours == b"".join(u for u in units if nal.nal_type(nal.strip_start_code(u)) != nal.NAL_SEI)
+    assert ours == b"".join(
+        u for u in units if nal.nal_type(nal.strip_start_code(u)) != nal.NAL_SEI
+    )
 
 
 def test_variable_frame_rate_source(paper_binary, vfr_clip):

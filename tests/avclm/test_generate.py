@@ -79,7 +79,9 @@ def test_events_stream_nals_then_each_frame_at_its_last_slice(model_dir):
     stream = b"".join(n.data for n in nals)
     again = decode_annexb(stream, TINY, strict=False)
     assert len(again) == 3
-    assert all(np.array_equal(a, f.image) and f.image.shape == (64, 64, 3) for a, f in zip(again, frames))
+    assert all(
+        np.array_equal(a, f.image) and f.image.shape == (64, 64, 3) for a, f in zip(again, frames)
+    )
     assert done.stats["rejected"] >= done.stats["replaced"] > 0
 
 
@@ -143,7 +145,9 @@ def test_cli_h264_files_per_batch_row(model_dir, tmp_path):
     assert not out.exists() and not list(tmp_path.glob(".*part"))
 
 
-def test_cli_prompt_video_frames_lead_the_output(model_dir, tmp_path, smooth_frames, write_lossless):
+def test_cli_prompt_video_frames_lead_the_output(
+    model_dir, tmp_path, smooth_frames, write_lossless
+):
     from avclm.codec import encode_video
 
     src = write_lossless(smooth_frames(TINY, seed=7), tmp_path / "p.mkv", TINY.fps)
@@ -160,9 +164,25 @@ def test_cli_prompt_video_frames_lead_the_output(model_dir, tmp_path, smooth_fra
 @pytest.mark.slow
 def test_cli_stdout_pipes_into_ffmpeg(model_dir, tmp_path, ffmpeg_exe):
     out = tmp_path / "out.webm"
-    gen = subprocess.Popen([sys.executable, "-m", "avclm.cli", "generate", "--frames", "3", "--model",
-                            str(model_dir), "-o", "-", "--seed", "4", *FAST],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    gen = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "avclm.cli",
+            "generate",
+            "--frames",
+            "3",
+            "--model",
+            str(model_dir),
+            "-o",
+            "-",
+            "--seed",
+            "4",
+            *FAST,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     ff = subprocess.run([ffmpeg_exe, "-nostdin", "-v", "error", "-f", "h264", "-i", "-",
                          "-c:v", "libvpx", "-y", str(out)], stdin=gen.stdout, capture_output=True,
                         check=False)
@@ -191,7 +211,10 @@ def test_cli_errors(model_dir, jpeg_model_dir, capsys):
     assert main(["generate", "--frames", "1", "--model", str(jpeg_model_dir), "-o", "x.mp4"]) == 1
     err = capsys.readouterr().err
     assert "jpeg model" in err and err.count("\n") == 1
-    assert main(["generate", "--frames", "1", "--model", str(model_dir), "-o", "-", "--batch", "2"]) == 1
+    assert (
+        main(["generate", "--frames", "1", "--model", str(model_dir), "-o", "-", "--batch", "2"])
+        == 1
+    )
     assert "stdout" in capsys.readouterr().err
     assert main(["generate", "--frames", "0", "--model", str(model_dir), "-o", "x.mp4"]) == 1
 

@@ -28,7 +28,9 @@ LIVE_FLAGS = ["-probesize", "32", "-analyzeduration", "0"]
 
 @pytest.mark.skipif(bundled_model_dir("h264") is None, reason="no bundled video model")
 def test_first_frame_reaches_ffmpeg_while_generating(ffmpeg_exe):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    )
     producer = subprocess.Popen(
         [sys.executable, "-m", "avclm.cli", "generate", "--frames", str(FRAMES), "--seed", "2",
          "-o", "-", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)

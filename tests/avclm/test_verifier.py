@@ -51,7 +51,9 @@ def _scene_cut_frames(profile, cuts: set[int]) -> list[np.ndarray]:
         seg += i in cuts
         if seg % 2:
             p = np.random.default_rng(seg).uniform(0.02, 0.3, 6)
-            ch = [127 + 120 * np.sin(xx * p[c] + yy * p[c + 3] + 0.3 * i + 2 * seg) for c in range(3)]
+            ch = [
+                127 + 120 * np.sin(xx * p[c] + yy * p[c + 3] + 0.3 * i + 2 * seg) for c in range(3)
+            ]
             frames.append(np.clip(np.stack(ch, -1), 0, 255).astype(np.uint8))
         else:
             frames.append(np.full((h, w, 3), 20 * seg, np.uint8))
@@ -118,7 +120,10 @@ def test_slice_headers_parse_and_compose_exactly(streams):
                 if not nalmod.is_picture_nal(nal):
                     continue
                 fields, hn, value, total = parse_slice_fields(nal, facts.sps, facts.pps)
-                assert compose_slice_header(fields, facts.log2_max_frame_num) == (value >> (total - hn), hn)
+                assert compose_slice_header(fields, facts.log2_max_frame_num) == (
+                    value >> (total - hn),
+                    hn,
+                )
 
 
 def _strict_ok(units: list[bytes], i: int, nal: bytes, profile) -> bool:
@@ -136,9 +141,15 @@ def _corruptions(nal: bytes, rng: random.Random) -> dict[str, list[bytes]]:
     def ok(b: bytes) -> bool:
         return bool(b) and b[-1] != 0 and not nalmod.START_CODE_RE.search(b)
 
-    out = {"truncated": [nal[:-1], nal[:len(nal) // 2 + 1]],
-           "garbage": [nal + bytes([rng.randrange(1, 256)]), nal + bytes(rng.randrange(1, 256) for _ in range(3))],
-           "header": [], "data": []}
+    out = {
+        "truncated": [nal[:-1], nal[: len(nal) // 2 + 1]],
+        "garbage": [
+            nal + bytes([rng.randrange(1, 256)]),
+            nal + bytes(rng.randrange(1, 256) for _ in range(3)),
+        ],
+        "header": [],
+        "data": [],
+    }
     for _ in range(2):  # flip a bit in the first payload byte (first_mb, slice_type)
         b = bytearray(nal)
         b[1] ^= 0x80 >> rng.randrange(8)
@@ -278,12 +289,19 @@ def test_plan_follows_x264_gop_rules():
     assert facts.expect(PlanState(ps=2, last_idr_pic_id=0))[0].fields.idr_pic_id == 1
     assert facts.expect(PlanState(ps=2, last_idr_pic_id=1))[0].fields.idr_pic_id == 0
     early = facts.expect(PlanState(need_idr=False, since_idr=1, frame_num=1))
-    assert [(e.kind, e.fields.slice_type if e.fields else None) for e in early] == [("slice", 5), ("slice", 7)]
+    assert [(e.kind, e.fields.slice_type if e.fields else None) for e in early] == [
+        ("slice", 5),
+        ("slice", 7),
+    ]
     assert all(e.sc_len == 4 and e.fields.frame_num == 2 for e in early)
     late = facts.expect(PlanState(need_idr=False, since_idr=3, frame_num=3))
     assert [e.kind for e in late] == ["slice", "sps"]
-    assert [e.kind for e in facts.expect(PlanState(need_idr=False, since_idr=249, frame_num=9))] == ["sps"]
-    inside = facts.expect(PlanState(next_mb=5, need_idr=False, since_idr=2, frame_num=2, open_kind="p"))
+    assert [
+        e.kind for e in facts.expect(PlanState(need_idr=False, since_idr=249, frame_num=9))
+    ] == ["sps"]
+    inside = facts.expect(
+        PlanState(next_mb=5, need_idr=False, since_idr=2, frame_num=2, open_kind="p")
+    )
     assert len(inside) == 1 and inside[0].sc_len == 3 and inside[0].fields.first_mb == 5
     assert inside[0].fields.num_ref_override == 1  # two references after two pictures
 
@@ -452,7 +470,9 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-def test_random_model_clips_decode_strictly_with_the_frame_count(monkeypatch, model_dir, one_thread):
+def test_random_model_clips_decode_strictly_with_the_frame_count(
+    monkeypatch, model_dir, one_thread
+):
     """Two rows, a context small enough for continuations: every clip decodes under
     the strict decoder with the asked frame count; the counts add up. Header masks
     only: the verifier's data check is what keeps these clips decodable."""

@@ -47,9 +47,16 @@ def build_shards(out: Path, samples: list[bytes], modality: str, vocab_size: int
         import litdata
         from litdata.streaming.item_loader import TokensLoader
 
-        litdata.optimize(fn=functools.partial(np.asarray, dtype=np.int32), inputs=[x.tolist() for x in ids],
-                         output_dir=str(out), chunk_size=chunk_tokens, item_loader=TokensLoader(),
-                         num_workers=1, reorder_files=False, start_method="fork")
+        litdata.optimize(
+            fn=functools.partial(np.asarray, dtype=np.int32),
+            inputs=[x.tolist() for x in ids],
+            output_dir=str(out),
+            chunk_size=chunk_tokens,
+            item_loader=TokensLoader(),
+            num_workers=1,
+            reorder_files=False,
+            start_method="fork",
+        )
     else:
         raise ValueError(writer)
     tok.save(out / "tokenizer.json")

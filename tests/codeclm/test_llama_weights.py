@@ -164,9 +164,11 @@ def test_thread_rule(monkeypatch):
 def test_generation_does_not_import_transformers_and_uses_one_thread(tmp_path):
     """The bundled image model generates with transformers never imported, and torch
     set to one thread for it (no OMP_NUM_THREADS in the environment)."""
-    code = ("import sys, torch; from jpeglm.cli import main; "
-            f"rc = main(['generate', '-n', '1', '--seed', '0', '--quiet', '-o', r'{tmp_path / 'o'}']); "
-            "print(rc, 'transformers' in sys.modules, torch.get_num_threads())")
+    code = (
+        "import sys, torch; from jpeglm.cli import main; "
+        f"rc = main(['generate', '-n', '1', '--seed', '0', '--quiet', '-o', r'{tmp_path / 'o'}']); "
+        "print(rc, 'transformers' in sys.modules, torch.get_num_threads())"
+    )
     env = {k: v for k, v in __import__("os").environ.items()
            if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,

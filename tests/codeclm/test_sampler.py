@@ -27,8 +27,10 @@ GREEDY = SamplingConfig(temperature=0)
 
 
 def _nal_stream(rng, n=12) -> bytes:
-    return b"".join(b"\x00\x00\x01" + rng.integers(1, 256, int(rng.integers(4, 16)), dtype=np.uint8).tobytes()
-                    for _ in range(n))
+    return b"".join(
+        b"\x00\x00\x01" + rng.integers(1, 256, int(rng.integers(4, 16)), dtype=np.uint8).tobytes()
+        for _ in range(n)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -83,14 +85,36 @@ def test_top_k_mask_exact():
 def test_top_p_mask_exact():
     probs = torch.tensor([[0.05, 0.5, 0.15, 0.3]])
     logits = probs.log()
-    assert torch.isfinite(filter_logits(logits, top_p=0.8))[0].tolist() == [False, True, False, True]
-    assert torch.isfinite(filter_logits(logits, top_p=0.81))[0].tolist() == [False, True, True, True]
-    assert torch.isfinite(filter_logits(logits, top_p=0.3))[0].tolist() == [False, True, False, False]
+    assert torch.isfinite(filter_logits(logits, top_p=0.8))[0].tolist() == [
+        False,
+        True,
+        False,
+        True,
+    ]
+    assert torch.isfinite(filter_logits(logits, top_p=0.81))[0].tolist() == [
+        False,
+        True,
+        True,
+        True,
+    ]
+    assert torch.isfinite(filter_logits(logits, top_p=0.3))[0].tolist() == [
+        False,
+        True,
+        False,
+        False,
+    ]
     # the top token survives any top_p
-    assert torch.isfinite(filter_logits(logits, top_p=1e-6))[0].tolist() == [False, True, False, False]
+    assert torch.isfinite(filter_logits(logits, top_p=1e-6))[0].tolist() == [
+        False,
+        True,
+        False,
+        False,
+    ]
 
 
-@pytest.mark.parametrize("t,k,p", [(1.0, 50, 0.9), (0.7, 10, 1.0), (1.3, None, 0.8), (1.0, 40, 0.95)])
+@pytest.mark.parametrize(
+    "t,k,p", [(1.0, 50, 0.9), (0.7, 10, 1.0), (1.3, None, 0.8), (1.0, 40, 0.95)]
+)
 def test_filters_match_transformers_warpers(t, k, p):
     from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
@@ -172,7 +196,9 @@ def test_batch_rows_equal_single_runs_with_seed_plus_row(tok, model, prompts):
     """Row r of a batch with seed s == a batch-1 run with seed s + r (different prompt lengths)."""
     batch = generate(model, tok, prompts, SamplingConfig(1.0, 40, 0.95, seed=11), max_new_tokens=50)
     for r, p in enumerate(prompts):
-        single = generate(model, tok, [p], SamplingConfig(1.0, 40, 0.95, seed=11 + r), max_new_tokens=50)
+        single = generate(
+            model, tok, [p], SamplingConfig(1.0, 40, 0.95, seed=11 + r), max_new_tokens=50
+        )
         assert single.tokens[0] == batch.tokens[r]
 
 
@@ -231,7 +257,9 @@ def test_constraint_masks_and_done_forces_eos(tok, model, prompts):
     for r, n in enumerate((30, 12)):
         toks = res.tokens[r]
         assert len(toks) == n + 1 and toks[-1] == tok.eos_id
-        assert all(tok.token_bytes[t][0] % 2 == 0 and len(tok.token_bytes[t]) == 1 for t in toks[:-1])
+        assert all(
+            tok.token_bytes[t][0] % 2 == 0 and len(tok.token_bytes[t]) == 1 for t in toks[:-1]
+        )
         assert res.reasons[r] == "eos"
 
 
@@ -370,7 +398,9 @@ def test_context_full_hook_restarts_the_row(tok, model, prompts):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_bf16_generation(tok, prompts):
     model = _model(tok).to("cuda", torch.bfloat16)
-    res = generate(model, tok, prompts, SamplingConfig(seed=0), max_new_tokens=30, min_new_tokens=30)
+    res = generate(
+        model, tok, prompts, SamplingConfig(seed=0), max_new_tokens=30, min_new_tokens=30
+    )
     assert [len(t) for t in res.tokens] == [30, 30, 30]
     greedy = generate(model, tok, prompts[:1], GREEDY, max_new_tokens=20)
     assert greedy.tokens == generate(model, tok, prompts[:1], GREEDY, max_new_tokens=20).tokens

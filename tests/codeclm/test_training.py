@@ -219,15 +219,21 @@ def one_line_error(capsys, fn, argv, prog):
     return err[0]
 
 
-@pytest.mark.parametrize("override, message", [
-    (["--data.path", "/nonexistent/shards"], "shard directory not found"),
-    (["--model.vocab_size", "999"], "does not match the tokenizer"),
-    (["--data.context", "8"], "too short"),
-    (["--data.context", "64"], "shorter than the mean sample"),
-    (["--data.context", "100000", "--data.allow_partial_samples", "true"], "longer than every shard chunk"),
-    (["--data.batch_size", "1000"], "fewer than one batch"),
-    (["--model.preset", "huge"], "unknown model preset"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (["--data.path", "/nonexistent/shards"], "shard directory not found"),
+        (["--model.vocab_size", "999"], "does not match the tokenizer"),
+        (["--data.context", "8"], "too short"),
+        (["--data.context", "64"], "shorter than the mean sample"),
+        (
+            ["--data.context", "100000", "--data.allow_partial_samples", "true"],
+            "longer than every shard chunk",
+        ),
+        (["--data.batch_size", "1000"], "fewer than one batch"),
+        (["--model.preset", "huge"], "unknown model preset"),
+    ],
+)
 def test_bad_configs_fail_in_one_line(jpeg_shards, tmp_path, capsys, override, message):
     argv = ["train", "fit", *jpeg_args(jpeg_shards, tmp_path / "run"), *override]
     line = one_line_error(capsys, jpeglm, argv, "jpeglm")

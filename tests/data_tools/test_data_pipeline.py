@@ -110,7 +110,9 @@ def test_videos_end_to_end(expected, tmp_path, capsys, video_dir, video_tokenize
     check_output(expected, out, video_dir, "video", avc_tiny, video_tokenizer)
 
 
-def test_bad_inputs_are_skipped_and_recorded(expected, tmp_path, capsys, image_dir, image_tokenizer, jpeg_tiny):
+def test_bad_inputs_are_skipped_and_recorded(
+    expected, tmp_path, capsys, image_dir, image_tokenizer, jpeg_tiny
+):
     src = shutil.copytree(image_dir, tmp_path / "src")
     good = min(src.glob("*.png")).read_bytes()
     (src / "garbage.png").write_bytes(b"this is not a picture" * 10)
@@ -126,7 +128,13 @@ def test_bad_inputs_are_skipped_and_recorded(expected, tmp_path, capsys, image_d
     assert "16 samples" in stdout and "5 skipped" in stdout
     rows = [json.loads(line) for line in (out / "skipped.jsonl").read_text().splitlines()]
     reasons = {r["path"]: r["reason"] for r in rows}
-    assert sorted(reasons) == ["clip.mp4", "empty.jpg", "garbage.png", "sub/notes.txt", "truncated.png"]
+    assert sorted(reasons) == [
+        "clip.mp4",
+        "empty.jpg",
+        "garbage.png",
+        "sub/notes.txt",
+        "truncated.png",
+    ]
     assert "not an image" in reasons["clip.mp4"] and "video" in reasons["clip.mp4"]
     assert "empty" in reasons["empty.jpg"]
     assert all(r.strip() and "\n" not in r for r in reasons.values())
@@ -186,7 +194,9 @@ def test_wrong_tokenizer_or_profile(tmp_path, capsys, image_dir, video_tokenizer
     assert rc == 1 and "tokenizer" in err
 
 
-def test_deterministic_across_worker_counts_and_reruns(tmp_path, capsys, image_dir, image_tokenizer):
+def test_deterministic_across_worker_counts_and_reruns(
+    tmp_path, capsys, image_dir, image_tokenizer
+):
     outs = []
     for i, workers in enumerate(["1", "2", "2"]):
         out = tmp_path / f"out{i}"

@@ -89,7 +89,9 @@ def test_changed_input_is_redone_others_reused(tmp_path, image_dir, image_tokeni
     r2 = build_dataset(src, out, "image", jpeg_tiny, image_tokenizer, keep_cache=True)
     assert (r2.encoded, r2.reused, r2.samples) == (1, 15, 16)
     second = list(read_samples(out))
-    changed = [i for i, (a, b) in enumerate(zip(first, second)) if a.shape != b.shape or (a != b).any()]
+    changed = [
+        i for i, (a, b) in enumerate(zip(first, second)) if a.shape != b.shape or (a != b).any()
+    ]
     assert changed == [0]
     # without --keep-cache the cache goes away after success
     r3 = build_dataset(src, out, "image", jpeg_tiny, image_tokenizer)

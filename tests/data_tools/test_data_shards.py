@@ -37,7 +37,9 @@ def _litdata_write(samples, out, vocab, chunk_bytes):
 
 
 @pytest.mark.filterwarnings("ignore:An item was larger than the target chunk size")
-@pytest.mark.parametrize("vocab,chunk_bytes", [(320, 1000), (320, 1 << 20), (70000, 3000), (1024, 7)])
+@pytest.mark.parametrize(
+    "vocab,chunk_bytes", [(320, 1000), (320, 1 << 20), (70000, 3000), (1024, 7)]
+)
 def test_writer_matches_litdata_binary_writer(tmp_path, vocab, chunk_bytes):
     samples = _samples(vocab + chunk_bytes, 60, vocab)
     info = write_shards(samples, tmp_path / "ours", vocab, chunk_bytes)
@@ -48,7 +50,9 @@ def test_writer_matches_litdata_binary_writer(tmp_path, vocab, chunk_bytes):
     assert info["chunks"] == len(ref["chunks"]) and info["samples"] == 60
     assert info["tokens"] == sum(s.size for s in samples)
     for c in ref["chunks"]:
-        assert (tmp_path / "ours" / c["filename"]).read_bytes() == (tmp_path / "ref" / c["filename"]).read_bytes()
+        assert (tmp_path / "ours" / c["filename"]).read_bytes() == (
+            tmp_path / "ref" / c["filename"]
+        ).read_bytes()
     if chunk_bytes < 1000:
         assert len(ref["chunks"]) == 60  # every sample larger than a chunk: one each
     # and the samples come back exactly

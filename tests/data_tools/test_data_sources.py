@@ -22,7 +22,9 @@ def test_list_files_sorted_recursive_without_hidden(tmp_path):
 
 
 def test_kinds():
-    assert kind_of("x/Y.JPG") == "image" and kind_of("v.MkV") == "video" and kind_of("t.txt") is None
+    assert (
+        kind_of("x/Y.JPG") == "image" and kind_of("v.MkV") == "video" and kind_of("t.txt") is None
+    )
     assert infer_kind(["a.png", "b.jpg", "c.mp4", "d.png", "e.png", "f.png", "g.png"]) == "image"
     with pytest.raises(InputError, match="--kind"):
         infer_kind(["a.png", "b.mp4"])

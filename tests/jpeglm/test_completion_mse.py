@@ -20,7 +20,10 @@ def test_mask_at_half_is_the_bottom_rows_of_mcus(tiny):
     k = tiny.mcus_per_row + 1
     m = generated_mask(tiny, k / tiny.mcu_count)
     assert not m[: tiny.mcu_height].any()
-    assert not m[tiny.mcu_height, : tiny.mcu_width].any() and m[tiny.mcu_height, tiny.mcu_width:].all()
+    assert (
+        not m[tiny.mcu_height, : tiny.mcu_width].any()
+        and m[tiny.mcu_height, tiny.mcu_width :].all()
+    )
 
 
 def test_mean_fill_paints_the_prompt_mean():

@@ -69,8 +69,24 @@ def test_cli_generate_writes_jpegs_grid_and_previews(model_dir, tmp_path, tiny):
 def test_cli_complete_keeps_the_prompt_mcus(model_dir, tmp_path, tiny, samples):
     out = tmp_path / "c"
     paths = [str(p) for p in samples[:2]]
-    assert main(["complete", *paths, "--prefix-ratio", "0.5", "-o", str(out), "--model", str(model_dir),
-                 "--seed", "2", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "complete",
+                *paths,
+                "--prefix-ratio",
+                "0.5",
+                "-o",
+                str(out),
+                "--model",
+                str(model_dir),
+                "--seed",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     for i, p in enumerate(samples[:2]):
         done = codec.to_modeled((out / f"{i}_{p.stem}.jpg").read_bytes(), tiny)
         codec.check(done, tiny)
@@ -107,7 +123,10 @@ def test_cli_errors(model_dir, h264_model_dir, tmp_path, capsys, samples):
     if bundled_model_dir("jpeg") is None:
         assert main(["generate", "-n", "1", "-o", str(tmp_path / "x")]) == 1
         assert "no model given" in capsys.readouterr().err
-    assert main(["generate", "-n", "1", "-o", str(tmp_path / "x"), "--model", str(h264_model_dir)]) == 1
+    assert (
+        main(["generate", "-n", "1", "-o", str(tmp_path / "x"), "--model", str(h264_model_dir)])
+        == 1
+    )
     err = capsys.readouterr().err
     assert "h264 model" in err and err.count("\n") == 1
     assert main(["complete", str(samples[0]), "--prefix-ratio", "1.0", "-o", str(tmp_path / "y"),
