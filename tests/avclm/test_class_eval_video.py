@@ -46,7 +46,8 @@ def run(tmp_path_factory):
                   labels="folder", drop_label=0.1, clips=1)
     assert main(["train", "fit", "--config", str(ROOT / "recipes" / "avclm-tiny.yaml"),
                  "--data.path", str(d / "shards"), "--data.context", "768",
-                 "--data.batch_size", "2", "--data.val_fraction", "0.15", "--trainer.max_steps", str(STEPS),
+                 "--data.batch_size", "2", "--data.val_fraction", "0.15",
+                 "--trainer.max_steps", str(STEPS),
                  "--trainer.val_check_interval", str(STEPS), "--trainer.limit_val_batches", "1",
                  "--trainer.num_sanity_val_steps", "0", "--checkpoint.every_n_train_steps",
                  str(STEPS), "--model.log_samples", "0", "--trainer.enable_progress_bar",
