@@ -37,7 +37,10 @@ class ContinueConfig:
     the generator's (None: its defaults); ``extractor``: ``auto`` (Inception when
     ``weights`` or ``$CODECLM_INCEPTION_WEIGHTS`` is set, else no FID), ``inception``,
     ``pixels`` or ``none``; ``device``: for features (default: CUDA if available);
-    ``shards``: held-out shard directory for bits per byte (``bpb_blocks`` at most)."""
+    ``shards``: held-out shard directory for bits per byte (``bpb_blocks`` at most);
+    ``cfg_scale``: the guidance scale of a class-conditional model, whose clips in a
+    folder named after one of its classes are continued with that class (None: 1, plain
+    conditional; :func:`codeclm.eval.classes.item_classes`)."""
 
     prompt_frames: int = 10
     frames: int = 5
@@ -55,12 +58,15 @@ class ContinueConfig:
     shards: str | os.PathLike | None = None
     bpb_blocks: int | None = None
     quiet: bool = False
+    cfg_scale: float | None = None
 
     def check(self) -> None:
         """Range checks that need no model (typed one-line errors)."""
         from codeclm.eval import runner
+        from codeclm.eval.classes import eval_scale
 
         runner.check_common(self)
+        eval_scale(self.cfg_scale)
         if self.prompt_frames < 1 or self.frames < 1:
             raise ConfigError(f"--prompt-frames and --frames must be >= 1 (got "
                               f"{self.prompt_frames}, {self.frames})")
@@ -86,7 +92,7 @@ def evaluate_continuation(model, videos: str | os.PathLike, out: str | os.PathLi
     ``model`` (a ``LoadedModel``, a model directory, or None: the bundled one), samples
     under ``out``; return the results dict. ``extractor``: ``(net, info)`` from
     :func:`continuation_extractor` if already built. Raises typed errors."""
-    from codeclm.eval import protocol, runner
+    from codeclm.eval import classes, protocol, runner
     from codeclm.generation.loading import load_model
 
     config = config or ContinueConfig()
@@ -104,7 +110,8 @@ def evaluate_continuation(model, videos: str | os.PathLike, out: str | os.PathLi
         raise ConfigError(f"{videos}: no clip has the {K + M} frames the evaluation needs "
                           f"({len(skipped)} skipped: {skipped[0]['reason'] if skipped else ''})")
     store = runner.SampleStore(out)
-    generated = generate_continuations(lm, store, items, refs, config)
+    cond = classes.item_classes(lm, items)
+    generated = generate_continuations(lm, store, items, refs, config, cond)
     scores = _Scores.of(config, net, refs, store, items, profile)
     bpb = (runner.shard_bpb(lm, config.shards, max_blocks=config.bpb_blocks,
                             show_progress=not config.quiet) if config.shards else None)
@@ -114,7 +121,8 @@ def evaluate_continuation(model, videos: str | os.PathLike, out: str | os.PathLi
         "protocol": {"prompt_frames": K, "frames": M, "clips": len(items), "seeds": config.seeds,
                      "sampling": protocol.sampling_record(config.sampling),
                      "ground_truth": "the canonical encoding of each clip, decoded",
-                     "sample_seed": "seed * 1000003 + clip index"},
+                     "sample_seed": "seed * 1000003 + clip index",
+                     "conditioning": classes.conditioning_record(cond, config.cfg_scale)},
         "feature_extractor": feat_info,
         "comparable_to_published": bool(feat_info.get("comparable_to_published", False)),
         **scores.results(config),
@@ -151,12 +159,16 @@ def reference_clips(items, profile, out: Path, need: int, quiet: bool) -> tuple[
     return refs, skipped
 
 
-def generate_continuations(lm, store, items, refs: dict, config: ContinueConfig) -> int:
+def generate_continuations(lm, store, items, refs: dict, config: ContinueConfig,
+                           cond: dict | None = None) -> int:
     """Generate every (seed, clip) sample not on disk yet: OUT/samples/seed{s}/{clip}.h264
     (prompt + generated NAL units) and a .json beside it with the generator's counts
-    (written first; the .h264 marks the sample done). Returns how many were generated."""
+    (written first; the .h264 marks the sample done). ``cond``: ``{clip id: class or
+    None}`` to continue each clip with (guidance ``config.cfg_scale``). Returns how many
+    were generated."""
     from avclm.generate import DoneEvent, NalEvent, generate_video
     from codeclm.eval import protocol, report, runner
+    from codeclm.eval.classes import eval_scale
 
     K, M = config.prompt_frames, config.frames
     kwargs = {"verify": config.verify}
@@ -170,13 +182,17 @@ def generate_continuations(lm, store, items, refs: dict, config: ContinueConfig)
     for s, k in todo:
         sampling = protocol.sample_config(config.sampling, s, k)
         nals, stats = [], {}
+        name = (cond or {}).get(ids[k])
+        guided = ({} if name is None else
+                  {"class_name": name, "cfg_scale": eval_scale(config.cfg_scale)})
         for ev in generate_video(lm, M, prompt=refs[ids[k]], prompt_frames=K, config=sampling,
-                                 **kwargs):
+                                 **kwargs, **guided):
             if isinstance(ev, NalEvent):
                 nals.append(ev.data)
             elif isinstance(ev, DoneEvent):
                 stats = ev.stats
         meta = {"seed": s, "sample_seed": sampling.seed, "wall_s": stats.get("wall_s"),
+                "class": name,
                 **{k: stats.get(k, 0) for k in ("rejected", "replaced", "continuations",
                                                 "tokens_sampled")}}
         report.write_json(store.path(f"seed{s}", ids[k], ".json"), meta)
@@ -208,6 +224,9 @@ class _Scores:
     meta: dict
     real: object
     fake: dict
+    #: class -> {"psnr": [...], "ssim": [...], "valid": [...]} over its samples (clips in
+    #: class subfolders only; a sample's PSNR/SSIM: mean over its generated frames)
+    by_class: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, config: ContinueConfig, net, refs: dict, store, items, profile) -> _Scores:
@@ -229,7 +248,8 @@ class _Scores:
             gt, _ = decode_annexb_with_stats(refs[it.id], profile, strict=True)
             sc.add_reference(gt, K)
             for s in config.seeds:
-                sc.add_sample(s, gt, store.path(f"seed{s}", it.id, ".h264"), profile, K + M)
+                sc.add_sample(s, gt, store.path(f"seed{s}", it.id, ".h264"), profile, K + M,
+                              it.cls)
         return sc
 
     def add_reference(self, gt: list, K: int) -> None:
@@ -242,8 +262,10 @@ class _Scores:
             self.base_psnr[j].append(metrics.psnr(gt[K - 1], gt[j]))
             self.base_ssim[j].append(metrics.ssim(gt[K - 1], gt[j]))
 
-    def add_sample(self, s: int, gt: list, path: Path, profile, total: int) -> None:
-        """Score one sample stream: tolerant decode for the metrics, strict for validity."""
+    def add_sample(self, s: int, gt: list, path: Path, profile, total: int,
+                   cls: str | None = None) -> None:
+        """Score one sample stream: tolerant decode for the metrics, strict for validity;
+        ``cls``: the clip's class folder (its scores also go to :attr:`by_class`)."""
         import numpy as np
 
         from avclm.stream import decode_annexb_with_stats
@@ -261,12 +283,20 @@ class _Scores:
         meta.update(concealed_frames=dec.damaged_frames, frames_decoded=len(frames))
         self.meta[s].append(meta)
         grey = np.full_like(gt[0], 128)
+        psnr, ssim = [], []
         for j in self.frames:
             f = frames[j] if j < len(frames) else grey
-            self.psnr[j].append(metrics.psnr(gt[j], f))
-            self.ssim[j].append(metrics.ssim(gt[j], f))
+            psnr.append(metrics.psnr(gt[j], f))
+            ssim.append(metrics.ssim(gt[j], f))
+            self.psnr[j].append(psnr[-1])
+            self.ssim[j].append(ssim[-1])
             if s in self.fake:
                 self.fake[s].add(f)
+        if cls is not None:
+            per = self.by_class.setdefault(cls, {"psnr": [], "ssim": [], "valid": []})
+            per["psnr"].append(float(np.mean(psnr)))
+            per["ssim"].append(float(np.mean(ssim)))
+            per["valid"].append(ok)
 
     @property
     def n_samples(self) -> int:
@@ -310,7 +340,17 @@ class _Scores:
                          "rejected_per_sample": rejected / max(1, n),
                          "replaced_per_sample": replaced / max(1, n),
                          "concealed_frames": sum(m.get("concealed_frames", 0) for m in metas)},
+            "per_class": self.per_class(),
         }
+
+    def per_class(self) -> dict | None:
+        """``{class: {samples, psnr_mean, ssim_mean, validity}}`` (None: no class folders)."""
+        if not self.by_class:
+            return None
+        return {c: {"samples": len(v["valid"]), "psnr_mean": sum(v["psnr"]) / len(v["psnr"]),
+                    "ssim_mean": sum(v["ssim"]) / len(v["ssim"]),
+                    "validity": sum(v["valid"]) / len(v["valid"])}
+                for c, v in sorted(self.by_class.items())}
 
 
 # ---------------------------------------------------------------------------- report files
@@ -366,4 +406,91 @@ def continuation_markdown(res: dict, label: str, K: int, M: int) -> str:
             ["substituted NALs per sample", report.fmt(res["verifier"]["replaced_per_sample"])],
             ["bits per byte (held-out shards)", report.fmt(bpb["bpb"], 4) if bpb else "n/a"]]
     out.append(report.markdown_table(["metric", "value"], rows))
+    if res.get("per_class"):
+        cond = res["protocol"].get("conditioning") or {}
+        how = (f"continued with their class, cfg scale {cond['cfg_scale']:g}"
+               if cond.get("class_conditional") else "unconditional model")
+        out += [f"\n## Per class ({how})\n", report.markdown_table(
+            ["class", "samples", "PSNR (dB)", "SSIM", "validity"],
+            [[c, v["samples"], report.fmt(v["psnr_mean"]), report.fmt(v["ssim_mean"], 4),
+              f"{v['validity']:.1%}"] for c, v in res["per_class"].items()])]
     return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------- classes
+@dataclasses.dataclass
+class ClipClasses:
+    """The video part of :func:`codeclm.eval.classes.evaluate_classes` (``avclm eval
+    classes``): clips of ``frames`` frames generated from nothing (``generate_video``
+    with the class and scale; ``verify``, ``max_nal_tokens``, ``max_attempts``: the
+    generator's, None: its defaults). The classifier sees
+    :func:`codeclm.eval.class_accuracy.clip_features` (first frame and frame
+    ``frames - 1``) of each training clip as the model saw it (its canonical encoding at
+    the model's profile, decoded) and of each sample (tolerant decode); a sample is
+    valid when the whole stream decodes strictly with ``frames`` pictures."""
+
+    frames: int = 4
+    verify: bool = True
+    max_nal_tokens: int | None = None
+    max_attempts: int | None = None
+    task: str = "avclm eval classes"
+    modality: str = "h264"
+    ext: str = ".h264"
+
+    def check(self, profile) -> None:
+        if not 1 <= self.frames <= profile.frames:
+            raise ConfigError(f"--frames must be between 1 and {profile.frames} (a clip of "
+                              f"profile {profile.name!r}), got {self.frames}")
+
+    def fit(self, lm, train_dir: Path):
+        from avclm.codec import encode_video
+        from avclm.stream import decode_annexb
+        from codeclm.eval import runner
+        from codeclm.eval.class_accuracy import CentroidClassifier, clip_features
+
+        self.check(lm.profile)
+        vectors: dict[str, list] = {}
+        for it in runner.list_media(train_dir, runner.VIDEO_EXTS):
+            if it.cls is None:
+                continue
+            frames = decode_annexb(encode_video(it.path, lm.profile), lm.profile, strict=False)
+            vectors.setdefault(it.cls, []).append(clip_features(frames, self.frames))
+        if not vectors:
+            raise ConfigError(f"{train_dir}: no clips in class folders ({train_dir}/<class>/...)")
+        return CentroidClassifier.fit_vectors(vectors)
+
+    def generate(self, lm, name: str, scale: float, n: int, sampling, batch: int) -> list[bytes]:
+        from avclm.generate import NalEvent, generate_video
+
+        kwargs = {k: v for k, v in (("max_nal_tokens", self.max_nal_tokens),
+                                    ("max_attempts", self.max_attempts)) if v is not None}
+        out: list[bytes] = []
+        for start in range(0, n, batch):
+            rows = min(batch, n - start)
+            nals: dict[int, list[bytes]] = {r: [] for r in range(rows)}
+            for ev in generate_video(lm, self.frames, batch=rows, verify=self.verify,
+                                     config=dataclasses.replace(sampling,
+                                                                seed=sampling.seed + start),
+                                     class_name=name, cfg_scale=scale, **kwargs):
+                if isinstance(ev, NalEvent):
+                    nals[ev.row].append(ev.data)
+            out += [b"".join(nals[r]) for r in range(rows)]
+        return out
+
+    def score(self, lm, data: bytes):
+        import numpy as np
+
+        from avclm.stream import decode_annexb
+        from codeclm.eval.class_accuracy import clip_features
+
+        p = lm.profile
+        frames = decode_annexb(data, p, strict=False) or [np.full((p.height, p.width, 3), 128,
+                                                                  np.uint8)]
+        try:
+            ok = len(decode_annexb(data, p, strict=True)) == self.frames
+        except DecodeError:
+            ok = False
+        return clip_features(frames, self.frames), ok
+
+    def protocol(self) -> dict:
+        return {"frames": self.frames, "verify": self.verify}

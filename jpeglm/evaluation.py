@@ -41,7 +41,8 @@ class ImageEvalConfig:
     (False: free sampling, as the paper); ``max_tokens`` / ``max_mcu_tokens``: the
     generator's limits; ``extractor``: ``inception`` (needs ``weights``) or ``pixels``;
     ``device``: for features (default: CUDA if available); ``shards``: held-out shard
-    directory for bits per byte (``bpb_blocks`` at most)."""
+    directory for bits per byte (``bpb_blocks`` at most); ``cfg_scale``: the guidance
+    scale whenever a sample is asked for a class (None: 1, plain conditional)."""
 
     seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2])
     sampling: object = None
@@ -57,18 +58,23 @@ class ImageEvalConfig:
     shards: str | os.PathLike | None = None
     bpb_blocks: int | None = None
     quiet: bool = False
+    cfg_scale: float | None = None
 
     def check(self) -> None:
         from codeclm.eval import runner
+        from codeclm.eval.classes import eval_scale
 
         runner.check_common(self)
+        eval_scale(self.cfg_scale)
 
 
 @dataclasses.dataclass
 class CompleteConfig(ImageEvalConfig):
     """Prompted completion: ``ratios`` r (fraction of MCUs given), ``samples`` images drawn
     at random (seeded; None: all), ``class_counts`` (CSV or JSON of training-set class
-    counts for the long-tail table; None: class shares of the evaluated folder)."""
+    counts for the long-tail table; None: class shares of the evaluated folder). With a
+    class-conditional model, an image in a folder named after one of its classes is
+    completed with that class (:func:`codeclm.eval.classes.item_classes`)."""
 
     ratios: list[float] = dataclasses.field(default_factory=lambda: [0.25, 0.5, 0.75])
     samples: int | None = None
@@ -84,10 +90,14 @@ class CompleteConfig(ImageEvalConfig):
 @dataclasses.dataclass
 class UncondConfig(ImageEvalConfig):
     """Unconditional generation: ``samples`` images per seed (None: ``UNCOND_SAMPLES`` for
-    the model's device), ``real_samples`` held-out images drawn at random (None: all)."""
+    the model's device), ``real_samples`` held-out images drawn at random (None: all).
+    ``class_name``: a class-conditional model's class to ask every sample for (guidance
+    ``cfg_scale``); FID is then against the held-out images of that class (the
+    subfolder of that name, or all images when there is none)."""
 
     samples: int | None = None
     real_samples: int | None = None
+    class_name: str | None = None
 
     def check(self) -> None:
         super().check()
@@ -105,23 +115,40 @@ def image_extractor(config: ImageEvalConfig) -> tuple[object, dict]:
 
 
 # ---------------------------------------------------------------------------- shared steps
+def _class_runs(indices: list[int], classes: list[str | None] | None) -> list[list[int]]:
+    """Sorted ``indices`` -> runs of consecutive numbers of one class (as
+    :func:`codeclm.eval.runner.runs`, also split where ``classes[k]`` changes)."""
+    out: list[list[int]] = []
+    for k in indices:
+        if out and k == out[-1][-1] + 1 and (classes is None or classes[k] == classes[k - 1]):
+            out[-1].append(k)
+        else:
+            out.append([k])
+    return out
+
+
 def generate_set(lm, store, tag: str, ids: list[str], prompts: list[bytes], seed: int,
-                 config: ImageEvalConfig, bar) -> int:
-    """Generate the missing samples of one set (``ids[k]`` from ``prompts[k]``), each with
-    generator seed ``sample_seed(seed, k)``; write each as a standalone JPEG of the bytes
-    as sampled. Returns how many were generated."""
-    from codeclm.eval import protocol, runner
+                 config: ImageEvalConfig, bar, classes: list[str | None] | None = None) -> int:
+    """Generate the missing samples of one set (``ids[k]`` from ``prompts[k]``, asked for
+    class ``classes[k]`` when given and not None, guidance ``config.cfg_scale``), each
+    with generator seed ``sample_seed(seed, k)``; write each as a standalone JPEG of the
+    bytes as sampled. Returns how many were generated."""
+    from codeclm.eval import protocol
+    from codeclm.eval.classes import eval_scale
     from jpeglm import codec
     from jpeglm.generate import ImageEvent, McuEvent, generate_images
 
     made = 0
-    for run_ in runner.runs(store.pending(tag, ids, ".jpg")):
+    for run_ in _class_runs(store.pending(tag, ids, ".jpg"), classes):
         chunk = [prompts[k] for k in run_]
         units: dict[int, list[bytes]] = {i: [] for i in range(len(chunk))}
         sampling = protocol.sample_config(config.sampling, seed, run_[0])
+        name = classes[run_[0]] if classes is not None else None
+        guided = ({} if name is None else
+                  {"class_name": name, "cfg_scale": eval_scale(config.cfg_scale)})
         for ev in generate_images(lm, prompts=chunk, batch=config.batch, config=sampling,
                                   grammar=config.grammar, max_tokens=config.max_tokens,
-                                  max_mcu_tokens=config.max_mcu_tokens):
+                                  max_mcu_tokens=config.max_mcu_tokens, **guided):
             if isinstance(ev, McuEvent):
                 units[ev.sample].append(ev.data)
             elif isinstance(ev, ImageEvent):
@@ -237,6 +264,7 @@ def evaluate_completion(model, images: str | os.PathLike, out: str | os.PathLike
     ``model`` (a ``LoadedModel``, a model directory, or None: the bundled one), samples
     under ``out`` (and ``per_class_fid.csv`` when there are classes); returns the results
     dict. ``extractor``: ``(net, info)`` from :func:`image_extractor` if already built."""
+    from codeclm.eval import classes as class_eval
     from codeclm.eval import runner
     from codeclm.generation.loading import load_model
     from jpeglm import codec
@@ -255,6 +283,7 @@ def evaluate_completion(model, images: str | os.PathLike, out: str | os.PathLike
     if len(items) < 2:
         raise ConfigError(f"{images}: FID needs at least 2 readable images, found {len(items)}")
     ids = [it.id for it in items]
+    cond = class_eval.item_classes(lm, items)
     store = runner.SampleStore(out)
     sets = [(r, s) for r in ratios for s in config.seeds]
     todo = sum(len(store.pending(completion_tag(r, s), ids, ".jpg")) for r, s in sets)
@@ -262,10 +291,12 @@ def evaluate_completion(model, images: str | os.PathLike, out: str | os.PathLike
     generated = 0
     for r, s in sets:
         prompts = [codec.prompt_prefix(modeled[i], r, profile) for i in ids]
-        generated += generate_set(lm, store, completion_tag(r, s), ids, prompts, s, config, bar)
+        generated += generate_set(lm, store, completion_tag(r, s), ids, prompts, s, config, bar,
+                                  [cond[i] for i in ids])
     bar.close()
     scores = _completion_scores(lm, store, items, all_items, modeled, sets, net, config, out)
     results = _completion_results(lm, feat_info, config, ratios, len(items), scores)
+    results["protocol"]["conditioning"] = class_eval.conditioning_record(cond, config.cfg_scale)
     results["samples"] = {"total": len(sets) * len(ids), "generated_this_run": generated,
                           "skipped_images": skipped}
     return results
@@ -282,7 +313,7 @@ def _completion_scores(lm, store, items, all_items, modeled, sets, net, config, 
     real, roundtrip, _ = real_features(items, profile, net, config, modeled)
     classes = [it.cls for it in items]
     freq = longtail.class_frequencies(all_items, config.class_counts)
-    fid, valid, intact, per_class = {}, {}, {}, {}
+    fid, valid, intact, per_class, class_valid = {}, {}, {}, {}, {}
     for r, s in runner.progress(sets, desc="metrics", disable=config.quiet):
         col = extractors.FeatureCollector(net, config.feature_batch, device)
         scores = [score_sample(store.path(completion_tag(r, s), i, ".jpg"), profile, col)
@@ -293,10 +324,15 @@ def _completion_scores(lm, store, items, all_items, modeled, sets, net, config, 
         intact.setdefault(r, {})[s] = sum(n for _, n in scores) / (len(scores) * profile.mcu_count)
         if any(c is not None for c in classes):
             per_class.setdefault(r, {})[s] = metrics.grouped_fid(real, fake, classes)
+            for c, (v, _) in zip(classes, scores):
+                if c is not None:
+                    class_valid.setdefault(r, {}).setdefault(c, []).append(v)
     class_rows, class_summary = longtail.per_class_rows(per_class, freq, ratios)
     if class_rows:
         report.write_csv(out / "per_class_fid.csv", longtail.CSV_HEADER, class_rows)
     return {"fid": fid, "valid": valid, "intact": intact, "per_class": class_summary,
+            "class_validity": {r: {c: sum(v) / len(v) for c, v in sorted(by.items())}
+                               for r, by in class_valid.items()},
             "roundtrip": (metrics.fid(real, roundtrip, config.fid_backend, device)
                           if roundtrip is not None else None),
             "bpb": _bpb(lm, config)}
@@ -322,6 +358,7 @@ def _completion_results(lm, feat_info, config, ratios, n_images, sc) -> dict:
         "validity": {r: report.seed_summary(sc["valid"][r]) for r in ratios},
         "intact_mcu_fraction": {r: report.seed_summary(sc["intact"][r]) for r in ratios},
         "per_class": sc["per_class"],
+        "per_class_validity": sc["class_validity"] or None,
         "bits_per_byte": sc["bpb"],
     }
 
@@ -368,6 +405,12 @@ def completion_markdown(results: dict) -> str:
                    [report.ratio_label(r), v["classes"], report.fmt(v["spearman_rho"], 3),
                     report.fmt(v["spearman_p"], 4)] for r, v in class_summary.items()]),
                "\nPer class: per_class_fid.csv (FID averaged over seeds).\n"]
+    by_class = results.get("per_class_validity")
+    if by_class:
+        names = sorted({c for v in by_class.values() for c in v})
+        md += ["\n## Validity per class\n", report.markdown_table(
+            ["class"] + [report.ratio_label(r) for r in by_class],
+            [[c] + [f"{by_class[r][c]:.1%}" for r in by_class] for c in names])]
     if bpb:
         md.append(f"\nBits per byte on {bpb['path']}: {bpb['bpb']:.4f} ({bpb['tokens']} tokens, "
                   f"{bpb['bytes']} bytes)\n")
@@ -387,15 +430,21 @@ def evaluate_unconditional(model, images: str | os.PathLike, out: str | os.PathL
     config.check()
     net, feat_info = extractor if extractor is not None else image_extractor(config)
     lm = load_model(model, "jpeg", config.device)
+    if config.class_name is not None:
+        from codeclm.labels import class_id
+
+        class_id(lm.tokenizer, config.class_name)  # an unknown class fails before sampling
     n = config.samples if config.samples is not None else _default_uncond_count(lm, config)
     profile, device = lm.profile, config.device or runner.default_device()
-    items = runner.select(runner.list_media(images, runner.IMAGE_EXTS), config.real_samples)
+    items = _class_items(runner.list_media(images, runner.IMAGE_EXTS), config.class_name)
+    items = runner.select(items, config.real_samples)
     ids = [f"{i:05d}" for i in range(n)]
     store = runner.SampleStore(out)
-    todo = sum(len(store.pending(f"uncond_seed{s}", ids, ".jpg")) for s in config.seeds)
+    tag = uncond_tag(config)
+    todo = sum(len(store.pending(tag(s), ids, ".jpg")) for s in config.seeds)
     bar = runner.progress(total=todo, desc="generate", disable=config.quiet)
-    generated = sum(generate_set(lm, store, f"uncond_seed{s}", ids,
-                                 [codec.header(profile)] * len(ids), s, config, bar)
+    generated = sum(generate_set(lm, store, tag(s), ids, [codec.header(profile)] * len(ids), s,
+                                 config, bar, [config.class_name] * len(ids))
                     for s in config.seeds)
     bar.close()
     real, _, skipped = real_features(items, profile, net, config)
@@ -404,14 +453,38 @@ def evaluate_unconditional(model, images: str | os.PathLike, out: str | os.PathL
     fid, valid = {}, {}
     for s in runner.progress(config.seeds, desc="metrics", disable=config.quiet):
         col = extractors.FeatureCollector(net, config.feature_batch, device)
-        scores = [score_sample(store.path(f"uncond_seed{s}", i, ".jpg"), profile, col)
+        scores = [score_sample(store.path(tag(s), i, ".jpg"), profile, col)
                   for i in ids]
         fid[s] = metrics.fid(real, col.features(), config.fid_backend, device)
         valid[s] = sum(v for v, _ in scores) / len(scores)
     results = _uncond_results(lm, feat_info, config, len(ids), len(real), fid, valid)
+    if config.class_name is not None:
+        from codeclm.eval.classes import eval_scale
+
+        results["protocol"].update(class_name=config.class_name,
+                                   cfg_scale=eval_scale(config.cfg_scale),
+                                   real_images_class=(config.class_name if any(
+                                       it.cls == config.class_name for it in items) else None))
     results["samples"] = {"total": len(ids) * len(config.seeds), "generated_this_run": generated,
                           "skipped_real_images": skipped}
     return results
+
+
+def uncond_tag(config: UncondConfig):
+    """seed -> the sample folder of a set: ``uncond_seed0``, or with a class
+    ``class_circle_s1_seed0`` (so samples of another class or scale are never reused)."""
+    if config.class_name is None:
+        return lambda s: f"uncond_seed{s}"
+    from codeclm.eval.classes import eval_scale
+
+    scale = eval_scale(config.cfg_scale)
+    return lambda s: f"class_{config.class_name}_s{scale:g}_seed{s}"
+
+
+def _class_items(items, class_name: str | None):
+    """The held-out images of ``class_name`` (its subfolder) when there are any, else all."""
+    mine = [it for it in items if class_name is not None and it.cls == class_name]
+    return mine or list(items)
 
 
 def _default_uncond_count(lm, config: UncondConfig) -> int:
@@ -465,3 +538,47 @@ def write_uncond_report(out: str | os.PathLike, results: dict) -> None:
     if bpb:
         md.append(f"\nBits per byte on {bpb['path']}: {bpb['bpb']:.4f}\n")
     report.write_text(out / "results.md", "\n".join(md))
+
+
+# ---------------------------------------------------------------------------- classes
+@dataclasses.dataclass
+class ImageClasses:
+    """The image part of :func:`codeclm.eval.classes.evaluate_classes` (``jpeglm eval
+    classes``): the classifier is fitted on the training images as they are; samples are
+    standalone JPEGs of the bytes as sampled (``grammar``: the JPEG scan grammar), valid
+    when they decode strictly (``jpeglm.codec.check``)."""
+
+    grammar: bool = True
+    task: str = "jpeglm eval classes"
+    modality: str = "jpeg"
+    ext: str = ".jpg"
+
+    def fit(self, lm, train_dir: Path):
+        from codeclm.eval.class_accuracy import CentroidClassifier
+
+        return CentroidClassifier.fit_folder(train_dir)
+
+    def generate(self, lm, name: str, scale: float, n: int, sampling, batch: int) -> list[bytes]:
+        from jpeglm import codec
+        from jpeglm.generate import ImageEvent, generate_images
+
+        events = sorted((e for e in generate_images(lm, n, batch=batch, config=sampling,
+                                                    grammar=self.grammar, class_name=name,
+                                                    cfg_scale=scale)
+                         if isinstance(e, ImageEvent)), key=lambda e: e.sample)
+        return [codec.to_jpeg(e.data, lm.profile) for e in events]
+
+    def score(self, lm, data: bytes):
+        from codeclm.eval.class_accuracy import features
+        from jpeglm import codec
+
+        img, _ = codec.decode_tolerant(data, lm.profile)
+        try:
+            codec.check(data, lm.profile)
+            ok = True
+        except DecodeError:
+            ok = False
+        return features(img), ok
+
+    def protocol(self) -> dict:
+        return {"grammar": self.grammar}

@@ -383,8 +383,30 @@ case("images-labels-folder-flat", D, *LAB, "--labels", "folder", expect="no clas
 for value in ("1", "-0.1", "nan"):
     case(f"images-drop-label-{value}", D, *LAB, "--labels", "folder", "--drop-label", value,
          expect="--drop-label")
-case("synth-labelled-video", D, "synth", "out", "--kind", "video", "--count", "1", "--labelled",
-     expect="--labelled")
+case("synth-labelled-overwrite", D, "synth", "out", "--kind", "video", "--count", "1",
+     "--labelled", "--overwrite", expect="--labelled")
+case("synth-labelled-not-empty", D, "synth", "out", "--kind", "video", "--count", "1",
+     "--labelled", setup=user_dir("out"), expect="new or empty folder")
+# class-aware evaluation (issue 19)
+case("avclm-eval-classes-unconditional-model", A, "eval", "classes", "--videos",
+     f"{F}/videos", "-o", "ev", expect="trained without class labels")
+case("avclm-eval-classes-no-videos", A, "eval", "classes", "--videos", "nowhere", "-o", "ev",
+     expect="nowhere: no such folder")
+case("avclm-eval-classes-samples-0", A, "eval", "classes", "--videos", f"{F}/videos", "-o",
+     "ev", "--samples", "0", expect="--samples must be >= 1")
+case("avclm-eval-classes-cfg-scale-neg", A, "eval", "classes", "--videos", f"{F}/videos",
+     "-o", "ev", "--cfg-scales", "0", "-1", expect="--cfg-scale must be a finite number >= 0")
+case("avclm-eval-continue-cfg-scale-nan", A, "eval", "continue", "--videos", f"{F}/videos",
+     "-o", "ev", "--cfg-scale", "nan", expect="--cfg-scale must be a finite number >= 0")
+case("eval-complete-cfg-scale-neg", J, "eval", "complete", "--images", f"{F}/media", "-o",
+     "ev", "--extractor", "pixels", "--cfg-scale", "-1",
+     expect="--cfg-scale must be a finite number >= 0")
+case("eval-uncond-class-unknown", J, "eval", "uncond", "--images", f"{F}/media", "-o", "ev",
+     "--extractor", "pixels", "--model", LABELLED, "--class", "dog",
+     expect="unknown class 'dog'; known classes: circle, square, triangle")
+case("eval-uncond-class-unconditional-model", J, "eval", "uncond", "--images", f"{F}/media",
+     "-o", "ev", "--extractor", "pixels", "--class", "cat",
+     expect="trained without class labels")
 
 # data_tools synth / bpe ----------------------------------------------------------------------
 SYN = ["synth", "out", "--kind", "image", "--count", "2"]

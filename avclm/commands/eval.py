@@ -13,7 +13,11 @@ with --weights, or --extractor pixels), validity rate (strict decode of the whol
 stream), retries and substitutions, and bits per byte on held-out shards (--shards). A
 "repeat last prompt frame" baseline is measured beside the model. Writes
 OUT/results.json, OUT/results.md, OUT/psnr_vs_frame.png; samples go to
-OUT/samples/seed{s}/{clip}.h264 (a re-run skips the ones that exist). The protocol
+OUT/samples/seed{s}/{clip}.h264 (a re-run skips the ones that exist). Clips in class
+subfolders (``--videos DIR/<class>/...``) also get per-class PSNR, SSIM and validity
+(results.json ``per_class``, a table in results.md); with a class-conditional model
+(trained with ``--labels``) each clip whose folder names one of its classes is continued
+with that class (``--cfg-scale S``, default 1: plain conditional sampling). The protocol
 itself is the library function ``avclm.evaluation.evaluate_continuation``.
 """
 
@@ -22,7 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-SUBVERBS = ("continue",)
+SUBVERBS = ("continue", "classes")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,16 +50,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--no-verify", action="store_true",
                    help="ablation: only the slice-header gate (default: NAL verification "
                         "with rollback, avclm/verifier.py)")
+    p.add_argument("--cfg-scale", type=float, default=None, metavar="S",
+                   help="a class-conditional model: clips in a folder named after one of its "
+                        "classes are continued with that class at this guidance scale "
+                        "(default 1: plain conditional); per-class numbers are reported "
+                        "whenever the clips sit in class folders")
     runner.add_common_arguments(p, batch=False)
     runner.add_fid_arguments(p, choices=("auto", "inception", "pixels", "none"), default="auto",
                              help="frame FID features: auto (inception when --weights or "
                                   "$CODECLM_INCEPTION_WEIGHTS is set, else no FID), inception, "
                                   "pixels (weight-free, not comparable to published FID) or none")
+    from . import eval_classes
+
+    eval_classes.add_arguments(sub)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.sub == "continue":
         return run_continue(args)
+    if args.sub == "classes":
+        from . import eval_classes
+
+        return eval_classes.run(args)
     raise AssertionError(args.sub)
 
 
@@ -73,7 +89,7 @@ def run_continue(args: argparse.Namespace) -> int:
         verify=not args.no_verify, extractor=args.extractor, weights=args.weights,
         feature_batch=getattr(args, "feature_batch", 32), fid_backend=args.fid_backend,
         device=args.device, shards=args.shards, bpb_blocks=args.bpb_blocks,
-        quiet=args.no_progress)
+        quiet=args.no_progress, cfg_scale=args.cfg_scale)
     config.check()
     extractor = evaluation.continuation_extractor(config)  # missing weights fail first
     dtype = None

@@ -9,6 +9,10 @@ the mean colour of a 4x4 grid of cells (48 values, RGB in [0, 1]) plus the fract
 colour and coarse shape both count. Features are standardised with the training set's
 mean and standard deviation; a sample goes to the class of the nearest centroid
 (Euclidean distance).
+
+Video clips (:func:`clip_features`): the features of the clip's first frame and of
+its frame ``n - 1`` side by side (128 values), so the class's colour and its motion
+(where the shape went) both count.
 """
 
 from __future__ import annotations
@@ -40,6 +44,14 @@ def features(image) -> np.ndarray:
     return np.concatenate([np.ravel(colour), fore])
 
 
+def clip_features(frames: Sequence, n: int) -> np.ndarray:
+    """Frames of a clip (``(H, W, 3)`` uint8 each) -> ``(128,)``: :func:`features` of
+    frame 0 and of frame ``n - 1`` (the last one there is, for a shorter clip)."""
+    if not len(frames):
+        raise ValueError("a clip without frames has no features")
+    return np.concatenate([features(frames[0]), features(frames[min(n, len(frames)) - 1])])
+
+
 @dataclasses.dataclass
 class CentroidClassifier:
     classes: list[str]
@@ -50,8 +62,13 @@ class CentroidClassifier:
     @classmethod
     def fit(cls, samples: Mapping[str, Sequence]) -> CentroidClassifier:
         """``{class: [images]}`` -> the fitted classifier."""
-        classes = sorted(samples)
-        feats = {c: np.stack([features(x) for x in samples[c]]) for c in classes}
+        return cls.fit_vectors({c: [features(x) for x in xs] for c, xs in samples.items()})
+
+    @classmethod
+    def fit_vectors(cls, vectors: Mapping[str, Sequence[np.ndarray]]) -> CentroidClassifier:
+        """``{class: [feature vectors]}`` -> the fitted classifier."""
+        classes = sorted(vectors)
+        feats = {c: np.stack(vectors[c]) for c in classes}
         every = np.concatenate(list(feats.values()))
         mean, std = every.mean(0), every.std(0) + 1e-6
         cents = np.stack([((feats[c] - mean) / std).mean(0) for c in classes])
@@ -69,7 +86,11 @@ class CentroidClassifier:
         return cls.fit(out)
 
     def predict(self, images: Iterable) -> list[str]:
-        x = (np.stack([features(i) for i in images]) - self.mean) / self.std
+        return self.predict_vectors([features(i) for i in images])
+
+    def predict_vectors(self, vectors: Sequence[np.ndarray]) -> list[str]:
+        """The class of each feature vector (as :meth:`fit_vectors` was given)."""
+        x = (np.stack(vectors) - self.mean) / self.std
         d = ((x[:, None, :] - self.centroids[None]) ** 2).sum(-1)
         return [self.classes[k] for k in d.argmin(1)]
 

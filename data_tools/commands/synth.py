@@ -49,8 +49,9 @@ def add_arguments(parser) -> None:
                         help="write into a non-empty OUT (an earlier synth run there is replaced; "
                              "other files are left alone)")
     parser.add_argument("--labelled", action="store_true",
-                        help="images only: --count of each of three classes (red circles, green "
-                             "squares, blue triangles) in OUT/<class>/, for --labels folder")
+                        help="--count of each of three classes (red circles, green squares, "
+                             "blue triangles; in videos moving right, down, not at all) in "
+                             "OUT/<class>/, for --labels folder")
     add_progress(parser)
 
 
@@ -95,15 +96,19 @@ def _labelled(args, profile, size) -> int:
     OUT only: files in subfolders are not tracked for a later --overwrite)."""
     import os
 
-    from ..labelled_synth import CLASS_COLOURS, write_labelled_shapes
+    from ..labelled_synth import CLASS_COLOURS, write_labelled_clips, write_labelled_shapes
 
-    if args.kind != "image" or args.overwrite:
-        raise ConfigError("--labelled makes images (--kind image) in a new or empty OUT "
-                          "(no --overwrite)")
+    if args.overwrite:
+        raise ConfigError("--labelled writes into a new or empty OUT (no --overwrite)")
     if args.out.exists() and (not args.out.is_dir() or os.listdir(args.out)):
         raise ConfigError(f"{args.out}: --labelled writes into a new or empty folder only")
     size = size or (profile.width, profile.height)
-    paths = write_labelled_shapes(args.out, args.count, args.seed, size)
-    print(f"wrote {len(paths)} labelled synthetic images ({', '.join(CLASS_COLOURS)}) "
+    if args.kind == "image":
+        paths = write_labelled_shapes(args.out, args.count, args.seed, size)
+    else:
+        fps = args.fps or profile.fps
+        frames = max(1, round(fps * (args.seconds or profile.seconds)))
+        paths = write_labelled_clips(args.out, args.count, args.seed, size, frames, fps)
+    print(f"wrote {len(paths)} labelled synthetic {args.kind}s ({', '.join(CLASS_COLOURS)}) "
           f"to {args.out}/<class>")
     return 0

@@ -14,6 +14,13 @@ class (OUT/per_class_fid.csv); validity rate = strict decode; bits per byte on h
 shards. uncond: N images per seed from the header alone, FID against the held-out
 folder.
 
+Class-conditional models (trained with ``--labels``): complete gives each image whose
+folder names one of the model's classes that class (``--cfg-scale S``, default 1: plain
+conditional sampling) and reports validity per class beside per-class FID; uncond
+``--class NAME`` asks every sample for NAME and scores FID against the held-out images
+in IMAGES/NAME/ (all of them when there is no such folder). Without ``--class``, uncond
+samples without a class token, as for an unconditional model.
+
 Outputs: OUT/results.json, OUT/results.md (the paper's table: rows = model, columns = r),
 OUT/fid_vs_r.png; samples in OUT/samples/r{r}_seed{s}/{image}.jpg (standalone JPEGs of
 the bytes as sampled, written atomically; a re-run skips the ones that exist).
@@ -55,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    f"the paper's; {UNCOND_SAMPLES['cpu']} on a CPU)")
     u.add_argument("--real-samples", type=int, default=None,
                    help="use this many held-out images, drawn at random (default: all)")
+    u.add_argument("--class", dest="class_name", metavar="NAME", default=None,
+                   help="a class-conditional model: ask every sample for this class; FID "
+                        "against IMAGES/NAME/ when that folder exists")
     _shared(u)
     eval_classes.add_arguments(sub)
 
@@ -71,6 +81,9 @@ def _shared(p: argparse.ArgumentParser) -> None:
                    help="new tokens per image at most (default: what the context leaves)")
     p.add_argument("--max-mcu-tokens", type=int, default=None,
                    help="free sampling: an MCU open after this many tokens ends the image")
+    p.add_argument("--cfg-scale", type=float, default=None, metavar="S",
+                   help="a class-conditional model: guidance scale of the samples asked for a "
+                        "class (default 1: plain conditional)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,7 +101,8 @@ def _config(cls, args: argparse.Namespace, **extra):
                max_mcu_tokens=args.max_mcu_tokens, extractor=args.extractor,
                weights=args.weights, feature_batch=args.feature_batch,
                fid_backend=args.fid_backend, device=args.device, shards=args.shards,
-               bpb_blocks=args.bpb_blocks, quiet=args.no_progress, **extra)
+               bpb_blocks=args.bpb_blocks, quiet=args.no_progress, cfg_scale=args.cfg_scale,
+               **extra)
 
 
 def _setup(args: argparse.Namespace, config):
@@ -129,7 +143,7 @@ def run_uncond(args: argparse.Namespace) -> int:
     from jpeglm import evaluation
 
     config = _config(evaluation.UncondConfig, args, samples=args.samples,
-                     real_samples=args.real_samples)
+                     real_samples=args.real_samples, class_name=args.class_name)
     extractor, lm = _setup(args, config)
     res = evaluation.evaluate_unconditional(lm, args.images, args.output, config,
                                             extractor=extractor)

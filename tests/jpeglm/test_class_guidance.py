@@ -188,3 +188,57 @@ def test_eval_classes_reports_per_class_accuracy(run, tmp_path):
             assert 0 <= m["class_accuracy"]["mean"] <= 1 and 0 <= m["validity"]["mean"] <= 1
     assert len(list((out / "samples" / "s3_seed0").glob("*.jpg"))) == 6
     assert "| circle |" in (out / "results.md").read_text()
+
+
+def _subset(media: Path, dst: Path, per_class: int = 2) -> Path:
+    """``per_class`` images of each class folder of ``media`` copied to ``dst/<class>/``,
+    and one more image directly in ``dst`` (no class)."""
+    import shutil
+
+    for d in sorted(p for p in media.iterdir() if p.is_dir()):
+        (dst / d.name).mkdir(parents=True)
+        for f in sorted(d.iterdir())[-per_class:]:
+            shutil.copy(f, dst / d.name / f.name)
+    shutil.copy(media / "circle" / "00000.png", dst / "loose.png")
+    return dst
+
+
+def test_eval_complete_conditions_on_the_folder_class(run, tmp_path):
+    """A class-conditional model completes each image with its folder's class and reports
+    validity per class; an image outside the class folders is completed unconditionally."""
+    from jpeglm.cli import main
+
+    images, out = _subset(run["media"], tmp_path / "val"), tmp_path / "ev"
+    assert main(["eval", "complete", "--model", str(run["model"]), "--images", str(images),
+                 "-o", str(out), "--ratios", "0.5", "--seeds", "0", "--extractor", "pixels",
+                 "--fid-backend", "fast", "--cfg-scale", "2", "--batch", "2", "-q"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    cond = res["protocol"]["conditioning"]
+    assert cond["class_conditional"] and cond["cfg_scale"] == 2.0
+    assert cond["items_per_class"] == {"circle": 2, "square": 2, "triangle": 2}
+    per = res["per_class_validity"]["0.5"]
+    assert sorted(per) == ["circle", "square", "triangle"]
+    assert all(0 <= v <= 1 for v in per.values())
+    assert "## Validity per class" in (out / "results.md").read_text()
+    assert len(list((out / "samples" / "r0.5_seed0").glob("*.jpg"))) == 7
+
+
+def test_eval_uncond_with_a_class(run, tmp_path, capsys):
+    """``eval uncond --class NAME``: samples asked for NAME (their own sample folder), FID
+    against the held-out images of that class; an unknown class is a one-line error."""
+    from jpeglm.cli import main
+
+    images, out = _subset(run["media"], tmp_path / "val"), tmp_path / "ev"
+    args = ["eval", "uncond", "--model", str(run["model"]), "--images", str(images), "-o",
+            str(out), "--samples", "2", "--seeds", "0", "--extractor", "pixels",
+            "--fid-backend", "fast", "-q"]
+    assert main([*args, "--class", "square", "--cfg-scale", "3"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["protocol"]["class_name"] == "square" and res["protocol"]["cfg_scale"] == 3.0
+    assert res["protocol"]["real_images_class"] == "square"
+    assert res["protocol"]["real_images"] == 2
+    assert len(list((out / "samples" / "class_square_s3_seed0").glob("*.jpg"))) == 2
+    capsys.readouterr()
+    assert main([*args, "--class", "dog"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "jpeglm: error: unknown class 'dog'; known classes: circle, square, triangle")
