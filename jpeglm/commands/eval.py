@@ -144,6 +144,10 @@ def run_uncond(args: argparse.Namespace) -> int:
 
     config = _config(evaluation.UncondConfig, args, samples=args.samples,
                      real_samples=args.real_samples, class_name=args.class_name)
+    from codeclm.class_args import check_class_of_model
+    from codeclm.model_dir import resolve_model_dir
+
+    check_class_of_model(args, resolve_model_dir(args.model, "jpeg"))  # before any weights
     extractor, lm = _setup(args, config)
     res = evaluation.evaluate_unconditional(lm, args.images, args.output, config,
                                             extractor=extractor)
