@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import gc
+from collections.abc import Callable
 
 import numpy as np
 
@@ -103,7 +104,8 @@ class MacroblockMachine:
         self._ids: dict[tuple, int] = {}
         self.states: list[tuple] = []
         self.elements: list[g.Vlc | None] = []
-        self._after: dict[tuple, int] = {}
+        #: (id, symbol) -> id of the state after it (what :meth:`after_id` memoizes)
+        self.after: dict[tuple, int] = {}
         #: (automaton state, byte) -> automaton state or None (SliceAutomaton.step_byte)
         self.byte_steps: dict[tuple, tuple | None] = {}
 
@@ -119,9 +121,9 @@ class MacroblockMachine:
     def after_id(self, sid: int, sym) -> int:
         """The id of the syntax state after reading ``sym`` in state ``sid``."""
         key = (sid, sym)
-        got = self._after.get(key)
+        got = self.after.get(key)
         if got is None:
-            got = self._after[key] = self.intern(self._next(self.states[sid], sym))
+            got = self.after[key] = self.intern(self._next(self.states[sid], sym))
         return got
 
     def first_items(self) -> tuple:
@@ -333,7 +335,12 @@ _TABLE_WALKS: dict[tuple, tuple | None] = {}
 def table_walk(table: g.Vlc, plen: int, pcode: int, value: int, n: int) -> tuple | None:
     """Read ``n`` bits (``value``) into ``table`` after the partial code (plen, pcode):
     ``(True, symbol, bits used)`` when a code completes, ``(False, plen, pcode)`` when
-    the bits end inside one, None when no code continues them. Memoized."""
+    the bits end inside one, None when no code continues them. Memoized on the bits
+    the table can read: a code completes or fails within ``table.max_len - plen`` bits,
+    so only those lead the key (tokens sharing them share the entry)."""
+    w = table.max_len - plen
+    if w < n:
+        value, n = value >> (n - w), w
     key = (id(table), plen, pcode, value, n)
     got = _TABLE_WALKS.get(key, False)
     if got is not False:
@@ -394,17 +401,26 @@ class SliceAutomaton:
 
     def step_bits(self, state: tuple, value: int, n: int) -> tuple | None:
         """The state after ``n`` more bits (``value``, MSB first), or None if no valid
-        slice continues with them."""
+        slice continues with them. (The hot path of a lazy mask's single-token check:
+        the memos of :func:`table_walk` and :meth:`MacroblockMachine.after_id` are read
+        inline, the functions called only on a miss.)"""
         sid, plen, pcode, phase, m = state
-        elements = m.elements
+        elements, after, walks = m.elements, m.after, _TABLE_WALKS
         while n:
             if phase == MB:
-                got = table_walk(elements[sid], plen, pcode, value & ((1 << n) - 1), n)
+                table = elements[sid]
+                w = table.max_len - plen  # (the window table_walk memoizes on)
+                key = ((id(table), plen, pcode, value >> (n - w) & ((1 << w) - 1), w) if w < n
+                       else (id(table), plen, pcode, value & ((1 << n) - 1), n))
+                got = walks.get(key, False)
+                if got is False:
+                    got = table_walk(table, plen, pcode, value & ((1 << n) - 1), n)
                 if got is None:
                     return None
                 if not got[0]:
                     return sid, got[1], got[2], MB, m
-                sid = m.after_id(sid, got[1])
+                nsid = after.get((sid, got[1]))
+                sid = m.after_id(sid, got[1]) if nsid is None else nsid
                 plen = pcode = 0
                 n -= got[2]
                 if elements[sid] is None:
@@ -426,6 +442,8 @@ class TokenRbsp:
 
     def __init__(self, token_bytes: list[bytes | None]):
         self.vocab_size = len(token_bytes)
+        self.token_bytes = token_bytes
+        self._bits: list[list | None] = [None, None, None]
         self.trie: list[dict] = []
         for z0 in range(3):
             root: dict = {}
@@ -446,6 +464,15 @@ class TokenRbsp:
         self.bit_trie = [bit_trie(root) for root in self.trie]
         self._walks: dict = {}
         self._tails: dict = {}
+
+    def bits(self, z: int) -> list[tuple[int, int] | None]:
+        """Per token, its RBSP bits ``(value, count)`` (MSB first) when it starts after
+        ``z`` zero bytes (0, 1, 2 or more) and holds no emulation-prevention byte there;
+        None for a token with one; ``(0, 0)`` for a token without bytes. Computed once."""
+        got = self._bits[z]
+        if got is None:
+            got = self._bits[z] = [_plain_bits(b, z) for b in self.token_bytes]
+        return got
 
     def element_walk(self, node: list, table: g.Vlc, plen: int, pcode: int) -> tuple:
         """The bits below bit-trie ``node`` read into ``table`` after the partial code
@@ -497,6 +524,18 @@ class TokenRbsp:
                 nd = nd[0]
             got = self._tails[key] = tuple(ends)
         return got
+
+
+def _plain_bits(b: bytes | None, z: int) -> tuple[int, int] | None:
+    """``b``'s bits (value, count) if, after ``z`` zero bytes, it has no
+    emulation-prevention byte (an ``03`` after two zero bytes); else None."""
+    if not b:
+        return 0, 0
+    for x in b:
+        if z >= 2 and x == 3:
+            return None
+        z = z + 1 if x == 0 else 0
+    return int.from_bytes(b, "big"), 8 * len(b)
 
 
 def bit_trie(root: dict) -> list:
@@ -569,6 +608,21 @@ def _rbsp_of(body: bytes) -> bytes:
     return bytes(out)
 
 
+def _escaped_token_ok(auto: SliceAutomaton, state: tuple, zeros: int, token: bytes) -> bool:
+    """Whether ``token`` (with an emulation-prevention byte) continues the slice from
+    ``state`` after ``zeros`` zero bytes: its bytes one by one (an ``03`` after two zero
+    bytes is :data:`ESCAPE`)."""
+    for x in token:
+        if zeros >= 2 and x == 3:
+            zeros, x = 0, ESCAPE
+        else:
+            zeros = zeros + 1 if x == 0 else 0
+        state = auto.step_byte(state, x)
+        if state is None:
+            return False
+    return True
+
+
 class SliceGrammar:
     """Token masks over slice data for one tokenizer and one stream's facts: automata per
     slice header (made on first use; canonical mb_types only), masks per automaton state,
@@ -611,25 +665,31 @@ class SliceGrammar:
         return got
 
     def token_ok(self, key: tuple, state: tuple, z: int, token_id: int) -> bool:
-        """``mask(key, state, z)[token_id]``, from the token's own bytes (RBSP bits
-        stepped through the automaton; an ``03`` after two zero bytes is an escape):
-        what an exact lazy mask checks instead of walking the whole vocabulary."""
-        got = self.masks.get((state, min(z, 2)))
-        if got is not None:
-            return bool(got[token_id])
-        b = self.token_bytes[token_id]
-        if not b:
-            return False
-        auto, st, zeros = self.automata[key], state, min(z, 2)
-        for x in b:
-            if zeros >= 2 and x == 3:
-                zeros, x = 0, ESCAPE
-            else:
-                zeros = zeros + 1 if x == 0 else 0
-            st = auto.step_byte(st, x)
-            if st is None:
-                return False
-        return True
+        """``mask(key, state, z)[token_id]``, from the token's own bits (see
+        :meth:`token_check`)."""
+        return bool(self.token_check(key, state, z)(token_id))
+
+    def token_check(self, key: tuple, state: tuple, z: int) -> Callable[[int], bool]:
+        """``mask(key, state, z)[token_id]`` as a function of ``token_id``, from the
+        token's own bits: what an exact lazy mask checks instead of walking the whole
+        vocabulary (the cached mask when there is one). A token without an
+        emulation-prevention byte (after ``z`` zero bytes) steps its RBSP bits through
+        the automaton in one :meth:`SliceAutomaton.step_bits` (bits precomputed,
+        :meth:`TokenRbsp.bits`); one with an escape goes byte by byte."""
+        zeros = min(z, 2)
+        mask = self.masks.get((state, zeros))
+        if mask is not None:
+            return mask.__getitem__
+        auto = self.automata[key]
+        bits, step = self.rbsp.bits(zeros), auto.step_bits
+
+        def check(token_id: int) -> bool:
+            b = bits[token_id]
+            if b is None:
+                return _escaped_token_ok(auto, state, zeros, self.token_bytes[token_id])
+            return b[1] > 0 and step(state, b[0], b[1]) is not None
+
+        return check
 
     def body_ok(self, key: tuple, opener: bool) -> np.ndarray:
         """Tokens fine as the first token of this slice NAL as far as the slice grammar

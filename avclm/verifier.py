@@ -797,24 +797,30 @@ class NalConstraint:
     def allows(self, token_id: int) -> bool:
         """``bool(allowed_mask()[token_id])`` without building the mask: the parts that
         are cheap and cached are indexed, and the slice grammar steps the token's own
-        bytes (:meth:`SliceGrammar.token_ok`). Does not advance the constraint (a
-        :class:`codeclm.generation.session.TokenCheck`)."""
+        bits (:meth:`SliceGrammar.token_check`). Does not advance the constraint (a
+        :class:`codeclm.generation.session.TokenCheck`); what it reads is gathered once
+        per state (:meth:`_check_parts`)."""
         self._sync()
         if self._parts is None:
-            key = self._mask_key()
-            ckey, _, okey, _ = key
-            self._parts = (self.tokens.cache.get(key),
-                           self._part(("c",) + ckey if ckey is not None else None),
-                           self._part(("o",) + okey if okey is not None else None))
-        m, cont, opens = self._parts
+            self._parts = self._check_parts()
+        m, cont, opens, eos_id, grammar_ok = self._parts
         if m is not None:
             return bool(m[token_id])
-        _, gkey, _, eos = self._key
-        if opens[token_id] or (eos and token_id == self.tokens.eos_id):
+        if opens[token_id] or token_id == eos_id:
             return True
-        if not cont[token_id]:
-            return False
-        return gkey is None or self._grammar_allows(gkey, token_id)
+        return bool(cont[token_id]) and (grammar_ok is None or bool(grammar_ok(token_id)))
+
+    def _check_parts(self) -> tuple:
+        """What :meth:`allows` reads in this state: (the cached full mask or None, the
+        continuation part, the opener part, the EOS id or -1, the slice grammar's
+        single-token check or None when it allows everything the parts allow)."""
+        key = self._mask_key()
+        ckey, gkey, okey, eos = key
+        return (self.tokens.cache.get(key),
+                self._part(("c",) + ckey if ckey is not None else None),
+                self._part(("o",) + okey if okey is not None else None),
+                self.tokens.eos_id if eos else -1,
+                self._grammar_check(gkey))
 
     def _mask_key(self) -> tuple:
         """What decides the mask in this state: (continuation key, grammar key, opener
@@ -993,16 +999,20 @@ class NalConstraint:
             ok = m if ok is None else ok | m
         return ok
 
-    def _grammar_allows(self, gkey: tuple, token_id: int) -> bool:
-        """``_grammar_mask(gkey)[token_id]``, stepping that token only."""
+    def _grammar_check(self, gkey: tuple | None):
+        """``_grammar_mask(gkey)[token_id]`` as a function of ``token_id`` (stepping that
+        token only), or None when the grammar allows every token here."""
+        if gkey is None:
+            return None
         first, z, states = gkey
-        for gs in states:
-            if gs is None:
-                return True
-            if (self.grammar.body_ok(gs[0], opener=False)[token_id] if first
-                    else self.grammar.token_ok(gs[0], gs[1], z, token_id)):
-                return True
-        return False
+        if any(gs is None for gs in states):
+            return None  # a non-slice alternative
+        if first:
+            return self._grammar_mask(gkey).__getitem__
+        checks = [self.grammar.token_check(gs[0], gs[1], z) for gs in states]
+        if len(checks) == 1:
+            return checks[0]
+        return lambda token_id: any(c(token_id) for c in checks)
 
     def _opener_key(self, e: Expect) -> tuple:
         """The pattern key of a NAL that may open next, with its grammar key."""

@@ -67,8 +67,7 @@ def lazy_choice(logits: torch.Tensor, allows: Callable[[int], bool],
         state = generator.get_state()
         noise = torch.empty(1, k, dtype=torch.float32, device=logits.device)
         noise.exponential_(generator=generator)
-        drawn = noise[0].tolist()
-        noise = [math.log(e) for e in drawn] if min(drawn) > 0 else None
+        noise = noise[0].double().log_().tolist() if bool(noise.min() > 0) else None
     got = _filtered(logits, allows, temperature, k, p, max_checks, noise)
     if state is not None and (got is None or got[0] != "token"):
         generator.set_state(state)  # not drawn yet: the caller or sample_tokens draws
@@ -138,7 +137,8 @@ def _filtered(logits: torch.Tensor, allows, temperature: float, k: int | None,
     """Walk the row for the top-k / top-p filtered draw: ``("token", id)`` once the
     race with ``log_noise`` (log E per top-k position) is decided, ``("kept", ids,
     complete)`` once the kept allowed tokens are known (``complete``: all the allowed
-    candidates, top-p still to apply; else already cut), None if undecided."""
+    candidates, top-p still to apply; else already cut), None if undecided. Each step
+    costs O(1) besides the check (prefix sums, the race's best two, suffix maxima)."""
     scaled = logits / temperature if temperature != 1.0 else logits
     vals, ids = _walk_order(scaled, max_checks + (k or 0) + 1)
     early_p = p is not None and logits.dtype in _PRECISE
@@ -146,68 +146,133 @@ def _filtered(logits: torch.Tensor, allows, temperature: float, k: int | None,
     if ref == float("-inf"):
         return None
     mass = [math.exp(v - ref) for v in vals]
+    prefix = list(itertools.accumulate(mass, initial=0.0))  # prefix[j]: sum(mass[:j])
     # unchecked mass beyond the walk (no top-k): the whole row's minus the walked part
-    rest = float(torch.exp(scaled.double() - ref).sum()) - sum(mass) if k is None else 0.0
-    vals_np = np.array(vals)
-    noise_np = np.array(log_noise) if log_noise is not None else None
+    rest = float(torch.exp(scaled.double() - ref).sum()) - prefix[-1] if k is None else 0.0
+    race = _Race(vals, log_noise, k) if log_noise is not None else None
     found: list[int] = []
     sums = [0.0]  # sums[j]: mass of the first j allowed tokens
-    scores: list[float] = []  # race scores log p - log E of the allowed tokens found
     for i in range(len(ids)):
         if vals[i] == float("-inf"):  # only zero-probability tokens are left
-            return ("kept", found, True) if found and not _tied(vals, i) else None
+            if not found or _tied(vals, i):
+                return None
+            return _kept(found, sums, p, True, race)
         if i == max_checks:
             return None
         if allows(ids[i]):
             found.append(ids[i])
             sums.append(sums[-1] + mass[i])
-            if log_noise is not None:
-                # (a logit far below the top one could flush to zero in float32)
-                far = vals[i] - ref < -60
-                scores.append(float("-inf") if far else vals[i] - log_noise[len(found) - 1])
+            if race is not None:
+                race.add(vals[i] - ref, vals[i])
             if k is not None and len(found) == k:
-                return None if _tied(vals, i + 1) else ("kept", found, True)
+                return None if _tied(vals, i + 1) else _kept(found, sums, p, True, race)
         if not found:
             continue
         if early_p:
             if k is not None:
-                unchecked = sum(mass[i + 1:i + 1 + k - len(found)])
+                unchecked = prefix[min(len(mass), i + 1 + k - len(found))] - prefix[i + 1]
             else:
-                unchecked = max(0.0, sum(mass[i + 1:]) + rest)
-            cut = _top_p_cut(sums, unchecked, p)
+                unchecked = max(0.0, prefix[-1] - prefix[i + 1] + rest)
+            # (a cut needs the mass found to reach p of the largest total)
+            high = sums[-1] + unchecked
+            cut = _top_p_cut(sums, unchecked, p) if sums[-1] >= (p + MARGIN) * high else None
             if cut is not None:
-                return None if _tied(vals, i + 1) else ("kept", found[:cut], False)
-        if log_noise is not None:
-            sure = len(found) if p is None else _surely_kept(sums, p)
-            w = _race_win(scores, sure, vals_np[i + 1:], noise_np[len(found):])
+                return None if _tied(vals, i + 1) else _kept(found[:cut], sums, None, False,
+                                                             race)
+        if race is not None:
+            w = race.winner(sums, p, i + 1 - len(found))
             if w is not None:
                 return None if _tied(vals, i + 1) else ("token", found[w])
-    return ("kept", found, True) if found and len(ids) == logits.shape[-1] else None
+    return _kept(found, sums, p, True, race) if found and len(ids) == logits.shape[-1] else None
+
+
+def _kept(ids: list[int], sums: list[float], p: float | None, complete: bool,
+          race: _Race | None) -> tuple:
+    """``("kept", ids, complete)``, or ``("token", id)`` when the race among the kept
+    tokens (top-p applied here if ``complete``) is already decided by the noise drawn."""
+    if race is not None:
+        cut = len(ids)
+        if complete and p is not None:
+            cut = _top_p_cut(sums, 0.0, p)
+        if cut is not None:
+            w = race.winner_among(cut)
+            if w is not None:
+                return ("token", ids[w])
+    return ("kept", ids, complete)
+
+
+class _Race:
+    """The exponential race of the top-k draw over the allowed tokens found so far, in
+    walk order (the j-th found one runs with the j-th noise, its score ``log p - log
+    E``): the best score and its first index, the best score of the others, and the
+    bound on the later top-k positions: position j >= found holds a logit of at most
+    ``vals[d + j]``, ``d`` the disallowed tokens walked (first the cheap bound with the
+    smallest later noise, then per ``d`` the suffix maxima of ``vals[d + j] - log E_j``)."""
+
+    def __init__(self, vals: list[float], log_noise: list[float], k: int):
+        self.vals, self.log_noise, self.k = vals, log_noise, k
+        self.scores: list[float] = []
+        self.best = self.second = float("-inf")
+        self.best_at = -1
+        #: least_noise[j]: min(log_noise[j:])
+        self.least_noise = list(itertools.accumulate(reversed(log_noise), min))[::-1]
+        self._bounds: dict[int, list[float]] = {}
+
+    def add(self, rel: float, val: float) -> None:
+        """The next allowed token found: ``rel`` its logit minus the top one, ``val``
+        its logit (a logit 60 below the top one could flush to zero in float32)."""
+        j = len(self.scores)
+        s = float("-inf") if rel < -60 else val - self.log_noise[j]
+        self.scores.append(s)
+        if s > self.best:
+            self.best, self.second, self.best_at = s, self.best, j
+        elif s > self.second:
+            self.second = s
+
+    def winner(self, sums: list[float], p: float | None, disallowed: int) -> int | None:
+        """The index of the race's winner among the tokens found, if decided: the best
+        score is one of the tokens top-p surely keeps (``sums``: their masses' prefix
+        sums) and beats, by :data:`MARGIN`, every other found one and every later top-k
+        position."""
+        win = self.best
+        if win == float("-inf"):
+            return None
+        margin = MARGIN * (1.0 + abs(win))
+        if win - self.second <= margin:
+            return None
+        if p is not None and self.best_at >= _surely_kept(sums, p):
+            return None
+        j, d = len(self.scores), disallowed
+        if j >= min(len(self.vals) - d, self.k):  # no later position within the walk
+            return self.best_at
+        if win - (self.vals[d + j] - self.least_noise[j]) > margin:
+            return self.best_at
+        return self.best_at if win - self._bound(d, j) > margin else None
+
+    def winner_among(self, cut: int) -> int | None:
+        """The winner among the first ``cut`` tokens found (no other candidate), if
+        decided by :data:`MARGIN`."""
+        scores = self.scores[:cut]
+        win = max(scores, default=float("-inf"))
+        if win == float("-inf"):
+            return None
+        best = scores.index(win)
+        rival = max(scores[:best] + scores[best + 1:], default=float("-inf"))
+        return best if win - rival > MARGIN * (1.0 + abs(win)) else None
+
+    def _bound(self, d: int, j: int) -> float:
+        """max over top-k positions j' >= j within the walk of vals[d + j'] - log E_j'."""
+        b = self._bounds.get(d)
+        if b is None:
+            end = min(len(self.vals) - d, self.k)
+            terms = np.subtract(self.vals[d:d + end], self.log_noise[:end])
+            b = self._bounds[d] = np.maximum.accumulate(terms[::-1])[::-1].tolist()
+        return b[j] if j < len(b) else float("-inf")
 
 
 def _surely_kept(sums: list[float], p: float) -> int:
     """How many of the allowed tokens found top-p keeps whatever the others' mass."""
     return max(1, bisect.bisect_left(sums, (p - MARGIN) * sums[-1]))
-
-
-def _race_win(scores: list[float], sure: int, unchecked: np.ndarray,
-              unknown_log_noise: np.ndarray) -> int | None:
-    """The index of the race's winner among the allowed tokens found, if decided: the best
-    score of the ``sure`` surely kept ones beats, by :data:`MARGIN`, every other found
-    one and every later top-k position (the r-th of them holds an allowed token whose
-    logit is at most the r-th ``unchecked`` logit; its noise is known)."""
-    win = max(scores[:sure])
-    if win == float("-inf"):
-        return None
-    best = scores.index(win)
-    margin = MARGIN * (1.0 + abs(win))
-    rival = max(scores[:best] + scores[best + 1:], default=float("-inf"))
-    if win - rival <= margin:
-        return None
-    n = min(len(unchecked), len(unknown_log_noise))
-    if n:  # (-inf - x stays -inf: zero-probability positions never win)
-        rival = max(rival, float((unchecked[:n] - unknown_log_noise[:n]).max()))
-    return best if win - rival > margin else None
 
 
 def _top_p_cut(sums: list[float], unchecked: float, p: float) -> int | None:
