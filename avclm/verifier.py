@@ -810,6 +810,26 @@ class NalConstraint:
             return True
         return bool(cont[token_id]) and (grammar_ok is None or bool(grammar_ok(token_id)))
 
+    def possible_mask(self) -> torch.Tensor:
+        """A superset of :meth:`allowed_mask` from what is cheap: the cached parts and
+        the slice grammar's mask only where it needs no trie walk (a NAL's first byte,
+        after the macroblock). ``BoolTensor[vocab_size]``; what lazy masks restart
+        within when the model's favourites are all disallowed."""
+        self._sync()
+        ckey, gkey, okey, eos = self._mask_key()
+        ok = self._part(("c",) + ckey if ckey is not None else None)
+        if gkey is not None and self._grammar_is_cheap(gkey):
+            ok = ok & self._grammar_mask(gkey)
+        ok = ok | self._part(("o",) + okey if okey is not None else None)
+        if eos:
+            ok[self.tokens.eos_id] = True
+        return torch.from_numpy(ok)
+
+    @staticmethod
+    def _grammar_is_cheap(gkey: tuple) -> bool:
+        first, _, states = gkey
+        return first or all(gs is not None and gs[1][3] != slice_automaton.MB for gs in states)
+
     def _check_parts(self) -> tuple:
         """What :meth:`allows` reads in this state: (the cached full mask or None, the
         continuation part, the opener part, the EOS id or -1, the slice grammar's

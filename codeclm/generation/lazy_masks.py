@@ -42,16 +42,25 @@ MAX_CHECKS = 64
 #: a top-p cut or a race win closer than this (probability mass / log ratio) to a tie
 #: is left to the full mask (float32 rounding in the full path is ~1e-6)
 MARGIN = 1e-4
+#: checks that find no allowed token before the walk restarts inside ``possible``
+SPARSE_CHECKS = 16
 #: logit dtypes precise enough for an early top-p stop (see MARGIN)
 _PRECISE = (torch.float32, torch.float64)
 
 
 def lazy_choice(logits: torch.Tensor, allows: Callable[[int], bool],
                 generator: torch.Generator | None, temperature: float, top_k: int | None,
-                top_p: float | None, max_checks: int = MAX_CHECKS) -> int | None:
+                top_p: float | None, max_checks: int = MAX_CHECKS,
+                possible: Callable[[], torch.Tensor] | None = None) -> int | None:
     """The token the full-mask path would draw from ``logits`` ``[V]`` (banned tokens
     already ``-inf``) under the constraint ``allows``, or None when the walk cannot
-    decide within ``max_checks`` checks (then ``generator`` has not been used)."""
+    decide within ``max_checks`` checks (then ``generator`` has not been used).
+
+    ``possible``: optional, a cheap bool mask (``[<= V]``, missing entries False) of a
+    superset of the allowed tokens. When the first :data:`SPARSE_CHECKS` walked tokens
+    are all disallowed (the model's favourites are far from the constraint, e.g. inside
+    a fixed header), the walk starts again on the logits with the tokens outside it
+    set to ``-inf``: the masked logits, hence the draw, are the same."""
     V = logits.shape[-1]
     k = top_k if top_k and top_k < V else None
     p = top_p if top_p is not None and top_p < 1.0 else None
@@ -60,19 +69,29 @@ def lazy_choice(logits: torch.Tensor, allows: Callable[[int], bool],
     if k is None and p is None:
         return _race(logits, allows, generator, temperature, max_checks)
     # with top-k the exponential race's noise (k values, as the full path draws them)
-    # is drawn first: the walk may then stop once the winner is known (see _race_win)
+    # is drawn first: the walk may then stop once the winner is known (see _race_walk)
     state = None
     noise = None
     if k is not None and generator is not None and logits.dtype in _PRECISE:
         state = generator.get_state()
-        noise = torch.empty(1, k, dtype=torch.float32, device=logits.device)
-        noise.exponential_(generator=generator)
-        noise = noise[0].double().log_().tolist() if bool(noise.min() > 0) else None
-    got = _filtered(logits, allows, temperature, k, p, max_checks, noise)
+        drawn = torch.empty(k, dtype=torch.float32, device=logits.device)
+        noise = drawn.exponential_(generator=generator).tolist()
+        if min(noise) <= 0:
+            noise = None
+    scaled = logits / temperature if temperature != 1.0 else logits
+    sparse = SPARSE_CHECKS if possible is not None else None
+    if noise is not None:
+        vals, ids = _walk_order(scaled, max_checks + k + 1)
+        got = _race_walk(vals, ids, allows, k, p, (max_checks, sparse), noise, V)
+    else:
+        got = _filtered(scaled, allows, k, p, (max_checks, sparse), logits.dtype in _PRECISE)
     if state is not None and (got is None or got[0] != "token"):
         generator.set_state(state)  # not drawn yet: the caller or sample_tokens draws
     if got is None:
         return None
+    if got[0] == "sparse":
+        return lazy_choice(_outside_masked(logits, possible()), allows, generator,
+                           temperature, top_k, top_p, max_checks)
     if got[0] == "token":
         return got[1]
     _, ids, complete = got
@@ -82,6 +101,13 @@ def lazy_choice(logits: torch.Tensor, allows: Callable[[int], bool],
     # else the top-p cut is already made (the stand-in holds exactly the kept tokens)
     return int(sample_tokens(stand_in[None], [generator], temperature, top_k,
                              top_p if complete else None)[0])
+
+
+def _outside_masked(logits: torch.Tensor, possible: torch.Tensor) -> torch.Tensor:
+    """``logits`` with the tokens outside ``possible`` (bool ``[<= V]``) at ``-inf``."""
+    keep = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    keep[:possible.shape[0]] = possible.to(logits.device)
+    return logits.masked_fill(~keep, float("-inf"))
 
 
 def _walk_order(scaled: torch.Tensor, n: int) -> tuple[list[float], list[int]]:
@@ -132,58 +158,111 @@ def _race(logits: torch.Tensor, allows, generator, temperature: float,
     return None
 
 
-def _filtered(logits: torch.Tensor, allows, temperature: float, k: int | None,
-              p: float | None, max_checks: int, log_noise: list[float] | None) -> tuple | None:
-    """Walk the row for the top-k / top-p filtered draw: ``("token", id)`` once the
-    race with ``log_noise`` (log E per top-k position) is decided, ``("kept", ids,
-    complete)`` once the kept allowed tokens are known (``complete``: all the allowed
-    candidates, top-p still to apply; else already cut), None if undecided. Each step
-    costs O(1) besides the check (prefix sums, the race's best two, suffix maxima)."""
-    scaled = logits / temperature if temperature != 1.0 else logits
+def _filtered(scaled: torch.Tensor, allows, k: int | None, p: float | None,
+              limits: tuple[int, int | None], precise: bool) -> tuple | None:
+    """Walk the row (temperature-scaled logits) for the top-k / top-p filtered draw
+    when the race's noise is not drawn first: ``("kept", ids, complete)`` once the
+    kept allowed tokens are known (``complete``: all the allowed candidates, top-p
+    still to apply; else already cut), None if undecided, ``("sparse",)`` if the first
+    ``limits[1]`` checks (if not None) found nothing; ``limits[0]``: the most checks.
+    ``precise``: the logits' dtype allows an early top-p cut (see :data:`MARGIN`)."""
+    max_checks, sparse = limits
     vals, ids = _walk_order(scaled, max_checks + (k or 0) + 1)
-    early_p = p is not None and logits.dtype in _PRECISE
+    early_p = p is not None and precise
     ref = vals[0]
     if ref == float("-inf"):
         return None
-    mass = [math.exp(v - ref) for v in vals]
-    prefix = list(itertools.accumulate(mass, initial=0.0))  # prefix[j]: sum(mass[:j])
+    mass, prefix = _masses(vals)
     # unchecked mass beyond the walk (no top-k): the whole row's minus the walked part
     rest = float(torch.exp(scaled.double() - ref).sum()) - prefix[-1] if k is None else 0.0
-    race = _Race(vals, log_noise, k) if log_noise is not None else None
     found: list[int] = []
     sums = [0.0]  # sums[j]: mass of the first j allowed tokens
     for i in range(len(ids)):
         if vals[i] == float("-inf"):  # only zero-probability tokens are left
-            if not found or _tied(vals, i):
-                return None
-            return _kept(found, sums, p, True, race)
+            return None if not found or _tied(vals, i) else ("kept", found, True)
         if i == max_checks:
             return None
+        if i == sparse and not found:
+            return ("sparse",)
         if allows(ids[i]):
             found.append(ids[i])
             sums.append(sums[-1] + mass[i])
-            if race is not None:
-                race.add(vals[i] - ref, vals[i])
             if k is not None and len(found) == k:
-                return None if _tied(vals, i + 1) else _kept(found, sums, p, True, race)
-        if not found:
+                return None if _tied(vals, i + 1) else ("kept", found, True)
+        if not found or not early_p:
             continue
-        if early_p:
-            if k is not None:
-                unchecked = prefix[min(len(mass), i + 1 + k - len(found))] - prefix[i + 1]
-            else:
-                unchecked = max(0.0, prefix[-1] - prefix[i + 1] + rest)
+        if k is not None:
+            unchecked = prefix[min(len(mass), i + 1 + k - len(found))] - prefix[i + 1]
+        else:
+            unchecked = max(0.0, prefix[-1] - prefix[i + 1] + rest)
+        cut = _top_p_cut(sums, unchecked, p)
+        if cut is not None:
+            return None if _tied(vals, i + 1) else ("kept", found[:cut], False)
+    return ("kept", found, True) if found and len(ids) == scaled.shape[-1] else None
+
+
+def _masses(vals: list[float]) -> tuple[list[float], list[float]]:
+    """``exp(vals - vals[0])`` and its prefix sums (``prefix[j]``: the first j's)."""
+    mass = np.exp(np.subtract(vals, vals[0]))
+    return mass.tolist(), [0.0, *np.cumsum(mass).tolist()]
+
+
+def _race_walk(vals: list[float], ids: list[int], allows, k: int, p: float | None,
+               limits: tuple[int, int | None], noise: list[float], V: int) -> tuple | None:
+    """Walk the row (``vals``, ``ids``: its top logits, temperature-scaled, and their
+    tokens) for the top-k (and top-p) draw whose race noise (``noise``: the k Exp(1)
+    values) is drawn: ``("token", id)`` once the race is decided, else as
+    :func:`_filtered`. Each step costs O(1) besides the check: prefix sums of the
+    masses, the race's best two scores kept as they come, the later positions'
+    bound from :class:`_Race` only when the best is clear of the others."""
+    max_checks, sparse = limits
+    ref, neg = vals[0], float("-inf")
+    if ref == neg:
+        return None
+    mass, prefix = _masses(vals)
+    race = _Race(vals, noise, k)
+    scores, log = race.scores, math.log
+    found: list[int] = []
+    sums = [0.0]  # sums[j]: mass of the first j allowed tokens
+    total, best, second, best_at, margin = 0.0, neg, neg, -1, 0.0
+    for i in range(len(ids)):
+        v = vals[i]
+        if v == neg:  # only zero-probability tokens are left
+            return None if not found or _tied(vals, i) else _kept(found, sums, p, True, race)
+        if i == max_checks:
+            return None
+        if i == sparse and not found:
+            return ("sparse",)
+        if allows(ids[i]):
+            f = len(found)
+            found.append(ids[i])
+            total += mass[i]
+            sums.append(total)
+            # a logit 60 below the top one could flush to zero in float32: no score
+            s = neg if v - ref < -60 else v - log(noise[f])
+            scores.append(s)
+            if s > best:
+                best, second, best_at, margin = s, best, f, MARGIN * (1.0 + abs(s))
+            elif s > second:
+                second = s
+            if f + 1 == k:
+                return None if _tied(vals, i + 1) else _kept(found, sums, p, True, race)
+        elif not found:
+            continue
+        f = len(found)
+        if p is not None:
+            unchecked = prefix[min(len(mass), i + 1 + k - f)] - prefix[i + 1]
             # (a cut needs the mass found to reach p of the largest total)
-            high = sums[-1] + unchecked
-            cut = _top_p_cut(sums, unchecked, p) if sums[-1] >= (p + MARGIN) * high else None
-            if cut is not None:
-                return None if _tied(vals, i + 1) else _kept(found[:cut], sums, None, False,
-                                                             race)
-        if race is not None:
-            w = race.winner(sums, p, i + 1 - len(found))
-            if w is not None:
-                return None if _tied(vals, i + 1) else ("token", found[w])
-    return _kept(found, sums, p, True, race) if found and len(ids) == logits.shape[-1] else None
+            if total >= (p + MARGIN) * (total + unchecked):
+                cut = _top_p_cut(sums, unchecked, p)
+                if cut is not None:
+                    return (None if _tied(vals, i + 1)
+                            else _kept(found[:cut], sums, None, False, race))
+        if (best != neg and best - second > margin
+                and (p is None or best_at < _surely_kept(sums, p))
+                and race.beats_later(best, margin, i + 1 - f, f)):
+            return None if _tied(vals, i + 1) else ("token", found[best_at])
+    return _kept(found, sums, p, True, race) if found and len(ids) == V else None
 
 
 def _kept(ids: list[int], sums: list[float], p: float | None, complete: bool,
@@ -202,52 +281,37 @@ def _kept(ids: list[int], sums: list[float], p: float | None, complete: bool,
 
 
 class _Race:
-    """The exponential race of the top-k draw over the allowed tokens found so far, in
-    walk order (the j-th found one runs with the j-th noise, its score ``log p - log
-    E``): the best score and its first index, the best score of the others, and the
-    bound on the later top-k positions: position j >= found holds a logit of at most
-    ``vals[d + j]``, ``d`` the disallowed tokens walked (first the cheap bound with the
-    smallest later noise, then per ``d`` the suffix maxima of ``vals[d + j] - log E_j``)."""
+    """The exponential race of the top-k draw over the allowed tokens found, in walk
+    order: the j-th found one runs with the j-th noise ``E_j``, its score ``log p - log
+    E_j`` (``scores``, filled by :func:`_race_walk`). Top-k position j >= found (the
+    tokens found so far) holds a logit of at most ``vals[d + j]``, ``d`` the disallowed
+    tokens walked: :meth:`beats_later` bounds those positions' scores."""
 
-    def __init__(self, vals: list[float], log_noise: list[float], k: int):
-        self.vals, self.log_noise, self.k = vals, log_noise, k
+    def __init__(self, vals: list[float], noise: list[float], k: int):
+        self.vals, self.noise, self.k = vals, noise, k
         self.scores: list[float] = []
-        self.best = self.second = float("-inf")
-        self.best_at = -1
-        #: least_noise[j]: min(log_noise[j:])
-        self.least_noise = list(itertools.accumulate(reversed(log_noise), min))[::-1]
+        self._log_noise: list[float] | None = None
+        self._least: list[float] = []  # _least[j]: min(log E_j' for j' >= j)
         self._bounds: dict[int, list[float]] = {}
 
-    def add(self, rel: float, val: float) -> None:
-        """The next allowed token found: ``rel`` its logit minus the top one, ``val``
-        its logit (a logit 60 below the top one could flush to zero in float32)."""
-        j = len(self.scores)
-        s = float("-inf") if rel < -60 else val - self.log_noise[j]
-        self.scores.append(s)
-        if s > self.best:
-            self.best, self.second, self.best_at = s, self.best, j
-        elif s > self.second:
-            self.second = s
-
-    def winner(self, sums: list[float], p: float | None, disallowed: int) -> int | None:
-        """The index of the race's winner among the tokens found, if decided: the best
-        score is one of the tokens top-p surely keeps (``sums``: their masses' prefix
-        sums) and beats, by :data:`MARGIN`, every other found one and every later top-k
-        position."""
-        win = self.best
-        if win == float("-inf"):
-            return None
-        margin = MARGIN * (1.0 + abs(win))
-        if win - self.second <= margin:
-            return None
-        if p is not None and self.best_at >= _surely_kept(sums, p):
-            return None
-        j, d = len(self.scores), disallowed
+    def beats_later(self, win: float, margin: float, d: int, j: int) -> bool:
+        """Whether score ``win`` beats by more than ``margin`` every top-k position
+        j' >= ``j`` within the walk, ``d`` tokens disallowed: first the cheap bound with
+        the smallest later noise, then the exact suffix maximum of ``vals[d + j'] - log
+        E_j'`` (per ``d``, computed once)."""
         if j >= min(len(self.vals) - d, self.k):  # no later position within the walk
-            return self.best_at
-        if win - (self.vals[d + j] - self.least_noise[j]) > margin:
-            return self.best_at
-        return self.best_at if win - self._bound(d, j) > margin else None
+            return True
+        if self._log_noise is None:
+            self._log_noise = [math.log(e) for e in self.noise]
+            self._least = list(itertools.accumulate(reversed(self._log_noise), min))[::-1]
+        if win - (self.vals[d + j] - self._least[j]) > margin:
+            return True
+        b = self._bounds.get(d)
+        if b is None:
+            end = min(len(self.vals) - d, self.k)
+            terms = np.subtract(self.vals[d:d + end], self._log_noise[:end])
+            b = self._bounds[d] = np.maximum.accumulate(terms[::-1])[::-1].tolist()
+        return win - b[j] > margin
 
     def winner_among(self, cut: int) -> int | None:
         """The winner among the first ``cut`` tokens found (no other candidate), if
@@ -259,15 +323,6 @@ class _Race:
         best = scores.index(win)
         rival = max(scores[:best] + scores[best + 1:], default=float("-inf"))
         return best if win - rival > MARGIN * (1.0 + abs(win)) else None
-
-    def _bound(self, d: int, j: int) -> float:
-        """max over top-k positions j' >= j within the walk of vals[d + j'] - log E_j'."""
-        b = self._bounds.get(d)
-        if b is None:
-            end = min(len(self.vals) - d, self.k)
-            terms = np.subtract(self.vals[d:d + end], self.log_noise[:end])
-            b = self._bounds[d] = np.maximum.accumulate(terms[::-1])[::-1].tolist()
-        return b[j] if j < len(b) else float("-inf")
 
 
 def _surely_kept(sums: list[float], p: float) -> int:

@@ -87,7 +87,10 @@ class TokenCheck(Protocol):
     """An optional :class:`Constraint` capability: ``allows(token_id)`` is
     ``bool(allowed_mask()[token_id])`` without building the mask (and without advancing
     the constraint). A row whose constraint has it is sampled with exact lazy masks
-    (:mod:`codeclm.generation.lazy_masks`: the same token as with the full mask)."""
+    (:mod:`codeclm.generation.lazy_masks`: the same token as with the full mask). A
+    constraint may also have ``possible_mask()``: a cheap ``BoolTensor`` superset of
+    ``allowed_mask()`` (the lazy walk restarts within it when the model's favourites
+    are all disallowed)."""
 
     def allows(self, token_id: int) -> bool: ...
 
@@ -340,7 +343,7 @@ class Session:
             return False
         c = self.config
         token = lazy_choice(logits, con.allows, self.rows[i].generator, c.temperature,
-                            c.top_k, c.top_p)
+                            c.top_k, c.top_p, possible=getattr(con, "possible_mask", None))
         if token is None:
             self.full_masks += 1
             return False

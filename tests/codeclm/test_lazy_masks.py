@@ -15,7 +15,7 @@ import random
 import pytest
 import torch
 
-from codeclm.generation.lazy_masks import lazy_choice
+from codeclm.generation.lazy_masks import SPARSE_CHECKS, lazy_choice
 from codeclm.generation.sampling import sample_tokens
 
 SETTINGS = [(t, k, p) for t in (0.0, 0.7, 1.0, 1.3) for k in (None, 1, 5, 50)
@@ -42,6 +42,36 @@ def _random_case(rng: random.Random, V: int):
     return logits, allowed
 
 
+def _same_draw(logits, allowed, setting, seed, possible=None, max_checks=64) -> bool:
+    """Whether the lazy path decided: it then picks the full-mask path's token for the
+    same generator state (and leaves the generator where the full path does); else it
+    declined without touching the generator. At most ``max_checks`` checks."""
+    T, k, p = setting
+    calls = []
+
+    def allows(t):
+        calls.append(t)
+        return bool(allowed[t])
+
+    g_lazy = torch.Generator().manual_seed(seed)
+    lazy = lazy_choice(logits.clone(), allows, g_lazy, T, k, p, possible=possible)
+    g_full = torch.Generator().manual_seed(seed)
+    masked = logits.masked_fill(~allowed, float("-inf"))
+    full = int(sample_tokens(masked[None], [g_full], T, k, p)[0])
+    assert bool(allowed[full])
+    assert len(calls) <= max_checks
+    if lazy is None:
+        # declined: the generator is where it was, so the full path draws as usual
+        fresh = torch.Generator().manual_seed(seed)
+        assert torch.equal(g_lazy.get_state(), fresh.get_state())
+        return False
+    assert bool(allowed[lazy]), setting
+    assert lazy == full, setting
+    # and the two generators go on alike
+    assert torch.equal(g_lazy.get_state(), g_full.get_state())
+    return True
+
+
 def test_lazy_draw_equals_the_full_mask_draw():
     """For the same generator state, the lazy path picks the full-mask path's token (or
     declines without touching the generator); it decides most draws."""
@@ -52,33 +82,37 @@ def test_lazy_draw_equals_the_full_mask_draw():
         logits, allowed = _random_case(rng, V)
         if not bool(torch.isfinite(logits[allowed]).any()):
             continue
-        T, k, p = SETTINGS[trial % len(SETTINGS)]
-        calls = []
-
-        def allows(t, calls=calls, allowed=allowed):
-            calls.append(t)
-            return bool(allowed[t])
-
-        seed = rng.randrange(1 << 30)
-        g_lazy = torch.Generator().manual_seed(seed)
-        lazy = lazy_choice(logits.clone(), allows, g_lazy, T, k, p)
-        g_full = torch.Generator().manual_seed(seed)
-        masked = logits.masked_fill(~allowed, float("-inf"))
-        full = int(sample_tokens(masked[None], [g_full], T, k, p)[0])
-        assert bool(allowed[full])
         total += 1
-        assert len(calls) <= 64
-        if lazy is None:
-            # declined: the generator is where it was, so the full path draws as usual
-            fresh = torch.Generator().manual_seed(seed)
-            assert torch.equal(g_lazy.get_state(), fresh.get_state())
-            continue
-        decided += 1
-        assert bool(allowed[lazy]), (trial, T, k, p)
-        assert lazy == full, (trial, T, k, p)
-        # and the two generators go on alike
-        assert torch.equal(g_lazy.get_state(), g_full.get_state())
+        decided += _same_draw(logits, allowed, SETTINGS[trial % len(SETTINGS)],
+                              rng.randrange(1 << 30))
     assert decided > 0.5 * total
+
+
+def test_lazy_draw_restarted_within_a_superset_equals_the_full_mask_draw():
+    """With ``possible`` (a superset of the allowed tokens), a walk whose first
+    SPARSE_CHECKS tokens are all disallowed restarts on the logits masked outside it:
+    still the full-mask path's token, and draws with few allowed tokens far down the
+    ranking are decided."""
+    rng = random.Random(1)
+    decided = restarted = 0
+    for trial in range(400):
+        V = rng.choice([60, 300])
+        logits, allowed = _random_case(rng, V)
+        top = torch.topk(logits, min(40, V - 1)).indices
+        allowed[top] = False  # the model's favourites are all disallowed
+        finite = torch.isfinite(logits) & ~allowed
+        allowed[rng.choice(finite.nonzero().flatten().tolist())] = True
+        superset = allowed | (torch.rand(V, generator=torch.Generator().manual_seed(trial)) < 0.05)
+        setting = SETTINGS[trial % len(SETTINGS)]
+        if setting[1] is None and setting[2] in (None, 1.0) or setting[0] == 0:
+            continue  # (no filter, or greedy: no restart on those paths)
+        if trial % 2 and not allowed[-1]:
+            superset = superset[:-1]  # shorter than the logits: the rest is outside
+        ok = _same_draw(logits, allowed, setting, rng.randrange(1 << 30),
+                        possible=lambda s=superset: s, max_checks=SPARSE_CHECKS + 64)
+        decided += ok
+        restarted += 1
+    assert restarted > 100 and decided > 0.5 * restarted
 
 
 def test_lazy_path_in_a_batch_matches_full_masks():
