@@ -635,6 +635,7 @@ class SliceGrammar:
         self.automata: dict[tuple, SliceAutomaton] = {}
         self.masks: dict[tuple, np.ndarray] = {}
         self.openers: dict[tuple, np.ndarray] = {}
+        self._body_bits: dict[bool, list] = {}
 
     def automaton(self, fields, header: tuple[int, int]) -> tuple[tuple, SliceAutomaton]:
         """(key, automaton) of a slice with these header ``fields`` and bits."""
@@ -695,11 +696,33 @@ class SliceGrammar:
         """Tokens fine as the first token of this slice NAL as far as the slice grammar
         goes (``opener``: tokens that start with the start code; else tokens that start
         with the NAL header byte): no slice bytes after the NAL header byte, or bytes the
-        automaton accepts from its start."""
+        automaton accepts from its start. The automaton starts with the slice header's
+        fixed bits, so a token's bits (:meth:`_bodies`, once per tokenizer) are compared
+        with those and only a token longer than the header steps the automaton."""
         got = self.openers.get((key, opener))
         if got is None:
             auto = self.automata[key]
             got = np.ones(len(self.token_bytes), bool)
+            hv, hn = key[0]
+            after = auto.step_bits(auto.start, hv, hn) if hn else auto.start
+            for t, v, n in self._bodies(opener):
+                if n <= hn:
+                    ok = v == hv >> (hn - n)
+                else:
+                    ok = (v >> (n - hn) == hv and auto.step_bits(
+                        after, v & ((1 << (n - hn)) - 1), n - hn) is not None)
+                if not ok:
+                    got[t] = False
+            self.openers[(key, opener)] = got
+        return got
+
+    def _bodies(self, opener: bool) -> list[tuple[int, int, int]]:
+        """``(token id, RBSP value, bit count)`` of each token's bytes after the NAL
+        header byte (``opener``: after its start code and the NAL header byte) for the
+        tokens that have some (and, ``opener``, start with a start code). Computed once."""
+        got = self._body_bits.get(opener)
+        if got is None:
+            got = self._body_bits[opener] = []
             for t, b in enumerate(self.token_bytes):
                 if not b:
                     continue
@@ -709,10 +732,6 @@ class SliceGrammar:
                         continue
                     b = b[lz + 1:]
                 rb = _rbsp_of(b[1:])
-                bits = int.from_bytes(rb, "big")
-                if rb and auto.step_bits(auto.start, bits, 8 * len(rb)) is None:
-                    got[t] = False
-            self.openers[(key, opener)] = got
+                if rb:
+                    got.append((t, int.from_bytes(rb, "big"), 8 * len(rb)))
         return got
-
-

@@ -214,7 +214,7 @@ def _race_walk(vals: list[float], ids: list[int], allows, k: int, p: float | Non
     values) is drawn: ``("token", id)`` once the race is decided, else as
     :func:`_filtered`. Each step costs O(1) besides the check: prefix sums of the
     masses, the race's best two scores kept as they come, the later positions'
-    bound from :class:`_Race` only when the best is clear of the others."""
+    bounds (:meth:`_Race.bounds`) read only when the best is clear of the others."""
     max_checks, sparse = limits
     ref, neg = vals[0], float("-inf")
     if ref == neg:
@@ -225,6 +225,7 @@ def _race_walk(vals: list[float], ids: list[int], allows, k: int, p: float | Non
     found: list[int] = []
     sums = [0.0]  # sums[j]: mass of the first j allowed tokens
     total, best, second, best_at, margin = 0.0, neg, neg, -1, 0.0
+    row, row_d = None, -1  # the later positions' bounds for row_d disallowed tokens
     for i in range(len(ids)):
         v = vals[i]
         if v == neg:  # only zero-probability tokens are left
@@ -259,9 +260,12 @@ def _race_walk(vals: list[float], ids: list[int], allows, k: int, p: float | Non
                     return (None if _tied(vals, i + 1)
                             else _kept(found[:cut], sums, None, False, race))
         if (best != neg and best - second > margin
-                and (p is None or best_at < _surely_kept(sums, p))
-                and race.beats_later(best, margin, i + 1 - f, f)):
-            return None if _tied(vals, i + 1) else ("token", found[best_at])
+                and (p is None or best_at < _surely_kept(sums, p))):
+            if i + 1 - f != row_d:
+                row_d = i + 1 - f
+                row = race.bounds(row_d)
+            if best - row[f] > margin:
+                return None if _tied(vals, i + 1) else ("token", found[best_at])
     return _kept(found, sums, p, True, race) if found and len(ids) == V else None
 
 
@@ -285,33 +289,23 @@ class _Race:
     order: the j-th found one runs with the j-th noise ``E_j``, its score ``log p - log
     E_j`` (``scores``, filled by :func:`_race_walk`). Top-k position j >= found (the
     tokens found so far) holds a logit of at most ``vals[d + j]``, ``d`` the disallowed
-    tokens walked: :meth:`beats_later` bounds those positions' scores."""
+    tokens walked: :meth:`bounds` bounds those positions' scores."""
 
     def __init__(self, vals: list[float], noise: list[float], k: int):
         self.vals, self.noise, self.k = vals, noise, k
         self.scores: list[float] = []
-        self._log_noise: list[float] | None = None
-        self._least: list[float] = []  # _least[j]: min(log E_j' for j' >= j)
-        self._bounds: dict[int, list[float]] = {}
+        self._log_noise: np.ndarray | None = None
 
-    def beats_later(self, win: float, margin: float, d: int, j: int) -> bool:
-        """Whether score ``win`` beats by more than ``margin`` every top-k position
-        j' >= ``j`` within the walk, ``d`` tokens disallowed: first the cheap bound with
-        the smallest later noise, then the exact suffix maximum of ``vals[d + j'] - log
-        E_j'`` (per ``d``, computed once)."""
-        if j >= min(len(self.vals) - d, self.k):  # no later position within the walk
-            return True
+    def bounds(self, d: int) -> list[float]:
+        """``b[j]``: the most a top-k position j' >= j within the walk can score when
+        ``d`` tokens are disallowed, max of ``vals[d + j'] - log E_j'`` (``-inf`` from
+        the walk's or top-k's end on; ``k + 1`` entries)."""
         if self._log_noise is None:
-            self._log_noise = [math.log(e) for e in self.noise]
-            self._least = list(itertools.accumulate(reversed(self._log_noise), min))[::-1]
-        if win - (self.vals[d + j] - self._least[j]) > margin:
-            return True
-        b = self._bounds.get(d)
-        if b is None:
-            end = min(len(self.vals) - d, self.k)
-            terms = np.subtract(self.vals[d:d + end], self._log_noise[:end])
-            b = self._bounds[d] = np.maximum.accumulate(terms[::-1])[::-1].tolist()
-        return win - b[j] > margin
+            self._log_noise = np.log(np.array(self.noise))
+        end = max(0, min(len(self.vals) - d, self.k))
+        terms = np.subtract(self.vals[d:d + end], self._log_noise[:end])
+        b = np.maximum.accumulate(terms[::-1])[::-1].tolist()
+        return b + [float("-inf")] * (self.k + 1 - end)
 
     def winner_among(self, cut: int) -> int | None:
         """The winner among the first ``cut`` tokens found (no other candidate), if
