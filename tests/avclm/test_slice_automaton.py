@@ -219,3 +219,44 @@ def test_trie_masks_equal_token_by_token_checks(encodes):
                 mask = sa.allowed_tokens(auto, st, rbsp, z)
                 ref = [bool(b) and _token_allowed(auto, st, b, z) for b in tok.token_bytes]
                 assert mask.tolist() == ref, (f.first_mb, z)
+
+
+def test_single_token_checks_and_first_tokens_equal_byte_by_byte_references(encodes):
+    """SliceGrammar.token_check (a token's RBSP bits stepped at once, or byte by byte
+    when it holds an escape) and body_ok (token bits compared with the slice header's
+    fixed bits) give what stepping the token's bytes one by one gives: in the states of
+    x264 slices of both kinds, after 0, 1 and 2 zero bytes, for a vocabulary with
+    escape-holding and header-long tokens."""
+    facts = stream_facts(TINY)
+    tok = ByteTokenizer.train(list(encodes["tiny"].values()), 384, "h264")
+    nals = [n for n in nalmod.split_annexb(encodes["tiny"]["testsrc2_320x240_6s"])
+            if nalmod.is_picture_nal(n)]
+    rng = random.Random(7)
+    picked = (nals[0], *rng.sample(nals[16:], 2))
+    extra = [b"\x00\x00\x03\x01", b"\x00\x03\x00", b"\x03\x00\x00\x03", b"\x00\x00\x01"]
+    extra += [n[1:9] for n in picked] + [b"\x00\x00\x01" + n[:6] for n in picked]
+    vocab = list(tok.token_bytes) + extra
+    grammar = sa.SliceGrammar(vocab, facts.pps)
+    for nal in picked:
+        f, hn, v, t = parse_slice_fields(nal, facts.sps, facts.pps)
+        key, auto = grammar.automaton(f, (v >> (t - hn), hn))
+        for opener in (False, True):
+            ref = [True] * len(vocab)
+            for i, b in enumerate(vocab):
+                body = b
+                if not b:
+                    continue  # (special tokens: no bytes)
+                if opener:
+                    lz = len(b) - len(b.lstrip(b"\x00"))
+                    if lz >= len(b) or b[lz] != 1:
+                        continue
+                    body = b[lz + 1:]
+                ref[i] = len(body) < 2 or _token_allowed(auto, auto.start, body[1:], 0)
+            assert grammar.body_ok(key, opener).tolist() == ref
+        states = [auto.start] + _feed(auto, v.to_bytes(t // 8, "big"))
+        for st in states[1::3]:
+            for z in (0, 1, 2):
+                check = grammar.token_check(key, st, z)
+                got = [bool(check(i)) for i in range(len(vocab))]
+                ref = [bool(b) and _token_allowed(auto, st, b, z) for b in vocab]
+                assert got == ref, (f.first_mb, z)
