@@ -38,7 +38,7 @@ import torch
 from .sampling import sample_tokens
 
 #: constraint checks per row and step before falling back to the full mask
-MAX_CHECKS = 64
+MAX_CHECKS = 96
 #: a top-p cut or a race win closer than this (probability mass / log ratio) to a tie
 #: is left to the full mask (float32 rounding in the full path is ~1e-6)
 MARGIN = 1e-4

@@ -15,7 +15,7 @@ import random
 import pytest
 import torch
 
-from codeclm.generation.lazy_masks import SPARSE_CHECKS, lazy_choice
+from codeclm.generation.lazy_masks import MAX_CHECKS, SPARSE_CHECKS, lazy_choice
 from codeclm.generation.sampling import sample_tokens
 
 SETTINGS = [(t, k, p) for t in (0.0, 0.7, 1.0, 1.3) for k in (None, 1, 5, 50)
@@ -42,7 +42,7 @@ def _random_case(rng: random.Random, V: int):
     return logits, allowed
 
 
-def _same_draw(logits, allowed, setting, seed, possible=None, max_checks=64) -> bool:
+def _same_draw(logits, allowed, setting, seed, possible=None, max_checks=MAX_CHECKS) -> bool:
     """Whether the lazy path decided: it then picks the full-mask path's token for the
     same generator state (and leaves the generator where the full path does); else it
     declined without touching the generator. At most ``max_checks`` checks."""
@@ -109,7 +109,7 @@ def test_lazy_draw_restarted_within_a_superset_equals_the_full_mask_draw():
         if trial % 2 and not allowed[-1]:
             superset = superset[:-1]  # shorter than the logits: the rest is outside
         ok = _same_draw(logits, allowed, setting, rng.randrange(1 << 30),
-                        possible=lambda s=superset: s, max_checks=SPARSE_CHECKS + 64)
+                        possible=lambda s=superset: s, max_checks=SPARSE_CHECKS + MAX_CHECKS)
         decided += ok
         restarted += 1
     assert restarted > 100 and decided > 0.5 * restarted
