@@ -288,7 +288,7 @@ class Session:
         live = [i for i, r in enumerate(self.rows) if not r.done]
         if not live:
             return events
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         feed = [r.tokens[r.fed] if not r.done else self.tok.pad_id for r in self.rows]
         pos = [min(r.fed, self.kv.max_length - 1) for r in self.rows]
         logits = self.kv.decode(torch.tensor(feed), pos)
@@ -297,6 +297,7 @@ class Session:
             if not r.done:
                 r.fed += 1
         self.stats.decode_s += time.perf_counter() - t0
+        self.stats.decode_cpu_s += time.thread_time() - c0
         self.stats.steps += 1
         for i in live:
             self._add_token(i, chosen[i])

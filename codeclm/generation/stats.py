@@ -18,10 +18,12 @@ class DecodeStats:
     ``sampled``: tokens drawn (rolled-back ones included; forced tokens not);
     ``steps``: decode steps (one token per row each); ``rejected``: units sampled again;
     ``prefill_s`` / ``decode_s``: seconds spent in prompt prefill / decode steps;
-    ``seed``: the run's seed (row ``r`` draws with ``seed + r``)."""
+    ``decode_cpu_s``: the decode steps' CPU seconds in this thread (a measure that a
+    loaded machine disturbs less); ``seed``: the run's seed (row ``r`` draws with ``seed + r``)."""
 
     prefill_s: float = 0.0
     decode_s: float = 0.0
+    decode_cpu_s: float = 0.0
     steps: int = 0
     sampled: int = 0
     rejected: int = 0
@@ -34,7 +36,7 @@ class DecodeStats:
 
     def add(self, other: DecodeStats) -> None:
         """Add ``other``'s counts and timings to these (the seed is kept)."""
-        for f in ("prefill_s", "decode_s", "steps", "sampled", "rejected"):
+        for f in ("prefill_s", "decode_s", "decode_cpu_s", "steps", "sampled", "rejected"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
 
     def as_dict(self) -> dict:
