@@ -333,8 +333,9 @@ def _residual_block(r: _Reader, nc: int, max_coeff: int, what: str) -> int:
     return total
 
 
-def nc_from(counts: dict[int, int], left: int | None, top: int | None) -> int:
-    """nC from the TotalCoeff of the left and top blocks (None: unavailable)."""
+def nc_from(counts, left: int | None, top: int | None) -> int:
+    """nC from the TotalCoeff of the left and top blocks (None: unavailable);
+    ``counts``: TotalCoeff per block index (a dict or a tuple)."""
     if left is not None and top is not None:
         return (counts[left] + counts[top] + 1) >> 1
     if left is not None:

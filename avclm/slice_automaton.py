@@ -74,6 +74,8 @@ _MB_TYPES = {SLICE_I: (g.I_NXN, *g.I16_DC_TYPES, g.I_PCM),
 CANONICAL_MB_TYPES = {SLICE_I: (g.I_NXN, *g.I16_DC_TYPES),
                       SLICE_P: (g.P_L0_16X16, *(5 + t for t in (g.I_NXN, *g.I16_DC_TYPES)))}
 _CBP_CODES = tuple(range(48))
+#: coefficients per block kind
+_MAX_COEFF = {"dc16": 16, "l4": 16, "ac16": 15, "cdc": 4, "cac": 15}
 
 
 def _luma_blocks(cbp: int, intra16: bool) -> tuple:
@@ -183,12 +185,12 @@ class MacroblockMachine:
             return g.coeff_token_vlc(-1, 4)
         if kind == "cac":
             c, b = divmod(idx, 4)
-            counts = dict(enumerate(chroma[4 * c:4 * c + 4]))
+            counts = chroma[4 * c:4 * c + 4]  # (indexed like nc_from's dict)
             nc = g.nc_from(counts, b - 1 if b & 1 else None, b - 2 if b >= 2 else None)
             return g.coeff_token_vlc(nc, 15)
         if kind == "dc16":
             return g.coeff_token_vlc(0, 16)
-        nc = g.nc_from(dict(enumerate(luma)), *g.luma_neighbours(idx))
+        nc = g.nc_from(luma, *g.luma_neighbours(idx))
         return g.coeff_token_vlc(nc, 15 if kind == "ac16" else 16)
 
     # ------------------------------------------------------------------ transitions
@@ -264,7 +266,7 @@ class MacroblockMachine:
     def _after_coeff_token(self, it, sym, rest, luma, chroma):
         _, kind, idx = it
         total, t1 = sym
-        maxc = {"dc16": 16, "l4": 16, "ac16": 15, "cdc": 4, "cac": 15}[kind]
+        maxc = _MAX_COEFF[kind]
         if kind in ("l4", "ac16") and total:
             luma = luma[:idx] + (total,) + luma[idx + 1:]
         elif kind == "cac" and total:
