@@ -15,10 +15,21 @@ as soon as the candidate set the full-mask path would draw from is determined:
   masked draw picks (the same race restricted to the allowed tokens);
 - temperature 0: the first allowed token.
 
-The draw itself then runs :func:`~codeclm.generation.sampling.sample_tokens` on a
+With top-k the race's k noise values are drawn first, as the full path draws them, and
+the walk (:func:`_race_walk`) stops as soon as the winner is known: the best score
+``log p - log E`` among the allowed tokens found is clear, by :data:`MARGIN`, of every
+other one found and of the most any later top-k position can score (position j holds
+a logit of at most the (d + j)-th walked one, d the disallowed tokens so far). A step
+costs O(1) besides its check: prefix sums of the masses, the best two scores kept as
+they come, the later positions' bounds computed once per d.
+
+Otherwise the draw runs :func:`~codeclm.generation.sampling.sample_tokens` on a
 stand-in for the masked logits (the kept candidates' logits, ``-inf`` elsewhere), which
 gives bit-identical probabilities to the full-mask path, and the row's generator
 draws the same noise: for the same generator state both paths pick the same token.
+When the first :data:`SPARSE_CHECKS` candidates are all disallowed and the constraint
+offers a cheap superset of its mask (``possible``), the walk starts again on the
+logits masked outside it (the same masked logits, so the same draw).
 Whenever that cannot be guaranteed (a tie between walked logits, a top-p cut within
 :data:`MARGIN` of float rounding, low-precision logits with an early top-p stop, more
 than ``max_checks`` checks) :func:`lazy_choice` returns None without touching the
