@@ -13,7 +13,9 @@ with --weights, or --extractor pixels), validity rate (strict decode of the whol
 stream), retries and substitutions, and bits per byte on held-out shards (--shards). A
 "repeat last prompt frame" baseline is measured beside the model. Writes
 OUT/results.json, OUT/results.md, OUT/psnr_vs_frame.png; samples go to
-OUT/samples/seed{s}/{clip}.h264 (a re-run skips the ones that exist). Clips in class
+OUT/samples/seed{s}/{clip}.h264 (a re-run skips the ones that exist; OUT/run.json
+records the model and the settings that change a sample, and a re-run with other ones
+is refused unless --overwrite). Clips in class
 subfolders (``--videos DIR/<class>/...``) also get per-class PSNR, SSIM and validity
 (results.json ``per_class``, a table in results.md); with a class-conditional model
 (trained with ``--labels``) each clip whose folder names one of its classes is continued

@@ -24,6 +24,9 @@ samples without a class token, as for an unconditional model.
 Outputs: OUT/results.json, OUT/results.md (the paper's table: rows = model, columns = r),
 OUT/fid_vs_r.png; samples in OUT/samples/r{r}_seed{s}/{image}.jpg (standalone JPEGs of
 the bytes as sampled, written atomically; a re-run skips the ones that exist).
+OUT/run.json records the model and every setting that changes a sample: a re-run with
+other settings (say another --temperature) is refused, naming the first difference,
+unless --overwrite (which removes only the earlier run's samples and reports).
 FID is comparable to published numbers only with --extractor inception and the standard
 pytorch-fid weights file. The protocols themselves are library functions in
 ``jpeglm.evaluation``.
