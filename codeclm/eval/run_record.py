@@ -6,7 +6,7 @@ continue|classes``) resumes in its ``-o DIR``: a sample file that exists is reus
 runs, ``DIR/run.json`` records, before the first sample is written, what the samples
 depend on: the task, the model (tokenizer fingerprint, SHA-256 of ``config.json`` and
 the weights files, profile) and every setting that changes a sample's bytes
-(:func:`sample_settings`; sampling, seeds, counts, ratios, grammar/verify switches,
+(:func:`sample_settings`; sampling, counts, grammar/verify switches,
 guidance, the prompt folder...). Settings that never change a sample (``batch``,
 ``device``, progress bars, FID features, bits per byte) are left out, so a run resumes
 under other values of them.
@@ -41,10 +41,13 @@ REPORT_FILES = (RUN_FILE, "results.json", "results.md", "fid_vs_r.png", "psnr_vs
 #: folder -> (depth of its files below it, suffixes of the files an eval writes there):
 #: ``samples/<set>/<item><ext>`` and ``reference/<clip>.h264``
 RUN_TREES = {"samples": (2, (".jpg", ".h264", ".json")), "reference": (1, (".h264",))}
-#: config fields that never change a sample's bytes
+#: config fields that never change a sample's bytes, and the lists each of whose values
+#: has its own sample folder (``..._seed{s}``, ``r{ratio}_...``, ``s{S}_...``): adding a
+#: seed, ratio or guidance scale to a run resumes it and generates only the new sets
 NOT_SAMPLE_FIELDS = frozenset({
     "batch", "device", "quiet", "overwrite", "extractor", "weights", "feature_batch",
-    "fid_backend", "shards", "bpb_blocks", "class_counts", "real_samples"})
+    "fid_backend", "shards", "bpb_blocks", "class_counts", "real_samples",
+    "seeds", "ratios", "cfg_scales"})
 _DIGESTS: dict[tuple, str] = {}
 
 

@@ -62,7 +62,7 @@ def test_run_json_records_model_and_sample_settings(first_run):
     assert rec["task"] == "jpeglm eval uncond"
     assert len(rec["model"]["weights_sha256"]) == 64 and rec["model"]["profile"] == "tiny"
     settings = rec["settings"]
-    assert settings["temperature"] == 1.0 and settings["seeds"] == [0]
+    assert settings["temperature"] == 1.0 and "seeds" not in settings  # one folder per seed
     assert settings["samples"] == 2 and settings["max_tokens"] == 6 and settings["grammar"]
     for key in ("batch", "device", "quiet", "extractor", "fid_backend", "overwrite"):
         assert key not in settings  # never change a sample
@@ -90,9 +90,22 @@ def test_another_run_is_refused_and_nothing_touched(heldout, first_run, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [(f"jpeglm: error: {first_run}: holds samples from another run (temperature "
                    "1.0 there, 0.7 now); use another -o or --overwrite")]
-    assert main(_uncond(heldout, first_run, "--seeds", "0", "1")) == 1
-    assert "(seeds [0] there, [0, 1] now)" in capsys.readouterr().err
+    assert main(_uncond(heldout, first_run, "--top-k", "7")) == 1
+    assert "(top_k 50 there, 7 now)" in capsys.readouterr().err
     assert _tree(first_run) == before
+
+
+def test_another_seed_resumes_and_adds_only_its_samples(heldout, tmp_path, capsys):
+    from jpeglm.cli import main
+
+    out = tmp_path / "ev"
+    assert main(_uncond(heldout, out)) == 0
+    before = _samples(out)
+    assert main(_uncond(heldout, out, "--seeds", "0", "1")) == 0
+    after = _samples(out)
+    assert {k: after[k] for k in before} == before  # seed 0's files untouched
+    assert len(after) == 2 * len(before)
+    capsys.readouterr()
 
 
 def test_overwrite_regenerates_and_keeps_the_users_files(heldout, tmp_path, capsys):
