@@ -203,30 +203,44 @@ class KVCacheLM:
         self.kv[:, dst, :, :, :n] = self.kv[:, src, :, :, :n]
 
     # ---------------------------------------------------------------- forward passes
-    @torch.inference_mode()
     def prefill(self, row: int, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Write the KV of ``ids`` ``[S]`` into row ``row``'s slots ``start..start+S-1``
         (earlier slots must hold that row's earlier tokens). Returns the logits ``[V]``
         after the last token (float32)."""
-        S = ids.shape[0]
+        return self.prefill_rows([row], ids[None], start)[0]
+
+    @torch.inference_mode()
+    def prefill_rows(self, rows: Sequence[int], ids: torch.Tensor,
+                     start: int = 0) -> torch.Tensor:
+        """:meth:`prefill` of several rows in one forward: ``ids`` ``[R, S]``, one prompt
+        (part) per row of ``rows``, all at slots ``start..start+S-1``. Returns the logits
+        ``[R, V]`` after each row's last token (float32)."""
+        R, S = ids.shape
         end = start + S
         if end > self.max_length:
             raise ConfigError(f"prompt of {end} tokens does not fit the "
                               f"{self.max_length}-token cache")
-        x = F.embedding(ids.to(self.device)[None], self.embed)
+        x = F.embedding(ids.to(self.device), self.embed)  # [R, S, hidden]
         cos, sin = self.cos[start:end].transpose(0, 1), self.sin_signed[start:end].transpose(0, 1)
         mask = None
         if start > 0:  # causal with an offset: query i sees slots <= start + i
             mask = self._slots[None, :end] <= (self._slots[:S, None] + start)
-        for L, cache in zip(self.layers, self._kv_layers):
-            q, kv = self._qkv(L, self._rms(x, L["ln1"]), cos, sin)  # [1, S, (2,) heads, D]
-            cache = cache.narrow(0, row, 1)  # [1, 2, kv_heads, T, D]
-            cache[:, :, :, start:end] = kv.permute(0, 2, 3, 1, 4)
-            keys, values = cache.narrow(3, 0, end).unbind(1)
+        index = torch.tensor(list(rows), device=self.device)
+        for L, cache in zip(self.layers, self._kv_layers):  # cache: [B, 2, kv_heads, T, D]
+            q, kv = self._qkv(L, self._rms(x, L["ln1"]), cos, sin)  # [R, S, (2,) heads, D]
+            kv = kv.permute(0, 2, 3, 1, 4)  # [R, 2, kv_heads, S, D]
+            if R == 1:  # a view of the row (no gather)
+                own = cache.narrow(0, rows[0], 1)
+                own[:, :, :, start:end] = kv
+                own = own.narrow(3, 0, end)
+            else:
+                cache[index, :, :, start:end] = kv
+                own = cache[index, :, :, :end]  # (a copy of those rows' first slots)
+            keys, values = own.unbind(1)
             o = self._attend(q.transpose(1, 2), keys, values, mask, causal=start == 0)
-            x = x + self._proj(o.transpose(1, 2).reshape(1, S, -1), L["o"])
+            x = x + self._proj(o.transpose(1, 2).reshape(R, S, -1), L["o"])
             x = x + self._mlp(L, self._rms(x, L["ln2"]))
-        return self._proj(self._rms(x[:, -1], self.norm), self.head)[0].float()
+        return self._proj(self._rms(x[:, -1], self.norm), self.head).float()
 
     def decode(self, tokens: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
         """One token per row: ``tokens`` ``[B]`` at slots ``positions`` (one int per row);
