@@ -5,7 +5,7 @@ Runs on :class:`codeclm.llama_weights.LlamaWeights` (read from ``config.json`` +
 ``LlamaForCausalLM``'s tensors (no copy unless fusing a small model's projections, which
 are then stored transposed for plain ``mm``, once per :class:`LlamaWeights`: every session
 over the same weights reuses them) and keeps keys and values side by side in one
-preallocated tensor ``[layers, batch, 2, kv_heads, max_length, head_dim]``. Every row has
+preallocated tensor ``[layers, 2, batch, kv_heads, max_length, head_dim]``. Every row has
 its *own* length, so rows need no padding, start at different prompt lengths and can be
 cut back independently (rollback: a row's length is only what its owner feeds next). The
 decode step is fixed-shape: one token per row. It is checked against the Hugging Face
@@ -101,9 +101,9 @@ class KVCacheLM:
         # from one factor to the other). [T, 1, 1, D]: one index gives a decode row's [1, 1, D].
         self.cos = cos[:, None, None]
         self.sin_signed = torch.cat((-sin[:, :h], sin[:, h:]), -1)[:, None, None]
-        # keys and values side by side, [layers, batch, 2, kv_heads, max_length, head_dim]:
-        # a decode step writes a row's new key and value with one copy per layer
-        shape = (len(self.layers), batch_size, 2, self.n_kv, self.max_length, self.head_dim)
+        # keys and values in one tensor, [layers, 2, batch, kv_heads, max_length, head_dim]:
+        # a decode step writes the new keys and values with one copy per layer
+        shape = (len(self.layers), 2, batch_size, self.n_kv, self.max_length, self.head_dim)
         self.kv = torch.zeros(shape, device=self.device, dtype=self.dtype)
         self._kv_layers = self.kv.unbind(0)  # views per layer
         self._slots = torch.arange(self.max_length, device=self.device)
@@ -200,7 +200,7 @@ class KVCacheLM:
 
     def copy_row(self, dst: int, src: int, n: int) -> None:
         """Copy cache row ``src``'s first ``n`` slots (keys and values) into row ``dst``."""
-        self.kv[:, dst, :, :, :n] = self.kv[:, src, :, :, :n]
+        self.kv[:, :, dst, :, :n] = self.kv[:, :, src, :, :n]
 
     # ---------------------------------------------------------------- forward passes
     def prefill(self, row: int, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
@@ -226,17 +226,17 @@ class KVCacheLM:
         if start > 0:  # causal with an offset: query i sees slots <= start + i
             mask = self._slots[None, :end] <= (self._slots[:S, None] + start)
         index = torch.tensor(list(rows), device=self.device)
-        for L, cache in zip(self.layers, self._kv_layers):  # cache: [B, 2, kv_heads, T, D]
+        for L, cache in zip(self.layers, self._kv_layers):  # cache: [2, B, kv_heads, T, D]
             q, kv = self._qkv(L, self._rms(x, L["ln1"]), cos, sin)  # [R, S, (2,) heads, D]
-            kv = kv.permute(0, 2, 3, 1, 4)  # [R, 2, kv_heads, S, D]
+            kv = kv.permute(2, 0, 3, 1, 4)  # [2, R, kv_heads, S, D]
             if R == 1:  # a view of the row (no gather)
-                own = cache.narrow(0, rows[0], 1)
+                own = cache.narrow(1, rows[0], 1)
                 own[:, :, :, start:end] = kv
                 own = own.narrow(3, 0, end)
             else:
-                cache[index, :, :, start:end] = kv
-                own = cache[index, :, :, :end]  # (a copy of those rows' first slots)
-            keys, values = own.unbind(1)
+                cache[:, index, :, start:end] = kv
+                own = cache[:, index, :, :end]  # (a copy of those rows' first slots)
+            keys, values = own.unbind(0)
             o = self._attend(q.transpose(1, 2), keys, values, mask, causal=start == 0)
             x = x + self._proj(o.transpose(1, 2).reshape(R, S, -1), L["o"])
             x = x + self._mlp(L, self._rms(x, L["ln2"]))
@@ -263,15 +263,15 @@ class KVCacheLM:
             cos, sin = self.cos[pos][:, 0], self.sin_signed[pos][:, 0]  # [B, 1, D]
             mask = (self._slots[None, :n] <= pos[:, None])[:, None, None]
         x = F.embedding(tokens.to(self.device), self.embed)  # [B, hidden]
-        for L, cache in zip(self.layers, self._kv_layers):  # cache: [B, 2, kv_heads, T, D]
+        for L, cache in zip(self.layers, self._kv_layers):  # cache: [2, B, kv_heads, T, D]
             q, kv = self._qkv(L, self._rms(x, L["ln1"]), cos, sin)  # [B, heads, D], [B, 2, ..]
             if B != self.batch_size:
-                cache = cache.narrow(0, 0, B)
+                cache = cache.narrow(1, 0, B)
             if same:
-                cache.select(3, p).copy_(kv)
+                cache.select(3, p).copy_(kv.transpose(0, 1))
             else:
-                cache[self._rows[:B], :, :, pos] = kv
-            keys, values = cache.narrow(3, 0, n).unbind(1)
+                cache[:, self._rows[:B], :, pos] = kv  # (indexed dims first: [B, 2, ...])
+            keys, values = cache.narrow(3, 0, n).unbind(0)
             o = self._attend(q.unsqueeze(2), keys, values, mask)
             x = x + self._proj(o.reshape(B, -1), L["o"])  # o: [B, H, 1, D]
             x = x + self._mlp(L, self._rms(x, L["ln2"]))
