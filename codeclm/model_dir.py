@@ -19,14 +19,17 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ModelError, OutputError, TokenizerError
 from .labels import save_labels
-from .llama_weights import LlamaWeights, load_weights
 from .modality import command_of, record
 from .profile import load_profile, save_profile
 from .tokenizer import ByteTokenizer
 from .versions import warn_if_different
+
+if TYPE_CHECKING:  # torch loads only with the weights, after every cheap check
+    from .llama_weights import LlamaWeights
 
 #: the names a model directory's files may have: only a directory holding nothing else is
 #: ever replaced (``export --overwrite``); anything else in it is the user's
@@ -263,6 +266,8 @@ def load_model_dir(path: str | os.PathLike, modality: str | None = None, device:
         return load_spm_dir(path, modality, device, dtype)
     profile, tokenizer = check_model_dir(path, modality)
     warn_if_different(path, profile.modality)
+    from .llama_weights import load_weights
+
     weights = load_weights(path, device=device, dtype=dtype or torch.float32)
     if weights.config.vocab_size != tokenizer.vocab_size:
         raise TokenizerError(f"{path}: model vocabulary ({weights.config.vocab_size}) does not "
