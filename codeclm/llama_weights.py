@@ -146,7 +146,8 @@ class LlamaWeights:
     tensors: dict[str, torch.Tensor]
     #: tensors computed from ``tensors`` once and reused by every sampler session over
     #: these weights (the fused, transposed projections of
-    #: :class:`codeclm.generation.forward.KVCacheLM`), keyed by the deriving code's names
+    #: :class:`codeclm.generation.forward.KVCacheLM`), keyed by the deriving code's names;
+    #: they would go stale if ``tensors`` were changed in place (generation never does)
     derived: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict, repr=False,
                                                          compare=False)
 
