@@ -26,47 +26,32 @@ import os
 from pathlib import Path
 
 from codeclm.errors import CodecLMError, ConfigError, DecodeError
+from codeclm.eval.protocol import ScoredEvalConfig
 
 
 @dataclasses.dataclass
-class ContinueConfig:
-    """The protocol's settings. ``prompt_frames`` K and ``frames`` M (the paper: 10 and
-    5); ``samples``: clips drawn at random (seeded; None: all); ``seeds``: one full set
-    each; ``sampling``: a :class:`codeclm.generation.sampling.SamplingConfig` (its seed is replaced
-    per sample; None: the defaults); ``max_nal_tokens`` / ``max_attempts`` / ``verify``:
-    the generator's (None: its defaults); ``extractor``: ``auto`` (Inception when
+class ContinueConfig(ScoredEvalConfig):
+    """The protocol's settings: those of :class:`codeclm.eval.protocol.ScoredEvalConfig`
+    (seeds, sampling, device, features, bits per byte, guidance scale...), plus
+    ``prompt_frames`` K and ``frames`` M (the paper: 10 and 5); ``samples``: clips drawn at
+    random (seeded; None: all); ``max_nal_tokens`` / ``max_attempts`` / ``verify``: the
+    generator's (None: its defaults). ``extractor`` here: ``auto`` (Inception when
     ``weights`` or ``$CODECLM_INCEPTION_WEIGHTS`` is set, else no FID), ``inception``,
-    ``pixels`` or ``none``; ``device``: for features (default: CUDA if available);
-    ``shards``: held-out shard directory for bits per byte (``bpb_blocks`` at most);
-    ``cfg_scale``: the guidance scale of a class-conditional model, whose clips in a
-    folder named after one of its classes are continued with that class (None: 1, plain
-    conditional; :func:`codeclm.eval.classes.item_classes`)."""
+    ``pixels`` or ``none``. With a class-conditional model, clips in a folder named after
+    one of its classes are continued with that class at ``cfg_scale``
+    (:func:`codeclm.eval.classes.item_classes`)."""
 
     prompt_frames: int = 10
     frames: int = 5
     samples: int | None = None
-    seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2])
-    sampling: object = None
     max_nal_tokens: int | None = None
     max_attempts: int | None = None
     verify: bool = True
     extractor: str = "auto"
-    weights: str | None = None
-    feature_batch: int = 32
-    fid_backend: str = "torchmetrics"
-    device: str | None = None
-    shards: str | os.PathLike | None = None
-    bpb_blocks: int | None = None
-    quiet: bool = False
-    cfg_scale: float | None = None
 
     def check(self) -> None:
         """Range checks that need no model (typed one-line errors)."""
-        from codeclm.eval import runner
-        from codeclm.eval.classes import eval_scale
-
-        runner.check_common(self)
-        eval_scale(self.cfg_scale)
+        super().check()
         if self.prompt_frames < 1 or self.frames < 1:
             raise ConfigError(f"--prompt-frames and --frames must be >= 1 (got "
                               f"{self.prompt_frames}, {self.frames})")
@@ -92,18 +77,19 @@ def evaluate_continuation(model, videos: str | os.PathLike, out: str | os.PathLi
     ``model`` (a ``LoadedModel``, a model directory, or None: the bundled one), samples
     under ``out``; return the results dict. ``extractor``: ``(net, info)`` from
     :func:`continuation_extractor` if already built. Raises typed errors."""
-    from codeclm.eval import classes, protocol, runner
-    from codeclm.generation.loading import load_model
+    from codeclm.eval import classes, protocol, run_record, runner
 
     config = config or ContinueConfig()
     config.check()
     net, feat_info = extractor if extractor is not None else continuation_extractor(config)
-    lm = load_model(model, "h264", config.device)
+    lm = protocol.load_eval_model(model, "h264", config)
     K, M, profile, out = config.prompt_frames, config.frames, lm.profile, Path(out)
     if K + M > profile.frames:
         raise ConfigError(f"--prompt-frames {K} + --frames {M} = {K + M} frames, but a clip of "
                           f"profile {profile.name!r} holds {profile.frames}")
     items = runner.select(runner.list_media(videos, runner.VIDEO_EXTS), config.samples)
+    run_record.start_run(out, continuation_record(run_record.loaded_identity(lm), config, videos),
+                         config.overwrite)
     refs, skipped = reference_clips(items, profile, out, K + M, config.quiet)
     items = [it for it in items if it.id in refs]
     if not items:
@@ -130,6 +116,15 @@ def evaluate_continuation(model, videos: str | os.PathLike, out: str | os.PathLi
         "samples": {"total": scores.n_samples, "generated_this_run": generated,
                     "skipped_clips": skipped},
     }
+
+
+def continuation_record(model: dict, config: ContinueConfig, videos) -> dict:
+    """The run record (:mod:`codeclm.eval.run_record`) of ``eval continue`` with the
+    model ``model`` (its identity) on the clips in ``videos``."""
+    from codeclm.eval import run_record
+
+    return run_record.run_record("avclm eval continue", model, config,
+                                 prompts=run_record.prompt_folder(videos))
 
 
 def reference_clips(items, profile, out: Path, need: int, quiet: bool) -> tuple[dict, list]:

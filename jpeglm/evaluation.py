@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from codeclm.errors import ConfigError, DecodeError, EncodeError, InputError
+from codeclm.eval.protocol import ScoredEvalConfig
 
 #: ``eval uncond`` images per seed by default: the paper's 1000 where a GPU makes that a
 #: matter of minutes; on a CPU (about 10-30 s per image for a 7B-class model, hours for
@@ -34,38 +35,16 @@ UNCOND_SAMPLES = {"cuda": 1000, "cpu": 50}
 
 
 @dataclasses.dataclass
-class ImageEvalConfig:
-    """Settings both protocols share. ``seeds``: one full set each; ``sampling``: a
-    :class:`codeclm.generation.sampling.SamplingConfig` (its seed is replaced per sample; None: the
-    defaults); ``batch``: samples generated together; ``grammar``: the JPEG scan grammar
-    (False: free sampling, as the paper); ``max_tokens`` / ``max_mcu_tokens``: the
-    generator's limits; ``extractor``: ``inception`` (needs ``weights``) or ``pixels``;
-    ``device``: for features (default: CUDA if available); ``shards``: held-out shard
-    directory for bits per byte (``bpb_blocks`` at most); ``cfg_scale``: the guidance
-    scale whenever a sample is asked for a class (None: 1, plain conditional)."""
+class ImageEvalConfig(ScoredEvalConfig):
+    """Settings both image protocols share: those of
+    :class:`codeclm.eval.protocol.ScoredEvalConfig` (seeds, sampling, batch, device,
+    features, bits per byte, guidance scale...), plus ``grammar``: the JPEG scan grammar
+    (False: free sampling, as the paper) and ``max_tokens`` / ``max_mcu_tokens``: the
+    generator's limits."""
 
-    seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2])
-    sampling: object = None
-    batch: int = 1
     grammar: bool = True
     max_tokens: int | None = None
     max_mcu_tokens: int | None = None
-    extractor: str = "inception"
-    weights: str | None = None
-    feature_batch: int = 32
-    fid_backend: str = "torchmetrics"
-    device: str | None = None
-    shards: str | os.PathLike | None = None
-    bpb_blocks: int | None = None
-    quiet: bool = False
-    cfg_scale: float | None = None
-
-    def check(self) -> None:
-        from codeclm.eval import runner
-        from codeclm.eval.classes import eval_scale
-
-        runner.check_common(self)
-        eval_scale(self.cfg_scale)
 
 
 @dataclasses.dataclass
@@ -233,6 +212,22 @@ def _fitting_prompts(items, modeled, ratios, lm):
     return kept, skipped
 
 
+def completion_record(model: dict, config: CompleteConfig, images) -> dict:
+    """The run record (:mod:`codeclm.eval.run_record`) of ``eval complete`` with the
+    model ``model`` (its identity) on the images in ``images``."""
+    from codeclm.eval import run_record
+
+    return run_record.run_record("jpeglm eval complete", model, config,
+                                 prompts=run_record.prompt_folder(images))
+
+
+def uncond_record(model: dict, config: UncondConfig) -> dict:
+    """The run record of ``eval uncond`` (the held-out images never change a sample)."""
+    from codeclm.eval import run_record
+
+    return run_record.run_record("jpeglm eval uncond", model, config)
+
+
 def completion_tag(r: float, s: int) -> str:
     """The sample folder of ratio ``r``, seed ``s``: ``r0.5_seed1``."""
     from codeclm.eval.runner import ratio_tag
@@ -265,14 +260,13 @@ def evaluate_completion(model, images: str | os.PathLike, out: str | os.PathLike
     under ``out`` (and ``per_class_fid.csv`` when there are classes); returns the results
     dict. ``extractor``: ``(net, info)`` from :func:`image_extractor` if already built."""
     from codeclm.eval import classes as class_eval
-    from codeclm.eval import runner
-    from codeclm.generation.loading import load_model
+    from codeclm.eval import protocol, run_record, runner
     from jpeglm import codec
 
     config = config or CompleteConfig()
     config.check()
     net, feat_info = extractor if extractor is not None else image_extractor(config)
-    lm = load_model(model, "jpeg", config.device)
+    lm = protocol.load_eval_model(model, "jpeg", config)
     ratios, profile, out = [float(r) for r in config.ratios], lm.profile, Path(out)
     all_items = runner.list_media(images, runner.IMAGE_EXTS)
     items, modeled, skipped = _valid_items(runner.select(all_items, config.samples), profile)
@@ -282,6 +276,8 @@ def evaluate_completion(model, images: str | os.PathLike, out: str | os.PathLike
     skipped += too_long
     if len(items) < 2:
         raise ConfigError(f"{images}: FID needs at least 2 readable images, found {len(items)}")
+    run_record.start_run(out, completion_record(run_record.loaded_identity(lm), config, images),
+                         config.overwrite)
     ids = [it.id for it in items]
     cond = class_eval.item_classes(lm, items)
     store = runner.SampleStore(out)
@@ -422,14 +418,13 @@ def evaluate_unconditional(model, images: str | os.PathLike, out: str | os.PathL
                            config: UncondConfig | None = None, *, extractor=None) -> dict:
     """Unconditional samples (``config.samples`` per seed) scored by FID against the
     held-out images in ``images``; samples under ``out``; returns the results dict."""
-    from codeclm.eval import extractors, metrics, runner
-    from codeclm.generation.loading import load_model
+    from codeclm.eval import extractors, metrics, protocol, run_record, runner
     from jpeglm import codec
 
     config = config or UncondConfig()
     config.check()
     net, feat_info = extractor if extractor is not None else image_extractor(config)
-    lm = load_model(model, "jpeg", config.device)
+    lm = protocol.load_eval_model(model, "jpeg", config)
     if config.class_name is not None:
         from codeclm.labels import class_id
 
@@ -439,6 +434,8 @@ def evaluate_unconditional(model, images: str | os.PathLike, out: str | os.PathL
     items = _class_items(runner.list_media(images, runner.IMAGE_EXTS), config.class_name)
     items = runner.select(items, config.real_samples)
     ids = [f"{i:05d}" for i in range(n)]
+    run_record.start_run(out, uncond_record(run_record.loaded_identity(lm), config),
+                         config.overwrite)
     store = runner.SampleStore(out)
     tag = uncond_tag(config)
     todo = sum(len(store.pending(tag(s), ids, ".jpg")) for s in config.seeds)

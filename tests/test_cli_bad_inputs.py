@@ -77,6 +77,25 @@ def earlier_run(name: str, tool: str, files=("0.jpg", "1.jpg")) -> Callable[[Pat
     return setup
 
 
+def earlier_eval(name: str, modality: str, sample: str) -> Callable[[Path], None]:
+    """An eval directory of the bundled model's default run but at temperature 0.5: its
+    ``run.json`` (made by the real code) and one sample file."""
+    def setup(s: Path) -> None:
+        from avclm.evaluation import ContinueConfig, continuation_record
+        from codeclm.eval.run_record import model_dir_identity
+        from codeclm.generation.sampling import SamplingConfig
+        from jpeglm.evaluation import UncondConfig, uncond_record
+
+        model = model_dir_identity(None, modality)
+        sampling = SamplingConfig(temperature=0.5)
+        record = (uncond_record(model, UncondConfig(sampling=sampling)) if modality == "jpeg"
+                  else continuation_record(model, ContinueConfig(sampling=sampling), s))
+        (s / name / sample).parent.mkdir(parents=True)
+        (s / name / sample).write_bytes(b"an earlier sample")
+        (s / name / "run.json").write_text(json.dumps(record))
+    return setup
+
+
 def both(*setups) -> Callable[[Path], None]:
     def setup(s: Path) -> None:
         for f in setups:
@@ -303,6 +322,29 @@ for name, flag, value in RANGES[:8]:
          "--extractor", "pixels", flag, value, expect=flag)
 case("eval-continue-top-k-neg", A, "eval", "continue", "--videos", f"{F}/videos", "-o", "ev",
      "--extractor", "pixels", "--top-k", "-1", expect="--top-k")
+
+# eval: -o DIR holding another run, or not an eval run (issue 12, item 11)
+EV_UNCOND = ["eval", "uncond", "--images", f"{F}/media", "-o", "ev", "--extractor", "pixels"]
+EV_CONTINUE = ["eval", "continue", "--videos", f"{F}/videos", "-o", "ev"]
+for module, argv, modality, sample in ((J, EV_UNCOND, "jpeg", "samples/uncond_seed0/00000.jpg"),
+                                       (A, EV_CONTINUE, "h264", "samples/seed0/clip.h264")):
+    verb = argv[1]
+    case(f"eval-{verb}-out-other-run", module, *argv, "--temperature", "0.7",
+         setup=earlier_eval("ev", modality, sample),
+         expect="ev: holds samples from another run (temperature 0.5 there, 0.7 now); use "
+                "another -o or --overwrite")
+    case(f"eval-{verb}-out-user-files", module, *argv, setup=user_dir("ev"),
+         expect="holds no eval run")
+    case(f"eval-{verb}-out-samples-no-record", module, *argv, setup=user_dir("ev", "samples/"),
+         expect="holds samples but no run.json")
+    case(f"eval-{verb}-out-bad-record", module, *argv, setup=existing_file("ev/run.json", b"{}"),
+         expect="not a run record")
+    case(f"eval-{verb}-out-file", module, *argv, setup=existing_file("ev"),
+         expect="not a directory")
+case("eval-classes-out-user-files", J, "eval", "classes", "--images", f"{F}/media", "-o", "ev",
+     setup=user_dir("ev"), expect="holds no eval run")
+case("avclm-eval-classes-out-user-files", A, "eval", "classes", "--videos", f"{F}/videos",
+     "-o", "ev", setup=user_dir("ev"), expect="holds no eval run")
 
 # train -------------------------------------------------------------------------------------------
 TRAIN_BAD = {

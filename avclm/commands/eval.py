@@ -13,7 +13,9 @@ with --weights, or --extractor pixels), validity rate (strict decode of the whol
 stream), retries and substitutions, and bits per byte on held-out shards (--shards). A
 "repeat last prompt frame" baseline is measured beside the model. Writes
 OUT/results.json, OUT/results.md, OUT/psnr_vs_frame.png; samples go to
-OUT/samples/seed{s}/{clip}.h264 (a re-run skips the ones that exist). Clips in class
+OUT/samples/seed{s}/{clip}.h264 (a re-run skips the ones that exist; OUT/run.json
+records the model and the settings that change a sample, and a re-run with other ones
+is refused unless --overwrite). Clips in class
 subfolders (``--videos DIR/<class>/...``) also get per-class PSNR, SSIM and validity
 (results.json ``per_class``, a table in results.md); with a class-conditional model
 (trained with ``--labels``) each clip whose folder names one of its classes is continued
@@ -79,25 +81,18 @@ def run(args: argparse.Namespace) -> int:
 def run_continue(args: argparse.Namespace) -> int:
     """Parse, call :func:`avclm.evaluation.evaluate_continuation`, write, print."""
     from avclm import evaluation
-    from codeclm.eval import report, runner
-    from codeclm.generation.loading import load_model
+    from codeclm.eval import protocol, report, run_record, runner
 
     config = evaluation.ContinueConfig(
-        prompt_frames=args.prompt_frames, frames=args.frames, samples=args.samples,
-        seeds=args.seeds, sampling=runner.sampling_config(args, None),
-        max_nal_tokens=args.max_nal_tokens, max_attempts=args.max_attempts,
-        verify=not args.no_verify, extractor=args.extractor, weights=args.weights,
-        feature_batch=getattr(args, "feature_batch", 32), fid_backend=args.fid_backend,
-        device=args.device, shards=args.shards, bpb_blocks=args.bpb_blocks,
-        quiet=args.no_progress, cfg_scale=args.cfg_scale)
+        **runner.scored_settings(args), prompt_frames=args.prompt_frames, frames=args.frames,
+        samples=args.samples, max_nal_tokens=args.max_nal_tokens,
+        max_attempts=args.max_attempts, verify=not args.no_verify)
     config.check()
+    record = evaluation.continuation_record(run_record.model_dir_identity(args.model, "h264"),
+                                            config, args.videos)
+    run_record.check_run_dir(args.output, record, config.overwrite)
     extractor = evaluation.continuation_extractor(config)  # missing weights fail first
-    dtype = None
-    if args.dtype:
-        import torch
-
-        dtype = getattr(torch, args.dtype)
-    lm = load_model(args.model, "h264", args.device, dtype, threads=args.threads)
+    lm = protocol.load_eval_model(args.model, "h264", config, args.threads)
     res = evaluation.evaluate_continuation(lm, args.videos, args.output, config,
                                            extractor=extractor)
     evaluation.write_continuation_report(args.output, res)

@@ -24,26 +24,22 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import ConfigError, InputError, ModelError
+from .protocol import EvalConfig
 
 
 @dataclasses.dataclass
-class ClassEvalConfig:
-    """``samples`` per class, scale and seed; ``cfg_scales`` (0 = unconditional);
-    ``seeds``; ``sampling``: a :class:`codeclm.generation.sampling.SamplingConfig` (its
-    seed is replaced per set; None: the defaults); ``batch``: samples generated together."""
+class ClassEvalConfig(EvalConfig):
+    """The settings of :class:`codeclm.eval.protocol.EvalConfig` (seeds, sampling, batch,
+    device...; the seed of ``sampling`` is replaced per set), plus ``samples`` per class,
+    scale and seed and ``cfg_scales`` (0 = unconditional)."""
 
     samples: int = 8
     cfg_scales: list[float] = dataclasses.field(default_factory=lambda: [0.0, 1.0, 3.0])
-    seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2])
-    sampling: object = None
-    batch: int = 1
-    quiet: bool = False
 
     def check(self) -> None:
         from ..guidance import check_scale
-        from . import runner
 
-        runner.check_common(self)
+        super().check()
         if self.samples < 1:
             raise ConfigError(f"--samples must be >= 1, got {self.samples}")
         if len(set(self.cfg_scales)) != len(self.cfg_scales):
@@ -93,7 +89,7 @@ def evaluate_classes(lm, media: ClassMedia, train_dir: str | os.PathLike,
     samples under ``out``; returns the results dict (the layout of ``results.json``).
     Raises typed errors: an unconditional model, a missing training folder, a training
     folder whose classes are not the model's."""
-    from . import protocol, report, runner
+    from . import protocol, report, run_record, runner
 
     config = config or ClassEvalConfig()
     config.check()
@@ -105,6 +101,8 @@ def evaluate_classes(lm, media: ClassMedia, train_dir: str | os.PathLike,
     if missing := sorted(set(classes) - set(clf.classes)):
         raise InputError(f"{train_dir}: no training media for the model's class(es) "
                          f"{', '.join(missing)} (expected {train_dir}/<class>/...)")
+    run_record.start_run(out, classes_record(run_record.loaded_identity(lm), media, config),
+                         config.overwrite)
     store = runner.SampleStore(out)
     ids = {name: [f"{name}_{i}" for i in range(config.samples)] for name in classes}
     sets = [(n, s, seed) for n in classes for s in config.cfg_scales for seed in config.seeds]
@@ -148,6 +146,18 @@ def evaluate_classes(lm, media: ClassMedia, train_dir: str | os.PathLike,
             "samples": {"total": len(sets) * config.samples, "generated_this_run": generated}}
 
 
+def classes_record(model: dict, media: ClassMedia, config: ClassEvalConfig) -> dict:
+    """The run record (:mod:`codeclm.eval.run_record`) of ``media.task`` with the model
+    ``model`` (its identity): the config's settings and the modality's (``media``'s
+    dataclass fields but its names; the training folder never changes a sample)."""
+    from . import run_record
+
+    names = {"task", "modality", "ext"}
+    extra = {f.name: getattr(media, f.name) for f in dataclasses.fields(media)
+             if f.name not in names}
+    return run_record.run_record(media.task, model, config, **extra)
+
+
 def write_classes_report(out: str | os.PathLike, results: dict) -> None:
     """``results.json`` and ``results.md`` (classes x scales: accuracy / validity, and a
     mean row) in ``out``."""
@@ -185,6 +195,53 @@ def summary_lines(results: dict) -> list[str]:
     rows.append(("mean", results["overall"]))
     return [f"{n}: " + ", ".join(f"S={s} {m[s]['class_accuracy']['mean']:.2f}" for s in scales)
             for n, m in rows]
+
+
+# ---------------------------------------------------------------------------- the verbs
+def add_class_eval_arguments(sub, doc: str, media_flag: str, media_help: str, what: str,
+                             extra=None):
+    """The ``eval classes`` subparser both CLIs share: ``media_flag`` (``--images`` /
+    ``--videos``, the labelled training folder), ``--samples``, ``--cfg-scales``, the
+    flags ``extra(parser)`` adds, then the common eval flags
+    (:func:`codeclm.eval.runner.add_common_arguments`). ``what``: "images" / "clips"."""
+    import argparse
+
+    from . import runner
+
+    p = sub.add_parser("classes", help="class accuracy and validity per class (a model "
+                       "trained with --labels)", description=doc,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(media_flag, dest="train_dir", required=True, help=media_help)
+    p.add_argument("--samples", type=int, default=8, help=f"{what} per class, scale and seed "
+                   "(default 8)")
+    p.add_argument("--cfg-scales", type=float, nargs="+", default=[0.0, 1.0, 3.0], metavar="S",
+                   help="guidance scales (default: 0 1 3; 0 = unconditional)")
+    if extra is not None:
+        extra(p)
+    runner.add_common_arguments(p, batch=True)
+    return p
+
+
+def run_class_eval(args, media: ClassMedia) -> int:
+    """The ``eval classes`` verb: config from the flags, the output directory checked
+    (:mod:`codeclm.eval.run_record`) before the model loads, :func:`evaluate_classes`,
+    the report, one summary line per class on stderr."""
+    import sys
+
+    from . import protocol, run_record, runner
+
+    config = ClassEvalConfig(**runner.common_settings(args), samples=args.samples,
+                             cfg_scales=args.cfg_scales)
+    config.check()
+    identity = run_record.model_dir_identity(args.model, media.modality)
+    run_record.check_run_dir(args.output, classes_record(identity, media, config),
+                             config.overwrite)
+    lm = protocol.load_eval_model(args.model, media.modality, config, args.threads)
+    res = evaluate_classes(lm, media, args.train_dir, args.output, config)
+    write_classes_report(args.output, res)
+    for line in summary_lines(res):
+        print(line, file=sys.stderr)
+    return 0
 
 
 # ---------------------------------------------------------------------------- other evals

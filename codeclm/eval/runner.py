@@ -135,11 +135,16 @@ def runs(indices: Sequence[int]) -> list[list[int]]:
 
 # ---------------------------------------------------------------------------- CLI pieces
 def add_common_arguments(p: argparse.ArgumentParser, batch: bool = True) -> None:
-    """Model, output, seeds, sampling, batching, device and bpb flags (the model and
-    sampling flags are the generating verbs', :mod:`codeclm.generation.args`)."""
+    """Model, output (``-o``, ``--overwrite``), seeds, sampling, batching, device and bpb
+    flags (the model and sampling flags are the generating verbs',
+    :mod:`codeclm.generation.args`)."""
     add_model_arguments(p, batch)
     p.add_argument("-o", "--output", required=True, metavar="DIR",
-                   help="output directory (resumable)")
+                   help="output directory; a re-run of the same run resumes there (its "
+                        "run.json), another run is refused")
+    p.add_argument("--overwrite", action="store_true",
+                   help="remove the samples and reports of an earlier run in DIR first "
+                        "(nothing else there is touched), then run afresh")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S",
                    help="sampling seeds; every seed generates a full set (default: 0 1 2)")
     add_sampling_flags(p)
@@ -166,6 +171,22 @@ def add_fid_arguments(p: argparse.ArgumentParser, choices: Sequence[str] = ("inc
                    help="torchmetrics' FrechetInceptionDistance (default; its D x D eigvals takes "
                         "~10-40 s per FID on a CPU at 2048-d) or the same number from symmetric "
                         "linear algebra (fast; per-class FID always uses it)")
+
+
+def common_settings(args: argparse.Namespace) -> dict:
+    """The :class:`codeclm.eval.protocol.EvalConfig` fields from :func:`add_common_arguments`'
+    flags (checks the sampling flags)."""
+    return {"seeds": args.seeds, "sampling": sampling_config(args, None),
+            "batch": getattr(args, "batch", 1), "device": args.device, "dtype": args.dtype,
+            "quiet": args.no_progress, "overwrite": args.overwrite}
+
+
+def scored_settings(args: argparse.Namespace) -> dict:
+    """The :class:`codeclm.eval.protocol.ScoredEvalConfig` fields from the common and
+    :func:`add_fid_arguments`' flags."""
+    return {**common_settings(args), "extractor": args.extractor, "weights": args.weights,
+            "feature_batch": args.feature_batch, "fid_backend": args.fid_backend,
+            "shards": args.shards, "bpb_blocks": args.bpb_blocks, "cfg_scale": args.cfg_scale}
 
 
 def check_common(args: argparse.Namespace) -> None:

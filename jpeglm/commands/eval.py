@@ -24,6 +24,9 @@ samples without a class token, as for an unconditional model.
 Outputs: OUT/results.json, OUT/results.md (the paper's table: rows = model, columns = r),
 OUT/fid_vs_r.png; samples in OUT/samples/r{r}_seed{s}/{image}.jpg (standalone JPEGs of
 the bytes as sampled, written atomically; a re-run skips the ones that exist).
+OUT/run.json records the model and every setting that changes a sample: a re-run with
+other settings (say another --temperature) is refused, naming the first difference,
+unless --overwrite (which removes only the earlier run's samples and reports).
 FID is comparable to published numbers only with --extractor inception and the standard
 pytorch-fid weights file. The protocols themselves are library functions in
 ``jpeglm.evaluation``.
@@ -96,28 +99,21 @@ def _config(cls, args: argparse.Namespace, **extra):
     """The protocol config of ``cls`` from the parsed flags."""
     from codeclm.eval import runner
 
-    return cls(seeds=args.seeds, sampling=runner.sampling_config(args, None), batch=args.batch,
-               grammar=args.grammar, max_tokens=args.max_tokens,
-               max_mcu_tokens=args.max_mcu_tokens, extractor=args.extractor,
-               weights=args.weights, feature_batch=args.feature_batch,
-               fid_backend=args.fid_backend, device=args.device, shards=args.shards,
-               bpb_blocks=args.bpb_blocks, quiet=args.no_progress, cfg_scale=args.cfg_scale,
-               **extra)
+    return cls(**runner.scored_settings(args), grammar=args.grammar,
+               max_tokens=args.max_tokens, max_mcu_tokens=args.max_mcu_tokens, **extra)
 
 
-def _setup(args: argparse.Namespace, config):
-    """Checks, extractor (fails first if weights are missing), model."""
-    from codeclm.generation.loading import load_model
+def _setup(args: argparse.Namespace, config, record_of):
+    """Checks, the output directory (``record_of(model identity)``: the run record),
+    extractor (fails first if weights are missing), model."""
+    from codeclm.eval import protocol, run_record
     from jpeglm import evaluation
 
     config.check()
+    identity = run_record.model_dir_identity(args.model, "jpeg")
+    run_record.check_run_dir(args.output, record_of(identity), config.overwrite)
     extractor = evaluation.image_extractor(config)
-    dtype = None
-    if args.dtype:
-        import torch
-
-        dtype = getattr(torch, args.dtype)
-    return extractor, load_model(args.model, "jpeg", args.device, dtype, threads=args.threads)
+    return extractor, protocol.load_eval_model(args.model, "jpeg", config, args.threads)
 
 
 def run_complete(args: argparse.Namespace) -> int:
@@ -127,7 +123,8 @@ def run_complete(args: argparse.Namespace) -> int:
 
     config = _config(evaluation.CompleteConfig, args, ratios=args.ratios, samples=args.samples,
                      class_counts=args.class_counts)
-    extractor, lm = _setup(args, config)
+    extractor, lm = _setup(args, config, lambda model: evaluation.completion_record(
+        model, config, args.images))
     res = evaluation.evaluate_completion(lm, args.images, args.output, config,
                                          extractor=extractor)
     evaluation.write_completion_report(args.output, res)
@@ -148,7 +145,7 @@ def run_uncond(args: argparse.Namespace) -> int:
     from codeclm.model_dir import resolve_model_dir
 
     check_class_of_model(args, resolve_model_dir(args.model, "jpeg"))  # before any weights
-    extractor, lm = _setup(args, config)
+    extractor, lm = _setup(args, config, lambda model: evaluation.uncond_record(model, config))
     res = evaluation.evaluate_unconditional(lm, args.images, args.output, config,
                                             extractor=extractor)
     evaluation.write_uncond_report(args.output, res)
