@@ -41,7 +41,7 @@ def _model_dir(root: Path, preset: str, tok, profile) -> Path:
 
 def _ours(lm, prompts) -> tuple[float, float]:
     """(wall, CPU) seconds of one ``generate`` call."""
-    from codeclm.generation.sampling import SamplingConfig
+    from codeclm.generation.sampling_config import SamplingConfig
     from codeclm.generation.session import generate
 
     t, c = time.perf_counter(), time.process_time()
@@ -92,7 +92,7 @@ def _latency(model_dir: Path) -> dict:
     import numpy as np
 
     from avclm.generate import FrameEvent, generate_video
-    from codeclm.generation.sampling import SamplingConfig
+    from codeclm.generation.sampling_config import SamplingConfig
 
     lat, step = [], None
     for ev in generate_video(model_dir, 12, config=SamplingConfig(seed=0), max_nal_tokens=24,

@@ -28,7 +28,8 @@ from ..modality import find as find_modality
 from ..streaming import Unit, UnitSplitter
 from .forward import CachedForward, KVCacheLM
 from .lazy_masks import lazy_choice
-from .sampling import SamplingConfig, draw_seed, make_generators, noise_buffer, sample_tokens
+from .sampling import make_generators, noise_buffer, sample_tokens
+from .sampling_config import SamplingConfig, draw_seed
 from .stats import DecodeStats
 
 #: a unit rejected this many times in a row is a verifier bug: raise instead of looping
