@@ -3,7 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Tests use both cores of a small machine without oversubscribing it.
+# Two threads for the benchmarks (both cores of a small machine); `make test` runs two
+# one-thread workers instead and `make demo` one thread.
 export OMP_NUM_THREADS ?= 2
 export TOKENIZERS_PARALLELISM ?= false
 
@@ -22,8 +23,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip check
 	touch $(STAMP)
 
+# Two pytest-xdist workers with one thread each (whole files per worker, the longest
+# first: tests/conftest.py) keep both cores busy.
 test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile \
+		--no-loadscope-reorder tests
 
 # The bundled models are tiny: one thread is faster than two for them.
 demo: setup

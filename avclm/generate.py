@@ -61,7 +61,7 @@ import numpy as np
 
 from codeclm.errors import ConfigError, InputError
 from codeclm.generation.loading import load_model
-from codeclm.generation.sampling import SamplingConfig
+from codeclm.generation.sampling_config import SamplingConfig
 from codeclm.generation.session import ACCEPT, Constraint, Reject, Session, Stop, Verdict
 from codeclm.generation.stats import DoneEvent
 from codeclm.guidance import conditioned_forward

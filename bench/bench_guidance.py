@@ -36,7 +36,7 @@ def _labelled_model(root: Path) -> Path:
 
 def _run(lm, batch: int, scale: float) -> tuple[float, int]:
     """(seconds, tokens sampled) for COUNTS[batch] images from the loaded model ``lm``."""
-    from codeclm.generation.sampling import SamplingConfig
+    from codeclm.generation.sampling_config import SamplingConfig
     from jpeglm.generate import DoneEvent, generate_images
 
     t = time.perf_counter()

@@ -73,7 +73,7 @@ class _RolledBack:
 def _one_clip(model, frames: int, seed: int, tmp: Path, **kw) -> dict:
     from avclm import generate as gen
     from avclm.generate import DoneEvent, NalEvent
-    from codeclm.generation.sampling import SamplingConfig
+    from codeclm.generation.sampling_config import SamplingConfig
 
     counter = _RolledBack(gen)
     try:

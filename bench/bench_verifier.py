@@ -190,7 +190,7 @@ def _random_model_counts() -> list[dict]:
     from avclm.generate import generate_video
     from avclm.profile import TINY
     from avclm.verifier import NalVerifier
-    from codeclm.generation.sampling import SamplingConfig
+    from codeclm.generation.sampling_config import SamplingConfig
     from codeclm.model_dir import save_model_dir
     from codeclm.models import llama_config
     from codeclm.tokenizer import ByteTokenizer

@@ -38,11 +38,22 @@ def add_class_arguments(parser: argparse.ArgumentParser) -> None:
                    help="print the model's classes and exit")
 
 
+#: the guidance scale of ``--class NAME`` without ``--cfg-scale``
+DEFAULT_CFG_SCALE = 3.0
+
+
+def check_scale(scale: float) -> float:
+    """``scale`` if it is a usable guidance scale (finite, >= 0)."""
+    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale >= 0):
+        raise ConfigError(f"--cfg-scale must be a finite number >= 0, got {scale}")
+    return float(scale)
+
+
 def check_class_args(args: argparse.Namespace) -> None:
     """Range checks before any model is read."""
     s = args.cfg_scale
-    if s is not None and not (math.isfinite(s) and s >= 0):
-        raise ConfigError(f"--cfg-scale must be a finite number >= 0, got {s}")
+    if s is not None:
+        check_scale(s)
     if s is not None and args.class_name is None:
         raise ConfigError("--cfg-scale needs --class NAME (guidance toward a class)")
 

@@ -26,20 +26,13 @@ The cost per step is one decode of 2B rows instead of B (``bench/bench_guidance.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
 import torch
 
+from .class_args import DEFAULT_CFG_SCALE, check_scale
 from .errors import ConfigError
 from .generation.forward import KVCacheLM
-
-
-def check_scale(scale: float) -> float:
-    """``scale`` if it is a usable guidance scale (finite, >= 0)."""
-    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale >= 0):
-        raise ConfigError(f"--cfg-scale must be a finite number >= 0, got {scale}")
-    return float(scale)
 
 
 class GuidedLM:
@@ -100,9 +93,6 @@ class GuidedLM:
 
 
 #: guidance scale when --class is given without --cfg-scale
-DEFAULT_CFG_SCALE = 3.0
-
-
 def conditioned_forward(weights, tokenizer, batch_size: int, class_name: str | None = None,
                         cfg_scale: float | None = None, max_length: int | None = None):
     """The forward a generator runs and the class token its prompts get after ``<s>``:

@@ -144,6 +144,12 @@ class LlamaWeights:
 
     config: LlamaSpec
     tensors: dict[str, torch.Tensor]
+    #: tensors computed from ``tensors`` once and reused by every sampler session over
+    #: these weights (the fused, transposed projections of
+    #: :class:`codeclm.generation.forward.KVCacheLM`), keyed by the deriving code's names;
+    #: they would go stale if ``tensors`` were changed in place (generation never does)
+    derived: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict, repr=False,
+                                                         compare=False)
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.tensors[name]
@@ -160,6 +166,12 @@ class LlamaWeights:
 
     def num_parameters(self) -> int:
         return sum(t.numel() for t in self.tensors.values())
+
+    def derive(self, name: str, make) -> torch.Tensor:
+        """``derived[name]``, computed by ``make()`` the first time it is asked for."""
+        if name not in self.derived:
+            self.derived[name] = make()
+        return self.derived[name]
 
     def rope(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``cos, sin`` ``[length, head_dim]`` of the default Llama RoPE (computed in fp32,

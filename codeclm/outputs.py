@@ -148,17 +148,25 @@ def check_dir_path(p: Path, shown: str | os.PathLike | None = None) -> bool:
     return True
 
 
-def check_output_dir(path: str | os.PathLike, tool: str, overwrite: bool) -> OutputDir:
-    """Check a ``-o DIR`` output by the rule in the module docstring; creates nothing."""
+def existing_entries(path: str | os.PathLike) -> list[str] | None:
+    """The names in an output directory ``path`` that must be writable, or None when it
+    does not exist yet (:func:`check_dir_path`: then its parent is checked)."""
     p = Path(path)
     if not check_dir_path(p, path):
-        return OutputDir(p, tool, [])
+        return None
     try:
         entries = os.listdir(p)
     except OSError as e:
         raise OutputError(f"{path}: cannot list ({describe_os_error(e)})") from e
     if not os.access(p, os.W_OK | os.X_OK):
         raise OutputError(f"{path}: is not writable")
+    return entries
+
+
+def check_output_dir(path: str | os.PathLike, tool: str, overwrite: bool) -> OutputDir:
+    """Check a ``-o DIR`` output by the rule in the module docstring; creates nothing."""
+    p = Path(path)
+    entries = existing_entries(path)
     if not entries:
         return OutputDir(p, tool, [])
     marker = read_marker(p)

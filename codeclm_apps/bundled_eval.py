@@ -69,7 +69,7 @@ def _training_images(data: Path, profile, limit: int) -> np.ndarray:
 def video_report(model, data: Path, n: int, frames: int, seed: int, limit: int = 200) -> dict:
     from avclm.generate import DoneEvent, FrameEvent, generate_video
     from codeclm.generation.loading import load_model
-    from codeclm.generation.sampling import SamplingConfig
+    from codeclm.generation.sampling_config import SamplingConfig
 
     lm = load_model(model, "h264", "cpu", None)
     train = _training_clips(data, lm.profile, limit)
@@ -96,7 +96,7 @@ def video_report(model, data: Path, n: int, frames: int, seed: int, limit: int =
 
 def image_report(model, data: Path, n: int, seed: int, limit: int = 500) -> dict:
     from codeclm.generation.loading import load_model
-    from codeclm.generation.sampling import SamplingConfig
+    from codeclm.generation.sampling_config import SamplingConfig
     from jpeglm.generate import ImageEvent, generate_images
 
     lm = load_model(model, "jpeg", "cpu", None)

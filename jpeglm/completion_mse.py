@@ -57,7 +57,7 @@ def completion_report(model, images: list[Path], ratio: float = 0.5, seed: int =
                       temperature: float = 1.0, top_k: int = 50, top_p: float = 0.9) -> dict:
     """Completion MSE against mean fill for one model (directory, or None: bundled)."""
     from codeclm.generation.loading import load_model
-    from codeclm.generation.sampling import SamplingConfig
+    from codeclm.generation.sampling_config import SamplingConfig
     from jpeglm import codec
     from jpeglm.generate import ImageEvent, generate_images
 

@@ -27,7 +27,7 @@ from PIL import Image
 
 from codeclm.errors import ConfigError, DecodeError
 from codeclm.generation.loading import load_model
-from codeclm.generation.sampling import SamplingConfig, draw_seed
+from codeclm.generation.sampling_config import SamplingConfig, draw_seed
 from codeclm.generation.session import ACCEPT, Session, Stop, Verdict
 from codeclm.generation.stats import DecodeStats, DoneEvent
 from codeclm.guidance import conditioned_forward

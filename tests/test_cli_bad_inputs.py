@@ -83,7 +83,7 @@ def earlier_eval(name: str, modality: str, sample: str) -> Callable[[Path], None
     def setup(s: Path) -> None:
         from avclm.evaluation import ContinueConfig, continuation_record
         from codeclm.eval.run_record import model_dir_identity
-        from codeclm.generation.sampling import SamplingConfig
+        from codeclm.generation.sampling_config import SamplingConfig
         from jpeglm.evaluation import UncondConfig, uncond_record
 
         model = model_dir_identity(None, modality)

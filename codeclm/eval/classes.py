@@ -37,7 +37,7 @@ class ClassEvalConfig(EvalConfig):
     cfg_scales: list[float] = dataclasses.field(default_factory=lambda: [0.0, 1.0, 3.0])
 
     def check(self) -> None:
-        from ..guidance import check_scale
+        from ..class_args import check_scale
 
         super().check()
         if self.samples < 1:
@@ -271,6 +271,6 @@ def conditioning_record(classes: dict[str, str | None], cfg_scale: float | None)
 def eval_scale(cfg_scale: float | None) -> float:
     """The guidance scale the prompting evals use: ``--cfg-scale``, default 1 (plain
     conditional sampling: the model's own conditional distribution, no second row)."""
-    from ..guidance import check_scale
+    from ..class_args import check_scale
 
     return 1.0 if cfg_scale is None else check_scale(cfg_scale)

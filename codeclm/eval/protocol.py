@@ -79,7 +79,7 @@ def sampling_or_default(sampling=None):
     (temperature 1, top-k 50, top-p 0.9, the JPEG-LM public code's)."""
     if sampling is not None:
         return sampling
-    from ..generation.sampling import SamplingConfig
+    from ..generation.sampling_config import SamplingConfig
 
     return SamplingConfig()
 

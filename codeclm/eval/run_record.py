@@ -30,7 +30,7 @@ import os
 from pathlib import Path
 
 from ..errors import OutputError
-from ..outputs import check_dir_path, describe_os_error
+from ..outputs import describe_os_error, existing_entries
 
 RUN_FILE = "run.json"
 #: what a run record says it is (a ``run.json`` without it is not ours)
@@ -166,14 +166,7 @@ def check_run_dir(out: str | os.PathLike, record: dict, overwrite: bool = False)
     """Refuse ``out`` by the rule in the module docstring (:class:`OutputError`, one
     line); only looks."""
     p = Path(out)
-    if not check_dir_path(p, out):
-        return
-    try:
-        entries = os.listdir(p)
-    except OSError as e:
-        raise OutputError(f"{out}: cannot list ({describe_os_error(e)})") from e
-    if not os.access(p, os.W_OK | os.X_OK):
-        raise OutputError(f"{out}: is not writable")
+    entries = existing_entries(out)
     if not entries or overwrite:
         return
     hint = "use another -o or --overwrite"

@@ -1,13 +1,16 @@
 """Generation: prefill + decode loop over a static KV cache (the gpt-fast shape).
 
 One module per job, each usable alone; import from the module (this package file
-imports nothing, so the torch-free :mod:`.args` and :mod:`.stats` stay light):
+imports nothing, so the torch-free :mod:`.args`, :mod:`.sampling_config` and
+:mod:`.stats` stay light):
 
-- :mod:`.sampling`: logits -> token. :class:`~.sampling.SamplingConfig`, temperature,
-  top-k, top-p (in that order, as Hugging Face's processors apply them), then one draw
-  per row from that row's own ``torch.Generator`` (exponential race: ``argmax(p / E)``,
-  ``E ~ Exp(1)``, which samples exactly from ``p``). With top-k the draw is over the k
-  candidates only (no vocabulary sort). :func:`~.sampling.draw_seed` picks a fresh seed.
+- :mod:`.sampling_config`: :class:`~.sampling_config.SamplingConfig` (the settings) and
+  :func:`~.sampling_config.draw_seed` (a fresh seed), torch-free.
+- :mod:`.sampling`: logits -> token. Temperature, top-k, top-p (in that order, as
+  Hugging Face's processors apply them), then one draw per row from that row's own
+  ``torch.Generator`` (exponential race: ``argmax(p / E)``, ``E ~ Exp(1)``, which samples
+  exactly from ``p``). With top-k the draw is over the k candidates only (no vocabulary
+  sort).
 - :mod:`.forward`: :class:`~.forward.KVCacheLM`, a Llama forward with a static, per-row
   KV cache, ``prefill(row, ids, start)`` and ``decode(tokens, positions)``.
 - :mod:`.session`: a batch of streams (:class:`~.session.Session`, :func:`~.session.generate`):

@@ -105,7 +105,7 @@ def sampling_config(args, seed: int | None = None):
     draw's seed (default ``args.seed`` where the verb has ``--seed``, else None; the eval
     protocols set each sample's own). Checks
     the flags first (:func:`check_sampling_flags`: errors name the flag)."""
-    from .sampling import SamplingConfig
+    from .sampling_config import SamplingConfig
 
     check_sampling_flags(args)
     return SamplingConfig(temperature=args.temperature, top_k=args.top_k or None,

@@ -3,12 +3,13 @@
 Runs on :class:`codeclm.llama_weights.LlamaWeights` (read from ``config.json`` +
 ``model.safetensors`` with no ``transformers`` import) or on a ``transformers``
 ``LlamaForCausalLM``'s tensors (no copy unless fusing a small model's projections, which
-are then stored transposed for plain ``mm``) and keeps keys/values in preallocated tensors
-``[layers, batch, kv_heads, max_length, head_dim]``. Every row has its *own* length, so
-rows need no padding, start at different prompt lengths and can be cut back independently
-(rollback: a row's length is only what its owner feeds next). The decode step is
-fixed-shape: one token per row. It is checked against the Hugging Face forward in tests
-(greedy decode equals a no-cache reference token for token).
+are then stored transposed for plain ``mm``, once per :class:`LlamaWeights`: every session
+over the same weights reuses them) and keeps keys and values side by side in one
+preallocated tensor ``[layers, 2, batch, kv_heads, max_length, head_dim]``. Every row has
+its *own* length, so rows need no padding, start at different prompt lengths and can be
+cut back independently (rollback: a row's length is only what its owner feeds next). The
+decode step is fixed-shape: one token per row. It is checked against the Hugging Face
+forward in tests (greedy decode equals a no-cache reference token for token).
 
 Interface: ``prefill(row, ids, start)`` writes one row's prompt, ``decode(tokens,
 positions)`` feeds one token per row; ``copy_row(dst, src, n)`` copies a row's first
@@ -89,7 +90,8 @@ class KVCacheLM:
         self.embed = emb
         self.norm = w["model.norm.weight"]
         fuse = w.num_parameters() <= FUSE_MAX_PARAMS
-        self.head = (w.lm_head.t().contiguous(), None, True) if fuse else (w.lm_head, None, False)
+        self.head = ((w.derive("lm_head^T", lambda: w.lm_head.t().contiguous()), None, True)
+                     if fuse else (w.lm_head, None, False))
         self.layers = [self._layer(w, f"model.layers.{i}.", fuse)
                        for i in range(cfg.num_hidden_layers)]
         cos, sin = w.rope(self.max_length)  # [T, D]
@@ -99,10 +101,11 @@ class KVCacheLM:
         # from one factor to the other). [T, 1, 1, D]: one index gives a decode row's [1, 1, D].
         self.cos = cos[:, None, None]
         self.sin_signed = torch.cat((-sin[:, :h], sin[:, h:]), -1)[:, None, None]
-        shape = (len(self.layers), batch_size, self.n_kv, self.max_length, self.head_dim)
-        self.k = torch.zeros(shape, device=self.device, dtype=self.dtype)
-        self.v = torch.zeros(shape, device=self.device, dtype=self.dtype)
-        self._k_layers, self._v_layers = self.k.unbind(0), self.v.unbind(0)  # views per layer
+        # keys and values in one tensor, [layers, 2, batch, kv_heads, max_length, head_dim]:
+        # a decode step writes the new keys and values with one copy per layer
+        shape = (len(self.layers), 2, batch_size, self.n_kv, self.max_length, self.head_dim)
+        self.kv = torch.zeros(shape, device=self.device, dtype=self.dtype)
+        self._kv_layers = self.kv.unbind(0)  # views per layer
         self._slots = torch.arange(self.max_length, device=self.device)
         self._rows = torch.arange(batch_size, device=self.device)
         self._gqa = {"enable_gqa": True} if self.n_kv != self.n_heads and _HAS_GQA else {}
@@ -124,7 +127,8 @@ class KVCacheLM:
             b = None if bs[0] is None else torch.cat(bs)
             if not fuse:
                 return ws[0], b, False
-            return torch.cat(ws).t().contiguous(), b, True
+            key = f"{p}{names}^T"  # computed once per weights, shared by every session
+            return w.derive(key, lambda: torch.cat(ws).t().contiguous()), b, True
 
         parts = {"q": a + "q_proj", "k": a + "k_proj", "v": a + "v_proj", "o": a + "o_proj",
                  "g": m + "gate_proj", "u": m + "up_proj", "d": m + "down_proj"}
@@ -162,28 +166,30 @@ class KVCacheLM:
         return x * cos + torch.roll(x, self.head_dim // 2, -1) * sin_signed
 
     def _qkv(self, L: dict, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
-        """Projections and RoPE: ``h`` [..., hidden] -> q, k, v as [..., heads, head_dim]
-        (the leading dims kept: [B, S] in prefill, [B] in decode). ``cos``/``sin``
-        broadcast over that. With fused weights q and k are adjacent in one output and get
-        RoPE in one pass."""
+        """Projections and RoPE: ``h`` [..., hidden] -> ``q`` [..., heads, head_dim] and
+        ``kv`` [..., 2, kv_heads, head_dim] (key, then value; the leading dims kept: [B, S]
+        in prefill, [B] in decode). ``cos``/``sin`` broadcast over that. With fused weights
+        q, k and v are adjacent in one output: q and k get RoPE in one pass, in place (the
+        same bits as :meth:`_rope`), and ``kv`` is a view of that output."""
         lead = h.shape[:-1]
         Hq, Hkv, D = self.n_heads, self.n_kv, self.head_dim
         if "qkv" in L:  # narrow/view, not [...] indexing: fewer Python-level steps per token
             qkv = self._proj(h, L["qkv"]).view(*lead, Hq + 2 * Hkv, D)
-            qk = self._rope(qkv.narrow(-2, 0, Hq + Hkv), cos, sin)
-            return qk.narrow(-2, 0, Hq), qk.narrow(-2, Hq, Hkv), qkv.narrow(-2, Hq + Hkv, Hkv)
-        else:
-            q = self._rope(self._proj(h, L["q"]).view(*lead, Hq, D), cos, sin)
-            k = self._rope(self._proj(h, L["k"]).view(*lead, Hkv, D), cos, sin)
-            v = self._proj(h, L["v"]).view(*lead, Hkv, D)
-        return q, k, v
+            qk = qkv.narrow(-2, 0, Hq + Hkv)
+            rotated = torch.roll(qk, D // 2, -1).mul_(sin)
+            qk.mul_(cos).add_(rotated)  # = x * cos + roll(x) * sin_signed
+            return qkv.narrow(-2, 0, Hq), qkv.narrow(-2, Hq, 2 * Hkv).unflatten(-2, (2, Hkv))
+        q = self._rope(self._proj(h, L["q"]).view(*lead, Hq, D), cos, sin)
+        k = self._rope(self._proj(h, L["k"]).view(*lead, Hkv, D), cos, sin)
+        v = self._proj(h, L["v"]).view(*lead, Hkv, D)
+        return q, torch.stack((k, v), -3)
 
     def _mlp(self, L: dict, h: torch.Tensor) -> torch.Tensor:
         if "gu" in L:
             g, u = self._proj(h, L["gu"]).chunk(2, -1)
         else:
             g, u = self._proj(h, L["g"]), self._proj(h, L["u"])
-        return self._proj(self.act(g) * u, L["d"])
+        return self._proj(self.act(g).mul_(u), L["d"])
 
     def _attend(self, q, keys, values, mask, causal=False):
         if not self._gqa and self.n_kv != self.n_heads:
@@ -194,35 +200,47 @@ class KVCacheLM:
 
     def copy_row(self, dst: int, src: int, n: int) -> None:
         """Copy cache row ``src``'s first ``n`` slots (keys and values) into row ``dst``."""
-        self.k[:, dst, :, :n] = self.k[:, src, :, :n]
-        self.v[:, dst, :, :n] = self.v[:, src, :, :n]
+        self.kv[:, :, dst, :, :n] = self.kv[:, :, src, :, :n]
 
     # ---------------------------------------------------------------- forward passes
-    @torch.inference_mode()
     def prefill(self, row: int, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Write the KV of ``ids`` ``[S]`` into row ``row``'s slots ``start..start+S-1``
         (earlier slots must hold that row's earlier tokens). Returns the logits ``[V]``
         after the last token (float32)."""
-        S = ids.shape[0]
+        return self.prefill_rows([row], ids[None], start)[0]
+
+    @torch.inference_mode()
+    def prefill_rows(self, rows: Sequence[int], ids: torch.Tensor,
+                     start: int = 0) -> torch.Tensor:
+        """:meth:`prefill` of several rows in one forward: ``ids`` ``[R, S]``, one prompt
+        (part) per row of ``rows``, all at slots ``start..start+S-1``. Returns the logits
+        ``[R, V]`` after each row's last token (float32)."""
+        R, S = ids.shape
         end = start + S
         if end > self.max_length:
             raise ConfigError(f"prompt of {end} tokens does not fit the "
                               f"{self.max_length}-token cache")
-        x = F.embedding(ids.to(self.device)[None], self.embed)
+        x = F.embedding(ids.to(self.device), self.embed)  # [R, S, hidden]
         cos, sin = self.cos[start:end].transpose(0, 1), self.sin_signed[start:end].transpose(0, 1)
         mask = None
         if start > 0:  # causal with an offset: query i sees slots <= start + i
             mask = self._slots[None, :end] <= (self._slots[:S, None] + start)
-        for i, L in enumerate(self.layers):
-            h = self._rms(x, L["ln1"])
-            q, k, v = (t.transpose(1, 2) for t in self._qkv(L, h, cos, sin))  # [1, heads, S, D]
-            kc, vc = self.k[i, row:row + 1], self.v[i, row:row + 1]
-            kc[:, :, start:end] = k
-            vc[:, :, start:end] = v
-            o = self._attend(q, kc[:, :, :end], vc[:, :, :end], mask, causal=start == 0)
-            x = x + self._proj(o.transpose(1, 2).reshape(1, S, -1), L["o"])
+        index = torch.tensor(list(rows), device=self.device)
+        for L, cache in zip(self.layers, self._kv_layers):  # cache: [2, B, kv_heads, T, D]
+            q, kv = self._qkv(L, self._rms(x, L["ln1"]), cos, sin)  # [R, S, (2,) heads, D]
+            kv = kv.permute(2, 0, 3, 1, 4)  # [2, R, kv_heads, S, D]
+            if R == 1:  # a view of the row (no gather)
+                own = cache.narrow(1, rows[0], 1)
+                own[:, :, :, start:end] = kv
+                own = own.narrow(3, 0, end)
+            else:
+                cache[:, index, :, start:end] = kv
+                own = cache[:, index, :, :end]  # (a copy of those rows' first slots)
+            keys, values = own.unbind(0)
+            o = self._attend(q.transpose(1, 2), keys, values, mask, causal=start == 0)
+            x = x + self._proj(o.transpose(1, 2).reshape(R, S, -1), L["o"])
             x = x + self._mlp(L, self._rms(x, L["ln2"]))
-        return self._proj(self._rms(x[:, -1], self.norm), self.head)[0].float()
+        return self._proj(self._rms(x[:, -1], self.norm), self.head).float()
 
     def decode(self, tokens: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
         """One token per row: ``tokens`` ``[B]`` at slots ``positions`` (one int per row);
@@ -245,17 +263,16 @@ class KVCacheLM:
             cos, sin = self.cos[pos][:, 0], self.sin_signed[pos][:, 0]  # [B, 1, D]
             mask = (self._slots[None, :n] <= pos[:, None])[:, None, None]
         x = F.embedding(tokens.to(self.device), self.embed)  # [B, hidden]
-        for L, kc, vc in zip(self.layers, self._k_layers, self._v_layers):
-            q, k, v = self._qkv(L, self._rms(x, L["ln1"]), cos, sin)  # [B, heads, D]
+        for L, cache in zip(self.layers, self._kv_layers):  # cache: [2, B, kv_heads, T, D]
+            q, kv = self._qkv(L, self._rms(x, L["ln1"]), cos, sin)  # [B, heads, D], [B, 2, ..]
             if B != self.batch_size:
-                kc, vc = kc.narrow(0, 0, B), vc.narrow(0, 0, B)
+                cache = cache.narrow(1, 0, B)
             if same:
-                kc.select(2, p).copy_(k)
-                vc.select(2, p).copy_(v)
+                cache.select(3, p).copy_(kv.transpose(0, 1))
             else:
-                kc[self._rows[:B], :, pos] = k
-                vc[self._rows[:B], :, pos] = v
-            o = self._attend(q.unsqueeze(2), kc.narrow(2, 0, n), vc.narrow(2, 0, n), mask)
+                cache[:, self._rows[:B], :, pos] = kv  # (indexed dims first: [B, 2, ...])
+            keys, values = cache.narrow(3, 0, n).unbind(0)
+            o = self._attend(q.unsqueeze(2), keys, values, mask)
             x = x + self._proj(o.reshape(B, -1), L["o"])  # o: [B, H, 1, D]
             x = x + self._mlp(L, self._rms(x, L["ln2"]))
         return self._proj(self._rms(x, self.norm), self.head).float()

@@ -1,4 +1,5 @@
-"""Logits -> token: the sampling settings, the filters and the per-row draw.
+"""Logits -> token: the filters and the per-row draw (the settings, torch-free:
+:mod:`codeclm.generation.sampling_config`).
 
 Temperature, top-k, top-p, in that order (as Hugging Face's processors apply them), then
 one draw per row from that row's own ``torch.Generator`` (exponential race:
@@ -8,40 +9,11 @@ is over the k candidates only (no vocabulary sort).
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import os
 from collections.abc import Sequence
 
 import torch
 
-from ..errors import ConfigError
-
-
-def draw_seed() -> int:
-    """A fresh random seed (32 bits) for a run given no ``seed``; reported in the stats."""
-    return int.from_bytes(os.urandom(4), "little")
-
-
-@dataclasses.dataclass(frozen=True)
-class SamplingConfig:
-    """How tokens are drawn. ``temperature`` 0 means greedy; ``top_k`` 0/None and
-    ``top_p`` 1.0/None switch those filters off. Defaults are the JPEG-LM public code's
-    (T=1.0, top-k 50, top-p 0.9); the paper also reports top-k 40/80, top-p 0.9/1.0.
-    ``seed`` None draws a fresh seed (reported in the stats)."""
-
-    temperature: float = 1.0
-    top_k: int | None = 50
-    top_p: float | None = 0.9
-    seed: int | None = None
-
-    def __post_init__(self):
-        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
-            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_k is not None and self.top_k < 0:
-            raise ConfigError(f"top-k must be >= 0, got {self.top_k}")
-        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
-            raise ConfigError(f"top-p must be in (0, 1], got {self.top_p}")
+from .sampling_config import SamplingConfig
 
 
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,

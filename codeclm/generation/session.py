@@ -29,11 +29,14 @@ from ..modality import find as find_modality
 from ..streaming import Unit, UnitSplitter
 from .forward import CachedForward, KVCacheLM
 from .lazy_masks import lazy_choice
-from .sampling import SamplingConfig, draw_seed, make_generators, noise_buffer, sample_tokens
+from .sampling import make_generators, noise_buffer, sample_tokens
+from .sampling_config import SamplingConfig, draw_seed
 from .stats import DecodeStats
 
 #: a unit rejected this many times in a row is a verifier bug: raise instead of looping
 MAX_ATTEMPTS = 10_000
+#: at most this many prompt tokens (rows x length) go through one batched prefill forward
+PREFILL_TOKENS = 4096
 
 
 # ---------------------------------------------------------------- verdicts and hooks
@@ -228,15 +231,42 @@ class Session:
         for r, ids in enumerate(prompts):
             splitter = UnitSplitter(self.modality) if self.modality else None
             self.rows.append(Row([], 0, 0, gens[r], splitter, constraints[r]))
+        together = self._prefill_together(prompts)
         done_prompts: dict[tuple, int] = {}
         for r, ids in enumerate(prompts):
             key = tuple(ids)
             if key in done_prompts:  # same prompt: copy the cache row instead of recomputing
                 self._load(r, list(ids), copy_from=done_prompts[key])
             else:
-                self._load(r, list(ids))
+                self._load(r, list(ids), prefilled=r in together)
                 done_prompts[key] = r
         return self
+
+    def _prefill_together(self, prompts: Sequence[Sequence[int]]) -> set[int]:
+        """Prefill the distinct prompts that share a length in one forward per length (a
+        :class:`KVCacheLM` only; the same cache bits as one row at a time, the weights read
+        once); returns the rows done. At most :data:`PREFILL_TOKENS` tokens per forward."""
+        if not isinstance(self.kv, KVCacheLM):
+            return set()
+        by_length: dict[int, list[int]] = {}
+        seen: set[tuple] = set()
+        for r, ids in enumerate(prompts):
+            self._check_prompt(ids)
+            if tuple(ids) not in seen and len(ids) > 1:
+                seen.add(tuple(ids))
+                by_length.setdefault(len(ids), []).append(r)
+        t0 = time.perf_counter()
+        done: set[int] = set()
+        for n, rows in by_length.items():
+            if len(rows) < 2:  # (a lone prompt is prefilled by _load)
+                continue
+            per_forward = max(1, PREFILL_TOKENS // n)
+            for i in range(0, len(rows), per_forward):
+                part = rows[i:i + per_forward]
+                self.kv.prefill_rows(part, torch.tensor([list(prompts[r])[:-1] for r in part]))
+                done.update(part)
+        self.stats.prefill_s += time.perf_counter() - t0
+        return done
 
     def restart(self, row: int, ids: Sequence[int], constraint: Constraint | None = None) -> None:
         """Give row ``row`` a fresh prompt (its cache is overwritten from slot 0). Units
@@ -248,7 +278,7 @@ class Session:
         r.done, r.reason = False, None
         self._load(row, list(ids))
 
-    def _load(self, row: int, ids: list[int], copy_from: int | None = None) -> None:
+    def _check_prompt(self, ids: Sequence[int]) -> None:
         if not ids:
             raise ConfigError("a prompt needs at least one token (BOS)")
         if len(ids) >= self.kv.max_length:
@@ -257,9 +287,15 @@ class Session:
         bad = [t for t in ids if not 0 <= t < self.tok.vocab_size]
         if bad:
             raise ConfigError(f"prompt token {bad[0]} is outside the vocabulary")
+
+    def _load(self, row: int, ids: list[int], copy_from: int | None = None,
+              prefilled: bool = False) -> None:
+        """Row ``row`` starts from prompt ``ids``: its cache filled (by a prefill, a copy of
+        row ``copy_from``, or already: ``prefilled``) up to the last token, fed next."""
+        self._check_prompt(ids)
         t0 = time.perf_counter()
         n = len(ids) - 1  # the last prompt token is fed by the first step
-        if n:
+        if n and not prefilled:
             if copy_from is not None:
                 self.kv.copy_row(row, copy_from, n)
             else:

@@ -121,7 +121,7 @@ def class_note(args) -> str:
     """``class circle, cfg 3, `` for a class-conditional run (empty otherwise)."""
     if args.class_name is None:
         return ""
-    from codeclm.guidance import DEFAULT_CFG_SCALE
+    from codeclm.class_args import DEFAULT_CFG_SCALE
 
     scale = DEFAULT_CFG_SCALE if args.cfg_scale is None else args.cfg_scale
     return f"class {args.class_name}, cfg {scale:g}, "

@@ -21,7 +21,7 @@ from avclm.generate import DoneEvent, FrameEvent, NalEvent, generate_video
 from avclm.profile import TINY
 from avclm.slice_gate import SliceGate
 from avclm.stream import decode_annexb
-from codeclm.generation.sampling import SamplingConfig
+from codeclm.generation.sampling_config import SamplingConfig
 
 FAST = ["--max-nal-tokens", "12", "--max-attempts", "1", "--quiet"]
 

@@ -14,7 +14,7 @@ from avclm.cli import main
 from avclm.generate import FrameEvent, NalEvent, generate_video
 from avclm.profile import TINY
 from avclm.stream import decode_annexb
-from codeclm.generation.sampling import SamplingConfig
+from codeclm.generation.sampling_config import SamplingConfig
 
 
 @pytest.fixture(scope="module")

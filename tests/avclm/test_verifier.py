@@ -457,7 +457,7 @@ def _generate_verified(monkeypatch, model_dir, frames: int, slice_grammar: bool 
                 super().restart(row, ids, constraint or NalConstraint(self.tok, gates[row]))
 
         monkeypatch.setattr(gen, "Session", ConstrainedSession)
-    from codeclm.generation.sampling import SamplingConfig
+    from codeclm.generation.sampling_config import SamplingConfig
 
     events = list(gen.generate_video(model_dir, frames, gate_factory=gate_factory,
                                      config=SamplingConfig(seed=3), **kw))

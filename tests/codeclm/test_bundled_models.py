@@ -37,7 +37,7 @@ def test_bundled_model_is_shipped_small_and_complete(modality):
 def test_bundled_video_model_streams_a_strictly_decodable_clip():
     from avclm.generate import FrameEvent, NalEvent, generate_video
     from avclm.stream import decode_annexb
-    from codeclm.generation.sampling import SamplingConfig
+    from codeclm.generation.sampling_config import SamplingConfig
 
     events = list(generate_video(None, 4, config=SamplingConfig(seed=0)))
     nals = b"".join(e.data for e in events if isinstance(e, NalEvent))
@@ -51,7 +51,7 @@ def test_bundled_video_model_streams_a_strictly_decodable_clip():
 
 
 def test_bundled_image_model_writes_valid_jpegs():
-    from codeclm.generation.sampling import SamplingConfig
+    from codeclm.generation.sampling_config import SamplingConfig
     from jpeglm import codec
     from jpeglm.generate import ImageEvent, generate_images
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from codeclm.errors import ConfigError, ModelError
 from codeclm.generation.forward import KVCacheLM
-from codeclm.generation.sampling import SamplingConfig
+from codeclm.generation.sampling_config import SamplingConfig
 from codeclm.generation.session import ACCEPT, Reject, generate
 from codeclm.guidance import GuidedLM, conditioned_forward
 from codeclm.labels import (

@@ -118,7 +118,7 @@ def test_lazy_draw_restarted_within_a_superset_equals_the_full_mask_draw():
 def test_lazy_path_in_a_batch_matches_full_masks():
     """Session rows with a checkable constraint (lazy) and without (full) in one batch:
     the same tokens as all-full masks, row by row, for every sampling setting."""
-    from codeclm.generation.sampling import SamplingConfig
+    from codeclm.generation.sampling_config import SamplingConfig
     from codeclm.generation.session import FullMasks, generate
 
     tok, model = _tiny_lm()
@@ -215,7 +215,7 @@ def test_bundled_video_model_same_tokens_with_lazy_and_full_masks(bundled_video,
     masks' tokens, token for token."""
     from avclm.generate import DoneEvent, NalEvent, generate_video
     from avclm.verifier import NalConstraint
-    from codeclm.generation.sampling import SamplingConfig
+    from codeclm.generation.sampling_config import SamplingConfig
     from codeclm.generation.session import FullMasks
 
     def run(factory):

@@ -202,6 +202,29 @@ def test_batch_rows_equal_single_runs_with_seed_plus_row(tok, model, prompts):
         assert single.tokens[0] == batch.tokens[r]
 
 
+def test_same_length_prompts_prefilled_together_equal_one_row_at_a_time(tok, model, prompts):
+    """Distinct prompts of one length go through one batched prefill (KVCacheLM.prefill_rows):
+    the cache it writes gives the same decode logits, bit for bit, as row-by-row prefills,
+    and a batch mixing shared lengths, a repeated prompt and a lone one samples what
+    batch-1 runs sample."""
+    rng = np.random.default_rng(9)
+    ids = torch.tensor(rng.integers(3, tok.vocab_size, (3, 17)))
+    one, together = KVCacheLM(model, 3, 40), KVCacheLM(model, 3, 40)
+    singles = torch.stack([one.prefill(r, ids[r]) for r in range(3)])
+    logits = together.prefill_rows([2, 0, 1], ids[[2, 0, 1]])
+    torch.testing.assert_close(logits, singles[[2, 0, 1]])
+    step = torch.tensor(rng.integers(3, tok.vocab_size, 3))
+    assert torch.equal(one.decode(step, [17] * 3), together.decode(step, [17] * 3))
+    a, b = ([tok.bos_id] + ids[r].tolist()[:8] for r in (1, 2))  # distinct, one length
+    same = [a, b, a, prompts[0]]
+    cfg = SamplingConfig(1.0, 40, 0.95, seed=3)
+    batch = generate(model, tok, same, cfg, max_new_tokens=20)
+    for r, p in enumerate(same):
+        single = generate(model, tok, [p], SamplingConfig(1.0, 40, 0.95, seed=3 + r),
+                          max_new_tokens=20)
+        assert single.tokens[0] == batch.tokens[r]
+
+
 def test_min_new_tokens_blocks_eos(tok, model, prompts):
     res = generate(model, tok, prompts[:1], SamplingConfig(1.5, None, None, seed=0),
                    max_new_tokens=80, min_new_tokens=80)

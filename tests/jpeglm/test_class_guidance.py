@@ -92,7 +92,7 @@ def test_guidance_raises_class_accuracy(run, capsys):
     """Class accuracy of guided samples (S=3) clearly beats unconditional samples; the
     images are valid JPEGs (Pillow decodes them strictly)."""
     from codeclm.eval.class_accuracy import CentroidClassifier
-    from codeclm.generation.sampling import SamplingConfig
+    from codeclm.generation.sampling_config import SamplingConfig
     from jpeglm.generate import ImageEvent, generate_images
 
     clf = CentroidClassifier.fit_folder(run["media"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from codeclm.generation.sampling import SamplingConfig
+from codeclm.generation.sampling_config import SamplingConfig
 from jpeglm import codec
 from jpeglm.cli import main
 from jpeglm.generate import DoneEvent, ImageEvent, McuEvent, generate_images, repair

@@ -716,7 +716,7 @@ def test_shared_sampler_constraint_hook(tiny, tiny_streams):
     """The grammar plugs into ``codeclm.generation`` as a per-row constraint."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from codeclm.generation.sampling import SamplingConfig
+    from codeclm.generation.sampling_config import SamplingConfig
     from codeclm.generation.session import generate
     from codeclm.tokenizer import ByteTokenizer
 

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from avclm.cli import main as avclm_main
-from codeclm.generation.sampling import SamplingConfig
+from codeclm.generation.sampling_config import SamplingConfig
 from codeclm.model_dir import load_model_dir
 from codeclm.profile import save_profile
 from jpeglm import codec
