@@ -17,7 +17,7 @@ bin=${BIN:-$root/.venv/bin}
 mkdir -p "$work"
 cd "$work"
 [ -d media/train ] || "$bin/python" -m data_tools synth media/train --kind video --profile tiny \
-    --count 200 --seed 0 --labelled -q
+    --count 1000 --seed 0 --labelled -q
 [ -f media/tokenizer.json ] || "$bin/python" -m data_tools bpe media/train \
     -o media/tokenizer.json --profile tiny --vocab-size 384 --kind video
 [ -d shards ] || "$bin/python" -m data_tools videos media/train shards --profile tiny \
