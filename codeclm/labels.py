@@ -63,12 +63,7 @@ def class_ids(tokenizer) -> dict[str, int]:
     """Class name -> token id for every class token of ``tokenizer`` (``null`` included;
     empty for an unconditional tokenizer, and for a SentencePiece vocabulary such as the
     published JPEG-LM checkpoint's, which has no class tokens)."""
-    from .tokenizer import ByteTokenizer
-
-    if not isinstance(tokenizer, ByteTokenizer):
-        return {}
-    vocab = tokenizer.backend.get_vocab()
-    return {t[len(CLASS_PREFIX):-1]: i for t, i in vocab.items()
+    return {t[len(CLASS_PREFIX):-1]: i for t, i in tokenizer.special_tokens().items()
             if t.startswith(CLASS_PREFIX) and t.endswith(">")}
 
 

@@ -125,6 +125,12 @@ class SpmTokenizer:
         """The SentencePiece model file's bytes (as loaded, dummy prefix included)."""
         return self._start.serialized_model_proto()
 
+    def special_tokens(self) -> dict[str, int]:
+        """Token -> id of the control pieces (``<s>``, ``</s>``), as
+        :meth:`codeclm.tokenizer.ByteTokenizer.special_tokens`; a SentencePiece vocabulary
+        has no class tokens."""
+        return {"<s>": self.bos_id, "</s>": self.eos_id}
+
     def fingerprint(self) -> str:
         """This tokenizer's identity (64 hex digits), as
         :meth:`codeclm.tokenizer.ByteTokenizer.fingerprint`: SHA-256 of the modality and the

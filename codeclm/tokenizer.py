@@ -213,6 +213,12 @@ class ByteTokenizer:
         """Token ids -> bytes; special tokens are dropped."""
         return decode_token_bytes(self.token_bytes, ids)
 
+    def special_tokens(self) -> dict[str, int]:
+        """Token -> id of every special token (``<s>``, ``</s>``, the class tokens of
+        :mod:`codeclm.labels`): the ones that stand for no bytes."""
+        return {t.content: i for i, t in self.backend.get_added_tokens_decoder().items()
+                if t.special}
+
     def fingerprint(self) -> str:
         """This tokenizer's identity (64 hex digits): SHA-256 of its modality and of the parts
         of its file that decide the ids (BPE model with vocabulary and merges, normalizer,
