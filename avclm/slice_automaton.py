@@ -403,37 +403,52 @@ class SliceAutomaton:
 
     def step_bits(self, state: tuple, value: int, n: int) -> tuple | None:
         """The state after ``n`` more bits (``value``, MSB first), or None if no valid
-        slice continues with them. (The hot path of a lazy mask's single-token check:
-        the memos of :func:`table_walk` and :meth:`MacroblockMachine.after_id` are read
-        inline, the functions called only on a miss.)"""
-        sid, plen, pcode, phase, m = state
-        elements, after, walks = m.elements, m.after, _TABLE_WALKS
-        while n:
-            if phase == MB:
-                table = elements[sid]
-                w = table.max_len - plen  # (the window table_walk memoizes on)
-                key = ((id(table), plen, pcode, value >> (n - w) & ((1 << w) - 1), w) if w < n
-                       else (id(table), plen, pcode, value & ((1 << n) - 1), n))
-                got = walks.get(key, False)
-                if got is False:
-                    got = table_walk(table, plen, pcode, value & ((1 << n) - 1), n)
-                if got is None:
-                    return None
-                if not got[0]:
-                    return sid, got[1], got[2], MB, m
-                nsid = after.get((sid, got[1]))
-                sid = m.after_id(sid, got[1]) if nsid is None else nsid
-                plen = pcode = 0
-                n -= got[2]
-                if elements[sid] is None:
-                    phase = NEED_STOP
-            elif phase == NEED_STOP:
-                if not (value >> (n - 1)) & 1:
-                    return None
-                phase, n = DONE, n - 1
-            else:
-                return None if value & ((1 << n) - 1) else (sid, plen, pcode, DONE, m)
-        return sid, plen, pcode, phase, m
+        slice continues with them."""
+        return _walk_bits(state, value, n, False)
+
+    @staticmethod
+    def accepts_bits(state: tuple, value: int, n: int) -> bool:
+        """Whether ``n`` more bits (``value``, MSB first) continue a valid slice from
+        ``state``: ``step_bits(...) is not None``, without building the state after bits
+        that end with a syntax element (every state continues to a complete slice)."""
+        return _walk_bits(state, value, n, True) is not None
+
+
+def _walk_bits(state: tuple, value: int, n: int, check: bool) -> tuple | bool | None:
+    """:meth:`SliceAutomaton.step_bits`; ``check``: True instead of the state when the
+    bits end with a completed element. (The hot path of a lazy mask's single-token
+    check: the memos of :func:`table_walk` and :meth:`MacroblockMachine.after_id` are
+    read inline, the functions called only on a miss.)"""
+    sid, plen, pcode, phase, m = state
+    elements, after, walks = m.elements, m.after, _TABLE_WALKS
+    while n:
+        if phase == MB:
+            table = elements[sid]
+            w = table.max_len - plen  # (the window table_walk memoizes on)
+            key = ((id(table), plen, pcode, value >> (n - w) & ((1 << w) - 1), w) if w < n
+                   else (id(table), plen, pcode, value & ((1 << n) - 1), n))
+            got = walks.get(key, False)
+            if got is False:
+                got = table_walk(table, plen, pcode, value & ((1 << n) - 1), n)
+            if got is None:
+                return None
+            if not got[0]:
+                return sid, got[1], got[2], MB, m
+            n -= got[2]
+            if check and not n:
+                return True
+            nsid = after.get((sid, got[1]))
+            sid = m.after_id(sid, got[1]) if nsid is None else nsid
+            plen = pcode = 0
+            if elements[sid] is None:
+                phase = NEED_STOP
+        elif phase == NEED_STOP:
+            if not (value >> (n - 1)) & 1:
+                return None
+            phase, n = DONE, n - 1
+        else:
+            return None if value & ((1 << n) - 1) else (sid, plen, pcode, DONE, m)
+    return sid, plen, pcode, phase, m
 
 
 class TokenRbsp:
@@ -684,13 +699,13 @@ class SliceGrammar:
         if mask is not None:
             return mask.__getitem__
         auto = self.automata[key]
-        bits, step = self.rbsp.bits(zeros), auto.step_bits
+        bits = self.rbsp.bits(zeros)
 
         def check(token_id: int) -> bool:
             b = bits[token_id]
             if b is None:
                 return _escaped_token_ok(auto, state, zeros, self.token_bytes[token_id])
-            return b[1] > 0 and step(state, b[0], b[1]) is not None
+            return b[1] > 0 and _walk_bits(state, b[0], b[1], True) is not None
 
         return check
 

@@ -80,6 +80,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 import av
@@ -809,6 +810,26 @@ class NalConstraint:
         if opens[token_id] or token_id == eos_id:
             return True
         return bool(cont[token_id]) and (grammar_ok is None or bool(grammar_ok(token_id)))
+
+    def token_check(self) -> Callable[[int], bool]:
+        """:meth:`allows` as a function of the token id in the current state, what
+        :meth:`allows` reads gathered once (valid until the constraint advances or its
+        gate rolls back: what an exact lazy mask calls for each token of one draw)."""
+        self._sync()
+        if self._parts is None:
+            self._parts = self._check_parts()
+        m, cont, opens, eos_id, grammar_ok = self._parts
+        if m is not None:
+            return m.numpy().__getitem__
+        if grammar_ok is None:
+            return lambda token_id: bool(opens[token_id] or cont[token_id]) or token_id == eos_id
+
+        def check(token_id: int) -> bool:
+            if opens[token_id] or token_id == eos_id:
+                return True
+            return bool(cont[token_id]) and bool(grammar_ok(token_id))
+
+        return check
 
     def possible_mask(self) -> torch.Tensor:
         """A superset of :meth:`allowed_mask` from what is cheap: the cached parts and

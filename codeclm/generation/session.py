@@ -93,7 +93,9 @@ class TokenCheck(Protocol):
     (:mod:`codeclm.generation.lazy_masks`: the same token as with the full mask). A
     constraint may also have ``possible_mask()``: a cheap ``BoolTensor`` superset of
     ``allowed_mask()`` (the lazy walk restarts within it when the model's favourites
-    are all disallowed)."""
+    are all disallowed), and ``token_check()``: ``allows`` as a function for the current
+    state, valid until the constraint changes (what one draw's walk then calls, so
+    per-state work is done once per draw, not once per token)."""
 
     def allows(self, token_id: int) -> bool: ...
 
@@ -379,7 +381,8 @@ class Session:
         if con is None or not _can_check(type(con)):
             return False
         c = self.config
-        token = lazy_choice(logits, con.allows, self.rows[i].generator, c.temperature,
+        allows = con.token_check() if hasattr(con, "token_check") else con.allows
+        token = lazy_choice(logits, allows, self.rows[i].generator, c.temperature,
                             c.top_k, c.top_p, possible=getattr(con, "possible_mask", None))
         if token is None:
             self.full_masks += 1

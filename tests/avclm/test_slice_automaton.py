@@ -260,3 +260,36 @@ def test_single_token_checks_and_first_tokens_equal_byte_by_byte_references(enco
                 got = [bool(check(i)) for i in range(len(vocab))]
                 ref = [bool(b) and _token_allowed(auto, st, b, z) for b in vocab]
                 assert got == ref, (f.first_mb, z)
+
+
+def test_accepts_bits_equals_step_bits_along_random_walks(encodes):
+    """accepts_bits (a single-token check's walk, which skips the state after bits that
+    end with an element) says what step_bits says: from the states of random bit walks
+    over x264 P and I slice automata (inside the macroblock, at its end, after the stop
+    bit), for bit runs of 1 to 24 bits, random and the continuations x264 wrote."""
+    facts = stream_facts(TINY)
+    nals = [n for n in nalmod.split_annexb(encodes["tiny"]["testsrc2_320x240_6s"])
+            if nalmod.is_picture_nal(n)]
+    rng = random.Random(11)
+    checked = {True: 0, False: 0}
+    for nal in (nals[0], *rng.sample(nals[16:], 3)):
+        f, hn, v, t = parse_slice_fields(nal, facts.sps, facts.pps)
+        auto = sa.SliceAutomaton((v >> (t - hn), hn), g.MacroblockContext.of(f, facts.pps, hn),
+                                 canonical=True)
+        states = [s for s in _feed(auto, v.to_bytes(t // 8, "big")) if s is not None]
+        for _ in range(40):  # random walks: one bit at a time among the continuing ones
+            st = auto.start
+            for _ in range(rng.randrange(hn + 1, hn + 200)):
+                nxt = [s for s in (auto.step_bits(st, b, 1) for b in (0, 1)) if s is not None]
+                if not nxt:
+                    break
+                st = rng.choice(nxt)
+            states.append(st)
+        for st in states:
+            for _ in range(12):
+                n = rng.randrange(1, 25)
+                value = rng.getrandbits(n)
+                want = auto.step_bits(st, value, n) is not None
+                assert auto.accepts_bits(st, value, n) == want, (st[1:4], value, n)
+                checked[want] += 1
+    assert checked[True] > 200 and checked[False] > 200

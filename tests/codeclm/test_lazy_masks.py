@@ -187,8 +187,9 @@ def bundled_video():
 
 def test_slice_constraint_allows_equals_its_mask_in_x264_states(bundled_video):
     """In the states of canonical x264 encodes (every 7th token of the sample clips'
-    tokenizations, the bundled tokenizer), ``allows(t)`` is the mask's entry for every
-    token, computed before the mask exists (no cache to read it from)."""
+    tokenizations, the bundled tokenizer), ``allows(t)`` and ``token_check()(t)`` are the
+    mask's entry for every token, computed before the mask exists (no cache to read it
+    from)."""
     from avclm.codec import SAMPLE_CLIPS, encode_video
     from avclm.verifier import NalConstraint
 
@@ -202,6 +203,8 @@ def test_slice_constraint_allows_equals_its_mask_in_x264_states(bundled_video):
                 c.tokens.cache.clear()
                 c.grammar.masks.clear()
                 got = [c.allows(u) for u in range(tok.vocab_size)]
+                check = c.token_check()
+                assert [bool(check(u)) for u in range(tok.vocab_size)] == got, n
                 assert got == c.allowed_mask().tolist(), n
                 checked += 1
             assert c.allows(t)  # x264's own token
