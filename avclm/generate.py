@@ -160,6 +160,9 @@ class RowState:
     replaced: int = 0
     continuations: int = 0
     damaged_seen: int = 0
+    open_slices: list[bytes] = dataclasses.field(default_factory=list)  # the open picture's
+    resumes: int = 0  # restarts inside a picture (avclm.resume)
+    nals_at_resume: int = -1  # ``nals`` at the last of them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -336,9 +339,14 @@ class VideoGenerator:
              t_token: float | None = None) -> Iterator[Event]:
         """The NAL event of ``unit`` (with start code), then the frame events it completes."""
         st = self.rows[r]
-        picture = nalmod.is_picture_nal(nalmod.strip_start_code(unit))
+        nal = nalmod.strip_start_code(unit)
+        picture = nalmod.is_picture_nal(nal)
         yield NalEvent(unit, st.nals, r, st.frames_out if picture else None, source)
         st.nals += 1
+        if picture:  # the open picture's slices, for a resume (a new picture starts at mb 0)
+            if nalmod.first_mb_in_slice(nal) == 0:
+                st.open_slices = []
+            st.open_slices.append(unit)
         for image in st.decoder.feed(unit):
             latency = time.perf_counter() - t_token if t_token is not None else 0.0
             if source in ("model", "replacement"):
@@ -361,14 +369,59 @@ class VideoGenerator:
                 yield from self.emit(r, u, "prompt")
             st.frame_start_tokens = len(self.prompt_ids)
 
+    def fill_slice(self, r: int) -> Iterator[Event]:
+        """Put the gate's canonical slice at the next position of row ``r``'s open picture."""
+        st = self.rows[r]
+        rep = st.gate.replacement()
+        st.gate.observe(nalmod.strip_start_code(rep))
+        st.replaced += 1
+        yield from self.emit(r, rep, "replacement")
+
+    def resume_picture(self, r: int) -> Iterator[Event]:
+        """The context filled inside a picture: restart row ``r``'s cache from a prompt that
+        goes on with the same picture (:mod:`avclm.resume`: SPS/PPS, the re-encoded
+        reference if it fits, the picture's latest slices), leaving room for a NAL of
+        ``max_nal_tokens``; nothing is written to the output. Only when the last resume
+        brought no NAL (a context too small for one) is the next slice filled in."""
+        from .codec import encode_frames
+        from .resume import opens_p_picture, resume_units
+
+        st, session = self.rows[r], self.session
+        if st.nals == st.nals_at_resume:
+            yield from self.fill_slice(r)
+            if not st.gate.in_picture:
+                yield from self.continue_row(r)
+                return
+        units = nalmod.split_annexb_units(encode_frames(
+            [self.reference_image(st)], self.profile))[1]
+        header = [u for u in units if not nalmod.is_picture_nal(nalmod.strip_start_code(u))]
+        reference = ([u for u in units if u not in header]
+                     if opens_p_picture(st.open_slices) and st.last_image is not None else [])
+        cost = self.unit_tokens
+        fixed = len(with_class([self.tok.bos_id], self.class_id))
+        budget = session.kv.max_length - fixed - self.settings.max_nal_tokens - 1
+        prompt = resume_units(header, reference, st.open_slices, cost, budget)
+        ids = with_class(self.tok.encode(b"".join(prompt.units), bos=True, eos=False),
+                         self.class_id)
+        session.restart(r, ids, self.constraint_for(st))
+        st.frame_start_tokens = len(ids) - sum(cost(u) for u in st.open_slices)
+        st.nals_at_resume = st.nals
+        st.resumes += 1
+
+    def unit_tokens(self, unit: bytes) -> int:
+        """Tokens of one NAL unit (merges never cross a start code: units add up)."""
+        return len(self.tok.encode(unit, bos=False, eos=False))
+
+    def reference_image(self, st: RowState) -> np.ndarray:
+        """The row's last output frame, or mid-grey before the first one."""
+        if st.last_image is not None:
+            return st.last_image
+        return np.full((self.profile.height, self.profile.width, 3), 128, np.uint8)
+
     def complete_picture(self, r: int) -> Iterator[Event]:
         """Fill the open picture of row ``r`` with the gate's canonical slices."""
-        st = self.rows[r]
-        while st.gate.in_picture:
-            rep = st.gate.replacement()
-            st.gate.observe(nalmod.strip_start_code(rep))
-            st.replaced += 1
-            yield from self.emit(r, rep, "replacement")
+        while self.rows[r].gate.in_picture:
+            yield from self.fill_slice(r)
 
     def continue_row(self, r: int) -> Iterator[Event]:
         """Fresh prompt from the last frame (re-encoded IDR, also written to the output)."""
@@ -379,9 +432,8 @@ class VideoGenerator:
         if st.gate.frames >= st.target:
             session.finish(r)
             return
-        image = st.last_image if st.last_image is not None else np.full(
-            (self.profile.height, self.profile.width, 3), 128, np.uint8)
-        units = nalmod.split_annexb_units(encode_frames([image], self.profile))[1]
+        units = nalmod.split_annexb_units(
+            encode_frames([self.reference_image(st)], self.profile))[1]
         st.gate.restart()
         for u in units:
             nal = nalmod.strip_start_code(u)
@@ -407,8 +459,12 @@ class VideoGenerator:
         if st.gate.frames >= st.target:
             self.session.finish(r)
             return
-        if row.done:  # the context filled inside a picture (EOS is never sampled)
-            yield from self.continue_row(r)
+        if row.done:  # the context filled (EOS is never sampled)
+            st.picture_done = False
+            if st.gate.in_picture:
+                yield from self.resume_picture(r)
+            else:
+                yield from self.continue_row(r)
             return
         if st.picture_done:
             used = len(row.tokens) - st.frame_start_tokens
@@ -442,6 +498,7 @@ class VideoGenerator:
             frames=[st.frames_out - self.n_prompt_frames for st in rows],
             replaced=sum(st.replaced for st in rows),
             continuations=sum(st.continuations for st in rows),
+            resumes=sum(st.resumes for st in rows),
             damaged_frames=sum(st.decoder.damaged_frames for st in rows),
             prompt_frames=self.n_prompt_frames,
             frame_latency_ms=(1e3 * float(np.mean(lat)) if lat else 0.0,
