@@ -104,6 +104,62 @@ def test_exact_frames_beyond_one_context_window_decode_strictly(model_dir):
     assert diff < 12
 
 
+def _explode_frames(ffmpeg_exe, stream: bytes, tmp_path) -> int | None:
+    """Frames ffmpeg decodes with ``-xerror -err_detect explode``, None if it fails."""
+    path = tmp_path / "clip.h264"
+    path.write_bytes(stream)
+    p = subprocess.run([ffmpeg_exe, "-nostdin", "-v", "error", "-xerror", "-err_detect",
+                        "explode", "-f", "h264", "-i", str(path), "-f", "rawvideo", "-pix_fmt",
+                        "gray", "-"], capture_output=True, check=False)
+    if p.returncode or p.stderr.strip():
+        return None
+    return len(p.stdout) // (TINY.width * TINY.height)
+
+
+def test_context_full_inside_a_picture_resumes_it_without_substitutions(
+        model_dir, ffmpeg_exe, tmp_path):
+    """A context (700) that fills inside P pictures (seed 1: twice in 6 frames): the row's
+    cache restarts from a prompt that goes on with the same picture, nothing is written
+    for it, no slice is substituted, and the stream decodes strictly to 6 frames."""
+    events = list(generate_video(model_dir, 6, config=SamplingConfig(seed=1), context=700))
+    stats = events[-1].stats
+    nals = [e for e in events if isinstance(e, NalEvent)]
+    frames = [e for e in events if isinstance(e, FrameEvent)]
+    assert stats["resumes"] >= 1 and stats["replaced"] == 0
+    assert stats["verify"][0]["fills"] == stats["verify"][0]["substitutions"] == 0
+    assert {n.source for n in nals} <= {"prompt", "model", "continuation"}
+    # a resume writes nothing: every continuation frame is one continuation
+    assert sum(f.source == "continuation" for f in frames) == stats["continuations"]
+    assert stats["frames"] == [6] and [f.index for f in frames] == list(range(6))
+    stream = b"".join(n.data for n in nals)
+    assert len(decode_annexb(stream, TINY, strict=True)) == 6
+    assert _explode_frames(ffmpeg_exe, stream, tmp_path) == 6
+
+
+def test_resume_with_canonical_slices_keeps_the_reference(model_dir, monkeypatch):
+    """Grey canonical pictures re-encode small, and with ``reserve=1`` a picture starts
+    with any room left: the resume prompt holds the re-encoded reference IDR and the open
+    picture's latest slices, and the stream decodes strictly."""
+    from avclm import resume
+
+    prompts = []
+    real = resume.resume_units
+
+    def spy(*args, **kwargs):
+        prompts.append(real(*args, **kwargs))
+        return prompts[-1]
+
+    monkeypatch.setattr(resume, "resume_units", spy)
+    events = list(generate_video(model_dir, 9, config=SamplingConfig(seed=2), context=300,
+                                 reserve=1, max_nal_tokens=8, max_attempts=1,
+                                 gate_factory=NeverFits))
+    stats = events[-1].stats
+    assert stats["resumes"] == len(prompts) >= 1 and stats["frames"] == [9]
+    assert any(p.with_reference and p.slices_kept for p in prompts)
+    stream = b"".join(e.data for e in events if isinstance(e, NalEvent))
+    assert len(decode_annexb(stream, TINY, strict=True)) == 9
+
+
 def test_a_window_of_clip_length_starts_a_continuation(model_dir):
     """With room to spare in the context, a continuation still starts once the window holds
     the profile's clip length (what the model saw in training): 8 frames for tiny."""
