@@ -44,8 +44,22 @@ continuation: one re-encode of one frame (a few ms on the tiny profile), one pre
 the IDR picture, and one output frame that repeats the previous one at re-encoding
 quality (a one-frame freeze, slightly softer; it counts toward ``frames``). Only one
 frame of history survives a continuation: more frames would have to be replayed in the
-output too. If a picture still outgrows the room left, its remaining macroblocks are
-completed with canonical slices first.
+output too.
+
+If the context fills inside a picture (a picture larger than the room left, typically
+the first P picture after a continuation: a busy re-encoded IDR prompt can take two
+thirds of the context), the NAL being sampled is dropped and the row *resumes* the same
+picture (:mod:`avclm.resume`): its cache restarts from SPS/PPS, the picture's reference
+re-encoded as an IDR picture when it fits, and the latest slices of the open picture
+that fit, leaving room for a NAL of ``max_nal_tokens``. Nothing of that prompt is
+written (the output cannot take an IDR picture inside a picture) and the gate keeps its
+state, so the masks force the next macroblock's slice header of the same picture. The
+model then predicts from the re-encoded reference while the output's decoder predicts
+from the decoded one (they differ by one re-encoding); parsing a P slice (baseline
+CAVLC, one macroblock per slice) never reads reference pixels, so the stream stays
+decodable. Cost per resume: one re-encode and one prefill. Only a context too small for
+one NAL after the SPS/PPS (a resume that brings no NAL) fills the next slice with the
+gate's canonical slice.
 """
 
 from __future__ import annotations
@@ -261,10 +275,10 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
     constraint. ``class_name``, ``cfg_scale``: a class-conditional model's class and the
     classifier-free guidance scale (:func:`codeclm.guidance.conditioned_forward`; every
     prompt and continuation gets the class token after ``<s>``). Stats: ``frames`` (per
-    row, generated), ``tokens_sampled``,
-    ``tokens_per_s``, ``rejected`` and ``replaced`` NALs, ``continuations``,
-    ``frame_latency_ms`` (mean, max), ``seed``, ``wall_s``, ``verify`` (per row: the
-    gate's :class:`~avclm.verifier.VerifyStats` as a dict, or None).
+    row, generated), ``tokens_sampled``, ``tokens_per_s``, ``rejected`` and ``replaced``
+    NALs, ``continuations``, ``resumes`` (restarts inside a picture), ``frame_latency_ms``
+    (mean, max), ``seed``, ``wall_s``, ``verify`` (per row: the gate's
+    :class:`~avclm.verifier.VerifyStats` as a dict, or None).
     """
     settings = VideoSettings(frames, prompt, prompt_frames, batch, context, max_nal_tokens,
                              max_attempts, reserve, window, verify, gate_factory,
@@ -321,7 +335,7 @@ class VideoGenerator:
         again, and after ``max_attempts`` tries the gate's canonical slice replaces it."""
         st = self.rows[r]
         if len(self.session.rows[r].tokens) >= self.session.kv.max_length:
-            return Stop(keep=False)  # context full inside a NAL: drop it, continue the row
+            return Stop(keep=False)  # context full inside a NAL: drop it; after_step resumes
         nal = nalmod.strip_start_code(unit.data)
         if not unit.truncated and nal and st.gate.fits(nal):
             st.picture_done |= st.gate.observe(nal)
@@ -453,8 +467,9 @@ class VideoGenerator:
         st.frame_start_tokens = len(ids)
 
     def after_step(self, r: int) -> Iterator[Event]:
-        """Row ``r`` after a step: finish it at its frame count, or continue it from a fresh
-        prompt when its context filled or a finished picture leaves too little room."""
+        """Row ``r`` after a step: finish it at its frame count, resume its open picture when
+        the context filled inside it, or continue it from a fresh prompt when the context
+        filled between pictures or a finished picture leaves too little room."""
         st, row = self.rows[r], self.session.rows[r]
         if st.gate.frames >= st.target:
             self.session.finish(r)
