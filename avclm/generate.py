@@ -177,6 +177,7 @@ class RowState:
     open_slices: list[bytes] = dataclasses.field(default_factory=list)  # the open picture's
     resumes: int = 0  # restarts inside a picture (avclm.resume)
     nals_at_resume: int = -1  # ``nals`` at the last of them
+    dropped_tokens: int = 0  # tokens of NALs left open when the context filled
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,7 +277,8 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
     classifier-free guidance scale (:func:`codeclm.guidance.conditioned_forward`; every
     prompt and continuation gets the class token after ``<s>``). Stats: ``frames`` (per
     row, generated), ``tokens_sampled``, ``tokens_per_s``, ``rejected`` and ``replaced``
-    NALs, ``continuations``, ``resumes`` (restarts inside a picture), ``frame_latency_ms``
+    NALs, ``continuations``, ``resumes`` (restarts inside a picture), ``tokens_dropped``
+    (sampled for a NAL that the context's end cut off, then sampled again), ``frame_latency_ms``
     (mean, max), ``seed``, ``wall_s``, ``verify`` (per row: the gate's
     :class:`~avclm.verifier.VerifyStats` as a dict, or None).
     """
@@ -333,8 +335,9 @@ class VideoGenerator:
     def judge(self, r: int, unit: Unit) -> Verdict:
         """The session's unit verdict: a NAL that fits is kept, one that does not is sampled
         again, and after ``max_attempts`` tries the gate's canonical slice replaces it."""
-        st = self.rows[r]
-        if len(self.session.rows[r].tokens) >= self.session.kv.max_length:
+        st, tokens = self.rows[r], self.session.rows[r].tokens
+        if len(tokens) >= self.session.kv.max_length:
+            st.dropped_tokens += len(tokens) - unit.first_token
             return Stop(keep=False)  # context full inside a NAL: drop it; after_step resumes
         nal = nalmod.strip_start_code(unit.data)
         if not unit.truncated and nal and st.gate.fits(nal):
@@ -514,6 +517,7 @@ class VideoGenerator:
             replaced=sum(st.replaced for st in rows),
             continuations=sum(st.continuations for st in rows),
             resumes=sum(st.resumes for st in rows),
+            tokens_dropped=sum(st.dropped_tokens for st in rows),
             damaged_frames=sum(st.decoder.damaged_frames for st in rows),
             prompt_frames=self.n_prompt_frames,
             frame_latency_ms=(1e3 * float(np.mean(lat)) if lat else 0.0,

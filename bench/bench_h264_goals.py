@@ -4,7 +4,7 @@
    ``RANDOM_FRAMES`` frames, seeds ``0..RANDOM_SEEDS-1``: the share of checked slice NALs
    that pass the verifier's data check (goal >= 99.5%), substitutions (goal 0), tokens
    sampled / tokens kept (goal <= 1.02; kept = sampled minus the tokens of rolled-back
-   NALs).
+   NALs and of NALs cut off where the context filled, ``tokens_dropped``).
 2. The bundled model, seeds ``0..BUNDLED_SEEDS-1``, ``BUNDLED_FRAMES`` frames:
    substitutions (goal 0), the slowest seed's wall time / the fastest's (goal <= 2);
    beside it, to tell content from cost, the same spread in tokens sampled per seed, in
@@ -93,7 +93,8 @@ def _one_clip(model, frames: int, seed: int, tmp: Path, **kw) -> dict:
     v = (stats.get("verify") or [None])[0] or {}
     out_frames = _ffmpeg_frames(b"".join(units), lm.profile, tmp)
     return {"seed": seed, "wall_s": round(wall, 2), "tokens_sampled": stats["tokens_sampled"],
-            "tokens_rolled_back": counter.tokens, "tokens_per_s": round(stats["tokens_per_s"], 1),
+            "tokens_rolled_back": counter.tokens + stats.get("tokens_dropped", 0),
+            "tokens_per_s": round(stats["tokens_per_s"], 1),
             "decode_cpu_s": round(stats.get("decode_cpu_s", 0.0), 3),
             "ms_per_token": round(1e3 * wall / max(stats["tokens_sampled"], 1), 3),
             "replaced": stats["replaced"], "continuations": stats["continuations"],

@@ -126,6 +126,7 @@ def test_context_full_inside_a_picture_resumes_it_without_substitutions(
     nals = [e for e in events if isinstance(e, NalEvent)]
     frames = [e for e in events if isinstance(e, FrameEvent)]
     assert stats["resumes"] >= 1 and stats["replaced"] == 0
+    assert stats["tokens_dropped"] >= stats["resumes"]  # each resume cut off an open NAL
     assert stats["verify"][0]["fills"] == stats["verify"][0]["substitutions"] == 0
     assert {n.source for n in nals} <= {"prompt", "model", "continuation"}
     # a resume writes nothing: every continuation frame is one continuation
@@ -134,6 +135,16 @@ def test_context_full_inside_a_picture_resumes_it_without_substitutions(
     stream = b"".join(n.data for n in nals)
     assert len(decode_annexb(stream, TINY, strict=True)) == 6
     assert _explode_frames(ffmpeg_exe, stream, tmp_path) == 6
+
+
+def test_cli_summary_counts_resumed_pictures(model_dir, tmp_path, capsys):
+    out = tmp_path / "v.h264"
+    assert main(["generate", "--frames", "6", "--context", "700", "--seed", "1",
+                 "--model", str(model_dir), "-o", str(out)]) == 0
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.search(r"0 NALs replaced, \d+ continuations, \d+ pictures? resumed, seed 1\)$",
+                     summary), summary
+    assert len(decode_annexb(out.read_bytes(), TINY, strict=True)) == 6
 
 
 def test_resume_with_canonical_slices_keeps_the_reference(model_dir, monkeypatch):
