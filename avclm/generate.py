@@ -47,19 +47,17 @@ frame of history survives a continuation: more frames would have to be replayed 
 output too.
 
 If the context fills inside a picture (a picture larger than the room left, typically
-the first P picture after a continuation: a busy re-encoded IDR prompt can take two
-thirds of the context), the NAL being sampled is dropped and the row *resumes* the same
-picture (:mod:`avclm.resume`): its cache restarts from SPS/PPS, the picture's reference
-re-encoded as an IDR picture when it fits, and the latest slices of the open picture
-that fit, leaving room for a NAL of ``max_nal_tokens``. Nothing of that prompt is
-written (the output cannot take an IDR picture inside a picture) and the gate keeps its
-state, so the masks force the next macroblock's slice header of the same picture. The
-model then predicts from the re-encoded reference while the output's decoder predicts
-from the decoded one (they differ by one re-encoding); parsing a P slice (baseline
-CAVLC, one macroblock per slice) never reads reference pixels, so the stream stays
-decodable. Cost per resume: one re-encode and one prefill. Only a context too small for
-one NAL after the SPS/PPS (a resume that brings no NAL) fills the next slice with the
-gate's canonical slice.
+the first picture after a continuation: a busy re-encoded IDR prompt can take most of
+the context), the NAL being sampled is dropped and the row *resumes* the same picture
+(:mod:`avclm.resume`): its cache restarts from SPS/PPS, the picture's reference where
+the output holds it as an IDR picture (the exact bytes; otherwise none, see there why),
+and the latest slices of the open picture that fit, leaving room for a NAL of
+``max_nal_tokens``. Nothing is written for it (the output cannot take an IDR picture
+inside a picture) and the gate keeps its state, so the masks force the next
+macroblock's slice header of the same picture; the output is the same bytes whatever
+the prompt held, so it stays decodable. Cost per resume: one prefill. Only a context
+too small for one NAL after the SPS/PPS (a resume that brings no NAL) fills the next
+slice with the gate's canonical slice.
 """
 
 from __future__ import annotations
@@ -175,6 +173,7 @@ class RowState:
     continuations: int = 0
     damaged_seen: int = 0
     open_slices: list[bytes] = dataclasses.field(default_factory=list)  # the open picture's
+    previous_slices: list[bytes] = dataclasses.field(default_factory=list)  # the one before
     resumes: int = 0  # restarts inside a picture (avclm.resume)
     nals_at_resume: int = -1  # ``nals`` at the last of them
     dropped_tokens: int = 0  # tokens of NALs left open when the context filled
@@ -362,7 +361,7 @@ class VideoGenerator:
         st.nals += 1
         if picture:  # the open picture's slices, for a resume (a new picture starts at mb 0)
             if nalmod.first_mb_in_slice(nal) == 0:
-                st.open_slices = []
+                st.previous_slices, st.open_slices = st.open_slices, []
             st.open_slices.append(unit)
         for image in st.decoder.feed(unit):
             latency = time.perf_counter() - t_token if t_token is not None else 0.0
@@ -396,12 +395,13 @@ class VideoGenerator:
 
     def resume_picture(self, r: int) -> Iterator[Event]:
         """The context filled inside a picture: restart row ``r``'s cache from a prompt that
-        goes on with the same picture (:mod:`avclm.resume`: SPS/PPS, the re-encoded
-        reference if it fits, the picture's latest slices), leaving room for a NAL of
-        ``max_nal_tokens``; nothing is written to the output. Only when the last resume
-        brought no NAL (a context too small for one) is the next slice filled in."""
-        from .codec import encode_frames
-        from .resume import opens_p_picture, resume_units
+        goes on with the same picture (:mod:`avclm.resume`: SPS/PPS, the reference where
+        the output holds it as an IDR picture, the picture's latest slices), leaving room
+        for a NAL of ``max_nal_tokens``; nothing is written to the output. Only when the
+        last resume brought no NAL (a context too small for one) is the next slice filled
+        in with the gate's canonical slice."""
+        from .codec import canonical_header
+        from .resume import reference_units, resume_units
 
         st, session = self.rows[r], self.session
         if st.nals == st.nals_at_resume:
@@ -409,11 +409,8 @@ class VideoGenerator:
             if not st.gate.in_picture:
                 yield from self.continue_row(r)
                 return
-        units = nalmod.split_annexb_units(encode_frames(
-            [self.reference_image(st)], self.profile))[1]
-        header = [u for u in units if not nalmod.is_picture_nal(nalmod.strip_start_code(u))]
-        reference = ([u for u in units if u not in header]
-                     if opens_p_picture(st.open_slices) and st.last_image is not None else [])
+        header = nalmod.split_annexb_units(canonical_header(self.profile))[1]
+        reference = reference_units(st.previous_slices, st.open_slices)
         cost = self.unit_tokens
         fixed = len(with_class([self.tok.bos_id], self.class_id))
         budget = session.kv.max_length - fixed - self.settings.max_nal_tokens - 1

@@ -147,11 +147,13 @@ def test_cli_summary_counts_resumed_pictures(model_dir, tmp_path, capsys):
     assert len(decode_annexb(out.read_bytes(), TINY, strict=True)) == 6
 
 
-def test_resume_with_canonical_slices_keeps_the_reference(model_dir, monkeypatch):
-    """Grey canonical pictures re-encode small, and with ``reserve=1`` a picture starts
-    with any room left: the resume prompt holds the re-encoded reference IDR and the open
-    picture's latest slices, and the stream decodes strictly."""
+def test_resume_after_an_idr_picture_keeps_it_as_the_reference(
+        model_dir, smooth_frames, monkeypatch):
+    """A one-picture prompt (an IDR picture of 475 tokens) and a context of 625: the first
+    P picture outgrows it, and the resume prompt holds the output's IDR picture (its
+    exact bytes) and the P picture's latest slices; the stream decodes strictly."""
     from avclm import resume
+    from avclm.codec import encode_frames
 
     prompts = []
     real = resume.resume_units
@@ -161,14 +163,16 @@ def test_resume_with_canonical_slices_keeps_the_reference(model_dir, monkeypatch
         return prompts[-1]
 
     monkeypatch.setattr(resume, "resume_units", spy)
-    events = list(generate_video(model_dir, 9, config=SamplingConfig(seed=2), context=300,
-                                 reserve=1, max_nal_tokens=8, max_attempts=1,
-                                 gate_factory=NeverFits))
+    prompt = encode_frames(smooth_frames(TINY, seed=0)[:1], TINY)
+    events = list(generate_video(model_dir, 2, prompt=prompt, config=SamplingConfig(seed=1),
+                                 context=625, max_nal_tokens=60))
     stats = events[-1].stats
-    assert stats["resumes"] == len(prompts) >= 1 and stats["frames"] == [9]
-    assert any(p.with_reference and p.slices_kept for p in prompts)
+    assert stats["resumes"] == len(prompts) == 1 and stats["replaced"] == 0
+    assert prompts[0].with_reference and prompts[0].slices_kept >= 1
+    idr = [e.data for e in events if isinstance(e, NalEvent) and e.source == "prompt"][2:]
+    assert prompts[0].units[2:2 + len(idr)] == idr
     stream = b"".join(e.data for e in events if isinstance(e, NalEvent))
-    assert len(decode_annexb(stream, TINY, strict=True)) == 9
+    assert stream.startswith(prompt) and len(decode_annexb(stream, TINY, strict=True)) == 3
 
 
 def test_a_window_of_clip_length_starts_a_continuation(model_dir):

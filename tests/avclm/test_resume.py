@@ -8,7 +8,7 @@ import pytest
 from avclm import nal as nalmod
 from avclm.codec import encode_frames
 from avclm.profile import TINY
-from avclm.resume import opens_p_picture, resume_units
+from avclm.resume import is_idr_picture, opens_p_picture, reference_units, resume_units
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +22,13 @@ def clip_units(smooth_frames):
     return header, slices[:n], slices[n:]
 
 
-def test_only_a_p_picture_wants_its_reference(clip_units):
+def test_the_reference_is_the_idr_picture_before_a_p_picture(clip_units):
     _, idr, p = clip_units
     assert opens_p_picture(p[:3]) and not opens_p_picture(idr[:3]) and not opens_p_picture([])
+    assert is_idr_picture(idr) and not is_idr_picture(p) and not is_idr_picture([])
+    assert reference_units(idr, p[:3]) == idr  # P picture 1: the output's own IDR bytes
+    assert reference_units(p, p[:3]) == []  # a P reference would need re-encoding: none
+    assert reference_units(idr, idr[:3]) == []  # an IDR picture predicts from nothing
 
 
 def test_reference_first_then_the_latest_slices_that_fit(clip_units):
