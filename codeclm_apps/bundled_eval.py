@@ -7,7 +7,10 @@ generates N samples and compares simple pixel statistics with the training media
   a generated frame is *in range* when all six lie within the [1st, 99th] percentile
   range of the same statistics over the training frames;
 - video only: motion, the mean absolute difference between consecutive frames (0-255
-  scale), for generated clips and for the training clips.
+  scale), for generated clips and for the training clips;
+- video with ``--digits`` (a moving-digits model, issue 17): the share of frames in which
+  :class:`data_tools.digits.DigitRecogniser` sees a digit with probability >= 0.8, for
+  the generated clips and for the training clips.
 
 Prints one JSON object (and writes it with ``-o``). Cheap and weight-free: this is a
 sanity check that the output is not noise, not a quality metric like FID.
@@ -66,7 +69,8 @@ def _training_images(data: Path, profile, limit: int) -> np.ndarray:
                      for p in paths])
 
 
-def video_report(model, data: Path, n: int, frames: int, seed: int, limit: int = 200) -> dict:
+def video_report(model, data: Path, n: int, frames: int, seed: int, limit: int = 200,
+                 digits: bool = False) -> dict:
     from avclm.generate import DoneEvent, FrameEvent, generate_video
     from codeclm.generation.loading import load_model
     from codeclm.generation.sampling_config import SamplingConfig
@@ -84,7 +88,7 @@ def video_report(model, data: Path, n: int, frames: int, seed: int, limit: int =
         gen.append(np.stack(clip))
     train_stats = frame_stats(np.concatenate(train))
     gen_stats = frame_stats(np.concatenate(gen))
-    return {
+    report = {
         "kind": "video", "clips": n, "frames_per_clip": frames, "training_clips": len(train),
         "motion_generated": float(np.mean([motion(c) for c in gen])),
         "motion_training": float(np.mean([motion(c) for c in train])),
@@ -92,6 +96,23 @@ def video_report(model, data: Path, n: int, frames: int, seed: int, limit: int =
         "training_frames_in_range": in_range_fraction(train_stats, train_stats),
         "verify": verify,
     }
+    if digits:
+        report.update(digit_shares(gen, train))
+    return report
+
+
+def digit_shares(generated: list[np.ndarray], training: list[np.ndarray],
+                 threshold: float = 0.8) -> dict:
+    """Share of frames (clips of (T, H, W, 3) uint8) showing a digit with probability >=
+    ``threshold``, generated and training, each the mean over its clips."""
+    from data_tools.digits import default_recogniser
+
+    rec = default_recogniser()
+    return {"digit_threshold": threshold,
+            "digit_frames_generated": float(np.mean([rec.shows_digit_share(c, threshold)
+                                                     for c in generated])),
+            "digit_frames_training": float(np.mean([rec.shows_digit_share(c, threshold)
+                                                    for c in training]))}
 
 
 def image_report(model, data: Path, n: int, seed: int, limit: int = 500) -> dict:
@@ -121,10 +142,13 @@ def main(argv=None) -> int:
     p.add_argument("-n", type=int, default=8, help="samples to generate")
     p.add_argument("--frames", type=int, default=16, help="frames per generated clip")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--digits", action="store_true",
+                   help="video: also the share of frames showing a recognisable digit")
     p.add_argument("-o", "--output", default=None, help="also write the JSON here")
     args = p.parse_args(argv)
     if args.kind == "video":
-        res = video_report(args.model, Path(args.data), args.n, args.frames, args.seed)
+        res = video_report(args.model, Path(args.data), args.n, args.frames, args.seed,
+                           digits=args.digits)
     else:
         res = image_report(args.model, Path(args.data), args.n, args.seed)
     text = json.dumps(res, indent=2)

@@ -109,3 +109,32 @@ def write_labelled_clips(out: str | os.PathLike, per_class: int, seed: int = 0,
             save_mp4(clip, fps, path)
             paths.append(path)
     return paths
+
+
+def labelled_shards(d: str | os.PathLike, kind: str, per_class: int, vocab_size: int,
+                    seed: int = 0, drop_label: float = 0.1) -> dict[str, Path]:
+    """A whole labelled training set at the tiny profile, for experiments and tests:
+    ``d/media`` (:func:`write_labelled_shapes` or :func:`write_labelled_clips`, ``kind``
+    ``"image"`` or ``"video"``), ``d/tok.json`` (byte-level BPE of ``vocab_size`` tokens
+    trained on every item) and ``d/shards`` (``--labels folder`` with ``drop_label`` of
+    the items also written under the null class). Returns those three paths by name."""
+    from codeclm.profile import get_profile
+    from codeclm.tokenizer import ByteTokenizer
+
+    from .pipeline import build_dataset
+
+    d = Path(d)
+    if kind == "image":
+        from jpeglm.codec import encode_image as encode
+
+        paths, modality = write_labelled_shapes(d / "media", per_class, seed=seed), "jpeg"
+    else:
+        from avclm.codec import encode_video as encode
+
+        paths, modality = write_labelled_clips(d / "media", per_class, seed=seed), "h264"
+    tiny = get_profile(modality, "tiny")
+    ByteTokenizer.train([encode(p, tiny) for p in paths], vocab_size, modality).save(d / "tok.json")
+    extra = {"clips": 1} if kind == "video" else {}
+    build_dataset(d / "media", d / "shards", kind, tiny, d / "tok.json", show_progress=False,
+                  labels="folder", drop_label=drop_label, **extra)
+    return {"media": d / "media", "tok": d / "tok.json", "shards": d / "shards"}

@@ -30,29 +30,14 @@ PER_CLASS = 6
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """``{media, model}`` of one short labelled training run."""
-    from avclm.codec import encode_video
     from codeclm.export import export_checkpoint
-    from codeclm.profile import get_profile
-    from codeclm.tokenizer import ByteTokenizer
-    from data_tools.labelled_synth import write_labelled_clips
-    from data_tools.pipeline import build_dataset
+    from codeclm.short_fit import short_fit_argv
+    from data_tools.labelled_synth import labelled_shards
 
     d = tmp_path_factory.mktemp("video-classes")
-    tiny = get_profile("h264", "tiny")
-    paths = write_labelled_clips(d / "media", PER_CLASS, seed=0)
-    tok = ByteTokenizer.train([encode_video(p, tiny) for p in paths], 320, "h264")
-    tok.save(d / "tok.json")
-    build_dataset(d / "media", d / "shards", "video", tiny, d / "tok.json", show_progress=False,
-                  labels="folder", drop_label=0.1, clips=1)
-    assert main(["train", "fit", "--config", str(ROOT / "recipes" / "avclm-tiny.yaml"),
-                 "--data.path", str(d / "shards"), "--data.context", "768",
-                 "--data.batch_size", "2", "--data.val_fraction", "0.15",
-                 "--trainer.max_steps", str(STEPS),
-                 "--trainer.val_check_interval", str(STEPS), "--trainer.limit_val_batches", "1",
-                 "--trainer.num_sanity_val_steps", "0", "--checkpoint.every_n_train_steps",
-                 str(STEPS), "--model.log_samples", "0", "--trainer.enable_progress_bar",
-                 "false", "--trainer.enable_model_summary", "false",
-                 "--trainer.default_root_dir", str(d / "run")]) == 0
+    shards = labelled_shards(d, "video", PER_CLASS, 320)["shards"]
+    assert main(short_fit_argv(ROOT / "recipes" / "avclm-tiny.yaml", shards, d / "run", STEPS,
+                               768, 2, "--data.val_fraction", "0.15")) == 0
     export_checkpoint(d / "run" / "checkpoints" / "last.ckpt", d / "model")
     return {"media": d / "media", "model": d / "model"}
 

@@ -24,39 +24,22 @@ PER_CLASS = 40
 N = 8  # samples per class and setting
 
 
-def _quiet(root: Path) -> list[str]:
-    return ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--trainer.default_root_dir", str(root)]
-
-
 def _train(shards: Path, root: Path, steps: int, *extra: str) -> None:
+    from codeclm.short_fit import short_fit_argv
     from jpeglm.cli import main
 
-    assert main(["train", "fit", "--config", str(ROOT / "recipes" / "jpeglm-tiny.yaml"),
-                 "--data.path", str(shards), "--data.context", "384", "--data.batch_size", "6",
-                 "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(steps),
-                 "--trainer.limit_val_batches", "1", "--trainer.num_sanity_val_steps", "0",
-                 "--checkpoint.every_n_train_steps", str(steps), "--model.log_samples", "0",
-                 *_quiet(root), *extra]) == 0
+    assert main(short_fit_argv(ROOT / "recipes" / "jpeglm-tiny.yaml", shards, root, steps,
+                               384, 6, *extra)) == 0
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """``{media, tokenizer, shards, model}`` of one labelled training run."""
     from codeclm.export import export_checkpoint
-    from codeclm.profile import get_profile
-    from codeclm.tokenizer import ByteTokenizer
-    from data_tools.labelled_synth import write_labelled_shapes
-    from data_tools.pipeline import build_dataset
-    from jpeglm import codec
+    from data_tools.labelled_synth import labelled_shards
 
     d = tmp_path_factory.mktemp("classes")
-    tiny = get_profile("jpeg", "tiny")
-    paths = write_labelled_shapes(d / "media", PER_CLASS, seed=0)
-    tok = ByteTokenizer.train([codec.encode_image(p, tiny) for p in paths], 320, "jpeg")
-    tok.save(d / "tok.json")
-    build_dataset(d / "media", d / "shards", "image", tiny, d / "tok.json", show_progress=False,
-                  labels="folder", drop_label=0.1)
+    labelled_shards(d, "image", PER_CLASS, 320)
     _train(d / "shards", d / "run", STEPS)
     export_checkpoint(d / "run" / "checkpoints" / "last.ckpt", d / "model")
     return {"dir": d, "media": d / "media", "shards": d / "shards", "model": d / "model",
