@@ -189,7 +189,7 @@ def generate_continuations(lm, store, items, refs: dict, config: ContinueConfig,
         meta = {"seed": s, "sample_seed": sampling.seed, "wall_s": stats.get("wall_s"),
                 "class": name,
                 **{k: stats.get(k, 0) for k in ("rejected", "replaced", "continuations",
-                                                "tokens_sampled")}}
+                                                "resumes", "tokens_sampled")}}
         report.write_json(store.path(f"seed{s}", ids[k], ".json"), meta)
         store.write(f"seed{s}", ids[k], ".h264", b"".join(nals))
         bar.update(1)

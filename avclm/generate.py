@@ -44,8 +44,20 @@ continuation: one re-encode of one frame (a few ms on the tiny profile), one pre
 the IDR picture, and one output frame that repeats the previous one at re-encoding
 quality (a one-frame freeze, slightly softer; it counts toward ``frames``). Only one
 frame of history survives a continuation: more frames would have to be replayed in the
-output too. If a picture still outgrows the room left, its remaining macroblocks are
-completed with canonical slices first.
+output too.
+
+If the context fills inside a picture (a picture larger than the room left, typically
+the first picture after a continuation: a busy re-encoded IDR prompt can take most of
+the context), the NAL being sampled is dropped and the row *resumes* the same picture
+(:mod:`avclm.resume`): its cache restarts from SPS/PPS, the picture's reference where
+the output holds it as an IDR picture (the exact bytes; otherwise none, see there why),
+and the latest slices of the open picture that fit, leaving room for a NAL of
+``max_nal_tokens``. Nothing is written for it (the output cannot take an IDR picture
+inside a picture) and the gate keeps its state, so the masks force the next
+macroblock's slice header of the same picture; the output is the same bytes whatever
+the prompt held, so it stays decodable. Cost per resume: one prefill. Only a context
+too small for one NAL after the SPS/PPS (a resume that brings no NAL) fills the next
+slice with the gate's canonical slice.
 """
 
 from __future__ import annotations
@@ -160,6 +172,11 @@ class RowState:
     replaced: int = 0
     continuations: int = 0
     damaged_seen: int = 0
+    open_slices: list[bytes] = dataclasses.field(default_factory=list)  # the open picture's
+    previous_slices: list[bytes] = dataclasses.field(default_factory=list)  # the one before
+    resumes: int = 0  # restarts inside a picture (avclm.resume)
+    nals_at_resume: int = -1  # ``nals`` at the last of them
+    dropped_tokens: int = 0  # tokens of NALs left open when the context filled
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,10 +275,11 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
     constraint. ``class_name``, ``cfg_scale``: a class-conditional model's class and the
     classifier-free guidance scale (:func:`codeclm.guidance.conditioned_forward`; every
     prompt and continuation gets the class token after ``<s>``). Stats: ``frames`` (per
-    row, generated), ``tokens_sampled``,
-    ``tokens_per_s``, ``rejected`` and ``replaced`` NALs, ``continuations``,
-    ``frame_latency_ms`` (mean, max), ``seed``, ``wall_s``, ``verify`` (per row: the
-    gate's :class:`~avclm.verifier.VerifyStats` as a dict, or None).
+    row, generated), ``tokens_sampled``, ``tokens_per_s``, ``rejected`` and ``replaced``
+    NALs, ``continuations``, ``resumes`` (restarts inside a picture), ``tokens_dropped``
+    (sampled for a NAL that the context's end cut off, then sampled again), ``frame_latency_ms``
+    (mean, max), ``seed``, ``wall_s``, ``verify`` (per row: the gate's
+    :class:`~avclm.verifier.VerifyStats` as a dict, or None).
     """
     settings = VideoSettings(frames, prompt, prompt_frames, batch, context, max_nal_tokens,
                              max_attempts, reserve, window, verify, gate_factory,
@@ -316,9 +334,10 @@ class VideoGenerator:
     def judge(self, r: int, unit: Unit) -> Verdict:
         """The session's unit verdict: a NAL that fits is kept, one that does not is sampled
         again, and after ``max_attempts`` tries the gate's canonical slice replaces it."""
-        st = self.rows[r]
-        if len(self.session.rows[r].tokens) >= self.session.kv.max_length:
-            return Stop(keep=False)  # context full inside a NAL: drop it, continue the row
+        st, tokens = self.rows[r], self.session.rows[r].tokens
+        if len(tokens) >= self.session.kv.max_length:
+            st.dropped_tokens += len(tokens) - unit.first_token
+            return Stop(keep=False)  # context full inside a NAL: drop it; after_step resumes
         nal = nalmod.strip_start_code(unit.data)
         if not unit.truncated and nal and st.gate.fits(nal):
             st.picture_done |= st.gate.observe(nal)
@@ -336,9 +355,14 @@ class VideoGenerator:
              t_token: float | None = None) -> Iterator[Event]:
         """The NAL event of ``unit`` (with start code), then the frame events it completes."""
         st = self.rows[r]
-        picture = nalmod.is_picture_nal(nalmod.strip_start_code(unit))
+        nal = nalmod.strip_start_code(unit)
+        picture = nalmod.is_picture_nal(nal)
         yield NalEvent(unit, st.nals, r, st.frames_out if picture else None, source)
         st.nals += 1
+        if picture:  # the open picture's slices, for a resume (a new picture starts at mb 0)
+            if nalmod.first_mb_in_slice(nal) == 0:
+                st.previous_slices, st.open_slices = st.open_slices, []
+            st.open_slices.append(unit)
         for image in st.decoder.feed(unit):
             latency = time.perf_counter() - t_token if t_token is not None else 0.0
             if source in ("model", "replacement"):
@@ -361,14 +385,57 @@ class VideoGenerator:
                 yield from self.emit(r, u, "prompt")
             st.frame_start_tokens = len(self.prompt_ids)
 
+    def fill_slice(self, r: int) -> Iterator[Event]:
+        """Put the gate's canonical slice at the next position of row ``r``'s open picture."""
+        st = self.rows[r]
+        rep = st.gate.replacement()
+        st.gate.observe(nalmod.strip_start_code(rep))
+        st.replaced += 1
+        yield from self.emit(r, rep, "replacement")
+
+    def resume_picture(self, r: int) -> Iterator[Event]:
+        """The context filled inside a picture: restart row ``r``'s cache from a prompt that
+        goes on with the same picture (:mod:`avclm.resume`: SPS/PPS, the reference where
+        the output holds it as an IDR picture, the picture's latest slices), leaving room
+        for a NAL of ``max_nal_tokens``; nothing is written to the output. Only when the
+        last resume brought no NAL (a context too small for one) is the next slice filled
+        in with the gate's canonical slice."""
+        from .codec import canonical_header
+        from .resume import reference_units, resume_units
+
+        st, session = self.rows[r], self.session
+        if st.nals == st.nals_at_resume:
+            yield from self.fill_slice(r)
+            if not st.gate.in_picture:
+                yield from self.continue_row(r)
+                return
+        header = nalmod.split_annexb_units(canonical_header(self.profile))[1]
+        reference = reference_units(st.previous_slices, st.open_slices)
+        cost = self.unit_tokens
+        fixed = len(with_class([self.tok.bos_id], self.class_id))
+        budget = session.kv.max_length - fixed - self.settings.max_nal_tokens - 1
+        prompt = resume_units(header, reference, st.open_slices, cost, budget)
+        ids = with_class(self.tok.encode(b"".join(prompt.units), bos=True, eos=False),
+                         self.class_id)
+        session.restart(r, ids, self.constraint_for(st))
+        st.frame_start_tokens = len(ids) - sum(cost(u) for u in st.open_slices)
+        st.nals_at_resume = st.nals
+        st.resumes += 1
+
+    def unit_tokens(self, unit: bytes) -> int:
+        """Tokens of one NAL unit (merges never cross a start code: units add up)."""
+        return len(self.tok.encode(unit, bos=False, eos=False))
+
+    def reference_image(self, st: RowState) -> np.ndarray:
+        """The row's last output frame, or mid-grey before the first one."""
+        if st.last_image is not None:
+            return st.last_image
+        return np.full((self.profile.height, self.profile.width, 3), 128, np.uint8)
+
     def complete_picture(self, r: int) -> Iterator[Event]:
         """Fill the open picture of row ``r`` with the gate's canonical slices."""
-        st = self.rows[r]
-        while st.gate.in_picture:
-            rep = st.gate.replacement()
-            st.gate.observe(nalmod.strip_start_code(rep))
-            st.replaced += 1
-            yield from self.emit(r, rep, "replacement")
+        while self.rows[r].gate.in_picture:
+            yield from self.fill_slice(r)
 
     def continue_row(self, r: int) -> Iterator[Event]:
         """Fresh prompt from the last frame (re-encoded IDR, also written to the output)."""
@@ -379,9 +446,8 @@ class VideoGenerator:
         if st.gate.frames >= st.target:
             session.finish(r)
             return
-        image = st.last_image if st.last_image is not None else np.full(
-            (self.profile.height, self.profile.width, 3), 128, np.uint8)
-        units = nalmod.split_annexb_units(encode_frames([image], self.profile))[1]
+        units = nalmod.split_annexb_units(
+            encode_frames([self.reference_image(st)], self.profile))[1]
         st.gate.restart()
         for u in units:
             nal = nalmod.strip_start_code(u)
@@ -401,14 +467,19 @@ class VideoGenerator:
         st.frame_start_tokens = len(ids)
 
     def after_step(self, r: int) -> Iterator[Event]:
-        """Row ``r`` after a step: finish it at its frame count, or continue it from a fresh
-        prompt when its context filled or a finished picture leaves too little room."""
+        """Row ``r`` after a step: finish it at its frame count, resume its open picture when
+        the context filled inside it, or continue it from a fresh prompt when the context
+        filled between pictures or a finished picture leaves too little room."""
         st, row = self.rows[r], self.session.rows[r]
         if st.gate.frames >= st.target:
             self.session.finish(r)
             return
-        if row.done:  # the context filled inside a picture (EOS is never sampled)
-            yield from self.continue_row(r)
+        if row.done:  # the context filled (EOS is never sampled)
+            st.picture_done = False
+            if st.gate.in_picture:
+                yield from self.resume_picture(r)
+            else:
+                yield from self.continue_row(r)
             return
         if st.picture_done:
             used = len(row.tokens) - st.frame_start_tokens
@@ -442,6 +513,8 @@ class VideoGenerator:
             frames=[st.frames_out - self.n_prompt_frames for st in rows],
             replaced=sum(st.replaced for st in rows),
             continuations=sum(st.continuations for st in rows),
+            resumes=sum(st.resumes for st in rows),
+            tokens_dropped=sum(st.dropped_tokens for st in rows),
             damaged_frames=sum(st.decoder.damaged_frames for st in rows),
             prompt_frames=self.n_prompt_frames,
             frame_latency_ms=(1e3 * float(np.mean(lat)) if lat else 0.0,

@@ -4,9 +4,11 @@
    ``RANDOM_FRAMES`` frames, seeds ``0..RANDOM_SEEDS-1``: the share of checked slice NALs
    that pass the verifier's data check (goal >= 99.5%), substitutions (goal 0), tokens
    sampled / tokens kept (goal <= 1.02; kept = sampled minus the tokens of rolled-back
-   NALs).
+   NALs and of NALs cut off where the context filled, ``tokens_dropped``).
 2. The bundled model, seeds ``0..BUNDLED_SEEDS-1``, ``BUNDLED_FRAMES`` frames:
-   substitutions (goal 0), the slowest seed's wall time / the fastest's (goal <= 2).
+   substitutions (goal 0), the slowest seed's wall time / the fastest's (goal <= 2);
+   beside it, to tell content from cost, the same spread in tokens sampled per seed, in
+   wall time per token and in decode CPU seconds, and the restarts inside a picture.
 3. Constrained tokens/s (slice masks, the default: exact lazy masks) / unconstrained
    tokens/s (``verify=False``: no masks; also slice masks built in full at every draw,
    the same tokens, and header masks only, ``slice_grammar=False``, on the first two
@@ -91,9 +93,12 @@ def _one_clip(model, frames: int, seed: int, tmp: Path, **kw) -> dict:
     v = (stats.get("verify") or [None])[0] or {}
     out_frames = _ffmpeg_frames(b"".join(units), lm.profile, tmp)
     return {"seed": seed, "wall_s": round(wall, 2), "tokens_sampled": stats["tokens_sampled"],
-            "tokens_rolled_back": counter.tokens, "tokens_per_s": round(stats["tokens_per_s"], 1),
+            "tokens_rolled_back": counter.tokens + stats.get("tokens_dropped", 0),
+            "tokens_per_s": round(stats["tokens_per_s"], 1),
             "decode_cpu_s": round(stats.get("decode_cpu_s", 0.0), 3),
+            "ms_per_token": round(1e3 * wall / max(stats["tokens_sampled"], 1), 3),
             "replaced": stats["replaced"], "continuations": stats["continuations"],
+            "resumes": stats.get("resumes", 0),
             "checked": v.get("nals_checked", 0), "passed": v.get("passed", 0),
             "failed": v.get("failed", 0), "truncated": v.get("truncated", 0),
             "ffmpeg_frames": out_frames, "ffmpeg_ok": out_frames == frames}
@@ -174,6 +179,10 @@ def _report(random_runs, runs, random_seeds, bundled_seeds, bundled_frames) -> d
         rs = runs[name]
         return sum(r["tokens_sampled"] for r in rs) / max(sum(r["decode_cpu_s"] for r in rs), 1e-9)
 
+    def spread(key):  # the slice-mask seeds' largest / smallest value of ``key``
+        values = [r[key] for r in masked]
+        return max(values) / max(min(values), 1e-9)
+
     ratio = tps("slice masks") / tps("no masks")
     # (free samples may be damaged: not counted)
     every = random_runs + masked + runs["slice masks, full"] + runs["header masks only"]
@@ -189,6 +198,14 @@ def _report(random_runs, runs, random_seeds, bundled_seeds, bundled_frames) -> d
                  "substitutions", "value": sum(r["replaced"] for r in masked), "unit": "(goal 0)"},
         {"what": "bundled model: slowest / fastest seed (wall)", "value": max(walls) / min(walls),
          "unit": "(goal <= 2)"},
+        {"what": "bundled model: most / fewest tokens sampled by a seed (content)",
+         "value": spread("tokens_sampled"), "unit": "x"},
+        {"what": "bundled model: highest / lowest wall time per token of a seed",
+         "value": spread("ms_per_token"), "unit": "x"},
+        {"what": "bundled model: slowest / fastest seed (decode CPU s)",
+         "value": spread("decode_cpu_s"), "unit": "x (less load-sensitive)"},
+        {"what": "bundled model: restarts inside a picture (resumes, all seeds)",
+         "value": sum(r["resumes"] for r in masked), "unit": ""},
         {"what": "bundled model: tokens/s, slice masks", "value": tps("slice masks"),
          "unit": "tok/s"},
         {"what": "bundled model: tokens/s, slice masks built in full at every draw",

@@ -243,5 +243,12 @@ def run(args: argparse.Namespace) -> int:
                   f"sampled again, {total['substitutions']} substituted", file=sys.stderr)
         print(f"{sum(stats['frames'])} frames -> {where}  ({stats['tokens_sampled']} tokens, "
               f"{stats['tokens_per_s']:.0f} tok/s, {stats['replaced']} NALs replaced, "
-              f"{stats['continuations']} continuations, seed {stats['seed']})", file=sys.stderr)
+              f"{stats['continuations']} continuations{_resumed(stats)}, seed {stats['seed']})",
+              file=sys.stderr)
     return 0
+
+
+def _resumed(stats: dict) -> str:
+    """", N pictures resumed" when the context filled inside pictures, else nothing."""
+    n = stats.get("resumes", 0)
+    return f", {n} picture{'s' if n != 1 else ''} resumed" if n else ""

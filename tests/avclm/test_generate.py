@@ -104,6 +104,77 @@ def test_exact_frames_beyond_one_context_window_decode_strictly(model_dir):
     assert diff < 12
 
 
+def _explode_frames(ffmpeg_exe, stream: bytes, tmp_path) -> int | None:
+    """Frames ffmpeg decodes with ``-xerror -err_detect explode``, None if it fails."""
+    path = tmp_path / "clip.h264"
+    path.write_bytes(stream)
+    p = subprocess.run([ffmpeg_exe, "-nostdin", "-v", "error", "-xerror", "-err_detect",
+                        "explode", "-f", "h264", "-i", str(path), "-f", "rawvideo", "-pix_fmt",
+                        "gray", "-"], capture_output=True, check=False)
+    if p.returncode or p.stderr.strip():
+        return None
+    return len(p.stdout) // (TINY.width * TINY.height)
+
+
+def test_context_full_inside_a_picture_resumes_it_without_substitutions(
+        model_dir, ffmpeg_exe, tmp_path):
+    """A context (700) that fills inside P pictures (seed 1: twice in 6 frames): the row's
+    cache restarts from a prompt that goes on with the same picture, nothing is written
+    for it, no slice is substituted, and the stream decodes strictly to 6 frames."""
+    events = list(generate_video(model_dir, 6, config=SamplingConfig(seed=1), context=700))
+    stats = events[-1].stats
+    nals = [e for e in events if isinstance(e, NalEvent)]
+    frames = [e for e in events if isinstance(e, FrameEvent)]
+    assert stats["resumes"] >= 1 and stats["replaced"] == 0
+    assert stats["tokens_dropped"] >= stats["resumes"]  # each resume cut off an open NAL
+    assert stats["verify"][0]["fills"] == stats["verify"][0]["substitutions"] == 0
+    assert {n.source for n in nals} <= {"prompt", "model", "continuation"}
+    # a resume writes nothing: every continuation frame is one continuation
+    assert sum(f.source == "continuation" for f in frames) == stats["continuations"]
+    assert stats["frames"] == [6] and [f.index for f in frames] == list(range(6))
+    stream = b"".join(n.data for n in nals)
+    assert len(decode_annexb(stream, TINY, strict=True)) == 6
+    assert _explode_frames(ffmpeg_exe, stream, tmp_path) == 6
+
+
+def test_cli_summary_counts_resumed_pictures(model_dir, tmp_path, capsys):
+    out = tmp_path / "v.h264"
+    assert main(["generate", "--frames", "6", "--context", "700", "--seed", "1",
+                 "--model", str(model_dir), "-o", str(out)]) == 0
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.search(r"0 NALs replaced, \d+ continuations, \d+ pictures? resumed, seed 1\)$",
+                     summary), summary
+    assert len(decode_annexb(out.read_bytes(), TINY, strict=True)) == 6
+
+
+def test_resume_after_an_idr_picture_keeps_it_as_the_reference(
+        model_dir, smooth_frames, monkeypatch):
+    """A one-picture prompt (an IDR picture of 475 tokens) and a context of 625: the first
+    P picture outgrows it, and the resume prompt holds the output's IDR picture (its
+    exact bytes) and the P picture's latest slices; the stream decodes strictly."""
+    from avclm import resume
+    from avclm.codec import encode_frames
+
+    prompts = []
+    real = resume.resume_units
+
+    def spy(*args, **kwargs):
+        prompts.append(real(*args, **kwargs))
+        return prompts[-1]
+
+    monkeypatch.setattr(resume, "resume_units", spy)
+    prompt = encode_frames(smooth_frames(TINY, seed=0)[:1], TINY)
+    events = list(generate_video(model_dir, 2, prompt=prompt, config=SamplingConfig(seed=1),
+                                 context=625, max_nal_tokens=60))
+    stats = events[-1].stats
+    assert stats["resumes"] == len(prompts) == 1 and stats["replaced"] == 0
+    assert prompts[0].with_reference and prompts[0].slices_kept >= 1
+    idr = [e.data for e in events if isinstance(e, NalEvent) and e.source == "prompt"][2:]
+    assert prompts[0].units[2:2 + len(idr)] == idr
+    stream = b"".join(e.data for e in events if isinstance(e, NalEvent))
+    assert stream.startswith(prompt) and len(decode_annexb(stream, TINY, strict=True)) == 3
+
+
 def test_a_window_of_clip_length_starts_a_continuation(model_dir):
     """With room to spare in the context, a continuation still starts once the window holds
     the profile's clip length (what the model saw in training): 8 frames for tiny."""
