@@ -3,22 +3,27 @@
 Runs exactly what a user would type::
 
     avclm generate --frames 16 -o demo_out/demo.mp4 --seed 2 --overwrite
+    python -m data_tools synth demo_out/heldout-video --kind video --count 1 --seed 2 \
+        --sources digits --split heldout --overwrite
+    avclm generate --prompt demo_out/heldout-video/00000-digits.mp4 --prompt-frames 4 \
+        --frames 4 -o demo_out/continued.mp4 --seed 2 --overwrite
     jpeglm generate -n 16 -o demo_out/images --seed 2 --overwrite
     python -m data_tools synth demo_out/heldout --kind image --count 4 --seed 2 \
         --sources photo-crops --split heldout --overwrite
     jpeglm complete demo_out/heldout/*.png --prefix-ratio 0.5 -o demo_out/complete --seed 2 \
         --overwrite
 
-(the last two: crops of photos the image model never saw, and the model writing the
-bottom half of each from its top half; ``--overwrite`` so that a second `make demo`
-replaces the first one's outputs, and only those: before any command runs, each output
-is claimed in ``demo_out/.codeclm-run.json`` (``codeclm.outputs.claim_outputs``), and
-one that exists without being recorded there, e.g. your own ``demo_out/demo.mp4``, is
-refused and left as it is), then checks the outputs with the strict decoders (every
-frame and every image must decode with no error) and prints what it made. Uses a GPU
-when one is available (the generators pick ``cuda`` by default). Without bundled models
-it falls back to a real canonical encode/decode round trip of the bundled sample media,
-and says so.
+(the second and third: a clip of handwritten digits the video model never saw, and the
+model continuing its first 4 frames by 4 more; the last two: crops of photos the image
+model never saw, and the model writing the bottom half of each from its top half;
+``--overwrite`` so that a second `make demo` replaces the first one's outputs, and only
+those: before any command runs, each output is claimed in ``demo_out/.codeclm-run.json``
+(``codeclm.outputs.claim_outputs``), and one that exists without being recorded there,
+e.g. your own ``demo_out/demo.mp4``, is refused and left as it is), then checks the
+outputs with the strict decoders (every frame and every image must decode with no error)
+and prints what it made. Uses a GPU when one is available (the generators pick ``cuda``
+by default). Without bundled models it falls back to a real canonical encode/decode
+round trip of the bundled sample media, and says so.
 """
 
 from __future__ import annotations
@@ -37,7 +42,11 @@ from codeclm.outputs import claim_outputs
 #: the marker's tool name for the demo's outputs in its directory
 DEMO_TOOL = "make demo"
 #: what the demo writes directly in its directory (with models; files and folders)
-GENERATION_OUTPUTS = ("demo.mp4", "images", "heldout", "complete")
+GENERATION_OUTPUTS = ("demo.mp4", "heldout-video", "continued.mp4", "images", "heldout",
+                      "complete")
+#: the held-out video the demo continues: ``data_tools synth --sources`` (the bundled video
+#: model's training source), the prompt's frames and the frames generated after them
+VIDEO_PROMPT_SOURCE, PROMPT_FRAMES, CONTINUED_FRAMES = "digits", 4, 4
 
 
 def strict_video_frames(mp4: Path, profile) -> int:
@@ -104,6 +113,7 @@ def generation_demo(out: Path, frames: int, images: int, seed: int) -> None:
           f"({t_video:.1f} s)")
     if n != frames:
         raise SystemExit(f"demo: expected {frames} frames, decoded {n}")
+    continuation_demo(out, seed, vprofile)
 
     t0 = time.perf_counter()
     _run(jpeglm_main, ["jpeglm", "generate", "-n", str(images), "-o", str(out / "images"),
@@ -115,6 +125,28 @@ def generation_demo(out: Path, frames: int, images: int, seed: int) -> None:
         jpeg_codec.decode(p.read_bytes(), jprofile, strict=True)
     print(f"demo: {out / 'images'}: {len(jpgs)} images, all decode strictly ({t_images:.1f} s)")
     completion_demo(out, seed)
+
+
+def continuation_demo(out: Path, seed: int, profile) -> None:
+    """A held-out clip, continued by the bundled video model after its first frames."""
+    from avclm.cli import main as avclm_main
+    from data_tools.__main__ import main as data_tools_main
+
+    heldout = out / "heldout-video"
+    _run(data_tools_main, ["python -m data_tools", "synth", str(heldout), "--kind", "video",
+                           "--count", "1", "--seed", str(seed), "--sources",
+                           VIDEO_PROMPT_SOURCE, "--split", "heldout", "--overwrite"])
+    prompt = min(heldout.glob("*.mp4"))
+    video = out / "continued.mp4"
+    t0 = time.perf_counter()
+    _run(avclm_main, ["avclm", "generate", "--prompt", str(prompt), "--prompt-frames",
+                      str(PROMPT_FRAMES), "--frames", str(CONTINUED_FRAMES), "-o", str(video),
+                      "--seed", str(seed), "--overwrite"])
+    n = strict_video_frames(video, profile)
+    print(f"demo: {video}: {PROMPT_FRAMES} frames of a held-out clip, then {n - PROMPT_FRAMES} "
+          f"generated, decodes strictly ({time.perf_counter() - t0:.1f} s)")
+    if n != PROMPT_FRAMES + CONTINUED_FRAMES:
+        raise SystemExit(f"demo: expected {PROMPT_FRAMES + CONTINUED_FRAMES} frames, decoded {n}")
 
 
 def completion_demo(out: Path, seed: int, count: int = 4) -> None:
