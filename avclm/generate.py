@@ -44,7 +44,9 @@ continuation: one re-encode of one frame (a few ms on the tiny profile), one pre
 the IDR picture, and one output frame that repeats the previous one at re-encoding
 quality (a one-frame freeze, slightly softer; it counts toward ``frames``). Only one
 frame of history survives a continuation: more frames would have to be replayed in the
-output too.
+output too. A re-encoded IDR picture too large for the context (a busy frame and a small
+``--context``) is written to the output whole, but the prompt keeps only its latest
+slices that leave room for a NAL (:meth:`VideoGenerator.continuation_ids`).
 
 If the context fills inside a picture (a picture larger than the room left, typically
 the first picture after a continuation: a busy re-encoded IDR prompt can take most of
@@ -459,12 +461,29 @@ class VideoGenerator:
         if st.gate.frames >= st.target:
             session.finish(r)
             return
+        session.restart(r, self.continuation_ids(units), self.constraint_for(st))
+        st.frame_start_tokens = len(session.rows[r].tokens)
+
+    def continuation_ids(self, units: list[bytes]) -> list[int]:
+        """The continuation prompt's tokens: all of ``units`` (SPS, PPS, the re-encoded IDR
+        picture) when they leave ``reserve`` tokens (default 1) of the context free, else
+        SPS/PPS and the IDR picture's latest slices that leave room for a NAL of
+        ``max_nal_tokens`` (the choice :func:`avclm.resume.resume_units` makes for a resumed
+        picture): a busy frame's re-encode can outgrow a small ``--context``, and the
+        output is the same either way."""
+        from .resume import resume_units
+
+        limit = self.session.kv.max_length
         ids = with_class(self.tok.encode(b"".join(units), bos=True, eos=False), self.class_id)
-        if len(ids) + (self.settings.reserve or 1) >= session.kv.max_length:
-            raise ConfigError(f"a context of {session.kv.max_length} tokens cannot hold the "
-                              f"{len(ids)}-token continuation prompt and a picture")
-        session.restart(r, ids, self.constraint_for(st))
-        st.frame_start_tokens = len(ids)
+        if len(ids) + (self.settings.reserve or 1) < limit:
+            return ids
+        header = [u for u in units if not nalmod.is_picture_nal(nalmod.strip_start_code(u))]
+        slices = [u for u in units if nalmod.is_picture_nal(nalmod.strip_start_code(u))]
+        fixed = len(with_class([self.tok.bos_id], self.class_id))
+        prompt = resume_units(header, [], slices, self.unit_tokens,
+                              limit - fixed - self.settings.max_nal_tokens - 1)
+        return with_class(self.tok.encode(b"".join(prompt.units), bos=True, eos=False),
+                          self.class_id)
 
     def after_step(self, r: int) -> Iterator[Event]:
         """Row ``r`` after a step: finish it at its frame count, resume its open picture when

@@ -304,3 +304,16 @@ def test_cli_bar_shows_resampled_and_substituted_and_a_hint_when_slow(model_dir,
     counts = re.findall(r"(\d+) resampled, (\d+) substituted", err)
     assert counts and int(counts[-1][0]) > 0 and int(counts[-1][1]) > 0
     assert err.count("hint: frames are slow") == 1
+
+
+def test_a_continuation_prompt_too_long_for_the_context_keeps_the_idr_tail(
+        model_dir, ffmpeg_exe, tmp_path):
+    """A context (300) that a re-encoded busy frame (over 500 tokens with this random
+    model) cannot hold: the row goes on from SPS/PPS and the IDR picture's latest slices
+    instead of stopping, and the stream still decodes strictly to the asked frame count."""
+    events = list(generate_video(model_dir, 4, config=SamplingConfig(seed=0), context=300))
+    stats = events[-1].stats
+    assert stats["continuations"] >= 1 and stats["frames"] == [4]
+    stream = b"".join(e.data for e in events if isinstance(e, NalEvent))
+    assert len(decode_annexb(stream, TINY, strict=True)) == 4
+    assert _explode_frames(ffmpeg_exe, stream, tmp_path) == 4
