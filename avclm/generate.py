@@ -403,7 +403,7 @@ class VideoGenerator:
         last resume brought no NAL (a context too small for one) is the next slice filled
         in with the gate's canonical slice."""
         from .codec import canonical_header
-        from .resume import reference_units, resume_units
+        from .resume import reference_units
 
         st, session = self.rows[r], self.session
         if st.nals == st.nals_at_resume:
@@ -413,16 +413,24 @@ class VideoGenerator:
                 return
         header = nalmod.split_annexb_units(canonical_header(self.profile))[1]
         reference = reference_units(st.previous_slices, st.open_slices)
-        cost = self.unit_tokens
-        fixed = len(with_class([self.tok.bos_id], self.class_id))
-        budget = session.kv.max_length - fixed - self.settings.max_nal_tokens - 1
-        prompt = resume_units(header, reference, st.open_slices, cost, budget)
-        ids = with_class(self.tok.encode(b"".join(prompt.units), bos=True, eos=False),
-                         self.class_id)
+        ids = self.fitted_prompt(header, reference, st.open_slices)
         session.restart(r, ids, self.constraint_for(st))
-        st.frame_start_tokens = len(ids) - sum(cost(u) for u in st.open_slices)
+        st.frame_start_tokens = len(ids) - sum(self.unit_tokens(u) for u in st.open_slices)
         st.nals_at_resume = st.nals
         st.resumes += 1
+
+    def fitted_prompt(self, header: list[bytes], reference: list[bytes],
+                      slices: list[bytes]) -> list[int]:
+        """Prompt tokens (BOS, class token) of the units :func:`avclm.resume.resume_units`
+        keeps of ``header``, ``reference`` and the latest ``slices``, leaving room in the
+        context for a NAL of ``max_nal_tokens``."""
+        from .resume import resume_units
+
+        fixed = len(with_class([self.tok.bos_id], self.class_id))
+        budget = self.session.kv.max_length - fixed - self.settings.max_nal_tokens - 1
+        prompt = resume_units(header, reference, slices, self.unit_tokens, budget)
+        return with_class(self.tok.encode(b"".join(prompt.units), bos=True, eos=False),
+                          self.class_id)
 
     def unit_tokens(self, unit: bytes) -> int:
         """Tokens of one NAL unit (merges never cross a start code: units add up)."""
@@ -471,19 +479,12 @@ class VideoGenerator:
         ``max_nal_tokens`` (the choice :func:`avclm.resume.resume_units` makes for a resumed
         picture): a busy frame's re-encode can outgrow a small ``--context``, and the
         output is the same either way."""
-        from .resume import resume_units
-
-        limit = self.session.kv.max_length
         ids = with_class(self.tok.encode(b"".join(units), bos=True, eos=False), self.class_id)
-        if len(ids) + (self.settings.reserve or 1) < limit:
+        if len(ids) + (self.settings.reserve or 1) < self.session.kv.max_length:
             return ids
-        header = [u for u in units if not nalmod.is_picture_nal(nalmod.strip_start_code(u))]
-        slices = [u for u in units if nalmod.is_picture_nal(nalmod.strip_start_code(u))]
-        fixed = len(with_class([self.tok.bos_id], self.class_id))
-        prompt = resume_units(header, [], slices, self.unit_tokens,
-                              limit - fixed - self.settings.max_nal_tokens - 1)
-        return with_class(self.tok.encode(b"".join(prompt.units), bos=True, eos=False),
-                          self.class_id)
+        picture = [nalmod.is_picture_nal(nalmod.strip_start_code(u)) for u in units]
+        return self.fitted_prompt([u for u, p in zip(units, picture) if not p], [],
+                                  [u for u, p in zip(units, picture) if p])
 
     def after_step(self, r: int) -> Iterator[Event]:
         """Row ``r`` after a step: finish it at its frame count, resume its open picture when

@@ -40,7 +40,7 @@ from . import nal as nalmod
 @dataclasses.dataclass(frozen=True)
 class ResumePrompt:
     """``units``: NAL units with start codes, in prompt order; ``with_reference``: the
-    re-encoded reference picture is among them; ``slices_kept`` / ``slices_dropped``:
+    reference picture (the output's own bytes) is among them; ``slices_kept`` / ``slices_dropped``:
     slices of the open picture in the prompt (the latest ones) / left out (the earliest);
     ``tokens``: their token count (by ``cost``)."""
 
