@@ -801,15 +801,7 @@ class NalConstraint:
         bits (:meth:`SliceGrammar.token_check`). Does not advance the constraint (a
         :class:`codeclm.generation.session.TokenCheck`); what it reads is gathered once
         per state (:meth:`_check_parts`)."""
-        self._sync()
-        if self._parts is None:
-            self._parts = self._check_parts()
-        m, cont, opens, eos_id, grammar_ok = self._parts
-        if m is not None:
-            return bool(m[token_id])
-        if opens[token_id] or token_id == eos_id:
-            return True
-        return bool(cont[token_id]) and (grammar_ok is None or bool(grammar_ok(token_id)))
+        return bool(self.token_check()(token_id))
 
     def token_check(self) -> Callable[[int], bool]:
         """:meth:`allows` as a function of the token id in the current state, what
