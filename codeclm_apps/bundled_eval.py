@@ -101,18 +101,19 @@ def video_report(model, data: Path, n: int, frames: int, seed: int, limit: int =
     return report
 
 
-def digit_shares(generated: list[np.ndarray], training: list[np.ndarray],
-                 threshold: float = 0.8) -> dict:
-    """Share of frames (clips of (T, H, W, 3) uint8) showing a digit with probability >=
-    ``threshold``, generated and training, each the mean over its clips."""
-    from data_tools.digits import default_recogniser
+def digit_shares(generated: list[np.ndarray], training: list[np.ndarray]) -> dict:
+    """Share of frames (clips of (T, H, W, 3) uint8) showing a digit
+    (:data:`data_tools.digits.DIGIT_THRESHOLD`), generated and training, each the mean over
+    its clips."""
+    from data_tools.digits import DIGIT_THRESHOLD, default_recogniser
 
     rec = default_recogniser()
-    return {"digit_threshold": threshold,
-            "digit_frames_generated": float(np.mean([rec.shows_digit_share(c, threshold)
-                                                     for c in generated])),
-            "digit_frames_training": float(np.mean([rec.shows_digit_share(c, threshold)
-                                                    for c in training]))}
+
+    def share(clips: list[np.ndarray]) -> float:
+        return float(np.mean([rec.shows_digit_share(c) for c in clips]))
+
+    return {"digit_threshold": DIGIT_THRESHOLD, "digit_frames_generated": share(generated),
+            "digit_frames_training": share(training)}
 
 
 def image_report(model, data: Path, n: int, seed: int, limit: int = 500) -> dict:

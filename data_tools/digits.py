@@ -32,6 +32,8 @@ SPLITS = ("train", "heldout")
 BLOB_LEVEL = 0.5
 #: blobs smaller than this many pixels are noise, not a digit
 MIN_BLOB_PIXELS = 12
+#: the probability from which a frame *shows a digit* (issue 17)
+DIGIT_THRESHOLD = 0.8
 
 
 @functools.cache
@@ -194,7 +196,8 @@ class DigitRecogniser:
         row, digit = np.unravel_index(int(np.argmax(probs)), probs.shape)
         return int(digit), float(probs[row, digit])
 
-    def shows_digit_share(self, frames: np.ndarray, threshold: float = 0.8) -> float:
+    def shows_digit_share(self, frames: np.ndarray,
+                          threshold: float = DIGIT_THRESHOLD) -> float:
         """Share of ``frames`` ((T, H, W, 3) uint8) whose best blob scores >= ``threshold``."""
         if len(frames) == 0:
             return 0.0
@@ -236,7 +239,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_tools.digits",
                                      description=main.__doc__.split("\n\n")[0])
     parser.add_argument("clips", nargs="+", help="video files (e.g. avclm generate -o DIR)")
-    parser.add_argument("--threshold", type=float, default=0.8,
+    parser.add_argument("--threshold", type=float, default=DIGIT_THRESHOLD,
                         help="probability a frame's best blob needs (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
