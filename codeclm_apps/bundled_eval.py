@@ -134,9 +134,29 @@ def image_report(model, data: Path, n: int, seed: int, limit: int = 500) -> dict
     }
 
 
+def _report(args: argparse.Namespace) -> dict:
+    """The report ``main`` prints, after the checks that need no model."""
+    from codeclm.errors import ConfigError, InputError
+    from codeclm.outputs import check_output_file
+
+    if args.n < 1 or args.frames < 1:
+        raise ConfigError(f"-n and --frames must be >= 1, got {args.n} and {args.frames}")
+    if args.output:
+        check_output_file(args.output, args.overwrite)
+    data = Path(args.data)
+    if not _media(data, args.kind):
+        raise InputError(f"{data}: no {args.kind} files")
+    if args.kind == "video":
+        return video_report(args.model, data, args.n, args.frames, args.seed,
+                            digits=args.digits)
+    return image_report(args.model, data, args.n, args.seed)
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codeclm_apps.bundled_eval",
-                                description=__doc__.splitlines()[0])
+    from codeclm.cli import OneLineParser
+
+    p = OneLineParser(prog="python -m codeclm_apps.bundled_eval",
+                      description=__doc__.splitlines()[0])
     p.add_argument("kind", choices=("video", "image"))
     p.add_argument("--data", required=True, help="the training media folder")
     p.add_argument("--model", default=None, help="model directory (default: the bundled one)")
@@ -146,12 +166,15 @@ def main(argv=None) -> int:
     p.add_argument("--digits", action="store_true",
                    help="video: also the share of frames showing a recognisable digit")
     p.add_argument("-o", "--output", default=None, help="also write the JSON here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
     args = p.parse_args(argv)
-    if args.kind == "video":
-        res = video_report(args.model, Path(args.data), args.n, args.frames, args.seed,
-                           digits=args.digits)
-    else:
-        res = image_report(args.model, Path(args.data), args.n, args.seed)
+    from codeclm.errors import CodecLMError
+
+    try:
+        res = _report(args)
+    except CodecLMError as e:
+        print(f"{p.prog}: error: {e}", file=sys.stderr)
+        return 1
     text = json.dumps(res, indent=2)
     print(text)
     if args.output:

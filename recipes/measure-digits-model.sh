@@ -21,6 +21,6 @@ for m in "$@"; do
   model=()
   [ "$m" = bundled ] || model=(--model "$m")
   "$py" -m codeclm_apps.bundled_eval video --data "$data" "${model[@]}" -n 8 --frames 8 \
-      --seed 0 --digits -o "$out/$i.json"
+      --seed 0 --digits -o "$out/$i.json" --overwrite
   i=$((i + 1))
 done

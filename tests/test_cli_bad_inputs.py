@@ -35,7 +35,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 J, A, D = "jpeglm.cli", "avclm.cli", "data_tools"
-PROG = {J: "jpeglm", A: "avclm", D: "data_tools"}
+BE = "codeclm_apps.bundled_eval"  # the bundled models' statistics (issue 17's measures)
+PROG = {J: "jpeglm", A: "avclm", D: "data_tools", BE: f"python -m {BE}"}
 LOCK_PID = str(os.getpid())  # the test process holds the lock of the "lock held" cases
 
 
@@ -120,7 +121,8 @@ CASES: list[Case] = []
 
 
 def case(id_, module, *args, rc=1, setup=None, expect=None, lock=None, heavy=False):
-    CASES.append(Case(f"{PROG[module]}-{id_}", module, list(args), rc, setup, expect, lock, heavy))
+    CASES.append(Case(f"{PROG[module].split()[-1]}-{id_}", module, list(args), rc, setup, expect,
+                      lock, heavy))
 
 
 F = "{F}"  # the shared fixture folder, filled in at run time
@@ -484,6 +486,16 @@ case("bpe-kind", D, "bpe", f"{F}/media", "-o", "t.json", *BPE, "--kind", "sound"
 for module in (J, A, D):
     case("no-verb", module, rc=2)
     case("bogus-verb", module, "frobnicate", rc=2)
+
+# python -m codeclm_apps.bundled_eval --------------------------------------------------------
+case("data-missing", BE, "video", "--data", f"{F}/no-dir", expect="no video files")
+case("data-no-images", BE, "image", "--data", f"{F}/dir", expect="no image files")
+case("n-0", BE, "video", "--data", f"{F}/dir", "-n", "0", expect="-n and --frames")
+case("frames-0", BE, "video", "--data", f"{F}/dir", "--frames", "0", expect="-n and --frames")
+case("out-exists", BE, "video", "--data", f"{F}/dir", "-o", "r.json",
+     setup=existing_file("r.json"), expect="already exists")
+case("out-dir", BE, "video", "--data", f"{F}/dir", "-o", f"{F}/dir", expect="is a directory")
+case("kind", BE, "sound", "--data", f"{F}/dir", rc=2)
 
 
 # ---------------------------------------------------------------------------- fixtures
