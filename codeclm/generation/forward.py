@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..llama_weights import ACTIVATIONS, LlamaWeights
+from .compiled import compiled_call
 
 #: models up to this many parameters get fused QKV and gate/up projections (a copy of
 #: those weights: worth it on CPU where per-op overhead dominates, too big beyond)
@@ -71,7 +72,8 @@ class KVCacheLM:
     Runs on the model's device and dtype (fp32 on CPU, bf16 on GPU by convention).
     """
 
-    def __init__(self, model, batch_size: int, max_length: int | None = None):
+    def __init__(self, model, batch_size: int, max_length: int | None = None,
+                 compile: bool = False):
         w = model if isinstance(model, LlamaWeights) else LlamaWeights.from_hf(model)
         cfg = w.config
         ctx = cfg.max_position_embeddings
@@ -79,6 +81,7 @@ class KVCacheLM:
         if self.max_length < 2:
             raise ConfigError(f"max_length {self.max_length} is too short")
         self.batch_size = batch_size
+        self.compile = compile  # torch.compile the same-slot step (see .compiled)
         self.n_heads = cfg.num_attention_heads
         self.n_kv = cfg.num_key_value_heads
         self.head_dim = cfg.head_dim
@@ -154,6 +157,15 @@ class KVCacheLM:
         y = torch.matmul(x, weight)
         return y if bias is None else y + bias
 
+    @classmethod
+    def _residual_proj(cls, x: torch.Tensor, h: torch.Tensor, wbt: tuple) -> torch.Tensor:
+        """``x + h @ W^T (+ b)``: one ``addmm`` (no separate add) for a 2-D ``h`` and a
+        transposed weight without bias (the decode step of a fused model)."""
+        weight, bias, transposed = wbt
+        if transposed and bias is None and h.dim() == 2:
+            return torch.addmm(x, h, weight)
+        return x + cls._proj(h, wbt)
+
     def _rms(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.float32:  # one fused op; same math as LlamaRMSNorm in fp32
             return F.rms_norm(x, w.shape, w, self.eps)
@@ -183,13 +195,6 @@ class KVCacheLM:
         k = self._rope(self._proj(h, L["k"]).view(*lead, Hkv, D), cos, sin)
         v = self._proj(h, L["v"]).view(*lead, Hkv, D)
         return q, torch.stack((k, v), -3)
-
-    def _mlp(self, L: dict, h: torch.Tensor) -> torch.Tensor:
-        if "gu" in L:
-            g, u = self._proj(h, L["gu"]).chunk(2, -1)
-        else:
-            g, u = self._proj(h, L["g"]), self._proj(h, L["u"])
-        return self._proj(self.act(g).mul_(u), L["d"])
 
     def _attend(self, q, keys, values, mask, causal=False):
         if not self._gqa and self.n_kv != self.n_heads:
@@ -238,9 +243,9 @@ class KVCacheLM:
                 own = cache[:, index, :, :end]  # (a copy of those rows' first slots)
             keys, values = own.unbind(0)
             o = self._attend(q.transpose(1, 2), keys, values, mask, causal=start == 0)
-            x = x + self._proj(o.transpose(1, 2).reshape(R, S, -1), L["o"])
-            x = x + self._mlp(L, self._rms(x, L["ln2"]))
-        return self._proj(self._rms(x[:, -1], self.norm), self.head).float()
+            x = self._residual_proj(x, o.transpose(1, 2).reshape(R, S, -1), L["o"])
+            x = self._mlp_block(L, x)
+        return self._logits(x[:, -1])
 
     def decode(self, tokens: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
         """One token per row: ``tokens`` ``[B]`` at slots ``positions`` (one int per row);
@@ -253,26 +258,61 @@ class KVCacheLM:
     def _decode(self, tokens: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
         B = tokens.shape[0]
         n = max(positions) + 1
-        same = min(positions) == n - 1
-        if same:  # every row at the same slot: no mask, one cos/sin row
-            p = n - 1
-            cos, sin = self.cos[p], self.sin_signed[p]  # [1, 1, D]
-            mask = None
-        else:
-            pos = torch.tensor(positions, device=self.device)
-            cos, sin = self.cos[pos][:, 0], self.sin_signed[pos][:, 0]  # [B, 1, D]
-            mask = (self._slots[None, :n] <= pos[:, None])[:, None, None]
-        x = F.embedding(tokens.to(self.device), self.embed)  # [B, hidden]
+        tokens = tokens.to(self.device)
+        if min(positions) == n - 1:  # every row at the same slot: no mask, one cos/sin row
+            cos, sin = self.cos[n - 1], self.sin_signed[n - 1]  # [1, 1, D]
+            slots = self._slots.narrow(0, 0, n)
+            if self.compile and n >= 2:
+                logits = compiled_call(KVCacheLM.step_at, self, tokens, slots, cos, sin)
+                if logits is not None:
+                    return logits
+            return self.step_at(tokens, slots, cos, sin)
+        pos = torch.tensor(positions, device=self.device)
+        cos, sin = self.cos[pos][:, 0], self.sin_signed[pos][:, 0]  # [B, 1, D]
+        mask = (self._slots[None, :n] <= pos[:, None])[:, None, None]
+        x = F.embedding(tokens, self.embed)  # [B, hidden]
         for L, cache in zip(self.layers, self._kv_layers):  # cache: [2, B, kv_heads, T, D]
             q, kv = self._qkv(L, self._rms(x, L["ln1"]), cos, sin)  # [B, heads, D], [B, 2, ..]
             if B != self.batch_size:
                 cache = cache.narrow(1, 0, B)
-            if same:
-                cache.select(3, p).copy_(kv.transpose(0, 1))
-            else:
-                cache[:, self._rows[:B], :, pos] = kv  # (indexed dims first: [B, 2, ...])
-            keys, values = cache.narrow(3, 0, n).unbind(0)
-            o = self._attend(q.unsqueeze(2), keys, values, mask)
-            x = x + self._proj(o.reshape(B, -1), L["o"])  # o: [B, H, 1, D]
-            x = x + self._mlp(L, self._rms(x, L["ln2"]))
+            cache[:, self._rows[:B], :, pos] = kv  # (indexed dims first: [B, 2, ...])
+            x = self._attention_block(L, x, q, cache.narrow(3, 0, n), mask)
+            x = self._mlp_block(L, x)
+        return self._logits(x)
+
+    def step_at(self, tokens: torch.Tensor, slots: torch.Tensor, cos: torch.Tensor,
+                sin: torch.Tensor) -> torch.Tensor:
+        """The decode step with every row at one slot ``p = n - 1``: ``tokens`` ``[B]``,
+        ``slots`` the ``[n]`` slot indices ``0..p`` (only its length is used: the dynamic
+        size :mod:`.compiled` marks), ``cos``/``sin`` rows ``p`` of :attr:`cos` /
+        :attr:`sin_signed` (``[1, 1, D]``). Returns logits ``[B, V]`` (float32)."""
+        B, n = tokens.shape[0], slots.shape[0]
+        x = F.embedding(tokens, self.embed)  # [B, hidden]
+        for L, cache in zip(self.layers, self._kv_layers):  # cache: [2, B, kv_heads, T, D]
+            q, kv = self._qkv(L, self._rms(x, L["ln1"]), cos, sin)  # [B, heads, D], [B, 2, ..]
+            if B != self.batch_size:
+                cache = cache.narrow(1, 0, B)
+            cache.select(3, n - 1).copy_(kv.transpose(0, 1))
+            x = self._attention_block(L, x, q, cache.narrow(3, 0, n), None)
+            x = self._mlp_block(L, x)
+        return self._logits(x)
+
+    def _attention_block(self, L: dict, x: torch.Tensor, q: torch.Tensor, kv: torch.Tensor,
+                         mask: torch.Tensor | None) -> torch.Tensor:
+        """``x`` ``[B, hidden]`` plus the attention output of one decode token per row:
+        ``q`` ``[B, heads, D]``, ``kv`` the layer's cache ``[2, B, kv_heads, n, D]``."""
+        keys, values = kv.unbind(0)
+        o = self._attend(q.unsqueeze(2), keys, values, mask)  # [B, H, 1, D]
+        return self._residual_proj(x, o.reshape(x.shape[0], -1), L["o"])
+
+    def _mlp_block(self, L: dict, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[..., hidden]`` plus the layer's MLP of its normed ``x``."""
+        h = self._rms(x, L["ln2"])
+        if "gu" in L:
+            g, u = self._proj(h, L["gu"]).chunk(2, -1)
+        else:
+            g, u = self._proj(h, L["g"]), self._proj(h, L["u"])
+        return self._residual_proj(x, self.act(g).mul_(u), L["d"])
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
         return self._proj(self._rms(x, self.norm), self.head).float()

@@ -178,7 +178,9 @@ class Session:
     ``truncated`` (a verifier then usually rejects it; accepting closes it as is).
     ``allow_eos=False``: EOS is never sampled (the owner ends the rows, e.g. by a frame
     count); ``min_new_tokens`` holds it back for that many new tokens only. A row whose
-    constraint is done is still given EOS.
+    constraint is done is still given EOS. ``compile``: ``torch.compile`` the decode step
+    of the :class:`KVCacheLM` built here (:mod:`codeclm.generation.compiled`; ignored
+    when ``model`` is already a forward).
     """
 
     def __init__(self, model, tokenizer, batch_size: int, config: SamplingConfig | None = None,
@@ -186,10 +188,11 @@ class Session:
                  min_new_tokens: int = 0, allow_eos: bool = True,
                  modality: str | None = None, max_unit_tokens: int | None = None,
                  on_token: Callable[[int, int], None] | None = None,
-                 on_unit: Callable[[int, Unit], Verdict] | None = None):
+                 on_unit: Callable[[int, Unit], Verdict] | None = None,
+                 compile: bool = False):
         # a KVCacheLM, or a forward with its interface (codeclm.guidance.GuidedLM)
         self.kv = (model if isinstance(model, CachedForward)
-                   else KVCacheLM(model, batch_size, max_length))
+                   else KVCacheLM(model, batch_size, max_length, compile=compile))
         if self.kv.batch_size < batch_size:
             raise ConfigError(f"cache holds {self.kv.batch_size} rows, {batch_size} asked")
         if self.kv.vocab_size < tokenizer.vocab_size:
@@ -551,14 +554,15 @@ def generate(model, tokenizer, prompts: Sequence[Sequence[int]],
              on_token: Callable[[int, int], None] | None = None,
              on_unit: Callable[[int, Unit], Verdict] | None = None,
              on_context_full: Callable[[int, Row], Sequence[int] | None] | None = None,
-             ) -> GenerationResult:
+             compile: bool = False) -> GenerationResult:
     """Sample continuations of ``prompts`` (token id lists) with a ``LlamaForCausalLM``.
 
     Stops a row at EOS (never before ``min_new_tokens``, never with ``allow_eos=False``),
     after ``max_new_tokens`` kept tokens, on a :class:`Stop` verdict, or when its context
     is full, where ``on_context_full(row, state)`` may return a new prompt to continue
     from (None ends the row). ``max_length`` bounds the cache (default: enough for the
-    longest prompt + ``max_new_tokens``, at most the context).
+    longest prompt + ``max_new_tokens``, at most the context). ``compile``: see
+    :class:`Session`.
     """
     if not prompts:
         raise ConfigError("no prompts")
@@ -567,7 +571,7 @@ def generate(model, tokenizer, prompts: Sequence[Sequence[int]],
     session = Session(model, tokenizer, len(prompts), config, max_length=max_length,
                       max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
                       allow_eos=allow_eos, modality=modality, max_unit_tokens=max_unit_tokens,
-                      on_token=on_token, on_unit=on_unit)
+                      on_token=on_token, on_unit=on_unit, compile=compile)
     session.start(prompts, constraints)
     while session.active:
         events = session.step()
