@@ -32,7 +32,17 @@ import torch
 
 #: why compiling failed in this process (None: not failed); later steps do not retry
 failure: str | None = None
+#: decode steps run through the compiled graph in this process
+steps = 0
 _compiled: Callable | None = None
+
+
+def reset() -> None:
+    """Forget the compiled step, a failure and dynamo's in-memory caches (the next
+    compiled step compiles again: from inductor's on-disk cache where it has the graph)."""
+    global _compiled, failure, steps
+    _compiled, failure, steps = None, None, 0
+    torch._dynamo.reset()
 
 
 def compiled_call(step: Callable, owner, tokens: torch.Tensor, slots: torch.Tensor,
@@ -40,16 +50,18 @@ def compiled_call(step: Callable, owner, tokens: torch.Tensor, slots: torch.Tens
     """``step(owner, tokens, slots, cos, sin)`` through one process-wide ``torch.compile``
     wrapper (``slots`` ``[n]``, n >= 2, the dynamic size). Returns the logits, or None
     when compiling has failed in this process (the caller then runs ``step`` eagerly)."""
-    global _compiled, failure
+    global _compiled, failure, steps
     if failure is not None:
         return None
     if _compiled is None:
         _compiled = torch.compile(step, dynamic=False)
     torch._dynamo.mark_dynamic(slots, 0)
     try:
-        return _compiled(owner, tokens, slots, cos, sin)
+        logits = _compiled(owner, tokens, slots, cos, sin)
     except Exception as e:  # noqa: BLE001 (inductor errors share no base; any: eager)
         failure = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
         warnings.warn(f"torch.compile of the decode step failed ({failure}); "
                       "decoding eagerly", RuntimeWarning, stacklevel=3)
         return None
+    steps += 1
+    return logits
