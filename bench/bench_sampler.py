@@ -10,6 +10,13 @@ padding otherwise). Both sides run with the thread count the CLIs choose for the
 ``OMP_NUM_THREADS`` is set), reported in the rows. Besides wall-clock time the ratio in
 CPU time (``time.process_time``) is reported: on a loaded machine it moves less.
 
+The small preset at batch 8 is also run with the opt-in ``torch.compile`` of the decode
+step (:mod:`codeclm.generation.compiled`), a third side in the same alternation. Its
+compile time is reported next to its ratio, twice: with a fresh, empty inductor cache
+(cold) and again after ``compiled.reset()`` with that cache filled (warm, as a second
+process would see it); each is the first compiled run's time minus the eager run's just
+before it. Also: how many runs the compiled step takes to repay a cold compile.
+
 Streaming latency: ``avclm.generate`` on the tiny model and tiny profile; for each
 frame, the time from the sampling of the token that completes its last slice NAL to
 the decoded RGB frame (goal < 5 ms on CPU). The NAL itself is known complete one token
@@ -39,14 +46,15 @@ def _model_dir(root: Path, preset: str, tok, profile) -> Path:
     return save_model_dir(model, tok, profile, root / preset)
 
 
-def _ours(lm, prompts) -> tuple[float, float]:
-    """(wall, CPU) seconds of one ``generate`` call."""
+def _ours(lm, prompts, compile: bool = False) -> tuple[float, float]:
+    """(wall, CPU) seconds of one ``generate`` call (``compile``: the compiled step)."""
     from codeclm.generation.sampling_config import SamplingConfig
     from codeclm.generation.session import generate
 
     t, c = time.perf_counter(), time.process_time()
     res = generate(lm.weights, lm.tokenizer, prompts, SamplingConfig(1.0, 50, 0.9, seed=0),
-                   max_new_tokens=N_TOKENS, min_new_tokens=N_TOKENS, modality="h264")
+                   max_new_tokens=N_TOKENS, min_new_tokens=N_TOKENS, modality="h264",
+                   compile=compile)
     dt, dc = time.perf_counter() - t, time.process_time() - c
     assert all(len(x) == N_TOKENS for x in res.tokens)
     return dt, dc
@@ -68,24 +76,63 @@ def _hf(lm, prompts) -> tuple[float, float]:
     return dt, dc
 
 
-def _speed(lm, batch: int) -> tuple[float, float, float]:
-    """(ours, hf) tokens/s summed over the batch (batch * N / best wall time), and the
-    ratio of the best CPU times (hf / ours)."""
+def _prompts(lm, batch: int) -> list[list[int]]:
     import numpy as np
 
     rng = np.random.default_rng(batch)
-    prompts = [
+    return [
         [lm.tokenizer.bos_id] + rng.integers(11, lm.tokenizer.vocab_size, PROMPT - 1).tolist()
         for _ in range(batch)
     ]
+
+
+def _speed(lm, batch: int, compiled: bool = False) -> dict:
+    """Tokens/s summed over the batch (batch * N / best wall time) of each side (``ours``,
+    ``hf``, and with ``compiled`` ``ours_compiled``), and the ratios of the best CPU times
+    against ``hf`` (``cpu_<side>``)."""
+    prompts = _prompts(lm, batch)
+    sides = {"ours": lambda: _ours(lm, prompts), "hf": lambda: _hf(lm, prompts)}
+    if compiled:
+        sides["ours_compiled"] = lambda: _ours(lm, prompts, compile=True)
     _ours(lm, prompts[:1])  # warm-up both paths
     _hf(lm, prompts[:1])
-    ours, hf = [], []
+    times: dict[str, list] = {k: [] for k in sides}
     for _ in range(REPEATS):
-        ours.append(_ours(lm, prompts))
-        hf.append(_hf(lm, prompts))
-    best = [min(t[i] for t in side) for side in (ours, hf) for i in (0, 1)]
-    return batch * N_TOKENS / best[0], batch * N_TOKENS / best[2], best[3] / best[1]
+        for k, run in sides.items():
+            times[k].append(run())
+    best = {k: (min(t[0] for t in v), min(t[1] for t in v)) for k, v in times.items()}
+    out = {k: batch * N_TOKENS / b[0] for k, b in best.items()}
+    out.update({f"cpu_{k}": best["hf"][1] / b[1] for k, b in best.items() if k != "hf"})
+    out["best_s"] = {k: b[0] for k, b in best.items()}
+    return out
+
+
+def _compile_times(lm, batch: int) -> dict:
+    """Compile time of the decode step (seconds beyond an eager run), cold (a fresh inductor
+    cache directory) and warm (that directory filled, in-memory caches reset); or the
+    failure."""
+    import os
+
+    from codeclm.generation import compiled
+
+    prompts = _prompts(lm, batch)
+    before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+        try:
+            for kind in ("cold", "warm"):
+                compiled.reset()
+                eager = _ours(lm, prompts)[0]
+                out[kind] = _ours(lm, prompts, compile=True)[0] - eager
+        finally:
+            if before is None:
+                os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+            else:
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = before
+    if compiled.failure is not None:
+        return {"failure": compiled.failure}
+    return out
 
 
 def _latency(model_dir: Path) -> dict:
@@ -104,6 +151,32 @@ def _latency(model_dir: Path) -> dict:
     return {"mean_ms": 1e3 * float(np.mean(lat)), "median_ms": 1e3 * float(np.median(lat)),
             "max_ms": 1e3 * float(np.max(lat)),
             "step_ms": 1e3 * step}
+
+
+def _compiled_rows(preset: str, batch: int, sp: dict, comp: dict) -> tuple[list, dict]:
+    """The rows of the compiled side, and its summary for the JSON (ratios, compile s)."""
+    what = f"{preset} batch {batch}"
+    if "failure" in comp:
+        return ([{"what": f"{what}: torch.compile failed ({comp['failure']})", "value": None,
+                  "unit": ""}], {"failure": comp["failure"]})
+    ratio = sp["ours_compiled"] / sp["hf"]
+    saved = sp["best_s"]["ours"] - sp["best_s"]["ours_compiled"]  # s per run
+    repay = comp["cold"] / saved if saved > 0 else None
+    info = {"ratio": ratio, "ratio_cpu": sp["cpu_ours_compiled"], "compile_s_cold": comp["cold"],
+            "compile_s_warm": comp["warm"], "runs_to_repay_cold_compile": repay}
+    return [
+        {"what": f"{what}: ours, compiled decode step", "value": sp["ours_compiled"],
+         "unit": "tok/s"},
+        {"what": f"{what}: ratio, compiled", "value": ratio, "unit": "x"},
+        {"what": f"{what}: ratio in CPU time, compiled", "value": sp["cpu_ours_compiled"],
+         "unit": "x"},
+        {"what": f"{what}: compile time, cold inductor cache", "value": comp["cold"],
+         "unit": "s"},
+        {"what": f"{what}: compile time, warm inductor cache", "value": comp["warm"],
+         "unit": "s"},
+        {"what": f"{what}: compiled runs to repay a cold compile", "value": repay,
+         "unit": "runs"},
+    ], info
 
 
 def run() -> dict:
@@ -146,9 +219,12 @@ def _run() -> dict:
             rows.append({"what": f"{preset}: torch threads (both sides)", "value": threads,
                          "unit": ""})
             for batch in (1, 8):
-                ours, hf, cpu_ratio = _speed(lm, batch)
+                with_compiled = (preset, batch) == ("small", 8)
+                comp = _compile_times(lm, batch) if with_compiled else {}
+                sp = _speed(lm, batch, with_compiled and "failure" not in comp)
+                ours, hf = sp["ours"], sp["hf"]
                 ratios[(preset, batch)] = ours / hf
-                ratios[(preset, batch, "cpu")] = cpu_ratio
+                ratios[(preset, batch, "cpu")] = sp["cpu_ours"]
                 rows += [
                     {"what": f"{preset} batch {batch}: ours", "value": ours, "unit": "tok/s"},
                     {
@@ -157,9 +233,12 @@ def _run() -> dict:
                         "unit": "tok/s",
                     },
                     {"what": f"{preset} batch {batch}: ratio", "value": ours / hf, "unit": "x"},
-                    {"what": f"{preset} batch {batch}: ratio in CPU time", "value": cpu_ratio,
-                     "unit": "x"},
+                    {"what": f"{preset} batch {batch}: ratio in CPU time",
+                     "value": sp["cpu_ours"], "unit": "x"},
                 ]
+                if with_compiled:
+                    compiled_rows, compiled_info = _compiled_rows(preset, batch, sp, comp)
+                    rows += compiled_rows
         lat = _latency(Path(tmp) / "tiny")
     rows += [
         {
@@ -187,4 +266,5 @@ def _run() -> dict:
             "ratio_small_batch1": ratios[("small", 1)],
             "ratio_small_batch8": ratios[("small", 8)], "goal_small_batch8": ">= 2",
             "ratio_small_batch8_cpu": ratios[("small", 8, "cpu")],
+            "small_batch8_compiled": compiled_info,
             "latency_goal": "< 5 ms (tiny profile, CPU)", "latency_ms": lat}
