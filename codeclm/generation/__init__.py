@@ -13,6 +13,9 @@ imports nothing, so the torch-free :mod:`.args`, :mod:`.sampling_config` and
   sort).
 - :mod:`.forward`: :class:`~.forward.KVCacheLM`, a Llama forward with a static, per-row
   KV cache, ``prefill(row, ids, start)`` and ``decode(tokens, positions)``.
+- :mod:`.compiled`: the opt-in ``torch.compile`` of the decode step
+  (``KVCacheLM(..., compile=True)``, ``generate(..., compile=True)``), falling back to
+  eager with a warning when compiling fails.
 - :mod:`.session`: a batch of streams (:class:`~.session.Session`, :func:`~.session.generate`):
   per-row prompts, stop on EOS / ``max_new_tokens`` / a unit verdict
   (:class:`~.session.Accept`, :class:`~.session.Reject`, :class:`~.session.Stop`), a

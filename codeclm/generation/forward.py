@@ -19,13 +19,18 @@ Why not ``transformers``' own caches: on CPU the per-step cost of a tiny model i
 Python and dispatch overhead, not FLOPs. ``LlamaForCausalLM.forward`` with a
 ``DynamicCache`` builds masks, position ids and cache bookkeeping every step (measured
 1.0-1.7x of ``model.generate`` for the tiny/small presets), a ``StaticCache`` adds the
-same per-layer bookkeeping without per-row lengths. The forward here is ~25 tensor ops
+same per-layer bookkeeping without per-row lengths. The forward here is ~20 tensor ops
 per layer, writes one cache slot per row in place, attends over ``cache[:, :, :max_pos+1]``
 (no mask when all rows are at the same position), fuses QKV and gate/up projections for
 small models (stored ``[in, out]``: the decode step is 2-D ``mm``, 15-35% faster than
-``F.linear`` on 3-D inputs at these sizes) and uses one fused ``rms_norm`` (see
-``bench/bench_sampler.py`` for numbers).
-On GPU it runs the same code in bf16; CUDA graphs / ``torch.compile`` are not used.
+``F.linear`` on 3-D inputs at these sizes), folds the residual adds into ``addmm`` and
+computes RMSNorm as one ``layer_norm`` (:meth:`KVCacheLM._rms`; see
+``bench/bench_sampler.py`` for numbers). At batch 8 on CPU what is left is mostly the
+matmuls and the attention reading the fp32 weights and the cache (~80% of the step).
+
+``compile=True`` runs the step where all rows sit at one slot through ``torch.compile``
+(:mod:`.compiled`: opt-in, ~20 s to compile cold; the other steps stay eager).
+On GPU it runs the same code in bf16; CUDA graphs are not used.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ class KVCacheLM:
     """A Llama forward over a ``LlamaForCausalLM``'s weights with a static, per-row KV cache.
 
     ``max_length``: cache slots per row (tokens), at most the model's context.
+    ``compile``: run same-slot decode steps through ``torch.compile`` (:mod:`.compiled`).
     Positions are slot indices; row ``r`` holds its tokens in slots ``0..len_r-1``.
     Runs on the model's device and dtype (fp32 on CPU, bf16 on GPU by convention).
     """
