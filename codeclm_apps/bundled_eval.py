@@ -105,15 +105,18 @@ def video_report(model, data: Path, n: int, frames: int, seed: int, limit: int =
 def digit_shares(generated: list[np.ndarray], training: list[np.ndarray]) -> dict:
     """Share of frames (clips of (T, H, W, 3) uint8) showing a digit
     (:data:`data_tools.digits.DIGIT_THRESHOLD`), generated and training, each the mean over
-    its clips."""
-    from data_tools.digits import DIGIT_THRESHOLD, default_recogniser
+    its clips; both over the training clips' background level (black or grey)."""
+    from data_tools.digits import DIGIT_THRESHOLD, background_level, default_recogniser
 
     rec = default_recogniser()
+    background = background_level(training)
 
     def share(clips: list[np.ndarray]) -> float:
-        return float(np.mean([rec.shows_digit_share(c) for c in clips]))
+        return float(np.mean([rec.shows_digit_share(c, background=background)
+                              for c in clips]))
 
-    return {"digit_threshold": DIGIT_THRESHOLD, "digit_frames_generated": share(generated),
+    return {"digit_threshold": DIGIT_THRESHOLD, "digit_background": background,
+            "digit_frames_generated": share(generated),
             "digit_frames_training": share(training)}
 
 
