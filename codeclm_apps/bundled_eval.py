@@ -77,7 +77,7 @@ def video_report(model, data: Path, n: int, frames: int, seed: int, limit: int =
 
     lm = load_model(model, "h264", "cpu", None)
     train = _training_clips(data, lm.profile, limit)
-    gen, verify = [], []
+    gen, verify, replaced = [], [], 0
     for i in range(n):
         clip = []
         config = SamplingConfig(seed=seed + i, **(sampling or {}))
@@ -86,6 +86,7 @@ def video_report(model, data: Path, n: int, frames: int, seed: int, limit: int =
                 clip.append(ev.image)
             elif isinstance(ev, DoneEvent):
                 verify.append(ev.stats.get("verify"))
+                replaced += ev.stats["replaced"]
         gen.append(np.stack(clip))
     train_stats = frame_stats(np.concatenate(train))
     gen_stats = frame_stats(np.concatenate(gen))
@@ -95,7 +96,7 @@ def video_report(model, data: Path, n: int, frames: int, seed: int, limit: int =
         "motion_training": float(np.mean([motion(c) for c in train])),
         "frames_in_training_range": in_range_fraction(train_stats, gen_stats),
         "training_frames_in_range": in_range_fraction(train_stats, train_stats),
-        "verify": verify,
+        "substituted_slices": replaced, "verify": verify,
     }
     if digits:
         report.update(digit_shares(gen, train))
