@@ -70,21 +70,23 @@ def _training_images(data: Path, profile, limit: int) -> np.ndarray:
 
 
 def video_report(model, data: Path, n: int, frames: int, seed: int, limit: int = 200,
-                 digits: bool = False) -> dict:
+                 digits: bool = False, sampling: dict | None = None) -> dict:
     from avclm.generate import DoneEvent, FrameEvent, generate_video
     from codeclm.generation.loading import load_model
     from codeclm.generation.sampling_config import SamplingConfig
 
     lm = load_model(model, "h264", "cpu", None)
     train = _training_clips(data, lm.profile, limit)
-    gen, verify = [], []
+    gen, verify, replaced = [], [], 0
     for i in range(n):
         clip = []
-        for ev in generate_video(lm, frames, config=SamplingConfig(seed=seed + i)):
+        config = SamplingConfig(seed=seed + i, **(sampling or {}))
+        for ev in generate_video(lm, frames, config=config):
             if isinstance(ev, FrameEvent):
                 clip.append(ev.image)
             elif isinstance(ev, DoneEvent):
                 verify.append(ev.stats.get("verify"))
+                replaced += ev.stats["replaced"]
         gen.append(np.stack(clip))
     train_stats = frame_stats(np.concatenate(train))
     gen_stats = frame_stats(np.concatenate(gen))
@@ -94,7 +96,7 @@ def video_report(model, data: Path, n: int, frames: int, seed: int, limit: int =
         "motion_training": float(np.mean([motion(c) for c in train])),
         "frames_in_training_range": in_range_fraction(train_stats, gen_stats),
         "training_frames_in_range": in_range_fraction(train_stats, train_stats),
-        "verify": verify,
+        "substituted_slices": replaced, "verify": verify,
     }
     if digits:
         report.update(digit_shares(gen, train))
@@ -104,19 +106,23 @@ def video_report(model, data: Path, n: int, frames: int, seed: int, limit: int =
 def digit_shares(generated: list[np.ndarray], training: list[np.ndarray]) -> dict:
     """Share of frames (clips of (T, H, W, 3) uint8) showing a digit
     (:data:`data_tools.digits.DIGIT_THRESHOLD`), generated and training, each the mean over
-    its clips."""
-    from data_tools.digits import DIGIT_THRESHOLD, default_recogniser
+    its clips; both over the training clips' background level (black or grey)."""
+    from data_tools.digits import DIGIT_THRESHOLD, background_level, default_recogniser
 
     rec = default_recogniser()
+    background = background_level(training)
 
     def share(clips: list[np.ndarray]) -> float:
-        return float(np.mean([rec.shows_digit_share(c) for c in clips]))
+        return float(np.mean([rec.shows_digit_share(c, background=background)
+                              for c in clips]))
 
-    return {"digit_threshold": DIGIT_THRESHOLD, "digit_frames_generated": share(generated),
+    return {"digit_threshold": DIGIT_THRESHOLD, "digit_background": background,
+            "digit_frames_generated": share(generated),
             "digit_frames_training": share(training)}
 
 
-def image_report(model, data: Path, n: int, seed: int, limit: int = 500) -> dict:
+def image_report(model, data: Path, n: int, seed: int, limit: int = 500,
+                 sampling: dict | None = None) -> dict:
     from codeclm.generation.loading import load_model
     from codeclm.generation.sampling_config import SamplingConfig
     from jpeglm.generate import ImageEvent, generate_images
@@ -124,7 +130,7 @@ def image_report(model, data: Path, n: int, seed: int, limit: int = 500) -> dict
     lm = load_model(model, "jpeg", "cpu", None)
     train = _training_images(data, lm.profile, limit)
     gen = [np.asarray(ev.image.convert("RGB"))
-           for ev in generate_images(lm, n, config=SamplingConfig(seed=seed))
+           for ev in generate_images(lm, n, config=SamplingConfig(seed=seed, **(sampling or {})))
            if isinstance(ev, ImageEvent)]
     train_stats, gen_stats = frame_stats(train), frame_stats(np.stack(gen))
     return {
@@ -137,23 +143,28 @@ def image_report(model, data: Path, n: int, seed: int, limit: int = 500) -> dict
 def _report(args: argparse.Namespace) -> dict:
     """The report ``main`` prints, after the checks that need no model."""
     from codeclm.errors import ConfigError, InputError
+    from codeclm.generation.args import sampling_settings
     from codeclm.outputs import check_output_file
 
     if args.n < 1 or args.frames < 1:
         raise ConfigError(f"-n and --frames must be >= 1, got {args.n} and {args.frames}")
+    sampling = sampling_settings(args)
     if args.output:
         check_output_file(args.output, args.overwrite)
     data = Path(args.data)
     if not _media(data, args.kind):
         raise InputError(f"{data}: no {args.kind} files")
     if args.kind == "video":
-        return video_report(args.model, data, args.n, args.frames, args.seed,
-                            digits=args.digits)
-    return image_report(args.model, data, args.n, args.seed)
+        report = video_report(args.model, data, args.n, args.frames, args.seed,
+                              digits=args.digits, sampling=sampling)
+    else:
+        report = image_report(args.model, data, args.n, args.seed, sampling=sampling)
+    return {**report, "sampling": sampling}
 
 
 def main(argv=None) -> int:
     from codeclm.cli import OneLineParser
+    from codeclm.generation.args import add_sampling_flags
 
     p = OneLineParser(prog="python -m codeclm_apps.bundled_eval",
                       description=__doc__.splitlines()[0])
@@ -163,6 +174,7 @@ def main(argv=None) -> int:
     p.add_argument("-n", type=int, default=8, help="samples to generate")
     p.add_argument("--frames", type=int, default=16, help="frames per generated clip")
     p.add_argument("--seed", type=int, default=0)
+    add_sampling_flags(p)
     p.add_argument("--digits", action="store_true",
                    help="video: also the share of frames showing a recognisable digit")
     p.add_argument("-o", "--output", default=None, help="also write the JSON here")

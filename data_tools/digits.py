@@ -9,11 +9,17 @@ training media, used to fit the recogniser. The other 1,438 are the *train* spli
 A clip (:func:`moving_digits`) shows one or two digits, white on black, each an 8x8 digit
 scaled up to ``sprite`` pixels (Pillow bicubic), moving at a constant whole-pixel velocity
 (1..3 pixels per frame on each axis) and bouncing off the frame edges; overlapping digits
-add up (clipped to white). An image is the clip's first frame.
+add up (clipped to white). An image is the clip's first frame. With ``background=128``
+(synth source ``digits-on-grey``) the digits are drawn over mid grey instead, from grey
+to white: with one macroblock per slice an intra macroblock is predicted from nothing,
+i.e. from mid grey (128), so a grey background costs a model no residual to write, and
+an empty macroblock is background rather than a grey square on black.
 
-Recognition (:class:`DigitRecogniser`): a multinomial logistic regression fitted on the
-held-out digits (8x8, 0..16). A frame is split into connected bright blobs (luma above
-half its maximum, scipy.ndimage); each blob's bounding box, padded to a square, is scaled
+Recognition (:class:`DigitRecogniser`): a small MLP fitted on the held-out digits (8x8,
+0..16). A frame's luma above the clips' background level (0 for black, 128 for
+``digits-on-grey``; :func:`background_level` reads it from the training clips), rescaled
+so that background..white spans 0..255, is split into connected bright blobs (above half
+its maximum, scipy.ndimage); each blob's bounding box, padded to a square, is scaled
 to 8x8 and classified; the frame's score is the highest class probability over its blobs.
 A frame *shows a digit* when that score is at least ``threshold`` (issue 17: 0.8).
 """
@@ -80,9 +86,11 @@ def _bounce(pos: int, vel: int, span: int) -> tuple[int, int]:
 
 
 def moving_digits(rng: np.random.Generator, width: int, height: int, frames: int,
-                  split: str = "train", count: int = 1) -> tuple[list[int], np.ndarray]:
+                  split: str = "train", count: int = 1,
+                  background: int = 0) -> tuple[list[int], np.ndarray]:
     """``(labels, frames (frames, height, width, 3) uint8)``: one or two digits of
-    ``split`` bouncing over a black background (see the module docstring)."""
+    ``split`` bouncing over a plain background of grey level ``background`` (0 black;
+    the digits span it to white; see the module docstring)."""
     images, labels = digits_of(split)
     size = int(rng.integers(round(min(width, height) * 0.3), round(min(width, height) * 0.55) + 1))
     picks = [int(rng.integers(0, len(labels))) for _ in range(count)]
@@ -99,7 +107,7 @@ def moving_digits(rng: np.random.Generator, width: int, height: int, frames: int
             out[t, s[1]:s[1] + size, s[0]:s[0] + size] += sprite
             s[0], s[2] = _bounce(s[0], s[2], width - size)
             s[1], s[3] = _bounce(s[1], s[3], height - size)
-    grey = np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)
+    grey = np.clip(background + out * (255 - background) + 0.5, 0, 255).astype(np.uint8)
     return [int(labels[i]) for i in picks], np.repeat(grey[..., None], 3, axis=3)
 
 
@@ -154,15 +162,17 @@ class DigitRecogniser:
         self.model = MLPClassifier((256, 64), max_iter=1000, random_state=seed)
         self.model.fit(np.stack(crops).reshape(len(crops), 64) / 16, np.array(targets))
 
-    def blobs(self, frame: np.ndarray) -> list[np.ndarray]:
+    def blobs(self, frame: np.ndarray, background: float = 0.0) -> list[np.ndarray]:
         """The 8x8 (0..16) crops of the bright blobs of ``frame`` ((H, W, 3) or (H, W)
-        uint8), largest first."""
+        uint8) over a plain ``background`` (grey level, 0..254), largest first."""
         from PIL import Image
         from scipy import ndimage
 
         luma = frame.astype(np.float32)
         if luma.ndim == 3:
             luma = luma @ np.array([0.299, 0.587, 0.114], np.float32)
+        if background:  # background..white -> 0..255
+            luma = np.maximum(luma - background, 0) * (255 / (255 - background))
         top = float(luma.max())
         if top <= 0:
             return []
@@ -185,10 +195,10 @@ class DigitRecogniser:
             crops.append(crop)
         return crops
 
-    def score(self, frame: np.ndarray) -> tuple[int, float]:
-        """``(digit, probability)`` of the most confidently recognised blob of ``frame``;
-        ``(-1, 0.0)`` when it has no blob."""
-        crops = self.blobs(frame)
+    def score(self, frame: np.ndarray, background: float = 0.0) -> tuple[int, float]:
+        """``(digit, probability)`` of the most confidently recognised blob of ``frame``
+        (over ``background``, see :meth:`blobs`); ``(-1, 0.0)`` when it has no blob."""
+        crops = self.blobs(frame, background)
         if not crops:
             return -1, 0.0
         probs = self.model.predict_proba(np.stack(crops).reshape(len(crops), 64) / 16)
@@ -196,12 +206,22 @@ class DigitRecogniser:
         row, digit = np.unravel_index(int(np.argmax(probs)), probs.shape)
         return int(digit), float(probs[row, digit])
 
-    def shows_digit_share(self, frames: np.ndarray,
-                          threshold: float = DIGIT_THRESHOLD) -> float:
-        """Share of ``frames`` ((T, H, W, 3) uint8) whose best blob scores >= ``threshold``."""
+    def shows_digit_share(self, frames: np.ndarray, threshold: float = DIGIT_THRESHOLD,
+                          background: float = 0.0) -> float:
+        """Share of ``frames`` ((T, H, W, 3) uint8) whose best blob (over ``background``)
+        scores >= ``threshold``."""
         if len(frames) == 0:
             return 0.0
-        return sum(self.score(f)[1] >= threshold for f in frames) / len(frames)
+        return sum(self.score(f, background)[1] >= threshold for f in frames) / len(frames)
+
+
+def background_level(clips: list[np.ndarray]) -> float:
+    """The plain background's grey level of digit clips ((T, H, W, 3) uint8 each): the
+    median luma over all their pixels (digits cover well under half a frame), rounded
+    down to 0 when under 8 (black)."""
+    luma = np.concatenate([c.reshape(-1, 3) for c in clips]).astype(np.float32)
+    level = float(np.median(luma @ np.array([0.299, 0.587, 0.114], np.float32)))
+    return 0.0 if level < 8 else min(level, 254.0)
 
 
 @functools.cache
@@ -241,15 +261,21 @@ def main(argv=None) -> int:
     parser.add_argument("clips", nargs="+", help="video files (e.g. avclm generate -o DIR)")
     parser.add_argument("--threshold", type=float, default=DIGIT_THRESHOLD,
                         help="probability a frame's best blob needs (default: %(default)s)")
+    parser.add_argument("--background", type=float, default=0.0,
+                        help="grey level of the digits' plain background: 0 (black, "
+                        "source digits) or 128 (digits-on-grey) (default: 0)")
     args = parser.parse_args(argv)
     try:
+        if not 0 <= args.background < 255:
+            raise ConfigError(f"--background must be in [0, 255), got {args.background}")
         recogniser = default_recogniser()
-        shares = {str(p): recogniser.shows_digit_share(clip_frames(p), args.threshold)
+        shares = {str(p): recogniser.shows_digit_share(clip_frames(p), args.threshold,
+                                                       args.background)
                   for p in args.clips}
     except CodecLMError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 1
-    report = {"threshold": args.threshold, "clips": len(shares),
+    report = {"threshold": args.threshold, "background": args.background, "clips": len(shares),
               "share_of_frames_with_digit": float(np.mean(list(shares.values()))),
               "per_clip": shares}
     print(json.dumps(report, indent=1))

@@ -19,7 +19,8 @@ Two families of sources:
 * ``digits`` (scikit-learn's bundled handwritten digits, ``data_tools.digits``): one
   white digit bouncing over black at a whole-pixel velocity (the Moving-MNIST idea); an
   image is one such frame. Every fifth digit is held out (``split=heldout``) for
-  evaluation and for the digit recogniser.
+  evaluation and for the digit recogniser. ``digits-on-grey``: the same over mid grey
+  (128), the background an intra macroblock with no residual decodes to.
 * ffmpeg ``lavfi`` generators, run through the bundled binary
   (``imageio_ffmpeg.get_ffmpeg_exe()``): ``life`` (Conway's game of life), ``testsrc2``
   (test pattern), ``mandelbrot`` (zooming fractal), ``cellauto`` (elementary cellular
@@ -46,7 +47,10 @@ import numpy as np
 from codeclm.errors import ConfigError, EncodeError
 from codeclm.io import atomic_path, write_png
 
-SOURCES = ("shapes", "pan", "photo-crops", "digits", "life", "testsrc2", "mandelbrot", "cellauto")
+SOURCES = ("shapes", "pan", "photo-crops", "digits", "digits-on-grey", "life", "testsrc2",
+           "mandelbrot", "cellauto")
+#: grey level of each digits source's background
+DIGIT_BACKGROUNDS = {"digits": 0, "digits-on-grey": 128}
 DEFAULT_SOURCES = ("shapes",)
 SPLITS = ("train", "heldout")
 #: ``skimage.data`` photographs in the wheel (no download), colour and grey; grey ones are
@@ -409,10 +413,11 @@ def make_item(kind: str, source: str, geo: Geometry, rng: np.random.Generator,
     ``split`` picks the photos of ``photo-crops`` and the digits of ``digits`` (other
     sources ignore it)."""
     n = 1 if kind == "image" else geo.frames
-    if source == "digits":
+    if source in DIGIT_BACKGROUNDS:
         from .digits import moving_digits
 
-        return moving_digits(rng, geo.width, geo.height, n, split)[1]
+        return moving_digits(rng, geo.width, geo.height, n, split,
+                             background=DIGIT_BACKGROUNDS[source])[1]
     if source == "photo-crops":
         if kind == "image":
             return photo_crop(rng, geo.width, geo.height, split)[1][None]

@@ -92,29 +92,25 @@ def image_paths(folder: Path, limit: int | None = None) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jpeglm.completion_mse",
-                                description=__doc__.splitlines()[0])
+    from codeclm.cli import OneLineParser
+    from codeclm.generation.args import add_sampling_flags
+
+    p = OneLineParser(prog="python -m jpeglm.completion_mse",
+                      description=__doc__.splitlines()[0])
     p.add_argument("--images", required=True, type=Path, help="held-out images")
     p.add_argument("--model", action="append", default=None,
                    help="model directory, or 'bundled' (repeatable; default: bundled)")
     p.add_argument("--ratio", type=float, default=0.5, help="prompt fraction of MCUs (0.5)")
     p.add_argument("-n", "--limit", type=int, default=None, help="use the first N images")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=50)
-    p.add_argument("--top-p", type=float, default=0.9)
+    add_sampling_flags(p)
     p.add_argument("-o", "--output", default=None, help="also write the JSON list here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
     args = p.parse_args(argv)
     from codeclm.errors import CodecLMError
 
     try:
-        images = image_paths(args.images, args.limit)
-        results = []
-        for m in args.model or ["bundled"]:
-            res = completion_report(None if m == "bundled" else m, images, args.ratio, args.seed,
-                                    args.temperature, args.top_k, args.top_p)
-            print(json.dumps(res), flush=True)
-            results.append(res)
+        results = _reports(args)
     except CodecLMError as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)
         return 1
@@ -124,6 +120,29 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_bytes(args.output, json.dumps(results, indent=2).encode() + b"\n")
     return 0
 
+
+def _reports(args: argparse.Namespace) -> list[dict]:
+    """One :func:`completion_report` per ``--model`` (printed as it ends), after the checks
+    that need no model: ratio, -n, sampling flags, the -o file."""
+    from codeclm.errors import ConfigError
+    from codeclm.generation.args import sampling_config
+    from codeclm.outputs import check_output_file
+
+    if not 0.0 < args.ratio < 1.0:
+        raise ConfigError(f"--ratio must be in (0, 1), got {args.ratio}")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"-n must be >= 1, got {args.limit}")
+    config = sampling_config(args)
+    if args.output:
+        check_output_file(args.output, args.overwrite)
+    images = image_paths(args.images, args.limit)
+    results = []
+    for m in args.model or ["bundled"]:
+        res = completion_report(None if m == "bundled" else m, images, args.ratio, args.seed,
+                                config.temperature, config.top_k, config.top_p)
+        print(json.dumps(res), flush=True)
+        results.append(res)
+    return results
 
 if __name__ == "__main__":
     sys.exit(main())

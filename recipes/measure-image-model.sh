@@ -20,7 +20,7 @@ mkdir -p "$work"
 models=()
 for m in "$@"; do models+=(--model "$m"); done
 "$py" -m jpeglm.completion_mse --images "$work/heldout" -n 64 --ratio 0.5 --seed 0 \
-    "${models[@]}" -o "$work/completion_mse.json"
+    "${models[@]}" -o "$work/completion_mse.json" --overwrite
 i=0
 for m in "$@"; do
   model=()

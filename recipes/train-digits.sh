@@ -4,18 +4,20 @@
 # Lightning fit in resumable legs -> export. 10,000 clips: on 3,000 the validation loss
 # stopped falling at step ~900 of the mini preset (1.644 there, 1.645 at step 1,900).
 #   bash recipes/train-digits.sh [WORKDIR] [MAX_STEPS]
+# SOURCE=digits-on-grey draws the digits over mid grey instead of black (default: digits).
 # Run it again with a larger MAX_STEPS to add a leg: the data steps skip what exists and
 # the fit resumes exactly from train_video/checkpoints/last.ckpt. On a GPU add
 # --trainer.accelerator gpu --trainer.precision bf16-mixed to fit(); nothing else changes.
 set -euo pipefail
 work=${1:-runs/digits}
 steps=${2:-4000}
+source=${SOURCE:-digits}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${BIN:-$root/.venv/bin}
 mkdir -p "$work"
 cd "$work"
 [ -d media/video ] || "$bin/python" -m data_tools synth media/video --kind video --profile tiny \
-    --count 10000 --seed 7 --sources digits
+    --count 10000 --seed 7 --sources "$source"
 [ -f media/h264-tiny-tokenizer.json ] || "$bin/python" -m data_tools bpe media/video \
     -o media/h264-tiny-tokenizer.json --profile tiny --vocab-size 512 --kind video --limit 1000
 [ -d shards/h264-tiny ] || "$bin/python" -m data_tools videos media/video shards/h264-tiny \

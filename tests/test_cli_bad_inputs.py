@@ -36,7 +36,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 J, A, D = "jpeglm.cli", "avclm.cli", "data_tools"
 BE = "codeclm_apps.bundled_eval"  # the bundled models' statistics (issue 17's measures)
-PROG = {J: "jpeglm", A: "avclm", D: "data_tools", BE: f"python -m {BE}"}
+CM = "jpeglm.completion_mse"  # completion against a mean fill (issue 17's image measure)
+PROG = {J: "jpeglm", A: "avclm", D: "data_tools", BE: f"python -m {BE}", CM: f"python -m {CM}"}
 LOCK_PID = str(os.getpid())  # the test process holds the lock of the "lock held" cases
 
 
@@ -496,6 +497,17 @@ case("out-exists", BE, "video", "--data", f"{F}/dir", "-o", "r.json",
      setup=existing_file("r.json"), expect="already exists")
 case("out-dir", BE, "video", "--data", f"{F}/dir", "-o", f"{F}/dir", expect="is a directory")
 case("kind", BE, "sound", "--data", f"{F}/dir", rc=2)
+case("temperature", BE, "video", "--data", f"{F}/dir", "--temperature", "-1",
+     expect="--temperature")
+
+# python -m jpeglm.completion_mse -----------------------------------------------------------
+case("images-missing", CM, "--images", f"{F}/no-dir", expect="no images")
+case("ratio-1", CM, "--images", f"{F}/media", "--ratio", "1", expect="--ratio")
+case("n-0", CM, "--images", f"{F}/media", "-n", "0", expect="-n must be")
+case("top-p-0", CM, "--images", f"{F}/media", "--top-p", "0", expect="--top-p")
+case("out-exists", CM, "--images", f"{F}/media", "-o", "r.json",
+     setup=existing_file("r.json"), expect="already exists")
+case("no-images-arg", CM, rc=2)
 
 
 # ---------------------------------------------------------------------------- fixtures

@@ -4,8 +4,8 @@ Sources: `shapes` (moving circles and rectangles on plain or gradient background
 `pan` (a camera panning over still shapes), `photo-crops` (random crops of
 scikit-image's bundled photographs, `--split train|heldout`; pans over them as video),
 `digits` (scikit-learn's bundled handwritten digits bouncing over black, `--split` as for
-photos) and the ffmpeg generators `life`, `testsrc2`,
-`mandelbrot`, `cellauto`. Deterministic given --seed.
+photos), `digits-on-grey` (the same over mid grey) and the ffmpeg generators `life`,
+`testsrc2`, `mandelbrot`, `cellauto`. Deterministic given --seed.
 """
 
 import time
@@ -85,8 +85,9 @@ def run(args) -> int:
                       if p.stat().st_mtime_ns >= started)
         raise
     target.record(p.name for p in paths)
-    split = "".join(f", {args.split} {what}" for source, what in
-                    (("photo-crops", "photos"), ("digits", "digits")) if source in sources)
+    split = "".join(f", {args.split} {what}" for what, names in
+                    (("photos", {"photo-crops"}), ("digits", {"digits", "digits-on-grey"}))
+                    if names & set(sources))
     print(f"wrote {len(paths)} synthetic {args.kind}s ({', '.join(sources)}{split}) to {args.out}")
     return 0
 

@@ -37,12 +37,25 @@ def test_digit_shares_tell_digits_from_flat_frames(digit_media):
     shares = digit_shares(flat, clips)
     assert shares["digit_frames_training"] >= 0.5
     assert shares["digit_frames_generated"] == 0.0
+    assert shares["digit_background"] == 0.0
+
+
+def test_digit_shares_over_grey_read_the_background_from_the_training_clips(tmp_path):
+    from codeclm.profile import get_profile
+    from data_tools.digits import clip_frames
+
+    synth(tmp_path, "video", get_profile("h264", "tiny"), 3, seed=1, sources=("digits-on-grey",))
+    grey = [clip_frames(p) for p in sorted(tmp_path.rglob("*.mp4"))]
+    shares = digit_shares([np.full_like(c, 128) for c in grey], grey)
+    assert 120 <= shares["digit_background"] <= 136  # mid grey, after the codec
+    assert shares["digit_frames_training"] >= 0.5
+    assert shares["digit_frames_generated"] == 0.0
 
 
 def test_video_report_with_digits_on_the_bundled_model(digit_media, tmp_path, capsys):
     out = tmp_path / "report.json"
     assert main(["video", "--data", str(digit_media), "-n", "1", "--frames", "2", "--digits",
-                 "-o", str(out)]) == 0
+                 "--temperature", "0.9", "-o", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report == json.loads(capsys.readouterr().out)
     assert report["clips"] == 1 and report["training_clips"] == 3
@@ -50,3 +63,5 @@ def test_video_report_with_digits_on_the_bundled_model(digit_media, tmp_path, ca
     assert 0.0 <= report["frames_in_training_range"] <= 1.0
     assert report["digit_frames_training"] >= 0.5
     assert 0.0 <= report["digit_frames_generated"] <= 1.0
+    assert report["substituted_slices"] == 0
+    assert report["sampling"] == {"temperature": 0.9, "top_k": 50, "top_p": 0.9}

@@ -9,9 +9,16 @@ import json
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
 from data_tools.__main__ import main
-from data_tools.digits import default_recogniser, digits_of, moving_digits, not_digit_frames
+from data_tools.digits import (
+    background_level,
+    default_recogniser,
+    digits_of,
+    moving_digits,
+    not_digit_frames,
+)
 from data_tools.synth import pan_frames, random_pan, random_scene, synth
 
 
@@ -40,6 +47,26 @@ def test_a_digit_bounces_inside_the_frame_at_constant_speed():
     assert (frames.reshape(8, -1).max(axis=1) > 200).all()  # the digit is always in view
 
 
+def test_digits_on_grey_span_grey_to_white_and_are_recognised_like_on_black(recogniser):
+    labels, black = moving_digits(np.random.default_rng(3), 64, 64, 4)
+    same, grey = moving_digits(np.random.default_rng(3), 64, 64, 4, background=128)
+    assert same == labels and (grey >= 128).all() and grey.max() > 240
+    # the same digit over another background: grey = 128 + black * 127/255 (rounded)
+    assert np.abs(grey - (128 + black * (127 / 255))).max() <= 1
+    assert background_level([black]) == 0 and background_level([grey]) == 128
+    on_grey = [recogniser.score(f, background=128) for f in grey]
+    on_black = [recogniser.score(f) for f in black]
+    assert [d for d, _ in on_grey] == [d for d, _ in on_black] == labels * 4
+    assert np.allclose([p for _, p in on_grey], [p for _, p in on_black], atol=0.01)
+    # told the background, the recogniser sees digits over grey as well as over black
+    clips = [moving_digits(np.random.default_rng((9, i)), 64, 64, 1, background=128)
+             for i in range(30)]
+    assert np.mean([recogniser.shows_digit_share(f, background=128) for _, f in clips]) >= 0.6
+    assert np.mean([recogniser.shows_digit_share(f) for _, f in clips]) <= 0.1  # not told
+    flat = np.full((2, 64, 64, 3), 128, np.uint8)
+    assert recogniser.shows_digit_share(flat, background=128) == 0.0
+
+
 def test_synth_digits_clips_decode_deterministic_and_heldout_differs(tmp_path, avc_tiny):
     a = synth(tmp_path / "a", "video", avc_tiny, 2, seed=4, sources=("digits",))
     b = synth(tmp_path / "b", "video", avc_tiny, 2, seed=4, sources=("digits",))
@@ -58,6 +85,11 @@ def test_cli_synth_digits_images(tmp_path, capsys):
                  "--count", "2", "--sources", "digits", "--split", "heldout"]) == 0
     assert "heldout digits" in capsys.readouterr().out
     assert len(list((tmp_path / "o").glob("*-digits.png"))) == 2
+    assert main(["synth", str(tmp_path / "g"), "--kind", "image", "--profile", "tiny",
+                 "--count", "2", "--sources", "digits-on-grey"]) == 0
+    assert "train digits" in capsys.readouterr().out
+    (png,) = list((tmp_path / "g").glob("00000-digits-on-grey.png"))
+    assert np.median(np.asarray(Image.open(png))) == 128
 
 
 def test_recogniser_sees_digits_in_digit_clips_and_not_in_other_sources(recogniser):

@@ -72,6 +72,14 @@ def test_cli_writes_json_and_errors_in_one_line(heldout_and_model, tmp_path, cap
     (res,) = json.loads(out.read_text())
     assert res["images"] == 2 and res["model"] == str(model)
     capsys.readouterr()
+    before = out.read_bytes()  # an existing -o is refused (before any model runs), kept
+    assert main(["--images", str(paths[0].parent), "--model", str(model), "-n", "1",
+                 "-o", str(out)]) == 1
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == before
+    assert main(["--images", str(paths[0].parent), "--model", str(model), "-n", "1",
+                 "-o", str(out), "--overwrite"]) == 0
+    assert json.loads(out.read_text())[0]["images"] == 1
+    capsys.readouterr()
     assert main(["--images", str(tmp_path / "empty"), "--model", str(model)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("python -m jpeglm.completion_mse: error:")
