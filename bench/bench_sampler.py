@@ -2,7 +2,7 @@
 
 Same saved model directory (random ``tiny`` and ``small`` Llama presets with an H.264
 tokenizer), same settings (T=1.0, top-k 50, top-p 0.9, EOS blocked so both sides
-write exactly N tokens), same run: each side is timed three times, alternating, and
+write exactly N tokens), same run: each side is timed five times, alternating, and
 the best time counts (the machine is shared). Tokens/s include the prefill of a
 64-token prompt. Batch 8 uses 8 prompts of the same length (``generate`` would need
 padding otherwise). Both sides run with the thread count the CLIs choose for the model
@@ -31,7 +31,7 @@ from pathlib import Path
 
 N_TOKENS = 128
 PROMPT = 64
-REPEATS = 3
+REPEATS = 5
 
 
 def _model_dir(root: Path, preset: str, tok, profile) -> Path:
