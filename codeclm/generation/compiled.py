@@ -55,10 +55,10 @@ def compiled_call(step: Callable, owner, tokens: torch.Tensor, slots: torch.Tens
     global _compiled, failure, steps
     if failure is not None:
         return None
-    if _compiled is None:
-        _compiled = torch.compile(step, dynamic=False)
-    torch._dynamo.mark_dynamic(slots, 0)
-    try:
+    try:  # (torch.compile itself raises where dynamo is unsupported, e.g. a new Python)
+        if _compiled is None:
+            _compiled = torch.compile(step, dynamic=False)
+        torch._dynamo.mark_dynamic(slots, 0)
         logits = _compiled(owner, tokens, slots, cos, sin)
     except Exception as e:  # noqa: BLE001 (inductor errors share no base; any: eager)
         failure = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
