@@ -4,7 +4,8 @@
 # Lightning fit in resumable legs -> export. 10,000 clips: on 3,000 the validation loss
 # stopped falling at step ~900 of the mini preset (1.644 there, 1.645 at step 1,900).
 #   bash recipes/train-digits.sh [WORKDIR] [MAX_STEPS]
-# SOURCE=digits-on-grey draws the digits over mid grey instead of black (default: digits).
+# SOURCE=digits-on-grey draws the digits over mid grey instead of black (default: digits);
+# measured not to help (digits in 0% of generated frames at step 3,050, see README).
 # Run it again with a larger MAX_STEPS to add a leg: the data steps skip what exists and
 # the fit resumes exactly from train_video/checkpoints/last.ckpt. On a GPU add
 # --trainer.accelerator gpu --trainer.precision bf16-mixed to fit(); nothing else changes.
