@@ -231,13 +231,17 @@ def default_recogniser() -> DigitRecogniser:
 
 
 def clip_frames(path) -> np.ndarray:
-    """The RGB frames ``(T, H, W, 3)`` uint8 of a video file (MP4, H.264 Annex-B, ...)."""
+    """The RGB frames ``(T, H, W, 3)`` uint8 of a video file (MP4, H.264 Annex-B, ...),
+    after :func:`avclm.codec.open_video`'s checks (a text or still-image file is no
+    clip); :class:`InputError` naming the file otherwise."""
     import av
 
+    from avclm.codec import open_video
     from codeclm.errors import InputError
 
+    container, _ = open_video(path)
     try:
-        with av.open(str(path)) as container:
+        with container:
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     except (av.FFmpegError, OSError) as e:
         raise InputError(f"{path}: cannot decode video: {e}") from e
@@ -250,14 +254,14 @@ def main(argv=None) -> int:
     """``python -m data_tools.digits CLIP [CLIP ...] [--threshold P]``: the share of frames
     in which :class:`DigitRecogniser` sees a digit, per clip and overall, printed as JSON
     (issue 17's measure for a digits video model)."""
-    import argparse
     import json
     import sys
 
+    from codeclm.cli import OneLineParser
     from codeclm.errors import CodecLMError
 
-    parser = argparse.ArgumentParser(prog="python -m data_tools.digits",
-                                     description=main.__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m data_tools.digits",
+                           description=main.__doc__.split("\n\n")[0])
     parser.add_argument("clips", nargs="+", help="video files (e.g. avclm generate -o DIR)")
     parser.add_argument("--threshold", type=float, default=DIGIT_THRESHOLD,
                         help="probability a frame's best blob needs (default: %(default)s)")

@@ -37,7 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 J, A, D = "jpeglm.cli", "avclm.cli", "data_tools"
 BE = "codeclm_apps.bundled_eval"  # the bundled models' statistics (issue 17's measures)
 CM = "jpeglm.completion_mse"  # completion against a mean fill (issue 17's image measure)
-PROG = {J: "jpeglm", A: "avclm", D: "data_tools", BE: f"python -m {BE}", CM: f"python -m {CM}"}
+DG = "data_tools.digits"  # the digit recogniser's report on clips (issue 17's video measure)
+PROG = {J: "jpeglm", A: "avclm", D: "data_tools", BE: f"python -m {BE}", CM: f"python -m {CM}",
+        DG: f"python -m {DG}"}
 LOCK_PID = str(os.getpid())  # the test process holds the lock of the "lock held" cases
 
 
@@ -508,6 +510,13 @@ case("top-p-0", CM, "--images", f"{F}/media", "--top-p", "0", expect="--top-p")
 case("out-exists", CM, "--images", f"{F}/media", "-o", "r.json",
      setup=existing_file("r.json"), expect="already exists")
 case("no-images-arg", CM, rc=2)
+
+# python -m data_tools.digits ----------------------------------------------------------------
+case("clip-text", DG, f"{F}/text.txt", expect="a text file, not a video")
+case("clip-image", DG, f"{F}/img.png", expect="a still image")
+case("clip-missing", DG, f"{F}/no-such-file", expect="no such file")
+case("background-255", DG, f"{F}/clip.mp4", "--background", "255", expect="--background")
+case("no-clips", DG, rc=2)
 
 
 # ---------------------------------------------------------------------------- fixtures
