@@ -40,6 +40,8 @@ BLOB_LEVEL = 0.5
 MIN_BLOB_PIXELS = 12
 #: the probability from which a frame *shows a digit* (issue 17)
 DIGIT_THRESHOLD = 0.8
+#: RGB -> luma (BT.601), for blobs and the background level
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 @functools.cache
@@ -170,7 +172,7 @@ class DigitRecogniser:
 
         luma = frame.astype(np.float32)
         if luma.ndim == 3:
-            luma = luma @ np.array([0.299, 0.587, 0.114], np.float32)
+            luma = luma @ LUMA_WEIGHTS
         if background:  # background..white -> 0..255
             luma = np.maximum(luma - background, 0) * (255 / (255 - background))
         top = float(luma.max())
@@ -220,7 +222,7 @@ def background_level(clips: list[np.ndarray]) -> float:
     median luma over all their pixels (digits cover well under half a frame), rounded
     down to 0 when under 8 (black)."""
     luma = np.concatenate([c.reshape(-1, 3) for c in clips]).astype(np.float32)
-    level = float(np.median(luma @ np.array([0.299, 0.587, 0.114], np.float32)))
+    level = float(np.median(luma @ LUMA_WEIGHTS))
     return 0.0 if level < 8 else min(level, 254.0)
 
 

@@ -15,7 +15,7 @@ from codeclm.errors import ConfigError
 from codeclm.profile import get_profile
 
 from ..sources import modality_of_kind
-from ..synth import DEFAULT_SOURCES, SOURCES, SPLITS, synth
+from ..synth import DEFAULT_SOURCES, DIGIT_BACKGROUNDS, SOURCES, SPLITS, synth
 from . import add_progress, kind_arg, positive_int
 
 
@@ -86,7 +86,7 @@ def run(args) -> int:
         raise
     target.record(p.name for p in paths)
     split = "".join(f", {args.split} {what}" for what, names in
-                    (("photos", {"photo-crops"}), ("digits", {"digits", "digits-on-grey"}))
+                    (("photos", {"photo-crops"}), ("digits", set(DIGIT_BACKGROUNDS)))
                     if names & set(sources))
     print(f"wrote {len(paths)} synthetic {args.kind}s ({', '.join(sources)}{split}) to {args.out}")
     return 0
