@@ -14,6 +14,19 @@ averaged over the RGB channels) on the MCUs *not* in the prompt:
 - ``mse_mean_fill``: those MCUs painted with the mean colour of the prompt's pixels,
   the baseline a model has to beat to show it uses what it sees.
 
+``--pool DIR`` (training images, never the held-out ones) adds what *sampled*
+completions can be expected to score (:func:`pool_baselines`): a single sample, however
+good, is not a point estimate, and a sampler that draws the missing part from its true
+conditional distribution scores about twice the conditional variance, which can be
+above the mean fill's error:
+
+- ``mse_retrieval_sample``: the missing part of the pool image whose prompt part is
+  nearest (a nonparametric conditional sample);
+- ``mse_retrieval_mean``: the mean of the :data:`RETRIEVAL_K` nearest ones' (an
+  estimate of the conditional mean: a point estimate, like the fill);
+- ``mse_random_sample``: the missing part of a random pool image (an unconditional
+  sample: what a model that ignores the prompt scores).
+
 ``--model`` may be given several times (``bundled`` is the bundled model); one JSON
 object per model is printed (and written to ``-o`` as a list).
 """
@@ -53,9 +66,61 @@ def mean_fill(reference: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+#: pool images averaged for ``mse_retrieval_mean``
+RETRIEVAL_K = 20
+#: pool images compared at a time (bounds the distance matrix's memory)
+_POOL_CHUNK = 2048
+
+
+def canonical_pixels(data: bytes, profile) -> np.ndarray:
+    """(H, W, 3) uint8: the canonical decode of one canonical JPEG."""
+    from jpeglm import codec
+
+    return np.asarray(codec.decode(data, profile, strict=True).convert("RGB"))
+
+
+def pool_baselines(truth: list[np.ndarray], pool: list[np.ndarray], mask: np.ndarray,
+                   seed: int = 0) -> dict:
+    """The sampled-completion yardsticks (module docstring) for the held-out images
+    ``truth`` against ``pool`` (training images), all (H, W, 3) uint8 canonical decodes
+    at one profile; ``mask`` (H, W) bool: the missing part. Nearest means least squared
+    distance over the prompt part's pixels (``~mask``). Mean MSEs over ``truth``, and
+    ``pool``: its size. ``seed`` picks the random samples."""
+    from codeclm.errors import InputError
+
+    if not pool:
+        raise InputError("the --pool folder holds no images")
+    q = np.stack([t[~mask].reshape(-1) for t in truth]).astype(np.float32)
+    k = min(RETRIEVAL_K, len(pool))
+    best_d = np.full((len(truth), 0), np.inf, np.float32)
+    best_i = np.zeros((len(truth), 0), np.int64)
+    for start in range(0, len(pool), _POOL_CHUNK):
+        chunk = np.stack([p[~mask].reshape(-1) for p in pool[start:start + _POOL_CHUNK]])
+        chunk = chunk.astype(np.float32)
+        d = ((q * q).sum(1)[:, None] - 2 * q @ chunk.T + (chunk * chunk).sum(1)[None])
+        best_d = np.concatenate([best_d, d], 1)
+        best_i = np.concatenate([best_i, np.broadcast_to(np.arange(start, start + len(chunk)),
+                                                         d.shape)], 1)
+        keep = np.argsort(best_d, 1, kind="stable")[:, :k]
+        best_d = np.take_along_axis(best_d, keep, 1)
+        best_i = np.take_along_axis(best_i, keep, 1)
+    rng = np.random.default_rng(seed)
+    sample, mean, random = [], [], []
+    for t, near in zip(truth, best_i):
+        sample.append(masked_mse(pool[near[0]], t, mask))
+        mean.append(masked_mse(np.mean([pool[i] for i in near], 0), t, mask))
+        random.append(masked_mse(pool[int(rng.integers(len(pool)))], t, mask))
+    return {"pool": len(pool), "mse_retrieval_sample": float(np.mean(sample)),
+            "mse_retrieval_mean": float(np.mean(mean)),
+            "mse_random_sample": float(np.mean(random))}
+
+
 def completion_report(model, images: list[Path], ratio: float = 0.5, seed: int = 0,
-                      temperature: float = 1.0, top_k: int = 50, top_p: float = 0.9) -> dict:
-    """Completion MSE against mean fill for one model (directory, or None: bundled)."""
+                      temperature: float = 1.0, top_k: int = 50, top_p: float = 0.9,
+                      pool: list[Path] | None = None) -> dict:
+    """Completion MSE against mean fill for one model (directory, or None: bundled);
+    with ``pool`` (training images) also the sampled-completion yardsticks
+    (:func:`pool_baselines`)."""
     from codeclm.generation.loading import load_model
     from codeclm.generation.sampling_config import SamplingConfig
     from jpeglm import codec
@@ -65,7 +130,7 @@ def completion_report(model, images: list[Path], ratio: float = 0.5, seed: int =
     profile = lm.profile
     mask = generated_mask(profile, ratio)
     data = [codec.encode_image(p, profile) for p in images]
-    truth = [np.asarray(codec.decode(d, profile, strict=True).convert("RGB")) for d in data]
+    truth = [canonical_pixels(d, profile) for d in data]
     prompts = [codec.prompt_prefix(d, ratio, profile) for d in data]
     config = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     done = {ev.sample: np.asarray(ev.image.convert("RGB"))
@@ -73,12 +138,16 @@ def completion_report(model, images: list[Path], ratio: float = 0.5, seed: int =
             if isinstance(ev, ImageEvent)}
     mse_model = [masked_mse(done[i], t, mask) for i, t in enumerate(truth)]
     mse_fill = [masked_mse(mean_fill(t, mask), t, mask) for t in truth]
-    return {
+    report = {
         "model": str(model) if model else "bundled", "images": len(images), "ratio": ratio,
         "seed": seed, "temperature": temperature, "top_k": top_k, "top_p": top_p,
         "mse_model": float(np.mean(mse_model)), "mse_mean_fill": float(np.mean(mse_fill)),
         "model_beats_fill": float(np.mean(np.array(mse_model) < np.array(mse_fill))),
     }
+    if pool is not None:
+        pixels = [canonical_pixels(codec.encode_image(p, profile), profile) for p in pool]
+        report.update(pool_baselines(truth, pixels, mask, seed))
+    return report
 
 
 def image_paths(folder: Path, limit: int | None = None) -> list[Path]:
@@ -103,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ratio", type=float, default=0.5, help="prompt fraction of MCUs (0.5)")
     p.add_argument("-n", "--limit", type=int, default=None, help="use the first N images")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pool", type=Path, default=None,
+                   help="training images: also report what sampled completions score "
+                        "(retrieval and random samples from them)")
     add_sampling_flags(p)
     p.add_argument("-o", "--output", default=None, help="also write the JSON list here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
@@ -136,10 +208,13 @@ def _reports(args: argparse.Namespace) -> list[dict]:
     if args.output:
         check_output_file(args.output, args.overwrite)
     images = image_paths(args.images, args.limit)
+    pool = image_paths(args.pool) if args.pool is not None else None
+    if pool is not None and {p.resolve() for p in pool} & {p.resolve() for p in images}:
+        raise ConfigError("--pool shares images with --images: give training images")
     results = []
     for m in args.model or ["bundled"]:
         res = completion_report(None if m == "bundled" else m, images, args.ratio, args.seed,
-                                config.temperature, config.top_k, config.top_p)
+                                config.temperature, config.top_k, config.top_p, pool)
         print(json.dumps(res), flush=True)
         results.append(res)
     return results

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The image model's goals (issue 17), measured on photos no model was trained on:
 #  1. completion at ratio 0.5 on 64 held-out photo crops: pixel MSE of the generated half
-#     against filling it with the prompt's mean colour (python -m jpeglm.completion_mse);
+#     against filling it with the prompt's mean colour (python -m jpeglm.completion_mse),
+#     and against what sampled completions score: retrieval and random samples from the
+#     16,000 training crops (--pool; the same crops recipes/train-photo.sh trains on);
 #  2. FID (weight-free pixels extractor) of 256 unconditional samples against 256 held-out
 #     crops (jpeglm eval uncond).
 # Each MODEL is a model directory or 'bundled'. Results: WORKDIR/completion_mse.json and
@@ -19,8 +21,10 @@ mkdir -p "$work"
     --sources photo-crops --split heldout
 models=()
 for m in "$@"; do models+=(--model "$m"); done
+[ -d "$work/train" ] || "$py" -m data_tools synth "$work/train" --kind image --profile tiny \
+    --count 16000 --seed 7 --sources photo-crops
 "$py" -m jpeglm.completion_mse --images "$work/heldout" -n 64 --ratio 0.5 --seed 0 \
-    "${models[@]}" -o "$work/completion_mse.json" --overwrite
+    --pool "$work/train" "${models[@]}" -o "$work/completion_mse.json" --overwrite
 i=0
 for m in "$@"; do
   model=()

@@ -510,6 +510,9 @@ case("top-p-0", CM, "--images", f"{F}/media", "--top-p", "0", expect="--top-p")
 case("out-exists", CM, "--images", f"{F}/media", "-o", "r.json",
      setup=existing_file("r.json"), expect="already exists")
 case("no-images-arg", CM, rc=2)
+case("pool-is-images", CM, "--images", f"{F}/media", "--pool", f"{F}/media",
+     expect="--pool shares images")
+case("pool-missing", CM, "--images", f"{F}/media", "--pool", f"{F}/no-dir", expect="no images")
 
 # python -m data_tools.digits ----------------------------------------------------------------
 case("clip-text", DG, f"{F}/text.txt", expect="a text file, not a video")

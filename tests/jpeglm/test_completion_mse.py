@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from jpeglm import codec
-from jpeglm.completion_mse import completion_report, generated_mask, main, masked_mse, mean_fill
+from jpeglm.completion_mse import (
+    RETRIEVAL_K,
+    completion_report,
+    generated_mask,
+    main,
+    masked_mse,
+    mean_fill,
+    pool_baselines,
+)
 
 
 def test_mask_at_half_is_the_bottom_rows_of_mcus(tiny):
@@ -38,6 +46,26 @@ def test_mean_fill_paints_the_prompt_mean():
     assert masked_mse(img, img, mask) == 0
 
 
+def test_pool_baselines_retrieve_by_the_prompt_part():
+    """The retrieval sample is the pool image nearest on the prompt part (whatever its
+    missing part), the retrieval mean averages the nearest ones, the random sample is
+    some pool image; exact values on hand-made images."""
+    mask = np.zeros((4, 2), bool)
+    mask[2:] = True
+    truth = np.full((4, 2, 3), 100, np.uint8)
+    near = truth.copy()
+    near[2:] += 3  # same prompt part, missing part off by 3: MSE 9
+    far = np.zeros((4, 2, 3), np.uint8)  # far prompt part, missing part off by 100
+    res = pool_baselines([truth], [far, near], mask, seed=0)
+    assert res["pool"] == 2 and res["mse_retrieval_sample"] == pytest.approx(9.0)
+    assert min(2, RETRIEVAL_K) == 2  # both are averaged: (103 + 0) / 2 = 51.5 vs 100
+    assert res["mse_retrieval_mean"] == pytest.approx(48.5 ** 2)
+    assert res["mse_random_sample"] in (pytest.approx(9.0), pytest.approx(100.0 ** 2))
+    # chunked search: the same nearest one among many far ones
+    many = [far] * 2500 + [near] + [far] * 100
+    assert pool_baselines([truth], many, mask)["mse_retrieval_sample"] == pytest.approx(9.0)
+
+
 @pytest.fixture(scope="module")
 def heldout_and_model(tmp_path_factory, tiny, random_model_dir):
     from data_tools.synth import synth
@@ -62,6 +90,17 @@ def test_report_on_real_crops_and_a_real_model(heldout_and_model, tiny):
     assert res["mse_mean_fill"] == pytest.approx(np.mean(want))
     assert res["mse_model"] > 0  # an untrained model does not guess the bottom half
     assert completion_report(model, paths, 0.5, seed=3) == res  # seeded: repeatable
+    assert "mse_retrieval_sample" not in res
+
+
+def test_report_with_a_pool_of_real_crops(heldout_and_model):
+    """``pool``: each held-out crop is its own nearest neighbour when the pool holds it
+    (retrieval MSE 0, not so for a random pick); the model's numbers are unchanged."""
+    paths, model = heldout_and_model
+    res = completion_report(model, paths, 0.5, seed=3, pool=paths)
+    assert res["pool"] == 3 and res["mse_retrieval_sample"] == 0
+    assert res["mse_model"] == completion_report(model, paths, 0.5, seed=3)["mse_model"]
+    assert res["mse_random_sample"] >= 0 and res["mse_retrieval_mean"] > 0
 
 
 def test_cli_writes_json_and_errors_in_one_line(heldout_and_model, tmp_path, capsys):
@@ -80,6 +119,9 @@ def test_cli_writes_json_and_errors_in_one_line(heldout_and_model, tmp_path, cap
                  "-o", str(out), "--overwrite"]) == 0
     assert json.loads(out.read_text())[0]["images"] == 1
     capsys.readouterr()
+    folder = str(paths[0].parent)  # the pool must not hold the held-out images
+    assert main(["--images", folder, "--model", str(model), "--pool", folder]) == 1
+    assert "--pool shares images" in capsys.readouterr().err
     assert main(["--images", str(tmp_path / "empty"), "--model", str(model)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("python -m jpeglm.completion_mse: error:")
