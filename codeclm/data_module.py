@@ -241,7 +241,8 @@ class CodecDataModule(L.LightningDataModule):
     # --- datasets ----------------------------------------------------------------------
     def _dataset(self, path: str, shuffle: bool):
         from litdata import StreamingDataset
-        from litdata.streaming.item_loader import TokensLoader
+
+        from .litdata_tokens import TokensLoader
 
         offline_litdata()
         return StreamingDataset(str(Path(path).resolve()),

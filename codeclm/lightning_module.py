@@ -77,6 +77,24 @@ def cosine_schedule(step: int, warmup_steps: int, decay_steps: int, lr: float,
     return target / lr
 
 
+def shard_fsdp2(model, mesh, precision: str | None = None) -> None:
+    """FSDP2 (``torch.distributed.fsdp.fully_shard``) over ``mesh``, in place: one unit per
+    ``LlamaDecoderLayer``, then the root (embeddings, final norm, head). With ``bf16-mixed``
+    the units compute in bf16 over fp32 master weights and reduce gradients in fp32
+    (``MixedPrecisionPolicy``, as Lightning recommends for ``ModelParallelStrategy``)."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    kwargs: dict[str, Any] = {"mesh": mesh}
+    if precision == "bf16-mixed":
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16,
+                                                   reduce_dtype=torch.float32)
+    for module in model.modules():
+        if isinstance(module, LlamaDecoderLayer):
+            fully_shard(module, **kwargs)
+    fully_shard(model, **kwargs)
+
+
 def is_no_decay(name: str) -> bool:
     """Parameters without weight decay: norm gains and biases (Llama has no biases)."""
     return "norm" in name or name.endswith(".bias")
@@ -204,9 +222,30 @@ class CodecLM(L.LightningModule):
         if self.hparams.gradient_checkpointing:
             model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False})
-        if self.hparams.compile:
+        mesh = self._fsdp2_mesh()
+        if mesh is not None:
+            shard_fsdp2(model, mesh, self.trainer.precision)
+        if self.hparams.compile:  # after sharding (Lightning's compile guide for FSDP2)
             model.compile()
         self.model = model
+
+    def _fsdp2_mesh(self):
+        """The data-parallel device mesh under Lightning's ``ModelParallelStrategy`` (FSDP2),
+        else None (single device, DDP, ``FSDPStrategy``: those wrap the model themselves)."""
+        if self._trainer is None:
+            return None
+        from lightning.pytorch.strategies import ModelParallelStrategy
+
+        strategy = self.trainer.strategy
+        if not isinstance(strategy, ModelParallelStrategy):
+            return None
+        mesh = strategy.device_mesh
+        if mesh["tensor_parallel"].size() != 1:
+            raise ConfigError(f"ModelParallelStrategy: tensor_parallel_size "
+                              f"{mesh['tensor_parallel'].size()} is not supported (the Llama "
+                              "model has no tensor-parallel plan); use tensor_parallel_size 1 "
+                              "and data_parallel_size = devices x num_nodes")
+        return mesh["data_parallel"]
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """``(B, T)`` token ids -> ``(B, T, vocab)`` logits."""
