@@ -8,9 +8,10 @@
 2. **Sampler**: the shared KV-cache sampler in bf16 against ``model.generate`` (sdpa,
    static cache), ``1b`` preset, 256 new tokens after a 64-token prompt, batch 1 and 16;
    the best of 3 alternating runs each.
-3. **FSDP**: ``jpeglm train fit`` on one GPU with the 7B recipes' FSDP settings (full
-   shard, one Llama block per unit, full-state checkpoint) for a few steps on synthetic
-   shards, then ``jpeglm export`` of that checkpoint and a generation from the export.
+3. **FSDP**: ``jpeglm train fit`` on one GPU with the 7B recipes' FSDP2 settings
+   (``ModelParallelStrategy``: one ``fully_shard`` unit per Llama block, bf16 compute over
+   fp32 weights, full-state checkpoint) for a few steps on synthetic shards, then
+   ``jpeglm export`` of that checkpoint and a generation from the export.
 
 Prints one table and writes ``bench/results/gpu.json``. Without CUDA it prints why and
 exits 0 (CI and laptops have no GPU). Goals (issue "fast from the first keystroke"):
@@ -138,7 +139,7 @@ def bench_sampler(batch: int, new_tokens: int = 256, prompt: int = 64) -> dict:
 
 
 def bench_fsdp(tmp: Path, steps: int) -> dict:
-    """Synthetic shards -> 1-GPU FSDP fit (full-state checkpoint) -> export -> generate."""
+    """Synthetic shards -> 1-GPU FSDP2 fit (full-state checkpoint) -> export -> generate."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     py = sys.executable
 
@@ -155,12 +156,11 @@ def bench_fsdp(tmp: Path, steps: int) -> dict:
     run("data_tools", "images", str(tmp / "media"), str(tmp / "shards"), "--profile", "tiny",
         "--tokenizer", str(tmp / "tok.json"))
     cfg = tmp / "fsdp.yaml"
-    cfg.write_text("trainer:\n  strategy:\n"
-                   "    class_path: lightning.pytorch.strategies.FSDPStrategy\n"
-                   "    init_args:\n      sharding_strategy: FULL_SHARD\n"
-                   "      auto_wrap_policy:\n"
-                   "        [transformers.models.llama.modeling_llama.LlamaDecoderLayer]\n"
-                   "      state_dict_type: full\n")
+    cfg.write_text("trainer:\n  strategy:\n"  # the 7B recipes' strategy, on one GPU
+                   "    class_path: lightning.pytorch.strategies.ModelParallelStrategy\n"
+                   "    init_args:\n      data_parallel_size: 1\n"
+                   "      tensor_parallel_size: 1\n"
+                   "      save_distributed_checkpoint: false\n")
     t = time.perf_counter()
     run("jpeglm.cli", "train", "fit", "--config", "recipes/jpeglm-tiny.yaml", "--config", str(cfg),
         "--data.path", str(tmp / "shards"), "--trainer.accelerator", "gpu",

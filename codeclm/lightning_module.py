@@ -3,7 +3,8 @@
 :class:`CodecLM` wraps a ``transformers.LlamaForCausalLM`` built from a named preset
 (:func:`codeclm.models.llama_config`) with the vocabulary of the shards' tokenizer.
 The model itself is created in :meth:`CodecLM.configure_model`, inside the strategy's
-init context (FSDP wraps it there); outside a Trainer call ``configure_model()`` by hand.
+init context; under Lightning's ``ModelParallelStrategy`` it is sharded there with FSDP2
+(:func:`shard_fsdp2`: the 7B recipes); outside a Trainer call ``configure_model()`` by hand.
 
 Metrics (logged per step in training, per validation run in validation):
 
@@ -17,8 +18,9 @@ Metrics (logged per step in training, per validation run in validation):
 GPU options (all off / portable by default; see ``recipes/*-7b.yaml``):
 ``attn_implementation`` ("sdpa", or "flash_attention_2" on CUDA with flash-attn
 installed), ``gradient_checkpointing``, ``compile`` (``torch.compile`` of the Llama
-module in place, so checkpoint keys do not change); precision (``bf16-mixed``) and
-sharding (FSDP) are Trainer options.
+module in place, so checkpoint keys do not change; under FSDP2 after sharding); precision
+(``bf16-mixed``) and sharding (``ModelParallelStrategy``: FSDP2; DDP; ``FSDPStrategy``)
+are Trainer options.
 
 Warm start: ``init_from: DIR`` (``--model.init_from``) starts from an exported model
 directory's weights instead of a random init (fine-tuning on your own data, or another

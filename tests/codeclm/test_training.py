@@ -295,7 +295,10 @@ def test_7b_recipes_build_llama2_7b_on_meta(recipe, context, jpeg_shards):
 
     cfg = parse_config(["--config", str(RECIPES / f"{recipe}.yaml"), "--trainer.num_nodes", "4"])
     assert cfg.trainer.num_nodes == 4 and cfg.trainer.precision == "bf16-mixed"
-    assert cfg.trainer.strategy.class_path.endswith("FSDPStrategy")
+    assert cfg.trainer.strategy.class_path == "lightning.pytorch.strategies.ModelParallelStrategy"
+    assert cfg.trainer.strategy.init_args.data_parallel_size == 8  # FSDP2 over a node's GPUs
+    assert cfg.trainer.strategy.init_args.tensor_parallel_size == 1
+    assert cfg.trainer.strategy.init_args.save_distributed_checkpoint is False
     assert cfg.trainer.gradient_clip_val == 1.0
     assert cfg.model.preset == "llama2-7b" and cfg.model.lr == 3e-4
     assert cfg.data.context == cfg.model.context == context
