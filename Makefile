@@ -36,7 +36,7 @@ demo: setup
 bench: setup
 	$(BIN)/python -m bench
 
-# The prepared GPU check (training MFU, sampler vs generate, FSDP fit + export);
+# The prepared GPU check (training MFU, sampler vs generate, FSDP2 fit + export);
 # prints "skipped" without CUDA. Install a CUDA torch in .venv first on a GPU machine.
 bench-gpu: setup
 	$(BIN)/python -m bench.gpu
