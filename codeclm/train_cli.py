@@ -115,7 +115,7 @@ class CodecCLI(LightningCLI):
                                 TensorBoardLogger(root, name=LOG_NAME, version=version,
                                                   sub_dir="tb", default_hp_metric=False)]
         if not config.get("plugins"):
-            # FSDPStrategy (FSDP1) writes through its own path, not a CheckpointIO: no plugin.
+            # FSDPStrategy (FSDP1) keeps Lightning's own writer, as it always has here.
             # ModelParallelStrategy (FSDP2) with save_distributed_checkpoint=False (the 7B
             # recipes) gathers the full state and hands it to the CheckpointIO on rank 0, so
             # its one .ckpt is written atomically too; a distributed (directory) checkpoint
