@@ -5,9 +5,10 @@
 #     and against what sampled completions score: retrieval and random samples from the
 #     16,000 training crops (--pool; the same crops recipes/train-photo.sh trains on);
 #  2. FID (weight-free pixels extractor) of 256 unconditional samples against 256 held-out
-#     crops (jpeglm eval uncond).
+#     crops (jpeglm eval uncond), beside the floor: 256 training crops through the codec
+#     against the same held-out crops (python -m jpeglm.reference_fid).
 # Each MODEL is a model directory or 'bundled'. Results: WORKDIR/completion_mse.json and
-# WORKDIR/uncond_<i>/results.json (one per model, in the order given).
+# WORKDIR/uncond_<i>/results.json (one per model, in the order given), WORKDIR/reference_fid.json.
 #   bash recipes/measure-image-model.sh WORKDIR MODEL [MODEL ...]
 set -euo pipefail
 work=${1:?usage: measure-image-model.sh WORKDIR MODEL [MODEL ...]}
@@ -25,6 +26,8 @@ for m in "$@"; do models+=(--model "$m"); done
     --count 16000 --seed 7 --sources photo-crops
 "$py" -m jpeglm.completion_mse --images "$work/heldout" -n 64 --ratio 0.5 --seed 0 \
     --pool "$work/train" "${models[@]}" -o "$work/completion_mse.json" --overwrite
+"$py" -m jpeglm.reference_fid --images "$work/heldout" --reference "$work/train" \
+    -o "$work/reference_fid.json" --overwrite
 i=0
 for m in "$@"; do
   model=()

@@ -37,9 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 J, A, D = "jpeglm.cli", "avclm.cli", "data_tools"
 BE = "codeclm_apps.bundled_eval"  # the bundled models' statistics (issue 17's measures)
 CM = "jpeglm.completion_mse"  # completion against a mean fill (issue 17's image measure)
+RF = "jpeglm.reference_fid"  # the FID floor of training images (issue 17's image measure)
 DG = "data_tools.digits"  # the digit recogniser's report on clips (issue 17's video measure)
 PROG = {J: "jpeglm", A: "avclm", D: "data_tools", BE: f"python -m {BE}", CM: f"python -m {CM}",
-        DG: f"python -m {DG}"}
+        RF: f"python -m {RF}", DG: f"python -m {DG}"}
 LOCK_PID = str(os.getpid())  # the test process holds the lock of the "lock held" cases
 
 
@@ -513,6 +514,18 @@ case("no-images-arg", CM, rc=2)
 case("pool-is-images", CM, "--images", f"{F}/media", "--pool", f"{F}/media",
      expect="--pool shares images")
 case("pool-missing", CM, "--images", f"{F}/media", "--pool", f"{F}/no-dir", expect="no images")
+
+# python -m jpeglm.reference_fid ------------------------------------------------------------
+case("ref-missing", RF, "--images", f"{F}/media", "--reference", f"{F}/no-dir",
+     expect="no images")
+case("ref-is-images", RF, "--images", f"{F}/media", "--reference", f"{F}/media",
+     expect="shares images")
+case("ref-n-1", RF, "--images", f"{F}/media", "--reference", f"{F}/no-dir", "-n", "1",
+     expect="-n must be >= 2")
+case("ref-profile", RF, "--images", f"{F}/media", "--reference", f"{F}/dir", "--profile", "huge",
+     rc=2)
+case("ref-out-exists", RF, "--images", f"{F}/media", "--reference", f"{F}/no-dir", "-o", "r.json",
+     setup=existing_file("r.json"), expect="already exists")
 
 # python -m data_tools.digits ----------------------------------------------------------------
 case("clip-text", DG, f"{F}/text.txt", expect="a text file, not a video")
