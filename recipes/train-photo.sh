@@ -28,4 +28,22 @@ fit --trainer.max_steps 100 --model.decay_steps 1800
 fit --trainer.max_steps 200 --model.decay_steps 900 --ckpt_path last
 fit --trainer.max_steps 600 --ckpt_path last
 "$bin/python" -m jpeglm.cli export train_image/checkpoints/last.ckpt -o model
-PYTHON="$bin/python" bash "$root/recipes/measure-image-model.sh" measure bundled model
+# then on to 3,000 steps in one leg (the cosine re-stretched over 3,000 from step 600; the
+# leg was cut twice by the end of a sitting and resumed exactly with the same command)
+fit --trainer.max_steps 3000 --ckpt_path last
+"$bin/python" -m jpeglm.cli export train_image/checkpoints/last.ckpt -o model_3000
+# context 1024, so that no sample outruns its context: a new run warm-started from the
+# 3,000-step weights (batch 8, the same tokens per step; peak LR 1e-3 after 30 steps,
+# floor 1e-4), planned for 2,400 steps and cut to 1,500 at step 300 (--model.decay_steps
+# 2400 stops at 300 on the planned schedule; the second leg re-stretches it over 1,500)
+fit1024() {
+  OMP_NUM_THREADS=1 "$bin/python" -m jpeglm.cli train fit --config "$root/recipes/jpeglm-photo.yaml" \
+      --data.path shards/jpeg-tiny --data.context 1024 --data.batch_size 8 \
+      --model.init_from model_3000 --model.lr 1.0e-3 --model.min_lr 1.0e-4 \
+      --model.warmup_steps 30 --trainer.default_root_dir train_1024 "$@"
+}
+fit1024 --trainer.max_steps 300 --model.decay_steps 2400
+fit1024 --trainer.max_steps 1500 --ckpt_path last
+"$bin/python" -m jpeglm.cli export train_1024/checkpoints/last.ckpt -o model_1024
+PYTHON="$bin/python" bash "$root/recipes/measure-image-model.sh" measure bundled model \
+    model_3000 model_1024
