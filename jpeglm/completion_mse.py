@@ -34,6 +34,7 @@ object per model is printed (and written to ``-o`` as a list).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -145,9 +146,30 @@ def completion_report(model, images: list[Path], ratio: float = 0.5, seed: int =
         "model_beats_fill": float(np.mean(np.array(mse_model) < np.array(mse_fill))),
     }
     if pool is not None:
-        pixels = [canonical_pixels(codec.encode_image(p, profile), profile) for p in pool]
-        report.update(pool_baselines(truth, pixels, mask, seed))
+        report.update(_pool_report(tuple(images), tuple(pool), profile, ratio, seed))
     return report
+
+
+@functools.lru_cache(maxsize=2)
+def _pool_report(images: tuple[Path, ...], pool: tuple[Path, ...], profile, ratio: float,
+                 seed: int) -> dict:
+    """:func:`pool_baselines` of ``images`` against ``pool`` at ``profile``: the same for
+    every model of one profile, so the pool is read and encoded once per run."""
+    from jpeglm import codec
+
+    def pixels(paths):
+        return [canonical_pixels(codec.encode_image(p, profile), profile) for p in paths]
+
+    return pool_baselines(pixels(images), pixels(pool), generated_mask(profile, ratio), seed)
+
+
+def check_disjoint(heldout: list[Path], others: list[Path], flag: str) -> None:
+    """ConfigError when ``others`` (training images given with ``flag``) holds any of the
+    ``heldout`` images: a yardstick from the held-out set itself would flatter."""
+    from codeclm.errors import ConfigError
+
+    if {p.resolve() for p in others} & {p.resolve() for p in heldout}:
+        raise ConfigError(f"{flag} shares images with --images: give training images")
 
 
 def image_paths(folder: Path, limit: int | None = None) -> list[Path]:
@@ -209,8 +231,8 @@ def _reports(args: argparse.Namespace) -> list[dict]:
         check_output_file(args.output, args.overwrite)
     images = image_paths(args.images, args.limit)
     pool = image_paths(args.pool) if args.pool is not None else None
-    if pool is not None and {p.resolve() for p in pool} & {p.resolve() for p in images}:
-        raise ConfigError("--pool shares images with --images: give training images")
+    if pool is not None:
+        check_disjoint(images, pool, "--pool")
     results = []
     for m in args.model or ["bundled"]:
         res = completion_report(None if m == "bundled" else m, images, args.ratio, args.seed,

@@ -32,12 +32,12 @@ def reference_fid(heldout: list[Path], reference: list[Path], profile, extractor
 
     from codeclm.eval import extractors, metrics
     from jpeglm import codec
+    from jpeglm.completion_mse import canonical_pixels
 
     net, _ = extractors.build_extractor(extractor, weights)
     real = extractors.extract(net, [np.asarray(codec.prepare(p, profile), np.uint8)
                                     for p in heldout])
-    written = [np.asarray(codec.decode(codec.encode_image(p, profile), profile).convert("RGB"),
-                          np.uint8) for p in reference]
+    written = [canonical_pixels(codec.encode_image(p, profile), profile) for p in reference]
     return metrics.fid(real, extractors.extract(net, written), backend)
 
 
@@ -86,7 +86,7 @@ def _measure(args: argparse.Namespace, profile) -> dict:
 
     from codeclm.errors import ConfigError
     from codeclm.outputs import check_output_file
-    from jpeglm.completion_mse import image_paths
+    from jpeglm.completion_mse import check_disjoint, image_paths
 
     if args.limit is not None and args.limit < 2:
         raise ConfigError(f"-n must be >= 2 (FID needs two images a side), got {args.limit}")
@@ -94,8 +94,7 @@ def _measure(args: argparse.Namespace, profile) -> dict:
         check_output_file(args.output, args.overwrite)
     heldout = image_paths(args.images, args.limit)
     pool = image_paths(args.reference)
-    if {q.resolve() for q in pool} & {q.resolve() for q in heldout}:
-        raise ConfigError("--reference shares images with --images: give training images")
+    check_disjoint(heldout, pool, "--reference")
     if len(heldout) < 2 or len(pool) < len(heldout):
         raise ConfigError(f"need at least 2 held-out images and as many reference ones; got "
                           f"{len(heldout)} held-out, {len(pool)} reference")
