@@ -670,6 +670,8 @@ class TokenFacts:
         self.body_beyond = cols >= self.body_len[:, None]
         self.cache: dict = {}  # full key -> torch mask
         self.parts: dict = {}  # part key -> numpy mask
+        self.no_tokens = np.zeros(self.vocab_size, bool)  # the empty part (read-only)
+        self.no_tokens.flags.writeable = False
         self.grammars: dict = {}  # id(StreamFacts) -> SliceGrammar
 
     def slice_grammar(self, facts: StreamFacts) -> SliceGrammar:
@@ -814,10 +816,14 @@ class NalConstraint:
         if m is not None:
             return m.numpy().__getitem__
         if grammar_ok is None:
+            if opens is None:
+                return lambda token_id: bool(cont[token_id]) or token_id == eos_id
             return lambda token_id: bool(opens[token_id] or cont[token_id]) or token_id == eos_id
+        if opens is None and eos_id < 0:  # inside a slice NAL: the common case
+            return lambda token_id: bool(cont[token_id]) and bool(grammar_ok(token_id))
 
         def check(token_id: int) -> bool:
-            if opens[token_id] or token_id == eos_id:
+            if (opens is not None and opens[token_id]) or token_id == eos_id:
                 return True
             return bool(cont[token_id]) and bool(grammar_ok(token_id))
 
@@ -845,13 +851,14 @@ class NalConstraint:
 
     def _check_parts(self) -> tuple:
         """What :meth:`allows` reads in this state: (the cached full mask or None, the
-        continuation part, the opener part, the EOS id or -1, the slice grammar's
-        single-token check or None when it allows everything the parts allow)."""
+        continuation part, the opener part or None when no NAL may open here, the EOS
+        id or -1, the slice grammar's single-token check or None when it allows
+        everything the parts allow)."""
         key = self._mask_key()
         ckey, gkey, okey, eos = key
         return (self.tokens.cache.get(key),
                 self._part(("c",) + ckey if ckey is not None else None),
-                self._part(("o",) + okey if okey is not None else None),
+                self._part(("o",) + okey) if okey is not None else None,
                 self.tokens.eos_id if eos else -1,
                 self._grammar_check(gkey))
 
@@ -1062,7 +1069,7 @@ class NalConstraint:
         T = self.tokens
         V = T.vocab_size
         if key is None:
-            return np.zeros(V, bool)
+            return T.no_tokens
         got = T.parts.get(key)
         if got is not None:
             return got

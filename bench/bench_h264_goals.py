@@ -9,8 +9,9 @@
    substitutions (goal 0), the slowest seed's wall time / the fastest's (goal <= 2);
    beside it, to tell content from cost, the same spread in tokens sampled per seed, in
    wall time per token and in decode CPU seconds, and the restarts inside a picture.
-3. Constrained tokens/s (slice masks, the default: exact lazy masks) / unconstrained
-   tokens/s (``verify=False``: no masks; also slice masks built in full at every draw,
+3. Constrained tokens/s (slice masks, the defaults: filters-first, exact lazy masks) /
+   unconstrained tokens/s (``verify=False``: no masks; also mask-first, the share of
+   draws that keep the model's free draw, slice masks built in full at every draw,
    the same tokens, and header masks only, ``slice_grammar=False``, on the first two
    seeds: its resampling makes it slow) on the bundled model, same seeds, same sitting
    (goal >= 0.9); tokens/s is the sampler's
@@ -57,10 +58,15 @@ class _RolledBack:
 
     def __init__(self, gen_module):
         self.tokens = 0
+        self.sessions = []
         base = gen_module.Session
         counter = self
 
         class Counting(base):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                counter.sessions.append(self)
+
             def rollback(self, row, unit, replacement=None):
                 counter.tokens += len(self.rows[row].tokens) - unit.first_token
                 return super().rollback(row, unit, replacement)
@@ -72,7 +78,8 @@ class _RolledBack:
         self.module.Session = self.base
 
 
-def _one_clip(model, frames: int, seed: int, tmp: Path, **kw) -> dict:
+def _one_clip(model, frames: int, seed: int, tmp: Path, mask_order: str = "filters-first",
+              **kw) -> dict:
     from avclm import generate as gen
     from avclm.generate import DoneEvent, NalEvent
     from codeclm.generation.sampling_config import SamplingConfig
@@ -81,7 +88,8 @@ def _one_clip(model, frames: int, seed: int, tmp: Path, **kw) -> dict:
     try:
         t = time.perf_counter()
         units, stats = [], {}
-        for ev in gen.generate_video(model, frames, config=SamplingConfig(seed=seed), **kw):
+        config = SamplingConfig(seed=seed, mask_order=mask_order)
+        for ev in gen.generate_video(model, frames, config=config, **kw):
             if isinstance(ev, NalEvent):
                 units.append(ev.data)
             elif isinstance(ev, DoneEvent):
@@ -99,6 +107,8 @@ def _one_clip(model, frames: int, seed: int, tmp: Path, **kw) -> dict:
             "ms_per_token": round(1e3 * wall / max(stats["tokens_sampled"], 1), 3),
             "replaced": stats["replaced"], "continuations": stats["continuations"],
             "resumes": stats.get("resumes", 0),
+            # draws whose token is the model's free draw (filters-first; 0 otherwise)
+            "own_draws": sum(s.own_draws for s in counter.sessions),
             "checked": v.get("nals_checked", 0), "passed": v.get("passed", 0),
             "failed": v.get("failed", 0), "truncated": v.get("truncated", 0),
             "ffmpeg_frames": out_frames, "ffmpeg_ok": out_frames == frames}
@@ -148,6 +158,7 @@ def run(random_seeds: int = RANDOM_SEEDS, bundled_seeds: int = BUNDLED_SEEDS,
             random_runs = [_one_clip(rnd, RANDOM_FRAMES, s, tmp) for s in range(random_seeds)]
             bundled = load_model(None, "h264")
             configs = (("slice masks", {}, bundled_seeds),
+                       ("slice masks, mask-first", {"mask_order": "mask-first"}, bundled_seeds),
                        ("slice masks, full", {"constraint_factory": _full_masks},
                         bundled_seeds),
                        ("header masks only", {"slice_grammar": False}, min(2, bundled_seeds)),
@@ -185,7 +196,8 @@ def _report(random_runs, runs, random_seeds, bundled_seeds, bundled_frames) -> d
 
     ratio = tps("slice masks") / tps("no masks")
     # (free samples may be damaged: not counted)
-    every = random_runs + masked + runs["slice masks, full"] + runs["header masks only"]
+    every = (random_runs + masked + runs["slice masks, mask-first"] + runs["slice masks, full"]
+             + runs["header masks only"])
     rows = [
         {"what": f"random model, {RANDOM_FRAMES} frames x {random_seeds} seeds: slice NALs "
                  "passing the check first try", "value": 100 * passed / max(checked, 1),
@@ -218,6 +230,11 @@ def _report(random_runs, runs, random_seeds, bundled_seeds, bundled_frames) -> d
          "unit": "tok/s"},
         {"what": "bundled model: constrained / unconstrained tokens/s", "value": ratio,
          "unit": "(goal >= 0.9)"},
+        {"what": "bundled model: the same, mask-first (top-k/top-p among the allowed)",
+         "value": tps("slice masks, mask-first") / tps("no masks"), "unit": "x"},
+        {"what": "bundled model: draws that keep the model's free draw (filters-first)",
+         "value": 100 * sum(r["own_draws"] for r in masked)
+         / max(sum(r["tokens_sampled"] for r in masked), 1), "unit": "%"},
         {"what": "bundled model: the same in tokens per decode CPU second",
          "value": cpu_tps("slice masks") / cpu_tps("no masks"), "unit": "(less load-sensitive)"},
         {"what": "bundled model: lazy / full slice masks, tokens per decode CPU second",

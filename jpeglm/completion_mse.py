@@ -34,6 +34,7 @@ object per model is printed (and written to ``-o`` as a list).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import math
@@ -117,11 +118,11 @@ def pool_baselines(truth: list[np.ndarray], pool: list[np.ndarray], mask: np.nda
 
 
 def completion_report(model, images: list[Path], ratio: float = 0.5, seed: int = 0,
-                      temperature: float = 1.0, top_k: int = 50, top_p: float = 0.9,
-                      pool: list[Path] | None = None) -> dict:
+                      sampling=None, pool: list[Path] | None = None) -> dict:
     """Completion MSE against mean fill for one model (directory, or None: bundled);
-    with ``pool`` (training images) also the sampled-completion yardsticks
-    (:func:`pool_baselines`)."""
+    ``sampling``: a :class:`~codeclm.generation.sampling_config.SamplingConfig` (its
+    seed is replaced by ``seed``; default: the sampling defaults); with ``pool``
+    (training images) also the sampled-completion yardsticks (:func:`pool_baselines`)."""
     from codeclm.generation.loading import load_model
     from codeclm.generation.sampling_config import SamplingConfig
     from jpeglm import codec
@@ -133,7 +134,7 @@ def completion_report(model, images: list[Path], ratio: float = 0.5, seed: int =
     data = [codec.encode_image(p, profile) for p in images]
     truth = [canonical_pixels(d, profile) for d in data]
     prompts = [codec.prompt_prefix(d, ratio, profile) for d in data]
-    config = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    config = dataclasses.replace(sampling or SamplingConfig(), seed=seed)
     done = {ev.sample: np.asarray(ev.image.convert("RGB"))
             for ev in generate_images(lm, prompts=prompts, config=config)
             if isinstance(ev, ImageEvent)}
@@ -141,7 +142,8 @@ def completion_report(model, images: list[Path], ratio: float = 0.5, seed: int =
     mse_fill = [masked_mse(mean_fill(t, mask), t, mask) for t in truth]
     report = {
         "model": str(model) if model else "bundled", "images": len(images), "ratio": ratio,
-        "seed": seed, "temperature": temperature, "top_k": top_k, "top_p": top_p,
+        "seed": seed, "temperature": config.temperature, "top_k": config.top_k,
+        "top_p": config.top_p, "mask_order": config.mask_order,
         "mse_model": float(np.mean(mse_model)), "mse_mean_fill": float(np.mean(mse_fill)),
         "model_beats_fill": float(np.mean(np.array(mse_model) < np.array(mse_fill))),
     }
@@ -236,7 +238,7 @@ def _reports(args: argparse.Namespace) -> list[dict]:
     results = []
     for m in args.model or ["bundled"]:
         res = completion_report(None if m == "bundled" else m, images, args.ratio, args.seed,
-                                config.temperature, config.top_k, config.top_p, pool)
+                                config, pool)
         print(json.dumps(res), flush=True)
         results.append(res)
     return results

@@ -236,6 +236,7 @@ case("generate-out-proc", J, "generate", "-n", "1", "-o", "/proc/version/x")
 case("generate-no-n", J, "generate", "-o", "out", rc=2)
 case("generate-n-text", J, "generate", "-n", "many", "-o", "out", rc=2)
 case("generate-unknown", J, *GEN, "--frames", "3", rc=2)
+case("generate-mask-order-unknown", J, *GEN, "--mask-order", "vocab", rc=2)
 case("complete-no-images", J, "complete", "-o", "out", rc=2)
 
 # model directories (every generating verb; all fail before torch is imported) ---------------
@@ -276,6 +277,7 @@ for name, flag, value in RANGES + [("context-0", "--context", "0"),
                                    ("max-nal-0", "--max-nal-tokens", "0"),
                                    ("attempts-0", "--max-attempts", "0")]:
     case(f"avgen-{name}", A, *AVGEN, flag, value, expect=flag)
+case("avgen-mask-order-unknown", A, *AVGEN, "--mask-order", "last", rc=2)
 case("avgen-frames-0", A, "generate", "--frames", "0", "-o", "o.mp4", expect="--frames")
 case("avgen-frames-neg", A, "generate", "--frames", "-2", "-o", "o.mp4", expect="--frames")
 case("avgen-prompt-frames-0", A, *AVGEN, "--prompt", f"{F}/clip.mp4", "--prompt-frames", "0")

@@ -89,7 +89,7 @@ def sampling_record(sampling=None) -> dict:
     sampling = sampling_or_default(sampling)
     return {"temperature": sampling.temperature, "top_k": sampling.top_k or None,
             "top_p": sampling.top_p if sampling.top_p is not None and sampling.top_p < 1.0
-            else None}
+            else None, "mask_order": sampling.mask_order}
 
 
 def sample_config(sampling, seed: int, index: int):

@@ -12,6 +12,7 @@ import argparse
 import math
 
 from ..errors import ConfigError
+from .sampling_config import MASK_ORDERS
 from ..threads import add_threads_argument
 
 
@@ -31,7 +32,8 @@ def add_model_arguments(parser, batch: bool = True) -> None:
 
 
 def add_sampling_flags(parser) -> None:
-    """``--temperature``, ``--top-k``, ``--top-p`` (a parser or an argument group); map
+    """``--temperature``, ``--top-k``, ``--top-p``, ``--mask-order`` (a parser or an
+    argument group); map
     them with :func:`sampling_config`, check them with :func:`check_sampling_flags`."""
     parser.add_argument("--temperature", type=float, default=1.0, metavar="T",
                         help="softmax temperature; 0 = greedy (default 1.0)")
@@ -40,6 +42,11 @@ def add_sampling_flags(parser) -> None:
     parser.add_argument("--top-p", type=float, default=0.9, metavar="P",
                         help="keep the smallest set of tokens with probability >= P; "
                         "1 = off (default 0.9)")
+    parser.add_argument("--mask-order", choices=MASK_ORDERS, default=MASK_ORDERS[0],
+                        help="constrained sampling: filters-first keeps the model's own "
+                        "top-k/top-p draw whenever it is valid, else the next valid candidate; "
+                        "mask-first masks before the filters, as Hugging Face's "
+                        "prefix_allowed_tokens_fn (default filters-first)")
 
 
 def add_sampling_arguments(parser, batch: bool = True) -> None:
@@ -110,10 +117,12 @@ def sampling_config(args, seed: int | None = None):
     check_sampling_flags(args)
     return SamplingConfig(temperature=args.temperature, top_k=args.top_k or None,
                           top_p=args.top_p if args.top_p < 1.0 else None,
+                          mask_order=getattr(args, "mask_order", MASK_ORDERS[0]),
                           seed=getattr(args, "seed", None) if seed is None else seed)
 
 
 def sampling_settings(args) -> dict:
     """The sampling flags as results record them (filters switched off are None)."""
     c = sampling_config(args, seed=0)
-    return {"temperature": c.temperature, "top_k": c.top_k, "top_p": c.top_p}
+    return {"temperature": c.temperature, "top_k": c.top_k, "top_p": c.top_p,
+            "mask_order": c.mask_order}

@@ -27,6 +27,7 @@ import torch
 from ..errors import ConfigError, ModelError
 from ..modality import find as find_modality
 from ..streaming import Unit, UnitSplitter
+from . import filters_first
 from .forward import CachedForward, KVCacheLM
 from .lazy_masks import lazy_choice
 from .sampling import make_generators, noise_buffer, sample_tokens
@@ -98,6 +99,15 @@ class TokenCheck(Protocol):
     per-state work is done once per draw, not once per token)."""
 
     def allows(self, token_id: int) -> bool: ...
+
+
+def _allows_of(con: Constraint) -> Callable[[int], bool]:
+    """``con``'s check of one token for its current state: ``token_check()`` or
+    ``allows`` where it has :class:`TokenCheck`, else a lookup in its full mask."""
+    if _can_check(type(con)):
+        return con.token_check() if hasattr(con, "token_check") else con.allows
+    mask = con.allowed_mask()
+    return lambda token: token < mask.shape[0] and bool(mask[token])
 
 
 @functools.cache
@@ -222,6 +232,9 @@ class Session:
         self.stats = DecodeStats(seed=self.seed)
         #: lazy-mask draws decided / lazy walks that fell back to the full mask
         self.lazy_masks = self.full_masks = 0
+        #: filters-first draws (:mod:`.filters_first`): decided among the filtered
+        #: candidates / of those, the model's own (free) draw kept
+        self.filtered_draws = self.own_draws = 0
 
     # ---------------------------------------------------------------- setup
     def start(self, prompts: Sequence[Sequence[int]],
@@ -346,8 +359,10 @@ class Session:
 
     def _choose(self, logits: torch.Tensor) -> list[int]:
         """Next token per row: forced ones, EOS for rows whose constraint is done, else
-        sampled (constrained rows with exact lazy masks where their constraint can check
-        single tokens, else with full masks; the rest batched)."""
+        sampled: constrained rows first filters-first where the config says so (the
+        first allowed of the model's filtered candidates), then mask-first, with exact
+        lazy masks where their constraint can check single tokens, else with full
+        masks; the rest batched."""
         out = [-1] * len(self.rows)
         draw: list[int] = []
         for i, r in enumerate(self.rows):
@@ -369,22 +384,52 @@ class Session:
                 logits.select(1, self.tok.eos_id).fill_(float("-inf"))
             elif early:
                 logits[early, self.tok.eos_id] = float("-inf")
-        batched = [i for i in draw if not self._choose_lazily(i, logits[i], out)]
+        drawn, checks = draw, {}
+        if filters_first.applies(self.config):
+            draw = self._choose_filters_first(draw, logits, out, checks)
+        batched = [i for i in draw if not self._choose_lazily(i, logits[i], out, checks.get(i))]
         if batched:
             self._sample_batched(logits, batched, out)
-        for i in draw:
+        for i in drawn:
             self.rows[i].sampled += 1
-        self.stats.sampled += len(draw)
+        self.stats.sampled += len(drawn)
         return out
 
-    def _choose_lazily(self, i: int, logits: torch.Tensor, out: list[int]) -> bool:
+    def _choose_filters_first(self, draw: list[int], logits: torch.Tensor, out: list[int],
+                              checks: dict[int, Callable[[int], bool]]) -> list[int]:
+        """The constrained rows of ``draw`` whose filtered candidates (top-k / top-p of
+        the model's own distribution, in race order: :mod:`.filters_first`) hold an
+        allowed token get the first such token in ``out``; returns the rows still to
+        draw (free rows, and constrained rows with no allowed candidate: those go on
+        mask-first). ``checks`` receives each checked row's ``allows`` for later use."""
+        rows = [i for i in draw if self.rows[i].constraint is not None]
+        if not rows:
+            return draw
+        own = logits if len(rows) == logits.shape[0] else logits[rows]
+        drawn = filters_first.FilteredDraw(
+            own, [self.rows[i].generator for i in rows], self.config)
+        decided = set()
+        for j, i in enumerate(rows):
+            checks[i] = allows = _allows_of(self.rows[i].constraint)
+            token = drawn.choice(j, allows)
+            if token is not None:
+                out[i] = token
+                decided.add(i)
+                self.filtered_draws += 1
+                self.own_draws += token == drawn.own[j]
+        return [i for i in draw if i not in decided]
+
+    def _choose_lazily(self, i: int, logits: torch.Tensor, out: list[int],
+                       allows: Callable[[int], bool] | None = None) -> bool:
         """Row ``i``'s token from lazy masks into ``out`` if its constraint can check
-        single tokens and the walk decides; False leaves the row to the batched draw."""
+        single tokens and the walk decides; False leaves the row to the batched draw.
+        ``allows``: the row's check for this draw if already built (:func:`_allows_of`)."""
         con = self.rows[i].constraint
         if con is None or not _can_check(type(con)):
             return False
         c = self.config
-        allows = con.token_check() if hasattr(con, "token_check") else con.allows
+        if allows is None:
+            allows = _allows_of(con)
         token = lazy_choice(logits, allows, self.rows[i].generator, c.temperature,
                             c.top_k, c.top_p, possible=getattr(con, "possible_mask", None))
         if token is None:

@@ -64,4 +64,5 @@ def test_video_report_with_digits_on_the_bundled_model(digit_media, tmp_path, ca
     assert report["digit_frames_training"] >= 0.5
     assert 0.0 <= report["digit_frames_generated"] <= 1.0
     assert report["substituted_slices"] == 0
-    assert report["sampling"] == {"temperature": 0.9, "top_k": 50, "top_p": 0.9}
+    assert report["sampling"] == {"temperature": 0.9, "top_k": 50, "top_p": 0.9,
+                                  "mask_order": "filters-first"}
