@@ -273,13 +273,13 @@ class CodecDataModule(L.LightningDataModule):
         """
         if world_size <= 1:
             return
-        if stage in (None, "fit"):
-            if batches_per_process(self.n_train_blocks, self.batch_size, world_size) < 1:
-                raise ConfigError(
-                    f"{self.path}: {_blocks(self.n_train_blocks, 'training block')} of "
-                    f"{self.block_size} tokens for {world_size} processes; each process needs "
-                    f"at least one batch of {self.batch_size} ({self.batch_size * world_size} "
-                    "blocks in all): add data, lower --data.batch_size or use fewer devices")
+        if stage in (None, "fit") and \
+                batches_per_process(self.n_train_blocks, self.batch_size, world_size) < 1:
+            raise ConfigError(
+                f"{self.path}: {_blocks(self.n_train_blocks, 'training block')} of "
+                f"{self.block_size} tokens for {world_size} processes; each process needs "
+                f"at least one batch of {self.batch_size} ({self.batch_size * world_size} "
+                "blocks in all): add data, lower --data.batch_size or use fewer devices")
         if self.val_info is None and self.val_fraction == 0:
             return  # no validation
         if self.trainer is not None and self.trainer.limit_val_batches == 0:
