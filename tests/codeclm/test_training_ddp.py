@@ -44,7 +44,9 @@ def test_ddp_two_cpu_ranks_stay_identical(golden_shards, tmp_path):
 def test_ddp_too_few_blocks_for_two_ranks_fails_in_one_line_on_each(golden_shards, tmp_path):
     """115 blocks, batches of 58: one process would get a batch (115 >= 58) but 2 need 116.
     litdata's split gives each rank 0 batches and Lightning's fit used to stop at once with
-    exit 0, nothing trained; now both ranks print the one line and exit 1, before training."""
+    exit 0, nothing trained; now both ranks print the one line and exit 1, before training.
+    Unbuffered (as on many clusters) the two ranks' lines used to run into one about half
+    the time: ``print`` wrote the newline separately."""
     argv = [sys.executable, "-m", "jpeglm.cli", "train", "fit", "--model.preset", "tiny",
             "--model.log_samples", "0", "--data.path", str(golden_shards),
             "--data.context", "64", "--data.batch_size", "58", "--data.val_fraction", "0",
@@ -53,7 +55,7 @@ def test_ddp_too_few_blocks_for_two_ranks_fails_in_one_line_on_each(golden_shard
             "--trainer.enable_model_summary", "false",
             "--trainer.default_root_dir", str(tmp_path / "run")]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    done = subprocess.run(argv, check=False, env=env, capture_output=True, timeout=60)
+    done = subprocess.run(argv, check=False, env=env, capture_output=True, timeout=120)
     err = done.stderr.decode()
     assert done.returncode == 1, err[-4000:]
     line = (f"jpeglm: error: {golden_shards}: 115 training blocks of 65 tokens for 2 processes; "
