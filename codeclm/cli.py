@@ -94,17 +94,25 @@ def add_quiet_argument(parser: argparse.ArgumentParser) -> None:
                         help="no progress bars or summary")
 
 
+def _say(line: str) -> None:
+    """``line`` and its newline in one write: processes sharing one stderr (the ranks of a
+    multi-process training run, unbuffered under ``python -u`` / ``PYTHONUNBUFFERED``)
+    cannot interleave inside it, as ``print``'s separate write of the newline let them."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def _guarded(prog: str, fn, args) -> int:
     try:
         rc = fn(args)
     except CodecLMError as e:
-        print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
+        _say(f"{prog}: error: {one_line(e)}")
         return 1
     except Terminated:
-        print(f"{prog}: terminated", file=sys.stderr)
+        _say(f"{prog}: terminated")
         return 143
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        _say(f"{prog}: interrupted")
         return 130
     except BrokenPipeError:  # e.g. `avclm generate -o - | head`
         return 0
@@ -112,12 +120,12 @@ def _guarded(prog: str, fn, args) -> int:
         from .outputs import describe_os_error
 
         where = f"{e.filename}: " if e.filename else ""
-        print(f"{prog}: error: {where}{one_line(describe_os_error(e))}", file=sys.stderr)
+        _say(f"{prog}: error: {where}{one_line(describe_os_error(e))}")
         return 1
     except Exception as e:
         if os.environ.get(TRACEBACK_ENV):
             raise
-        print(f"{prog}: error: unexpected {type(e).__name__}: {one_line(e)[:300]} "
-              f"(a bug; {TRACEBACK_ENV}=1 shows the traceback)", file=sys.stderr)
+        _say(f"{prog}: error: unexpected {type(e).__name__}: {one_line(e)[:300]} "
+             f"(a bug; {TRACEBACK_ENV}=1 shows the traceback)")
         return 1
     return int(rc or 0)

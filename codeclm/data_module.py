@@ -50,10 +50,35 @@ from .versions import read as read_versions
 MIN_CONTEXT = 16
 
 
+def batches_per_process(blocks: int, batch_size: int, world_size: int) -> int:
+    """Batches each of ``world_size`` processes gets per epoch from ``blocks`` blocks.
+
+    litdata's rule (``litdata.utilities.shuffle._associate_chunks_and_intervals_to_workers``):
+    one process reads every block, the last batch partial; with several, ``StreamingDataset``
+    forces ``drop_last`` and every process gets the same ``blocks // batch_size //
+    world_size`` whole batches (the remainder is dropped each epoch). So too few blocks
+    leave *every* process without a batch, never just one.
+    """
+    if world_size <= 1:
+        return -(-blocks // batch_size)
+    return blocks // batch_size // world_size
+
+
+def distributed_world_size() -> int:
+    """Processes in the initialized ``torch.distributed`` group (1 without one): the world
+    size litdata splits the blocks over (``litdata.utilities.env._DistributedEnv``)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return 1
+
 
 def collate_blocks(items: list) -> torch.Tensor:
     """litdata token blocks (numpy or torch, any int dtype) -> one ``(B, T)`` int64 tensor."""
     return torch.from_numpy(np.stack([np.asarray(x) for x in items]).astype(np.int64))
+
+
+def _blocks(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
 
 
 class ShardInfo:
@@ -238,6 +263,36 @@ class CodecDataModule(L.LightningDataModule):
                               f"fewer than one batch of {self.batch_size}")
         self.n_train_blocks, self.n_val_blocks = n, n_val
 
+    def check_world_size(self, world_size: int, stage: str | None = "fit") -> None:
+        """Refuse a split that leaves a process without a batch (every process of a
+        multi-process run must have one, or the run stops at once having trained nothing).
+
+        ``stage`` "fit" checks the training and the validation blocks, "validate" only the
+        validation ones (none when the attached Trainer has ``limit_val_batches=0``).
+        Called by :meth:`setup` with the distributed world size, on every rank alike.
+        """
+        if world_size <= 1:
+            return
+        if stage in (None, "fit") and \
+                batches_per_process(self.n_train_blocks, self.batch_size, world_size) < 1:
+            raise ConfigError(
+                f"{self.path}: {_blocks(self.n_train_blocks, 'training block')} of "
+                f"{self.block_size} tokens for {world_size} processes; each process needs "
+                f"at least one batch of {self.batch_size} ({self.batch_size * world_size} "
+                "blocks in all): add data, lower --data.batch_size or use fewer devices")
+        if self.val_info is None and self.val_fraction == 0:
+            return  # no validation
+        if self.trainer is not None and self.trainer.limit_val_batches == 0:
+            return  # validation switched off
+        if batches_per_process(self.n_val_blocks, self.val_batch_size, world_size) < 1:
+            where = self.val_path or f"{self.path} (val_fraction {self.val_fraction})"
+            fix = ("add validation data" if self.val_path else "raise --data.val_fraction")
+            raise ConfigError(
+                f"{where}: {_blocks(self.n_val_blocks, 'validation block')} of "
+                f"{self.block_size} tokens for {world_size} processes; each process needs at "
+                f"least one batch of {self.val_batch_size} ({self.val_batch_size * world_size} "
+                f"blocks in all): {fix}, lower --data.val_batch_size or use fewer devices")
+
     # --- datasets ----------------------------------------------------------------------
     def _dataset(self, path: str, shuffle: bool):
         from litdata import StreamingDataset
@@ -250,7 +305,9 @@ class CodecDataModule(L.LightningDataModule):
                                 shuffle=shuffle, seed=self.seed)
 
     def setup(self, stage: str | None = None) -> None:
-        """Build the streaming datasets (after distributed init: litdata reads the world size)."""
+        """Build the streaming datasets (after distributed init: litdata reads the world size)
+        and check that every process gets a batch (:meth:`check_world_size`)."""
+        self.check_world_size(distributed_world_size(), stage)
         if self.train_ds is not None:
             return
         if self.val_info is not None:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from codeclm.data_module import CodecDataModule
+from codeclm.data_module import CodecDataModule, batches_per_process
 from codeclm.errors import ConfigError, TokenizerError
 from codeclm.lightning_module import CodecLM, cosine_schedule, preview_pairs
 from codeclm.tokenizer import ByteTokenizer
@@ -96,6 +96,66 @@ def test_loader_state_resumes_at_the_next_batch(jpeg_shards):
     resumed = next(iter(b))
     assert torch.equal(resumed, fourth)
     assert not any(torch.equal(resumed, s) for s in seen)
+
+
+def test_batches_per_process_is_litdatas_split(jpeg_shards):
+    """The count the multi-process check uses is what litdata's own shuffler gives each
+    rank (its real cache over the real split, 3 chunks), for 1-4 processes and 1-2 workers."""
+    from litdata.utilities.env import _DistributedEnv
+
+    dm = CodecDataModule(str(jpeg_shards), context=64, batch_size=4, val_fraction=0.2,
+                         allow_partial_samples=True)
+    dm.setup("fit")
+    for ds, n in ((dm.train_ds, dm.n_train_blocks), (dm.val_ds, dm.n_val_blocks)):
+        assert sum(b - a for a, b in ds.region_of_interest) == n  # the split's exact size
+        ds.get_len(1, 1)  # builds the dataset's shuffler and cache
+        for world, workers, size in itertools.product((1, 2, 3, 4), (1, 2), (1, 3, 4, 7, 40)):
+            # StreamingDataset forces drop_last with several processes
+            shuffler = type(ds.shuffler)(ds.shuffler.cache, dm.seed, world > 1)
+            per_rank = {math.ceil(shuffler.get_len(_DistributedEnv(world, r, 1), workers, size,
+                                                   1) / size) for r in range(world)}
+            assert per_rank == {batches_per_process(n, size, world)}, (n, world, workers, size)
+
+
+def test_every_process_needs_a_batch(jpeg_shards):
+    """check_world_size (run by setup on every rank) at the exact boundary: 2 processes
+    need 2 whole batches of training and of validation blocks."""
+    from lightning import Trainer
+
+    dm = CodecDataModule(str(jpeg_shards), context=64, batch_size=4, val_fraction=0.2,
+                         allow_partial_samples=True)
+    n, n_val = dm.n_train_blocks, dm.n_val_blocks
+    assert (n, n_val) == (129, 32)
+
+    def check(world, stage="fit", limit=1.0, **sizes):
+        dm = CodecDataModule(str(jpeg_shards), context=64, val_fraction=0.2,
+                             allow_partial_samples=True, **sizes)
+        dm.trainer = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False,
+                             limit_val_batches=limit)
+        dm.check_world_size(world, stage)
+
+    check(2, batch_size=64, val_batch_size=16)  # 2 x 64 <= 129, 2 x 16 <= 32
+    check(9, batch_size=14, val_batch_size=1)   # 129 // 14 = 9 batches, one each
+    with pytest.raises(ConfigError) as e:
+        check(2, batch_size=65, val_batch_size=16)
+    assert str(e.value) == (
+        f"{jpeg_shards}: 129 training blocks of 65 tokens for 2 processes; each process "
+        "needs at least one batch of 65 (130 blocks in all): add data, lower "
+        "--data.batch_size or use fewer devices")
+    with pytest.raises(ConfigError, match="for 10 processes"):
+        check(10, batch_size=14, val_batch_size=1)
+    with pytest.raises(ConfigError) as e:
+        check(2, batch_size=4, val_batch_size=17)
+    assert str(e.value) == (
+        f"{jpeg_shards} (val_fraction 0.2): 32 validation blocks of 65 tokens for 2 "
+        "processes; each process needs at least one batch of 17 (34 blocks in all): raise "
+        "--data.val_fraction, lower --data.val_batch_size or use fewer devices")
+    with pytest.raises(ConfigError, match="32 validation blocks"):
+        check(2, stage="validate", batch_size=4, val_batch_size=17)
+    check(2, stage="validate", batch_size=65, val_batch_size=16)  # validate needs no train batch
+    check(2, batch_size=4, val_batch_size=17, limit=0)  # validation switched off
+    check(1, batch_size=129, val_batch_size=32)  # one process: every block, partial batches
 
 
 def test_bits_per_byte_counts_exact_bytes(jpeg_shards):
