@@ -653,6 +653,8 @@ class SliceGrammar:
         self.masks: dict[tuple, np.ndarray] = {}
         self.openers: dict[tuple, np.ndarray] = {}
         self._body_bits: dict[bool, list] = {}
+        self._body_by_token: dict[bool, dict] = {}
+        self._after_header: dict[tuple, tuple | None] = {}  # automaton key -> state
 
     def automaton(self, fields, header: tuple[int, int]) -> tuple[tuple, SliceAutomaton]:
         """(key, automaton) of a slice with these header ``fields`` and bits."""
@@ -662,6 +664,7 @@ class SliceGrammar:
         if auto is None:
             if len(self.automata) >= MASK_CACHE:
                 self.automata.clear()
+                self._after_header.clear()
             auto = self.automata[key] = SliceAutomaton(header, ctx, canonical=True)
         return key, auto
 
@@ -718,19 +721,42 @@ class SliceGrammar:
         with those and only a token longer than the header steps the automaton."""
         got = self.openers.get((key, opener))
         if got is None:
-            auto = self.automata[key]
             got = np.ones(len(self.token_bytes), bool)
-            hv, hn = key[0]
-            after = auto.step_bits(auto.start, hv, hn) if hn else auto.start
             for t, v, n in self._bodies(opener):
-                if n <= hn:
-                    ok = v == hv >> (hn - n)
-                else:
-                    ok = (v >> (n - hn) == hv and auto.step_bits(
-                        after, v & ((1 << (n - hn)) - 1), n - hn) is not None)
-                if not ok:
+                if not self._body_fits(key, v, n):
                     got[t] = False
             self.openers[(key, opener)] = got
+        return got
+
+    def body_ok_token(self, key: tuple, opener: bool, token_id: int) -> bool:
+        """``body_ok(key, opener)[token_id]`` from that token's bits alone (the cached
+        mask when there is one): what a single-token check reads at a NAL boundary."""
+        got = self.openers.get((key, opener))
+        if got is not None:
+            return bool(got[token_id])
+        vn = self._body_index(opener).get(token_id)
+        return True if vn is None else self._body_fits(key, *vn)
+
+    def _body_fits(self, key: tuple, v: int, n: int) -> bool:
+        """Whether ``n`` RBSP bits ``v`` after the NAL header byte agree with the slice
+        header's fixed bits of automaton ``key`` and, beyond them, continue it."""
+        auto = self.automata[key]
+        hv, hn = key[0]
+        if n <= hn:
+            return v == hv >> (hn - n)
+        if v >> (n - hn) != hv:
+            return False
+        after = self._after_header.get(key)
+        if after is None:
+            after = self._after_header[key] = (auto.step_bits(auto.start, hv, hn) if hn
+                                               else auto.start)
+        return auto.step_bits(after, v & ((1 << (n - hn)) - 1), n - hn) is not None
+
+    def _body_index(self, opener: bool) -> dict[int, tuple[int, int]]:
+        """:meth:`_bodies` as ``token id -> (value, bit count)`` (computed once)."""
+        got = self._body_by_token.get(opener)
+        if got is None:
+            got = self._body_by_token[opener] = {t: (v, n) for t, v, n in self._bodies(opener)}
         return got
 
     def _bodies(self, opener: bool) -> list[tuple[int, int, int]]:

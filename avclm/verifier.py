@@ -595,6 +595,9 @@ def _decode_check(profile: AvcProfile) -> SliceDecodeCheck:
 #: emulation-prevention byte, e: the previous byte was one, so the next must be <= 3)
 _STATES = ((0, 0, 0), (1, 0, 0), (2, 0, 0), (0, 1, 1), (1, 1, 0), (2, 1, 0))
 _STATE_INDEX = {s: i for i, s in enumerate(_STATES)}
+#: single-token checks of a header-pattern part before it is built for the whole
+#: vocabulary (:meth:`NalConstraint._part_entry`)
+PART_AFTER_CHECKS = 6
 #: token bytes compared against header patterns (an SPS is ~24 bytes)
 PATTERN_BYTES = 32
 
@@ -697,6 +700,16 @@ class TokenFacts:
         if exact:
             ok &= lens <= P - pos
         return ok
+
+
+def _matches(data: bytes, mask: bytes, value: bytes, pos: int, exact: bool) -> bool:
+    """:meth:`TokenFacts.match` for one token's bytes ``data``: placed at NAL position
+    ``pos``, its first bytes (at most :data:`PATTERN_BYTES`) agree with the pattern;
+    ``exact``: and they do not run past it."""
+    for i in range(min(len(mask) - pos, PATTERN_BYTES, len(data))):
+        if data[i] & mask[pos + i] != value[pos + i]:
+            return False
+    return not exact or len(data) <= len(mask) - pos
 
 
 _TOKEN_FACTS: dict[int, tuple[object, TokenFacts]] = {}
@@ -811,23 +824,40 @@ class NalConstraint:
         gate rolls back: what an exact lazy mask calls for each token of one draw)."""
         self._sync()
         if self._parts is None:
+            fast = self._slice_data_check()
+            if fast is not None:
+                return fast
             self._parts = self._check_parts()
         m, cont, opens, eos_id, grammar_ok = self._parts
         if m is not None:
             return m.numpy().__getitem__
-        if grammar_ok is None:
-            if opens is None:
-                return lambda token_id: bool(cont[token_id]) or token_id == eos_id
-            return lambda token_id: bool(opens[token_id] or cont[token_id]) or token_id == eos_id
-        if opens is None and eos_id < 0:  # inside a slice NAL: the common case
-            return lambda token_id: bool(cont[token_id]) and bool(grammar_ok(token_id))
 
         def check(token_id: int) -> bool:
-            if (opens is not None and opens[token_id]) or token_id == eos_id:
+            if token_id == eos_id or (opens is not None and opens(token_id)):
                 return True
-            return bool(cont[token_id]) and bool(grammar_ok(token_id))
+            return (cont is not None and bool(cont(token_id))
+                    and (grammar_ok is None or bool(grammar_ok(token_id))))
 
         return check
+
+    def _slice_data_check(self) -> Callable[[int], bool] | None:
+        """:meth:`token_check` in the commonest state, without the mask key: inside the
+        slice data of the one alternative left (past its header pattern), where the
+        NAL may not end yet. Then no NAL opens and EOS is out, so a token is allowed iff
+        its bytes keep the payload's byte rules (the continuation part of this
+        zero-run state) and its bits continue the slice grammar. None in any other
+        state (the general path answers)."""
+        if self.closed or self.lost or len(self.cur) != 1 or not self.gstates:
+            return None
+        e, gs = self.cur[0], self.gstates[0]
+        if gs is None or e.exact or self.pos < len(e.mask) or self.can_end:
+            return None
+        zqe = _STATE_INDEX.get((self.z, self.q, self.e), -1)
+        if zqe < 0:
+            return None
+        cont = self._part(("c", zqe))
+        grammar_ok = self.grammar.token_check(gs[0], gs[1], self.z)
+        return lambda token_id: bool(cont[token_id]) and bool(grammar_ok(token_id))
 
     def possible_mask(self) -> torch.Tensor:
         """A superset of :meth:`allowed_mask` from what is cheap: the cached parts and
@@ -851,14 +881,14 @@ class NalConstraint:
 
     def _check_parts(self) -> tuple:
         """What :meth:`allows` reads in this state: (the cached full mask or None, the
-        continuation part, the opener part or None when no NAL may open here, the EOS
-        id or -1, the slice grammar's single-token check or None when it allows
-        everything the parts allow)."""
+        continuation part's and the opener part's entry as functions of the token id
+        (:meth:`_part_entry`; None: no token), the EOS id or -1, the slice grammar's
+        single-token check or None when it allows everything the parts allow)."""
         key = self._mask_key()
         ckey, gkey, okey, eos = key
         return (self.tokens.cache.get(key),
-                self._part(("c",) + ckey if ckey is not None else None),
-                self._part(("o",) + okey) if okey is not None else None,
+                self._part_entry(("c",) + ckey) if ckey is not None else None,
+                self._part_entry(("o",) + okey) if okey is not None else None,
                 self.tokens.eos_id if eos else -1,
                 self._grammar_check(gkey))
 
@@ -1062,6 +1092,66 @@ class NalConstraint:
         return _pattern_key(e) + (gk,)
 
     # ------------------------------------------------------------------ masks
+    def _part_entry(self, key: tuple) -> Callable[[int], bool]:
+        """``_part(key)[token_id]`` as a function of ``token_id``: the cached part's
+        lookup, or for a header-pattern part not cached yet, the entry computed from
+        that token's bytes alone (a pattern part costs 0.1-0.3 ms for the whole
+        vocabulary, and a stream's patterns rarely repeat: the next slice's
+        first_mb_in_slice differs). Equal to the part by construction of the same rules
+        (checked against it in the tests)."""
+        T = self.tokens
+        got = T.parts.get(key)
+        if got is not None:
+            return got.__getitem__
+        if key[0] == "c" and len(key) == 2:  # no pattern: cheap, and it repeats
+            return self._part(key).__getitem__
+        one = self._token_entry(key)
+        calls = 0
+
+        def entry(token_id: int) -> bool:
+            # a walk that checks many tokens here is cheaper with the whole part
+            nonlocal one, calls
+            calls += 1
+            if calls == PART_AFTER_CHECKS:
+                one = self._part(key).__getitem__
+            return one(token_id)
+
+        return entry
+
+    def _token_entry(self, key: tuple) -> Callable[[int], bool]:
+        """The header-pattern part ``key``'s entry for one token, from its bytes alone
+        (see :meth:`_part_entry`)."""
+        T = self.tokens
+        tb, special = T.token_bytes, T.special
+        if key[0] == "c":
+            state, pos, pats = key[1], key[2], key[3]
+            if state < 0:
+                return T.no_tokens.__getitem__
+            pay = T.pay_ok[state]
+
+            def cont(token_id: int) -> bool:
+                return bool(pay[token_id] and not special[token_id]) and any(
+                    _matches(tb[token_id], mask, value, pos, exact)
+                    for mask, value, exact, _ in pats)
+
+            return cont
+        z, pats = key[1], key[2]
+
+        def opens(token_id: int) -> bool:
+            if special[token_id]:
+                return False
+            zeros, lz = int(T.zeros[token_id]), int(T.lz[token_id])
+            for mask, value, exact, sc, gk in pats:
+                if zeros > 0 and z + zeros <= sc - 1:
+                    return True
+                if (T.lead1[token_id] and z + lz == sc - 1 and T.body_ok[token_id]
+                        and _matches(tb[token_id][lz + 1:], mask, value, 0, exact)
+                        and (gk is None or self.grammar.body_ok_token(gk, True, token_id))):
+                    return True
+            return False
+
+        return opens
+
     def _part(self, key) -> np.ndarray:
         """The allowed tokens of one kind, cached: ``("c", state, [pos, patterns])``
         payload continuing the open NAL; ``("o", z, patterns)`` start-code zeros and

@@ -224,7 +224,8 @@ def test_trie_masks_equal_token_by_token_checks(encodes):
 def test_single_token_checks_and_first_tokens_equal_byte_by_byte_references(encodes):
     """SliceGrammar.token_check (a token's RBSP bits stepped at once, or byte by byte
     when it holds an escape) and body_ok (token bits compared with the slice header's
-    fixed bits) give what stepping the token's bytes one by one gives: in the states of
+    fixed bits; body_ok_token: one token's entry) give what stepping the token's bytes
+    one by one gives: in the states of
     x264 slices of both kinds, after 0, 1 and 2 zero bytes, for a vocabulary with
     escape-holding and header-long tokens."""
     facts = stream_facts(TINY)
@@ -252,6 +253,8 @@ def test_single_token_checks_and_first_tokens_equal_byte_by_byte_references(enco
                         continue
                     body = b[lz + 1:]
                 ref[i] = len(body) < 2 or _token_allowed(auto, auto.start, body[1:], 0)
+            # one token at a time (nothing cached yet), then the whole vocabulary
+            assert [grammar.body_ok_token(key, opener, i) for i in range(len(vocab))] == ref
             assert grammar.body_ok(key, opener).tolist() == ref
         states = [auto.start] + _feed(auto, v.to_bytes(t // 8, "big"))
         for st in states[1::3]:

@@ -185,23 +185,42 @@ def bundled_video():
     return load_model(None, "h264")
 
 
-def test_slice_constraint_allows_equals_its_mask_in_x264_states(bundled_video):
+@pytest.mark.parametrize("vocab", ["bundled", "trained-1024"])
+def test_slice_constraint_allows_equals_its_mask_in_x264_states(bundled_video, vocab):
     """In the states of canonical x264 encodes (every 7th token of the sample clips'
-    tokenizations, the bundled tokenizer), ``allows(t)`` and ``token_check()(t)`` are the
-    mask's entry for every token, computed before the mask exists (no cache to read it
-    from)."""
+    tokenizations and every NAL boundary; the bundled tokenizer and one of 1,024 tokens
+    trained on those encodes), ``allows(t)`` and ``token_check()(t)`` are the
+    mask's entry for every token, computed before the mask and its parts exist (no
+    cache to read them from: the single-token paths of every part)."""
     from avclm.codec import SAMPLE_CLIPS, encode_video
     from avclm.verifier import NalConstraint
 
     tok, profile = bundled_video.tokenizer, bundled_video.profile
-    checked = 0
+    if vocab != "bundled":  # long tokens: start codes with whole slice headers and data
+        from codeclm.tokenizer import ByteTokenizer
+
+        tok = ByteTokenizer.train([encode_video(c, profile) for c in SAMPLE_CLIPS.values()],
+                                  1024, "h264")
+    checked = parts = 0
     for clip in list(SAMPLE_CLIPS.values())[:2]:
         data = encode_video(clip, profile)
         c = NalConstraint(tok, profile=profile)
         for n, t in enumerate(tok.encode(data, bos=False, eos=False)[:400]):
-            if n % 7 == 3:
+            if n % 7 == 3 or c.can_end:  # (and every state where a NAL may open)
                 c.tokens.cache.clear()
+                c.tokens.parts.clear()  # (single-token entries of the header patterns)
                 c.grammar.masks.clear()
+                c.grammar.openers.clear()
+                ckey, _, okey, _ = c._mask_key()
+                for part in (("c",) + ckey if ckey is not None and len(ckey) > 1 else None,
+                             ("o",) + okey if okey is not None else None):
+                    if part is not None:  # a header-pattern part, one token at a time
+                        one = c._token_entry(part)
+                        assert ([bool(one(u)) for u in range(tok.vocab_size)]
+                                == c._part(part).tolist()), n
+                        parts += 1
+                c.tokens.parts.clear()
+                c.grammar.openers.clear()
                 got = [c.allows(u) for u in range(tok.vocab_size)]
                 check = c.token_check()
                 assert [bool(check(u)) for u in range(tok.vocab_size)] == got, n
@@ -209,7 +228,7 @@ def test_slice_constraint_allows_equals_its_mask_in_x264_states(bundled_video):
                 checked += 1
             assert c.allows(t)  # x264's own token
             c.advance(t)
-    assert checked > 100
+    assert checked > 100 and parts > 20
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
