@@ -64,7 +64,7 @@ def _minima(best: tuple | None, cur: tuple) -> tuple:
 def run(seeds: int = SEEDS, frames: int = FRAMES, reps: int = REPS) -> dict:
     import torch
 
-    from avclm.generate import load_model, generate_video
+    from avclm.generate import generate_video, load_model
     from codeclm.generation.sampling_config import SamplingConfig
 
     threads = torch.get_num_threads()

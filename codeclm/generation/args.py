@@ -12,8 +12,8 @@ import argparse
 import math
 
 from ..errors import ConfigError
-from .sampling_config import MASK_ORDERS
 from ..threads import add_threads_argument
+from .sampling_config import MASK_ORDERS
 
 
 def add_model_arguments(parser, batch: bool = True) -> None:

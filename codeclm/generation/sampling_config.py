@@ -9,7 +9,6 @@ import os
 
 from ..errors import ConfigError
 
-
 #: how a constrained draw combines the mask with top-k / top-p (the first is the default)
 MASK_ORDERS = ("filters-first", "mask-first")
 

@@ -17,10 +17,10 @@ import random
 import pytest
 import torch
 
+from codeclm.errors import ConfigError
 from codeclm.generation.filters_first import FilteredDraw, applies
 from codeclm.generation.sampling import sample_tokens, token_probs
 from codeclm.generation.sampling_config import SamplingConfig
-from codeclm.errors import ConfigError
 
 FILTERED = [(t, k, p) for t in (0.7, 1.0, 1.3) for k in (None, 1, 5, 50) for p in (None, 0.5, 0.9)
             if k is not None or p is not None]
