@@ -22,6 +22,8 @@ from codeclm.generation.filters_first import FilteredDraw, applies
 from codeclm.generation.sampling import sample_tokens, token_probs
 from codeclm.generation.sampling_config import SamplingConfig
 
+from .test_lazy_masks import _EvenTokens, _tiny_lm
+
 FILTERED = [(t, k, p) for t in (0.7, 1.0, 1.3) for k in (None, 1, 5, 50) for p in (None, 0.5, 0.9)
             if k is not None or p is not None]
 
@@ -102,41 +104,6 @@ def test_applies_only_where_the_orders_differ():
     assert not applies(SamplingConfig(top_k=None, top_p=None))
     with pytest.raises(ConfigError, match="mask order"):
         SamplingConfig(mask_order="vocab")
-
-
-class _EvenTokens:
-    """A checkable constraint: even token ids (and EOS) only."""
-
-    done = False
-
-    def __init__(self, V: int, eos: int):
-        self.mask = torch.arange(V) % 2 == 0
-        self.mask[eos] = True
-
-    def allowed_mask(self):
-        return self.mask
-
-    def allows(self, token_id: int) -> bool:
-        return bool(self.mask[token_id])
-
-    def advance(self, token_id: int) -> None:
-        pass
-
-    def copy(self):
-        return self
-
-
-def _tiny_lm():
-    from transformers import LlamaForCausalLM
-
-    from codeclm.models import llama_config
-    from codeclm.tokenizer import ByteTokenizer
-
-    tok = ByteTokenizer.train([bytes(range(256)) * 4], 300, "h264")
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(llama_config("tiny", tok.vocab_size, 64, hidden_size=32,
-                                          intermediate_size=64)).eval()
-    return tok, model
 
 
 def test_session_keeps_the_free_tokens_until_one_is_forbidden():

@@ -143,9 +143,9 @@ class _EvenTokens:
 
     done = False
 
-    def __init__(self, V: int):
+    def __init__(self, V: int, eos: int = 2):
         self.mask = torch.arange(V) % 2 == 0
-        self.mask[2] = True
+        self.mask[eos] = True
 
     def allowed_mask(self):
         return self.mask
