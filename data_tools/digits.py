@@ -7,13 +7,18 @@ index: every fifth digit (index % 5 == 4, 359 digits) is *held out*: never drawn
 training media, used to fit the recogniser. The other 1,438 are the *train* split.
 
 A clip (:func:`moving_digits`) shows one or two digits, white on black, each an 8x8 digit
-scaled up to ``sprite`` pixels (Pillow bicubic), moving at a constant whole-pixel velocity
-(1..3 pixels per frame on each axis) and bouncing off the frame edges; overlapping digits
-add up (clipped to white). An image is the clip's first frame. With ``background=128``
-(synth source ``digits-on-grey``) the digits are drawn over mid grey instead, from grey
-to white: with one macroblock per slice an intra macroblock is predicted from nothing,
-i.e. from mid grey (128), so a grey background costs a model no residual to write, and
-an empty macroblock is background rather than a grey square on black.
+scaled up to a square sprite (Pillow bicubic) whose side is drawn from ``scale`` (a
+fraction of the frame's short side; 0.30..0.55 by default), moving at a constant
+whole-pixel velocity (``speed``: 1..3 pixels per frame on each axis by default, either
+sign) and bouncing off the frame edges; overlapping digits add up (clipped to white). An
+image is the clip's first frame. The synth sources are styles of it
+(:data:`DIGIT_SOURCES`): ``digits`` the defaults; ``digits-on-grey`` (``background=128``)
+the digits over mid grey instead, from grey to white: with one macroblock per slice an
+intra macroblock is predicted from nothing, i.e. from mid grey (128), so a grey background
+costs a model no residual to write, and an empty macroblock is background rather than a
+grey square on black; ``digits-large`` one digit over black at 65..85% of the short side,
+moving exactly 1 pixel per frame on each axis (a diagonal drift), so each stroke is a few
+pixels wide and spans more macroblocks with less detail in each.
 
 Recognition (:class:`DigitRecogniser`): a small MLP fitted on the held-out digits (8x8,
 0..16). A frame's luma above the clips' background level (0 for black, 128 for
@@ -42,6 +47,14 @@ MIN_BLOB_PIXELS = 12
 DIGIT_THRESHOLD = 0.8
 #: RGB -> luma (BT.601), for blobs and the background level
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
+#: the synth sources drawn by :func:`moving_digits`: name -> its keyword arguments
+#: (``background`` grey level; ``scale`` sprite side as (min, max) fractions of the frame's
+#: short side; ``speed`` (min, max) pixels per frame on each axis)
+DIGIT_SOURCES = {
+    "digits": {"background": 0, "scale": (0.3, 0.55), "speed": (1, 3)},
+    "digits-on-grey": {"background": 128, "scale": (0.3, 0.55), "speed": (1, 3)},
+    "digits-large": {"background": 0, "scale": (0.65, 0.85), "speed": (1, 1)},
+}
 
 
 @functools.cache
@@ -88,20 +101,30 @@ def _bounce(pos: int, vel: int, span: int) -> tuple[int, int]:
 
 
 def moving_digits(rng: np.random.Generator, width: int, height: int, frames: int,
-                  split: str = "train", count: int = 1,
-                  background: int = 0) -> tuple[list[int], np.ndarray]:
-    """``(labels, frames (frames, height, width, 3) uint8)``: one or two digits of
-    ``split`` bouncing over a plain background of grey level ``background`` (0 black;
-    the digits span it to white; see the module docstring)."""
+                  split: str = "train", count: int = 1, background: int = 0,
+                  scale: tuple[float, float] = (0.3, 0.55),
+                  speed: tuple[int, int] = (1, 3)) -> tuple[list[int], np.ndarray]:
+    """``(labels, frames (frames, height, width, 3) uint8)``: ``count`` digits of ``split``
+    bouncing over a plain background of grey level ``background`` (0 black; the digits
+    span it to white), each a square sprite of side ``scale`` (min, max fractions of the
+    short side, one side drawn per clip) moving ``speed`` (min, max whole pixels per frame,
+    drawn per axis, random sign); see the module docstring."""
+    lo, hi = scale
+    if not 0 < lo <= hi <= 1:
+        raise ConfigError(f"digit scale must satisfy 0 < min <= max <= 1, got {scale}")
+    if not 0 <= speed[0] <= speed[1]:
+        raise ConfigError(f"digit speed must satisfy 0 <= min <= max, got {speed}")
     images, labels = digits_of(split)
-    size = int(rng.integers(round(min(width, height) * 0.3), round(min(width, height) * 0.55) + 1))
+    short = min(width, height)
+    size = int(rng.integers(max(1, round(short * lo)), max(1, round(short * hi)) + 1))
     picks = [int(rng.integers(0, len(labels))) for _ in range(count)]
     sprites = [sprite_of(images[i], size) for i in picks]
     state = []
     for _ in picks:
         x = int(rng.integers(0, width - size + 1))
         y = int(rng.integers(0, height - size + 1))
-        vx, vy = (int(v) * (1 if rng.random() < 0.5 else -1) for v in rng.integers(1, 4, 2))
+        vx, vy = (int(v) * (1 if rng.random() < 0.5 else -1)
+                  for v in rng.integers(speed[0], speed[1] + 1, 2))
         state.append([x, y, vx, vy])
     out = np.zeros((frames, height, width), np.float32)
     for t in range(frames):

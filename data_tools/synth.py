@@ -21,6 +21,8 @@ Two families of sources:
   image is one such frame. Every fifth digit is held out (``split=heldout``) for
   evaluation and for the digit recogniser. ``digits-on-grey``: the same over mid grey
   (128), the background an intra macroblock with no residual decodes to.
+  ``digits-large``: one digit over black at 65-85% of the frame's short side, drifting
+  1 pixel per frame on each axis (simpler, larger content for a small model).
 * ffmpeg ``lavfi`` generators, run through the bundled binary
   (``imageio_ffmpeg.get_ffmpeg_exe()``): ``life`` (Conway's game of life), ``testsrc2``
   (test pattern), ``mandelbrot`` (zooming fractal), ``cellauto`` (elementary cellular
@@ -47,10 +49,10 @@ import numpy as np
 from codeclm.errors import ConfigError, EncodeError
 from codeclm.io import atomic_path, write_png
 
-SOURCES = ("shapes", "pan", "photo-crops", "digits", "digits-on-grey", "life", "testsrc2",
-           "mandelbrot", "cellauto")
-#: grey level of each digits source's background
-DIGIT_BACKGROUNDS = {"digits": 0, "digits-on-grey": 128}
+from .digits import DIGIT_SOURCES, moving_digits
+
+SOURCES = ("shapes", "pan", "photo-crops", *DIGIT_SOURCES, "life", "testsrc2", "mandelbrot",
+           "cellauto")
 DEFAULT_SOURCES = ("shapes",)
 SPLITS = ("train", "heldout")
 #: ``skimage.data`` photographs in the wheel (no download), colour and grey; grey ones are
@@ -413,11 +415,8 @@ def make_item(kind: str, source: str, geo: Geometry, rng: np.random.Generator,
     ``split`` picks the photos of ``photo-crops`` and the digits of ``digits`` (other
     sources ignore it)."""
     n = 1 if kind == "image" else geo.frames
-    if source in DIGIT_BACKGROUNDS:
-        from .digits import moving_digits
-
-        return moving_digits(rng, geo.width, geo.height, n, split,
-                             background=DIGIT_BACKGROUNDS[source])[1]
+    if source in DIGIT_SOURCES:
+        return moving_digits(rng, geo.width, geo.height, n, split, **DIGIT_SOURCES[source])[1]
     if source == "photo-crops":
         if kind == "image":
             return photo_crop(rng, geo.width, geo.height, split)[1][None]

@@ -6,6 +6,8 @@
 #   bash recipes/train-digits.sh [WORKDIR] [MAX_STEPS]
 # SOURCE=digits-on-grey draws the digits over mid grey instead of black (default: digits);
 # measured not to help (digits in 0% of generated frames at step 3,050, see README).
+# SOURCE=digits-large draws one digit at 65-85% of the frame drifting 1 pixel per frame
+# on each axis (simpler, larger strokes; over black, which bundled_eval --digits reads).
 # Run it again with a larger MAX_STEPS to add a leg: the data steps skip what exists and
 # the fit resumes exactly from train_video/checkpoints/last.ckpt. On a GPU add
 # --trainer.accelerator gpu --trainer.precision bf16-mixed to fit(); nothing else changes.
@@ -13,6 +15,11 @@ set -euo pipefail
 work=${1:-runs/digits}
 steps=${2:-4000}
 source=${SOURCE:-digits}
+case $source in
+  digits|digits-on-grey|digits-large) ;;
+  *) echo "train-digits.sh: SOURCE must be digits, digits-on-grey or digits-large, not '$source'" >&2
+     exit 2 ;;
+esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${BIN:-$root/.venv/bin}
 mkdir -p "$work"

@@ -4,7 +4,8 @@ Sources: `shapes` (moving circles and rectangles on plain or gradient background
 `pan` (a camera panning over still shapes), `photo-crops` (random crops of
 scikit-image's bundled photographs, `--split train|heldout`; pans over them as video),
 `digits` (scikit-learn's bundled handwritten digits bouncing over black, `--split` as for
-photos), `digits-on-grey` (the same over mid grey) and the ffmpeg generators `life`,
+photos), `digits-on-grey` (the same over mid grey), `digits-large` (one digit at 65-85% of
+the frame drifting 1 pixel per frame) and the ffmpeg generators `life`,
 `testsrc2`, `mandelbrot`, `cellauto`. Deterministic given --seed.
 """
 
@@ -15,7 +16,7 @@ from codeclm.errors import ConfigError
 from codeclm.profile import get_profile
 
 from ..sources import modality_of_kind
-from ..synth import DEFAULT_SOURCES, DIGIT_BACKGROUNDS, SOURCES, SPLITS, synth
+from ..synth import DEFAULT_SOURCES, DIGIT_SOURCES, SOURCES, SPLITS, synth
 from . import add_progress, kind_arg, positive_int
 
 
@@ -86,7 +87,7 @@ def run(args) -> int:
         raise
     target.record(p.name for p in paths)
     split = "".join(f", {args.split} {what}" for what, names in
-                    (("photos", {"photo-crops"}), ("digits", set(DIGIT_BACKGROUNDS)))
+                    (("photos", {"photo-crops"}), ("digits", set(DIGIT_SOURCES)))
                     if names & set(sources))
     print(f"wrote {len(paths)} synthetic {args.kind}s ({', '.join(sources)}{split}) to {args.out}")
     return 0

@@ -52,6 +52,18 @@ def test_digit_shares_over_grey_read_the_background_from_the_training_clips(tmp_
     assert shares["digit_frames_generated"] == 0.0
 
 
+def test_digit_shares_of_large_digits_read_a_black_background(tmp_path):
+    from codeclm.profile import get_profile
+    from data_tools.digits import clip_frames
+
+    synth(tmp_path, "video", get_profile("h264", "tiny"), 3, seed=1, sources=("digits-large",))
+    large = [clip_frames(p) for p in sorted(tmp_path.rglob("*.mp4"))]
+    shares = digit_shares([np.zeros_like(c) for c in large], large)
+    assert shares["digit_background"] == 0.0  # the digit covers under half the frame
+    assert shares["digit_frames_training"] >= 0.5
+    assert shares["digit_frames_generated"] == 0.0
+
+
 def test_video_report_with_digits_on_the_bundled_model(digit_media, tmp_path, capsys):
     out = tmp_path / "report.json"
     assert main(["video", "--data", str(digit_media), "-n", "1", "--frames", "2", "--digits",

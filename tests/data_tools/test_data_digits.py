@@ -133,3 +133,61 @@ def test_report_cli_bad_clip_is_one_line_error(tmp_path, capsys):
     assert report([str(bad)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bad.mp4" in err and "Traceback" not in err
+
+
+def test_digits_large_is_one_big_digit_drifting_one_pixel_a_frame():
+    from data_tools.digits import DIGIT_SOURCES
+
+    style = DIGIT_SOURCES["digits-large"]
+    for i in range(20):
+        labels, frames = moving_digits(np.random.default_rng((5, i)), 64, 64, 8, **style)
+        assert len(labels) == 1 and frames.shape == (8, 64, 64, 3)
+        lit = frames[..., 0] > 0
+        # the digit spans most of the frame's short side in every frame, within its sprite
+        # (at most 85% of 64 pixels on a side)
+        heights = [np.ptp(np.flatnonzero(f.any(axis=1))) + 1 for f in lit]
+        widths = [np.ptp(np.flatnonzero(f.any(axis=0))) + 1 for f in lit]
+        assert min(heights) >= 0.5 * 64 and max(heights + widths) <= round(0.85 * 64)
+        # one pixel per frame on each axis: a frame is the previous one shifted by (+-1, +-1)
+        # (or reflected at an edge), never further
+        for a, b in itertools.pairwise(frames[..., 0]):
+            assert any(np.array_equal(np.roll(a, (dy, dx), (0, 1))[2:-2, 2:-2], b[2:-2, 2:-2])
+                       for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+    # and the defaults (source digits) are smaller and faster: same seed, other clip
+    _, small = moving_digits(np.random.default_rng((5, 0)), 64, 64, 8)
+    assert (small[..., 0] > 0).sum() < (moving_digits(np.random.default_rng((5, 0)), 64, 64, 8,
+                                                      **style)[1][..., 0] > 0).sum()
+
+
+def test_digit_scale_and_speed_out_of_range_are_config_errors():
+    from codeclm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="scale"):
+        moving_digits(np.random.default_rng(0), 64, 64, 2, scale=(0.9, 1.2))
+    with pytest.raises(ConfigError, match="speed"):
+        moving_digits(np.random.default_rng(0), 64, 64, 2, speed=(2, 1))
+
+
+def test_recogniser_sees_digits_in_large_digit_frames_over_black(recogniser):
+    from data_tools.digits import DIGIT_SOURCES
+
+    clips = [moving_digits(np.random.default_rng((9, i)), 64, 64, 2,
+                           **DIGIT_SOURCES["digits-large"]) for i in range(30)]
+    assert background_level([f for _, f in clips]) == 0  # bundled_eval --digits: black
+    assert np.mean([recogniser.shows_digit_share(f) for _, f in clips]) >= 0.6
+    assert np.mean([recogniser.score(f[0])[0] == labels[0] for labels, f in clips]) >= 0.75
+
+
+def test_cli_synth_digits_large_clips_are_deterministic(tmp_path, capsys):
+    args = ["--kind", "video", "--profile", "tiny", "--count", "2", "--seed", "3",
+            "--sources", "digits-large"]
+    assert main(["synth", str(tmp_path / "a"), *args]) == 0
+    assert "digits-large, train digits" in capsys.readouterr().out
+    assert main(["synth", str(tmp_path / "b"), *args]) == 0
+    a = sorted((tmp_path / "a").glob("*-digits-large.mp4"))
+    b = sorted((tmp_path / "b").glob("*-digits-large.mp4"))
+    assert len(a) == 2 and [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
+    with av.open(str(a[0])) as c:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    assert frames.shape == (8, 64, 64, 3)
+    assert default_recogniser().shows_digit_share(frames) > 0
