@@ -242,10 +242,17 @@ def run(args: argparse.Namespace) -> int:
                   f"{total['truncated']} cut off at --max-nal-tokens; {total['retries']} "
                   f"sampled again, {total['substitutions']} substituted", file=sys.stderr)
         print(f"{sum(stats['frames'])} frames -> {where}  ({stats['tokens_sampled']} tokens, "
-              f"{stats['tokens_per_s']:.0f} tok/s, {stats['replaced']} NALs replaced, "
-              f"{stats['continuations']} continuations{_resumed(stats)}, seed {stats['seed']})",
+              f"{stats['tokens_per_s']:.0f} tok/s,{_changed(stats)} {stats['replaced']} NALs "
+              f"replaced, {stats['continuations']} continuations{_resumed(stats)}, "
+              f"seed {stats['seed']})",
               file=sys.stderr)
     return 0
+
+
+def _changed(stats: dict) -> str:
+    """" masks changed C of N draws," when draws were made filters-first, else nothing."""
+    return (f" masks changed {stats['changed']} of {stats['constrained']} draws,"
+            if stats.get("constrained") else "")
 
 
 def _resumed(stats: dict) -> str:

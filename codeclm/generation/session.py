@@ -232,9 +232,6 @@ class Session:
         self.stats = DecodeStats(seed=self.seed)
         #: lazy-mask draws decided / lazy walks that fell back to the full mask
         self.lazy_masks = self.full_masks = 0
-        #: filters-first draws (:mod:`.filters_first`): decided among the filtered
-        #: candidates / of those, the model's own (free) draw kept
-        self.filtered_draws = self.own_draws = 0
 
     # ---------------------------------------------------------------- setup
     def start(self, prompts: Sequence[Sequence[int]],
@@ -415,8 +412,8 @@ class Session:
             if token is not None:
                 out[i] = token
                 decided.add(i)
-                self.filtered_draws += 1
-                self.own_draws += token == drawn.own[j]
+            self.stats.changed += token != drawn.own[j]  # (None: mask-first follows)
+        self.stats.constrained += len(rows)
         return [i for i in draw if i not in decided]
 
     def _choose_lazily(self, i: int, logits: torch.Tensor, out: list[int],

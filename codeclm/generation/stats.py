@@ -19,7 +19,10 @@ class DecodeStats:
     ``steps``: decode steps (one token per row each); ``rejected``: units sampled again;
     ``prefill_s`` / ``decode_s``: seconds spent in prompt prefill / decode steps;
     ``decode_cpu_s``: the decode steps' CPU seconds in this thread (a measure that a
-    loaded machine disturbs less); ``seed``: the run's seed (row ``r`` draws with ``seed + r``)."""
+    loaded machine disturbs less); ``constrained``: draws made filters-first under a
+    constraint (:mod:`~codeclm.generation.filters_first`), ``changed``: of those, the
+    draws whose token is not the model's own free draw (the masks intervened);
+    ``seed``: the run's seed (row ``r`` draws with ``seed + r``)."""
 
     prefill_s: float = 0.0
     decode_s: float = 0.0
@@ -27,6 +30,8 @@ class DecodeStats:
     steps: int = 0
     sampled: int = 0
     rejected: int = 0
+    constrained: int = 0
+    changed: int = 0
     seed: int | None = None
 
     @property
@@ -36,7 +41,8 @@ class DecodeStats:
 
     def add(self, other: DecodeStats) -> None:
         """Add ``other``'s counts and timings to these (the seed is kept)."""
-        for f in ("prefill_s", "decode_s", "decode_cpu_s", "steps", "sampled", "rejected"):
+        for f in ("prefill_s", "decode_s", "decode_cpu_s", "steps", "sampled", "rejected",
+                  "constrained", "changed"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
 
     def as_dict(self) -> dict:

@@ -109,7 +109,7 @@ def run_samples(args, prompts: list[bytes] | None, count: int | None, names: lis
         print(f"{stats['images']} images -> {outdir}  ({class_note(args)}"
               f"{stats['valid']} valid as sampled, "
               f"{stats['tokens_sampled']} tokens, {stats['tokens_per_s']:.0f} tok/s, "
-              f"seed {stats['seed']})", file=sys.stderr)
+              f"{_changed(stats)}seed {stats['seed']})", file=sys.stderr)
         invalid = [f"{names[r.sample]}.jpg" for r in sorted(results, key=lambda r: r.sample)
                    if not r.valid]
         if invalid:
@@ -125,6 +125,12 @@ def class_note(args) -> str:
 
     scale = DEFAULT_CFG_SCALE if args.cfg_scale is None else args.cfg_scale
     return f"class {args.class_name}, cfg {scale:g}, "
+
+
+def _changed(stats: dict) -> str:
+    """"grammar changed C of N draws, " when draws were made filters-first, else nothing."""
+    return (f"grammar changed {stats['changed']} of {stats['constrained']} draws, "
+            if stats.get("constrained") else "")
 
 
 def not_valid_note(files: list[str], args) -> str:

@@ -142,8 +142,11 @@ def test_cli_summary_counts_resumed_pictures(model_dir, tmp_path, capsys):
     assert main(["generate", "--frames", "6", "--context", "700", "--seed", "1",
                  "--model", str(model_dir), "-o", str(out)]) == 0
     summary = capsys.readouterr().err.strip().splitlines()[-1]
-    assert re.search(r"0 NALs replaced, \d+ continuations, \d+ pictures? resumed, seed 1\)$",
-                     summary), summary
+    got = re.search(r"\((\d+) tokens, \d+ tok/s, masks changed (\d+) of (\d+) draws, 0 NALs "
+                    r"replaced, \d+ continuations, \d+ pictures? resumed, seed 1\)$", summary)
+    assert got, summary
+    sampled, changed, constrained = (int(x) for x in got.groups())
+    assert changed <= constrained <= sampled  # (the constrained draws: all but forced ones)
     assert len(decode_annexb(out.read_bytes(), TINY, strict=True)) == 6
 
 

@@ -118,20 +118,24 @@ def test_session_keeps_the_free_tokens_until_one_is_forbidden():
     for seed in range(8):
         free = generate(model, tok, [[tok.bos_id]], SamplingConfig(seed=seed),
                         max_new_tokens=24).tokens[0]
-        runs = {}
+        runs, stats = {}, {}
         for order in ("filters-first", "mask-first"):
-            runs[order] = generate(model, tok, [[tok.bos_id]],
-                                   SamplingConfig(seed=seed, mask_order=order),
-                                   max_new_tokens=24, constraints=[_EvenTokens(V, tok.eos_id)]
-                                   ).tokens[0]
+            res = generate(model, tok, [[tok.bos_id]], SamplingConfig(seed=seed, mask_order=order),
+                           max_new_tokens=24, constraints=[_EvenTokens(V, tok.eos_id)])
+            runs[order], stats[order] = res.tokens[0], res.stats
         got = runs["filters-first"]
         assert all(t % 2 == 0 or t == tok.eos_id for t in got)
+        # every draw counted; mask-first counts none (it has no own draw to keep)
+        assert stats["filters-first"]["constrained"] == len(got)
+        assert stats["mask-first"]["constrained"] == stats["mask-first"]["changed"] == 0
         odd = next((i for i, t in enumerate(free) if t % 2 and t != tok.eos_id), None)
         if odd is None:
             assert got == free
+            assert stats["filters-first"]["changed"] == 0
             continue
         assert got[:odd] == free[:odd]
         assert got[odd] != free[odd]
+        assert stats["filters-first"]["changed"] >= 1
         diverged += 1
         first_diff = next((i for i, (a, b) in enumerate(zip(runs["mask-first"], free)) if a != b),
                           len(free))

@@ -7,6 +7,8 @@ with Pillow and checked with the strict codec.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from PIL import Image
 
@@ -142,4 +144,6 @@ def test_cli_names_the_outputs_not_valid_as_sampled(model_dir, tmp_path, capsys)
                  "--seed", "1", "--max-tokens", "5"]) == 0
     err = capsys.readouterr().err
     assert "(0 valid as sampled" in err
+    # every draw was made under the grammar, filters-first (2 images x 5 tokens)
+    assert re.search(r"tok/s, grammar changed \d of 10 draws, seed 1\)", err), err
     assert "not valid as sampled: 0.jpg, 1.jpg." in err and "ran out of tokens" in err
