@@ -1,0 +1,52 @@
+"""The README's demo pictures (codeclm_apps.demo_pictures) from demo-like outputs:
+real MP4 files through PyAV, grids through Pillow."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+from PIL import Image
+
+from codeclm_apps.demo_pictures import BAR, SCALE, main
+
+
+def _write_mp4(path, frames: np.ndarray) -> None:
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=8)
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for f in frames:
+            for packet in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+
+
+def test_pictures_from_demo_outputs(tmp_path):
+    out, docs = tmp_path / "demo_out", tmp_path / "docs"
+    (out / "images").mkdir(parents=True)
+    (out / "complete").mkdir()
+    docs.mkdir()
+    levels = np.arange(8, dtype=np.uint8) * 30  # frame t is flat grey 30 t
+    frames = np.repeat(levels[:, None, None, None], 64 * 64 * 3).reshape(8, 64, 64, 3)
+    _write_mp4(out / "demo.mp4", frames[:6])
+    _write_mp4(out / "continued.mp4", frames)
+    Image.new("RGB", (30, 20), (250, 0, 0)).save(out / "images" / "grid.png")
+    Image.new("L", (10, 40), 7).save(out / "complete" / "grid.png")
+    (docs / "demo_frames.png").write_bytes(b"old")  # (its own earlier output: replaced)
+    assert main([str(out), str(docs)]) == 0
+    strip = np.asarray(Image.open(docs / "demo_frames.png"))
+    assert strip.shape == (64 * SCALE, 6 * 64 * SCALE, 3)
+    cont = np.asarray(Image.open(docs / "demo_continued.png")).astype(int)
+    assert cont.shape == (64 * SCALE, 8 * 64 * SCALE + BAR, 3)
+    bar = 4 * 64 * SCALE
+    assert (cont[:, bar:bar + BAR] == 255).all()
+    # frame order kept: each frame's grey level, either side of the bar (codec tolerance)
+    lefts = [0, 64 * SCALE, 2 * 64 * SCALE, 3 * 64 * SCALE]
+    lefts += [bar + BAR + i * 64 * SCALE for i in range(4)]
+    means = [cont[:, x:x + 64 * SCALE].mean() for x in lefts]
+    assert np.allclose(means, levels, atol=4), means
+    assert Image.open(docs / "demo_images.png").size == (60, 40)
+    complete = Image.open(docs / "demo_complete.png")
+    assert complete.size == (20, 80) and complete.mode == "RGB"
+    assert sorted(p.name for p in docs.iterdir()) == [
+        "demo_complete.png", "demo_continued.png", "demo_frames.png", "demo_images.png"]
