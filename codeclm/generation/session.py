@@ -381,15 +381,15 @@ class Session:
                 logits.select(1, self.tok.eos_id).fill_(float("-inf"))
             elif early:
                 logits[early, self.tok.eos_id] = float("-inf")
-        drawn, checks = draw, {}
+        sampled, checks = draw, {}
         if filters_first.applies(self.config):
             draw = self._choose_filters_first(draw, logits, out, checks)
         batched = [i for i in draw if not self._choose_lazily(i, logits[i], out, checks.get(i))]
         if batched:
             self._sample_batched(logits, batched, out)
-        for i in drawn:
+        for i in sampled:
             self.rows[i].sampled += 1
-        self.stats.sampled += len(drawn)
+        self.stats.sampled += len(sampled)
         return out
 
     def _choose_filters_first(self, draw: list[int], logits: torch.Tensor, out: list[int],
@@ -402,17 +402,17 @@ class Session:
         rows = [i for i in draw if self.rows[i].constraint is not None]
         if not rows:
             return draw
-        own = logits if len(rows) == logits.shape[0] else logits[rows]
-        drawn = filters_first.FilteredDraw(
-            own, [self.rows[i].generator for i in rows], self.config)
+        row_logits = logits if len(rows) == logits.shape[0] else logits[rows]
+        free = filters_first.FilteredDraw(
+            row_logits, [self.rows[i].generator for i in rows], self.config)
         decided = set()
         for j, i in enumerate(rows):
             checks[i] = allows = _allows_of(self.rows[i].constraint)
-            token = drawn.choice(j, allows)
+            token = free.choice(j, allows)
             if token is not None:
                 out[i] = token
                 decided.add(i)
-            self.stats.changed += token != drawn.own[j]  # (None: mask-first follows)
+            self.stats.changed += token != free.own[j]  # (None: mask-first follows)
         self.stats.constrained += len(rows)
         return [i for i in draw if i not in decided]
 
