@@ -85,11 +85,17 @@ def sampling_or_default(sampling=None):
 
 
 def sampling_record(sampling=None) -> dict:
-    """The sampling settings as recorded in results.json (None: a filter that is off)."""
+    """The sampling settings as recorded in results.json and run.json (None: a filter
+    that is off). ``mask_order`` is recorded unless it is ``"mask-first"``, the only
+    order before the option existed: a run recorded then resumes with
+    ``--mask-order mask-first``, and a run without it is not mistaken for one."""
     sampling = sampling_or_default(sampling)
-    return {"temperature": sampling.temperature, "top_k": sampling.top_k or None,
-            "top_p": sampling.top_p if sampling.top_p is not None and sampling.top_p < 1.0
-            else None, "mask_order": sampling.mask_order}
+    out = {"temperature": sampling.temperature, "top_k": sampling.top_k or None,
+           "top_p": sampling.top_p if sampling.top_p is not None and sampling.top_p < 1.0
+           else None}
+    if sampling.mask_order != "mask-first":
+        out["mask_order"] = sampling.mask_order
+    return out
 
 
 def sample_config(sampling, seed: int, index: int):

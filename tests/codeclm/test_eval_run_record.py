@@ -64,6 +64,7 @@ def test_run_json_records_model_and_sample_settings(first_run):
     settings = rec["settings"]
     assert settings["temperature"] == 1.0 and "seeds" not in settings  # one folder per seed
     assert settings["samples"] == 2 and settings["max_tokens"] == 6 and settings["grammar"]
+    assert settings["mask_order"] == "filters-first"
     for key in ("batch", "device", "quiet", "extractor", "fid_backend", "overwrite"):
         assert key not in settings  # never change a sample
 
@@ -93,6 +94,29 @@ def test_another_run_is_refused_and_nothing_touched(heldout, first_run, capsys):
     assert main(_uncond(heldout, first_run, "--top-k", "7")) == 1
     assert "(top_k 50 there, 7 now)" in capsys.readouterr().err
     assert _tree(first_run) == before
+
+
+def test_a_run_recorded_before_mask_orders_resumes_mask_first(heldout, first_run, tmp_path,
+                                                               capsys):
+    """A run.json without ``mask_order`` (recorded when mask-first was the only order)
+    resumes with ``--mask-order mask-first`` and is refused with the default."""
+    import shutil
+
+    from jpeglm.cli import main
+
+    old = tmp_path / "old"
+    shutil.copytree(first_run, old)
+    rec = json.loads((old / "run.json").read_text())
+    del rec["settings"]["mask_order"]
+    (old / "run.json").write_text(json.dumps(rec))
+    before = _samples(old)
+    capsys.readouterr()
+    assert main(_uncond(heldout, old)) == 1
+    assert ('(mask_order (absent) there, filters-first now)'
+            in capsys.readouterr().err)
+    assert main(_uncond(heldout, old, "--mask-order", "mask-first")) == 0
+    assert _samples(old) == before
+    assert json.loads((old / "results.json").read_text())["samples"]["generated_this_run"] == 0
 
 
 def test_another_seed_resumes_and_adds_only_its_samples(heldout, tmp_path, capsys):
