@@ -8,6 +8,10 @@
 # measured not to help (digits in 0% of generated frames at step 3,050, see README).
 # SOURCE=digits-large draws one digit at 65-85% of the frame drifting 1 pixel per frame
 # on each axis (simpler, larger strokes; over black, which bundled_eval --digits reads).
+# Measured not to help either: its clips cost more (531 tokens, 1,462 bytes each against
+# 423 and 1,336 for digits); digits in 17% of generated frames at step 900 but 9% at
+# 2,050 (seeds 0-7; 16% and 5% on seeds 8-39), motion 13.7 and 18.1 against 9.2, and
+# the samples are blocky, coloured macroblock collages, not large digits.
 # Run it again with a larger MAX_STEPS to add a leg: the data steps skip what exists and
 # the fit resumes exactly from train_video/checkpoints/last.ckpt. On a GPU add
 # --trainer.accelerator gpu --trainer.precision bf16-mixed to fit(); nothing else changes.
