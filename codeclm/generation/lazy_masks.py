@@ -1,5 +1,10 @@
 """Exact lazy token masks: draw a constrained row by checking only its top candidates.
 
+This is the mask-first draw (top-k / top-p among the allowed tokens): the sampler's
+only draw with ``SamplingConfig.mask_order="mask-first"``, and the fallback of the
+default filters-first draw when none of the model's own candidates is allowed
+(:mod:`codeclm.generation.filters_first`).
+
 A full mask asks the constraint about every token of the vocabulary; most of the time
 the model's best tokens are allowed, so :func:`lazy_choice` walks the row's tokens in
 descending (temperature-scaled) logit order, asks ``allows(token_id)`` of each, and stops
