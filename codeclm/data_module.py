@@ -50,6 +50,11 @@ from .versions import read as read_versions
 MIN_CONTEXT = 16
 
 
+#: share of the training blocks left out each epoch (several processes: whole batches,
+#: the same number per process) from which the data module warns
+DROPPED_WARN = 0.1
+
+
 def batches_per_process(blocks: int, batch_size: int, world_size: int) -> int:
     """Batches each of ``world_size`` processes gets per epoch from ``blocks`` blocks.
 
@@ -265,7 +270,9 @@ class CodecDataModule(L.LightningDataModule):
 
     def check_world_size(self, world_size: int, stage: str | None = "fit") -> None:
         """Refuse a split that leaves a process without a batch (every process of a
-        multi-process run must have one, or the run stops at once having trained nothing).
+        multi-process run must have one, or the run stops at once having trained nothing);
+        warn (rank 0) when at least :data:`DROPPED_WARN` of the training blocks are left
+        out each epoch.
 
         ``stage`` "fit" checks the training and the validation blocks, "validate" only the
         validation ones (none when the attached Trainer has ``limit_val_batches=0``).
@@ -273,13 +280,23 @@ class CodecDataModule(L.LightningDataModule):
         """
         if world_size <= 1:
             return
-        if stage in (None, "fit") and \
-                batches_per_process(self.n_train_blocks, self.batch_size, world_size) < 1:
+        batches = batches_per_process(self.n_train_blocks, self.batch_size, world_size)
+        if stage in (None, "fit") and batches < 1:
             raise ConfigError(
                 f"{self.path}: {_blocks(self.n_train_blocks, 'training block')} of "
                 f"{self.block_size} tokens for {world_size} processes; each process needs "
                 f"at least one batch of {self.batch_size} ({self.batch_size * world_size} "
                 "blocks in all): add data, lower --data.batch_size or use fewer devices")
+        left_out = self.n_train_blocks - batches * self.batch_size * world_size
+        if stage in (None, "fit") and left_out >= DROPPED_WARN * self.n_train_blocks:
+            from lightning.pytorch.utilities import rank_zero_warn
+
+            rank_zero_warn(
+                f"{self.path}: {left_out} of {self.n_train_blocks} training blocks "
+                f"({100 * left_out / self.n_train_blocks:.0f}%) are left out each epoch: with "
+                f"{world_size} processes each gets the same {batches} whole "
+                f"batch{'' if batches == 1 else 'es'} of {self.batch_size}; lower "
+                "--data.batch_size or add data")
         if self.val_info is None and self.val_fraction == 0:
             return  # no validation
         if self.trainer is not None and self.trainer.limit_val_batches == 0:

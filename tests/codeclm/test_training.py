@@ -158,6 +158,28 @@ def test_every_process_needs_a_batch(jpeg_shards):
     check(1, batch_size=129, val_batch_size=32)  # one process: every block, partial batches
 
 
+def test_many_training_blocks_left_out_per_epoch_warn(jpeg_shards):
+    """Several processes get the same whole batches: 129 blocks in batches of 43 for 2
+    processes leave 43 out each epoch (33%), which warns; 1 of 129 does not."""
+    import warnings
+
+    def check(batch_size):
+        dm = CodecDataModule(str(jpeg_shards), context=64, val_fraction=0.2,
+                             allow_partial_samples=True, batch_size=batch_size,
+                             val_batch_size=16)
+        dm.check_world_size(2, "fit")
+
+    with pytest.warns(UserWarning) as got:
+        check(43)
+    assert [str(w.message) for w in got] == [(
+        f"{jpeg_shards}: 43 of 129 training blocks (33%) are left out each epoch: with 2 "
+        "processes each gets the same 1 whole batch of 43; lower --data.batch_size or add "
+        "data")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check(64)  # 2 x 64 of 129: 1 left out
+
+
 def test_bits_per_byte_counts_exact_bytes(jpeg_shards):
     dm = CodecDataModule(str(jpeg_shards), context=256, batch_size=2, val_fraction=0.0)
     dm.setup("fit")
