@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .sampling import candidates
+from .sampling import race_scores
 from .sampling_config import SamplingConfig
 
 
@@ -47,20 +47,17 @@ def applies(config: SamplingConfig) -> bool:
 class FilteredDraw:
     """One step's free draw for some rows, kept for the constrained choice.
 
-    ``logits`` ``[R, V]`` (banned tokens already ``-inf``): top-k / top-p as in free
-    sampling (:func:`~codeclm.generation.sampling.candidates`), then row ``r`` draws its
-    race noise from ``generators[r]`` exactly as
-    :func:`~codeclm.generation.sampling.sample_tokens` does. ``own[r]``: the free draw's
-    token (the race's winner, ``argmax p / E``). :meth:`choice` walks further down the
-    race only when that token is not allowed."""
+    ``logits`` ``[R, V]`` (banned tokens already ``-inf``): the race of free sampling
+    (:func:`~codeclm.generation.sampling.race_scores`, what
+    :func:`~codeclm.generation.sampling.sample_tokens` draws with), row ``r`` with
+    ``generators[r]``. ``own[r]``: the free draw's token (the race's winner, ``argmax
+    p / E``). :meth:`choice` walks further down the race only when that token is not
+    allowed."""
 
     def __init__(self, logits: torch.Tensor, generators: Sequence[torch.Generator | None],
                  config: SamplingConfig):
-        probs, self._ids = candidates(logits, config.temperature, config.top_k, config.top_p)
-        noise = torch.empty_like(probs)
-        for row, g in zip(noise.unbind(0), generators):
-            row.exponential_(generator=g)
-        self._scores = probs.div_(noise)  # (probs is ours: divide in place)
+        self._scores, self._ids = race_scores(logits, generators, config.temperature,
+                                              config.top_k, config.top_p)
         first = self._scores.argmax(-1, keepdim=True)
         self.own: list[int] = (first if self._ids is None
                                else self._ids.gather(-1, first)).view(-1).tolist()

@@ -84,6 +84,29 @@ def make_generators(seed: int, n: int, device="cpu") -> list[torch.Generator]:
     return [torch.Generator(device=device).manual_seed(seed + r) for r in range(n)]
 
 
+def race_scores(logits: torch.Tensor, generators: Sequence[torch.Generator | None],
+                temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The exponential race of one draw per row: ``(scores [B, C], ids [B, C] or None)``,
+    ``scores = p / E`` over :func:`candidates` (0 for removed ones), ``E ~ Exp(1)`` drawn
+    from each row's own generator (rows whose generator is None: arbitrary). The draw is
+    the argmax; :mod:`codeclm.generation.filters_first` also walks further down.
+    ``noise``: as :func:`sample_tokens`. ``temperature`` must be > 0."""
+    probs, ids = candidates(logits, temperature, top_k, top_p)
+    if noise is None or noise.numel() < probs.numel():
+        noise = torch.empty_like(probs)
+    elif noise.shape != probs.shape:
+        noise = noise.view(-1)[:probs.numel()].view(probs.shape)
+    if len(generators) == 1:  # the whole buffer is the row: no per-row view
+        if generators[0] is not None:
+            noise.exponential_(generator=generators[0])
+    else:
+        for row, g in zip(noise.unbind(0), generators):
+            if g is not None:
+                row.exponential_(generator=g)
+    return probs.div_(noise), ids  # (probs is ours: divide in place)
+
+
 def sample_tokens(logits: torch.Tensor, generators: Sequence[torch.Generator | None],
                   temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                   noise: torch.Tensor | None = None) -> torch.Tensor:
@@ -98,19 +121,8 @@ def sample_tokens(logits: torch.Tensor, generators: Sequence[torch.Generator | N
     """
     if temperature == 0:
         return logits.argmax(-1)
-    probs, ids = candidates(logits, temperature, top_k, top_p)
-    if noise is None or noise.numel() < probs.numel():
-        noise = torch.empty_like(probs)
-    elif noise.shape != probs.shape:
-        noise = noise.view(-1)[:probs.numel()].view(probs.shape)
-    if len(generators) == 1:  # the whole buffer is the row: no per-row view
-        if generators[0] is not None:
-            noise.exponential_(generator=generators[0])
-    else:
-        for row, g in zip(noise.unbind(0), generators):
-            if g is not None:
-                row.exponential_(generator=g)
-    choice = probs.div_(noise).argmax(-1, keepdim=True)  # (probs is ours: divide in place)
+    scores, ids = race_scores(logits, generators, temperature, top_k, top_p, noise)
+    choice = scores.argmax(-1, keepdim=True)
     return (choice if ids is None else ids.gather(-1, choice)).view(-1)
 
 
