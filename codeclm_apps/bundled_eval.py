@@ -10,7 +10,11 @@ generates N samples and compares simple pixel statistics with the training media
   scale), for generated clips and for the training clips;
 - video with ``--digits`` (a moving-digits model, issue 17): the share of frames in which
   :class:`data_tools.digits.DigitRecogniser` sees a digit with probability >= 0.8, for
-  the generated clips and for the training clips.
+  the generated clips and for the training clips;
+- a class-conditional video model with ``--classes all|A,B,..`` (and ``--cfg-scale S``):
+  clip ``i`` is asked for class ``i mod K``; with ``--digits`` (classes ``0``-``9``, from
+  ``data_tools synth --digit-labels``) also the share of frames in which the recogniser
+  sees *the asked* digit with probability >= 0.8.
 
 Prints one JSON object (and writes it with ``-o``). Cheap and weight-free: this is a
 sanity check that the output is not noise, not a quality metric like FID.
@@ -70,18 +74,25 @@ def _training_images(data: Path, profile, limit: int) -> np.ndarray:
 
 
 def video_report(model, data: Path, n: int, frames: int, seed: int, limit: int = 200,
-                 digits: bool = False, sampling: dict | None = None) -> dict:
+                 digits: bool = False, sampling: dict | None = None,
+                 classes: str | None = None, cfg_scale: float | None = None) -> dict:
+    """The video statistics (module docstring) of ``n`` clips of ``frames`` frames, clip
+    ``i`` sampled with seed ``seed + i``; ``classes``: ``all`` or a comma list of a
+    class-conditional model's classes, clip ``i`` asked for the ``i``-th (cycling), with
+    guidance scale ``cfg_scale``."""
     from avclm.generate import DoneEvent, FrameEvent, generate_video
     from codeclm.generation.loading import load_model
     from codeclm.generation.sampling_config import SamplingConfig
 
     lm = load_model(model, "h264", "cpu", None)
+    asked = _asked_classes(lm.tokenizer, classes, n)
     train = _training_clips(data, lm.profile, limit)
     gen, verify, replaced = [], [], 0
     for i in range(n):
         clip = []
         config = SamplingConfig(seed=seed + i, **(sampling or {}))
-        for ev in generate_video(lm, frames, config=config):
+        for ev in generate_video(lm, frames, config=config, class_name=asked[i],
+                                 cfg_scale=cfg_scale if asked[i] else None):
             if isinstance(ev, FrameEvent):
                 clip.append(ev.image)
             elif isinstance(ev, DoneEvent):
@@ -98,15 +109,37 @@ def video_report(model, data: Path, n: int, frames: int, seed: int, limit: int =
         "training_frames_in_range": in_range_fraction(train_stats, train_stats),
         "substituted_slices": replaced, "verify": verify,
     }
+    if asked[0] is not None:
+        from codeclm.class_args import DEFAULT_CFG_SCALE
+
+        report.update(classes_asked=asked,
+                      cfg_scale=DEFAULT_CFG_SCALE if cfg_scale is None else cfg_scale)
     if digits:
-        report.update(digit_shares(gen, train))
+        report.update(digit_shares(gen, train, asked if asked[0] is not None else None))
     return report
 
 
-def digit_shares(generated: list[np.ndarray], training: list[np.ndarray]) -> dict:
+def _asked_classes(tokenizer, classes: str | None, n: int) -> list[str | None]:
+    """The class each of ``n`` clips is asked for: ``classes`` (``all`` or a comma list,
+    cycled) checked against the model's; all None without ``classes``."""
+    from codeclm.labels import class_id, class_names
+
+    if classes is None:
+        return [None] * n
+    names = (class_names(tokenizer) if classes == "all"
+             else [c.strip() for c in classes.split(",") if c.strip()])
+    for name in names or [classes]:
+        class_id(tokenizer, name)  # ModelError (unconditional) / LabelError (unknown)
+    return [names[i % len(names)] for i in range(n)]
+
+
+def digit_shares(generated: list[np.ndarray], training: list[np.ndarray],
+                 asked: list[str] | None = None) -> dict:
     """Share of frames (clips of (T, H, W, 3) uint8) showing a digit
     (:data:`data_tools.digits.DIGIT_THRESHOLD`), generated and training, each the mean over
-    its clips; both over the training clips' background level (black or grey)."""
+    its clips; both over the training clips' background level (black or grey). With
+    ``asked`` (each generated clip's class, a digit's name): also the share of generated
+    frames showing that digit, over all clips and per digit."""
     from data_tools.digits import DIGIT_THRESHOLD, background_level, default_recogniser
 
     rec = default_recogniser()
@@ -116,9 +149,18 @@ def digit_shares(generated: list[np.ndarray], training: list[np.ndarray]) -> dic
         return float(np.mean([rec.shows_digit_share(c, background=background)
                               for c in clips]))
 
-    return {"digit_threshold": DIGIT_THRESHOLD, "digit_background": background,
-            "digit_frames_generated": share(generated),
-            "digit_frames_training": share(training)}
+    out = {"digit_threshold": DIGIT_THRESHOLD, "digit_background": background,
+           "digit_frames_generated": share(generated),
+           "digit_frames_training": share(training)}
+    if asked is not None:
+        per_clip = [float(np.mean([str(d) == name and p >= DIGIT_THRESHOLD
+                                   for d, p in (rec.score(f, background) for f in clip)]))
+                    for clip, name in zip(generated, asked)]
+        out["asked_digit_frames_generated"] = float(np.mean(per_clip))
+        out["asked_digit_frames_by_class"] = {
+            k: float(np.mean([s for s, n in zip(per_clip, asked) if n == k]))
+            for k in sorted(set(asked))}
+    return out
 
 
 def image_report(model, data: Path, n: int, seed: int, limit: int = 500,
@@ -142,12 +184,19 @@ def image_report(model, data: Path, n: int, seed: int, limit: int = 500,
 
 def _report(args: argparse.Namespace) -> dict:
     """The report ``main`` prints, after the checks that need no model."""
+    from codeclm.class_args import check_scale
     from codeclm.errors import ConfigError, InputError
     from codeclm.generation.args import sampling_settings
     from codeclm.outputs import check_output_file
 
     if args.n < 1 or args.frames < 1:
         raise ConfigError(f"-n and --frames must be >= 1, got {args.n} and {args.frames}")
+    if args.kind == "image" and (args.classes or args.cfg_scale is not None):
+        raise ConfigError("--classes and --cfg-scale are for video reports")
+    if args.cfg_scale is not None:
+        check_scale(args.cfg_scale)
+        if not args.classes:
+            raise ConfigError("--cfg-scale needs --classes (guidance toward a class)")
     sampling = sampling_settings(args)
     if args.output:
         check_output_file(args.output, args.overwrite)
@@ -156,7 +205,8 @@ def _report(args: argparse.Namespace) -> dict:
         raise InputError(f"{data}: no {args.kind} files")
     if args.kind == "video":
         report = video_report(args.model, data, args.n, args.frames, args.seed,
-                              digits=args.digits, sampling=sampling)
+                              digits=args.digits, sampling=sampling, classes=args.classes,
+                              cfg_scale=args.cfg_scale)
     else:
         report = image_report(args.model, data, args.n, args.seed, sampling=sampling)
     return {**report, "sampling": sampling}
@@ -177,6 +227,12 @@ def main(argv=None) -> int:
     add_sampling_flags(p)
     p.add_argument("--digits", action="store_true",
                    help="video: also the share of frames showing a recognisable digit")
+    p.add_argument("--classes", default=None, metavar="all|A,B,..",
+                   help="video, class-conditional model: ask clip i for the i-th of these "
+                        "classes (cycling; all: the model's)")
+    p.add_argument("--cfg-scale", type=float, default=None, metavar="S",
+                   help="with --classes: classifier-free guidance scale (default: the "
+                        "generator's)")
     p.add_argument("-o", "--output", default=None, help="also write the JSON here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
     args = p.parse_args(argv)

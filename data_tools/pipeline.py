@@ -173,7 +173,8 @@ def build_dataset(src: str | os.PathLike, out: str | os.PathLike, kind: str, pro
     outdir.check_out(src, out, overwrite)
     libs = _check_versions(out, profile.modality)
 
-    rels = list_files(src, exclude=[out])
+    # a labels CSV kept among the media is input, not a file to skip
+    rels = list_files(src, exclude=[out, *([labels] if labels not in (None, "folder") else [])])
     if not rels:
         raise InputError(f"{src}: no files found")
     if limit is not None:

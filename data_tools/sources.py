@@ -44,7 +44,8 @@ def list_files(src: str | os.PathLike, exclude: Iterable[str | os.PathLike] = ()
     ``src`` may also be a single file (then the list is just that file's name).
     Dangling and looping symbolic links are listed too, so that the pipeline records
     them as skipped instead of dropping them silently.
-    Folders in ``exclude`` (e.g. the output folder) are not descended into.
+    Folders in ``exclude`` (e.g. the output folder) are not descended into, and files in
+    it (e.g. a labels CSV kept beside the media) are not listed.
     Raises :class:`InputError` if ``src`` does not exist.
     """
     src = Path(src)
@@ -63,6 +64,8 @@ def list_files(src: str | os.PathLike, exclude: Iterable[str | os.PathLike] = ()
             if name.startswith("."):
                 continue
             full = Path(root) / name
+            if os.path.realpath(full) in skip:
+                continue
             if full.is_file() or (full.is_symlink() and not full.exists()):
                 found.append(full.relative_to(src))  # a broken link is listed: it is skipped
     found.sort(key=lambda p: p.as_posix())

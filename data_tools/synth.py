@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from codeclm.errors import ConfigError, EncodeError
-from codeclm.io import atomic_path, write_png
+from codeclm.io import atomic_path, atomic_write, write_png
 
 from .digits import DIGIT_SOURCES, moving_digits
 
@@ -55,6 +55,8 @@ SOURCES = ("shapes", "pan", "photo-crops", *DIGIT_SOURCES, "life", "testsrc2", "
            "cellauto")
 DEFAULT_SOURCES = ("shapes",)
 SPLITS = ("train", "heldout")
+#: what ``synth(..., digit_labels=True)`` writes beside the items: ``path,label`` rows
+DIGIT_LABELS_FILE = "labels.csv"
 #: ``skimage.data`` photographs in the wheel (no download), colour and grey; grey ones are
 #: repeated into three channels. Synthetic pictures (logo, colorwheel, ...) are left out.
 TRAIN_PHOTOS = ("astronaut", "chelsea", "hubble_deep_field", "immunohistochemistry", "retina",
@@ -414,38 +416,63 @@ def make_item(kind: str, source: str, geo: Geometry, rng: np.random.Generator,
     """One item's frames: (1, H, W, 3) for an image, (frames, H, W, 3) for a video.
     ``split`` picks the photos of ``photo-crops`` and the digits of ``digits`` (other
     sources ignore it)."""
+    return make_labelled_item(kind, source, geo, rng, split)[0]
+
+
+def make_labelled_item(kind: str, source: str, geo: Geometry, rng: np.random.Generator,
+                       split: str = "train") -> tuple[np.ndarray, int | None]:
+    """:func:`make_item`'s frames and the item's digit (0-9) for a digits source (one digit
+    per item), else None; the same draws from ``rng``, so the same frames."""
     n = 1 if kind == "image" else geo.frames
     if source in DIGIT_SOURCES:
-        return moving_digits(rng, geo.width, geo.height, n, split, **DIGIT_SOURCES[source])[1]
+        labels, frames = moving_digits(rng, geo.width, geo.height, n, split,
+                                       **DIGIT_SOURCES[source])
+        return frames, labels[0]
     if source == "photo-crops":
         if kind == "image":
-            return photo_crop(rng, geo.width, geo.height, split)[1][None]
-        return photo_pan(rng, geo.width, geo.height, n, split)[1]
+            return photo_crop(rng, geo.width, geo.height, split)[1][None], None
+        return photo_pan(rng, geo.width, geo.height, n, split)[1], None
     if source == "shapes":
         scene = random_scene(rng, geo.width, geo.height, moving=kind == "video")
-        return np.stack([scene.render(t) for t in range(n)])
+        return np.stack([scene.render(t) for t in range(n)]), None
     if source == "pan":
         world, vx, vy = random_pan(rng, geo.width, geo.height, n)
-        return pan_frames(world, vx, vy, geo.width, geo.height, n)
+        return pan_frames(world, vx, vy, geo.width, geo.height, n), None
     # images from lavfi: one frame, taken a few steps in so the generators have evolved
     if kind == "image":
         step = int(rng.integers(0, 8))
-        return lavfi_frames(source, rng, geo, step + 1)[-1:]
-    return lavfi_frames(source, rng, geo, n)
+        return lavfi_frames(source, rng, geo, step + 1)[-1:], None
+    return lavfi_frames(source, rng, geo, n), None
+
+
+def write_digit_labels(out: Path, labelled: Sequence[tuple[Path, int]]) -> Path:
+    """``out/labels.csv`` (:data:`DIGIT_LABELS_FILE`, written atomically): a ``path,label``
+    header, then each item's file name and digit, the format ``data_tools images|videos
+    --labels FILE`` reads (classes ``0``..``9``)."""
+    import csv
+
+    path = out / DIGIT_LABELS_FILE
+    with atomic_write(path, "w") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["path", "label"])
+        w.writerows((p.name, str(d)) for p, d in labelled)
+    return path
 
 
 def synth(out: str | os.PathLike, kind: str, profile, count: int, seed: int = 0,
           sources: Sequence[str] = DEFAULT_SOURCES, fps: float | None = None,
           seconds: float | None = None, size: tuple[int, int] | None = None,
           progress: bool = False, workers: int | None = None,
-          split: str = "train") -> list[Path]:
+          split: str = "train", digit_labels: bool = False) -> list[Path]:
     """Write ``count`` synthetic images (PNG) or videos (MP4) into ``out``; returns their paths.
 
     Item ``i`` is ``out/{i:05d}-{source}.png|mp4`` with its source picked from ``sources``
     by the item's own seeded generator, so it does not depend on ``count`` or ``workers``
     (threads; the ffmpeg subprocesses and numpy run outside the GIL; default: one per CPU).
     ``split`` (``train`` or ``heldout``) picks which photos ``photo-crops`` cuts from and
-    which digits ``digits`` draws.
+    which digits ``digits`` draws. ``digit_labels`` (digit sources only): also write
+    ``out/labels.csv`` naming each item's digit (:func:`write_digit_labels`; not in the
+    returned paths).
     Existing files are overwritten.
     """
     if kind not in ("image", "video"):
@@ -455,21 +482,24 @@ def synth(out: str | os.PathLike, kind: str, profile, count: int, seed: int = 0,
     unknown = [s for s in sources if s not in SOURCES]
     if unknown or not sources:
         raise ConfigError(f"unknown synthetic source(s) {unknown}; known: {', '.join(SOURCES)}")
+    if digit_labels and any(s not in DIGIT_SOURCES for s in sources):
+        raise ConfigError("digit labels need digit sources only "
+                          f"({', '.join(DIGIT_SOURCES)}), not {', '.join(sources)}")
     photos_of(split)  # validates split
     geo = geometry_for(profile, kind, fps, seconds, size)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    def one(i: int) -> Path:
+    def one(i: int) -> tuple[Path, int | None]:
         rng = np.random.default_rng((seed, i))
         source = sources[int(rng.integers(0, len(sources)))]
-        frames = make_item(kind, source, geo, rng, split)
+        frames, digit = make_labelled_item(kind, source, geo, rng, split)
         path = out / f"{i:05d}-{source}.{'png' if kind == 'image' else 'mp4'}"
         if kind == "image":
             write_png(frames[0], path, compress_level=1)
         else:
             save_mp4(frames, geo.fps, path)
-        return path
+        return path, digit
 
     from concurrent.futures import ThreadPoolExecutor
 
@@ -482,4 +512,7 @@ def synth(out: str | os.PathLike, kind: str, profile, count: int, seed: int = 0,
             from tqdm import tqdm
 
             results = tqdm(results, total=count, desc=f"synth {kind}s", unit=kind)
-        return list(results)
+        done = list(results)
+    if digit_labels:
+        write_digit_labels(out, done)
+    return [p for p, _ in done]

@@ -476,6 +476,9 @@ case("synth-seconds-neg", D, *SYN, "--seconds", "-1")
 case("synth-profile", D, *SYN, "--profile", "huge")
 case("synth-count-0", D, "synth", "out", "--kind", "image", "--count", "0", rc=2)
 case("synth-kind", D, "synth", "out", "--kind", "audio", "--count", "1", rc=2)
+case("synth-digit-labels-shapes", D, *SYN, "--digit-labels", expect="digit sources only")
+case("synth-digit-labels-labelled", D, *SYN, "--labelled", "--digit-labels",
+     expect="two kinds of labels")
 BPE = ["--profile", "tiny", "--vocab-size", "300", "--workers", "1"]
 case("bpe-out-exists", D, "bpe", f"{F}/media", "-o", "t.json", *BPE, setup=existing_file("t.json"),
      expect="already exists")
@@ -504,6 +507,14 @@ case("out-dir", BE, "video", "--data", f"{F}/dir", "-o", f"{F}/dir", expect="is 
 case("kind", BE, "sound", "--data", f"{F}/dir", rc=2)
 case("temperature", BE, "video", "--data", f"{F}/dir", "--temperature", "-1",
      expect="--temperature")
+case("classes-unconditional", BE, "video", "--data", f"{F}/videos", "--classes", "all",
+     expect="without class labels", heavy=True)
+case("cfg-without-classes", BE, "video", "--data", f"{F}/dir", "--cfg-scale", "2",
+     expect="--cfg-scale needs --classes")
+case("cfg-negative", BE, "video", "--data", f"{F}/dir", "--classes", "all", "--cfg-scale",
+     "-1", expect="--cfg-scale must be")
+case("classes-image", BE, "image", "--data", f"{F}/dir", "--classes", "all",
+     expect="for video reports")
 
 # python -m jpeglm.completion_mse -----------------------------------------------------------
 case("images-missing", CM, "--images", f"{F}/no-dir", expect="no images")

@@ -16,7 +16,7 @@ from codeclm.errors import ConfigError
 from codeclm.profile import get_profile
 
 from ..sources import modality_of_kind
-from ..synth import DEFAULT_SOURCES, DIGIT_SOURCES, SOURCES, SPLITS, synth
+from ..synth import DEFAULT_SOURCES, DIGIT_LABELS_FILE, DIGIT_SOURCES, SOURCES, SPLITS, synth
 from . import add_progress, kind_arg, positive_int
 
 
@@ -53,6 +53,10 @@ def add_arguments(parser) -> None:
                         help="--count of each of three classes (red circles, green squares, "
                              "blue triangles; in videos moving right, down, not at all) in "
                              "OUT/<class>/, for --labels folder")
+    parser.add_argument("--digit-labels", action="store_true",
+                        help=f"digit sources only: also write OUT/{DIGIT_LABELS_FILE} naming "
+                             "each item's digit (path,label rows), for data_tools "
+                             f"images|videos --labels OUT/{DIGIT_LABELS_FILE} (classes 0-9)")
     add_progress(parser)
 
 
@@ -66,6 +70,11 @@ def run(args) -> int:
     if unknown or not sources:
         raise ConfigError(f"--sources: unknown source(s) {', '.join(unknown) or '(none)'}; "
                           f"known: {', '.join(SOURCES)}")
+    if args.labelled and args.digit_labels:
+        raise ConfigError("--labelled and --digit-labels are two kinds of labels: give one")
+    if args.digit_labels and any(s not in DIGIT_SOURCES for s in sources):
+        raise ConfigError(f"--digit-labels: digit sources only ({', '.join(DIGIT_SOURCES)}), "
+                          f"not {', '.join(sources)}")
     for flag, value in (("--fps", args.fps), ("--seconds", args.seconds)):
         if value is not None and not (0 < value < 1e6):
             raise ConfigError(f"{flag} must be > 0, got {value}")
@@ -80,16 +89,19 @@ def run(args) -> int:
     try:
         paths = synth(args.out, args.kind, profile, args.count, args.seed, sources, fps=args.fps,
                       seconds=args.seconds, size=size, progress=bool(args.progress),
-                      workers=args.workers, split=args.split)
+                      workers=args.workers, split=args.split, digit_labels=args.digit_labels)
     except BaseException:  # record what this run wrote: it is ours to replace later
         target.record(p.name for p in args.out.glob("[0-9][0-9][0-9][0-9][0-9]-*.*")
                       if p.stat().st_mtime_ns >= started)
         raise
-    target.record(p.name for p in paths)
+    target.record([p.name for p in paths]
+                  + ([DIGIT_LABELS_FILE] if args.digit_labels else []))
     split = "".join(f", {args.split} {what}" for what, names in
                     (("photos", {"photo-crops"}), ("digits", set(DIGIT_SOURCES)))
                     if names & set(sources))
-    print(f"wrote {len(paths)} synthetic {args.kind}s ({', '.join(sources)}{split}) to {args.out}")
+    labels = f" and their digits in {DIGIT_LABELS_FILE}" if args.digit_labels else ""
+    print(f"wrote {len(paths)} synthetic {args.kind}s ({', '.join(sources)}{split}){labels} "
+          f"to {args.out}")
     return 0
 
 

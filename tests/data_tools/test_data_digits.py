@@ -191,3 +191,42 @@ def test_cli_synth_digits_large_clips_are_deterministic(tmp_path, capsys):
         frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
     assert frames.shape == (8, 64, 64, 3)
     assert default_recogniser().shows_digit_share(frames) > 0
+
+
+def test_synth_digit_labels_name_each_clips_digit_for_labelled_shards(tmp_path, capsys):
+    """``synth --digit-labels`` writes labels.csv beside the clips (the clips unchanged);
+    its digits are what the clips show (the recogniser agrees on most) and
+    ``data_tools videos --labels labels.csv`` reads it into class tokens 0-9."""
+    from data_tools.digits import clip_frames
+
+    out = tmp_path / "clips"
+    assert main(["synth", str(out), "--kind", "video", "--count", "6", "--seed", "3",
+                 "--sources", "digits", "--digit-labels", "--workers", "1"]) == 0
+    assert "their digits in labels.csv" in capsys.readouterr().out
+    plain = synth(tmp_path / "plain", "video", get_tiny(), 6, seed=3, sources=("digits",))
+    assert [p.read_bytes() for p in plain] == [out.joinpath(p.name).read_bytes()
+                                               for p in plain]
+    rows = [r.split(",") for r in (out / "labels.csv").read_text().splitlines()]
+    assert rows[0] == ["path", "label"] and [r[0] for r in rows[1:]] == [p.name for p in plain]
+    rec = default_recogniser()
+    seen = [rec.score(clip_frames(out / name)[0])[0] for name, _ in rows[1:]]
+    assert sum(str(s) == d for s, (_, d) in zip(seen, rows[1:])) >= 4
+    # the marker records labels.csv as this run's: a second run may replace it
+    assert main(["synth", str(out), "--kind", "video", "--count", "2", "--seed", "3",
+                 "--sources", "digits", "--digit-labels", "--overwrite"]) == 0
+    rows = [r.split(",") for r in (out / "labels.csv").read_text().splitlines()]
+    assert len(rows) == 3
+    assert main(["bpe", str(out), "-o", str(tmp_path / "tok.json"), "--profile", "tiny",
+                 "--vocab-size", "300", "--kind", "video"]) == 0
+    assert main(["videos", str(out), str(tmp_path / "shards"), "--profile", "tiny",
+                 "--tokenizer", str(tmp_path / "tok.json"), "--labels",
+                 str(out / "labels.csv"), "-q"]) == 0
+    assert (tmp_path / "shards" / "skipped.jsonl").read_text() == ""  # labels.csv: no media
+    classes = json.loads((tmp_path / "shards" / "labels.json").read_text())["classes"]
+    assert classes == sorted({d for _, d in rows[1:]})
+
+
+def get_tiny():
+    from codeclm.profile import get_profile
+
+    return get_profile("h264", "tiny")
