@@ -107,6 +107,50 @@ def _speed(lm, batch: int, compiled: bool = False) -> dict:
     return out
 
 
+def _stream_gbs() -> float:
+    """This machine's single-thread streaming read bandwidth, GB/s: the best of 5 sums
+    over a 256 MiB float32 tensor (far beyond any cache)."""
+    import torch
+
+    big = torch.ones(64 * 1024 * 1024)
+    best = min(_timed_once(big.sum) for _ in range(5))
+    return big.numel() * 4 / best / 1e9
+
+
+def _timed_once(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def _bytes_per_step(lm, batch: int) -> float:
+    """Bytes a decode step must read at the benchmark's mean cache length: every weight
+    but the embedding table (a step reads ``batch`` of its rows), and each row's keys
+    and values (fp32)."""
+    cfg = lm.weights.config
+    emb = lm.weights["model.embed_tokens.weight"]
+    weights = (lm.weights.num_parameters() - emb.numel() + batch * emb.shape[1]) * 4
+    mean_len = PROMPT + N_TOKENS / 2
+    kv = (cfg.num_hidden_layers * 2 * batch * cfg.num_key_value_heads * mean_len
+          * cfg.head_dim * 4)
+    return float(weights + kv)
+
+
+def _traffic_rows(lm, batch: int, sp: dict, stream: float) -> list[dict]:
+    """What each side's decode step reads per second against the streaming bandwidth: a
+    side near it is bound by memory, where a leaner step cannot gain."""
+    need = _bytes_per_step(lm, batch)
+    what = f"small batch {batch}"
+    rows = [{"what": f"{what}: bytes a decode step reads (weights + mean KV)",
+             "value": need / 1e6, "unit": "MB"},
+            {"what": "single-thread streaming read bandwidth", "value": stream, "unit": "GB/s"}]
+    for side in ("ours", "hf"):
+        step = sp["best_s"][side] / N_TOKENS  # (the prefill is a small part)
+        rows.append({"what": f"{what}: {side} reads at (share of streaming)",
+                     "value": need / step / 1e9 / stream, "unit": "x"})
+    return rows
+
+
 def _compile_times(lm, batch: int) -> dict:
     """Compile time of the decode step (seconds beyond an eager run), cold (a fresh inductor
     cache directory) and warm (that directory filled, in-memory caches reset); or the
@@ -239,6 +283,7 @@ def _run() -> dict:
                 if with_compiled:
                     compiled_rows, compiled_info = _compiled_rows(preset, batch, sp, comp)
                     rows += compiled_rows
+                    rows += _traffic_rows(lm, batch, sp, _stream_gbs())
         lat = _latency(Path(tmp) / "tiny")
     rows += [
         {

@@ -5,8 +5,10 @@
 # digits sees a digit with probability >= 0.8 (python -m codeclm_apps.bundled_eval
 # --digits). Each MODEL is a model directory or 'bundled'; DATA is the training clips
 # folder (recipes/train-digits.sh writes WORKDIR/media/video). Results: OUT/<i>.json,
-# one per model, in the order given.
-#   bash recipes/measure-digits-model.sh OUT DATA MODEL [MODEL ...]
+# one per model, in the order given (N=clips, default 8). A class-conditional model
+# (recipes/train-digits-classes.sh): CLASSES=all asks clip i for digit i mod 10 (CFG=S: the guidance scale, default 3) and adds
+# the share of frames showing the asked digit.
+#   [CLASSES=all [CFG=S]] bash recipes/measure-digits-model.sh OUT DATA MODEL [MODEL ...]
 set -euo pipefail
 out=${1:?usage: measure-digits-model.sh OUT DATA MODEL [MODEL ...]}
 data=${2:?usage: measure-digits-model.sh OUT DATA MODEL [MODEL ...]}
@@ -16,11 +18,15 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-$root/.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$out"
+cond=()
+[ -z "${CLASSES:-}" ] || cond=(--classes "$CLASSES")
+[ -z "${CFG:-}" ] || cond+=(--cfg-scale "$CFG")
+n=${N:-8}
 i=0
 for m in "$@"; do
   model=()
   [ "$m" = bundled ] || model=(--model "$m")
-  "$py" -m codeclm_apps.bundled_eval video --data "$data" "${model[@]}" -n 8 --frames 8 \
-      --seed 0 --digits -o "$out/$i.json" --overwrite
+  "$py" -m codeclm_apps.bundled_eval video --data "$data" "${model[@]}" -n "$n" --frames 8 \
+      --seed 0 --digits "${cond[@]}" -o "$out/$i.json" --overwrite
   i=$((i + 1))
 done
