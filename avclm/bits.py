@@ -1,4 +1,4 @@
-"""H.264 bit syntax in one place: bits, Exp-Golomb codes, RBSP <-> EBSP, slice headers.
+"""H.264 bit syntax in one place: bits, Exp-Golomb codes, RBSP <-> EBSP, SPS/PPS, slice headers.
 
 Everything below works on the bits of one NAL unit (ITU-T H.264 section 7 and 9.1):
 
@@ -10,6 +10,9 @@ Everything below works on the bits of one NAL unit (ITU-T H.264 section 7 and 9.
   (the bits between a header and the rbsp_stop_one_bit), :func:`payload_bits` (all
   bits before the stop bit), :func:`nal_bytes` (header byte + header bits + data bits
   -> a NAL in EBSP form).
+- Parameter sets: :func:`parse_sps` (:class:`Sps`), :func:`parse_pps` (the head of a PPS,
+  :class:`Pps`) and :func:`parse_pps_fields` (every field the canonical profile checks,
+  :class:`PpsFields`).
 - Slice headers: :func:`parse_slice_header` reads the head of any slice
   (:class:`SliceHeader`); for baseline CAVLC streams as the canonical profile writes
   them (pic_order_cnt_type 2, one slice group, no weighted prediction)
@@ -26,12 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import TYPE_CHECKING
 
 from codeclm.errors import DecodeError, EncodeError, ProfileError
-
-if TYPE_CHECKING:
-    from .nal import Sps
 
 # nal_unit_type values of slices (Table 7-1); the full list is in avclm.nal
 NAL_SLICE = 1
@@ -181,6 +180,152 @@ def nal_bytes(nal_byte: int, header: tuple[int, int], data: tuple[int, int]) -> 
 
 
 # =============================================================================== slice header head
+# --------------------------------------------------------------------------- SPS / PPS
+
+#: profile_idc values whose SPS carries chroma_format_idc, bit depths and scaling lists
+_HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
+
+
+@dataclasses.dataclass(frozen=True)
+class Sps:
+    """The sequence parameter set fields the toolkit needs. Sizes in pixels."""
+
+    sps_id: int
+    profile_idc: int
+    constraint_flags: int
+    level_idc: int
+    chroma_format_idc: int
+    log2_max_frame_num: int
+    pic_order_cnt_type: int
+    log2_max_poc_lsb: int  # 0 unless pic_order_cnt_type == 0
+    max_num_ref_frames: int
+    width_mbs: int
+    height_map_units: int
+    frame_mbs_only: bool
+    crop: tuple[int, int, int, int]  # left, right, top, bottom in crop units
+    vui_present: bool
+    separate_colour_plane: bool = False
+
+    @property
+    def height_mbs(self) -> int:
+        return self.height_map_units * (1 if self.frame_mbs_only else 2)
+
+    @property
+    def mbs_per_frame(self) -> int:
+        return self.width_mbs * self.height_mbs
+
+    def _crop_units(self) -> tuple[int, int]:
+        """(CropUnitX, CropUnitY) of equations 7-19..7-22."""
+        field = 1 if self.frame_mbs_only else 2
+        if self.chroma_format_idc == 0 or self.separate_colour_plane:
+            return 1, field
+        sub_w = 1 if self.chroma_format_idc == 3 else 2
+        sub_h = 2 if self.chroma_format_idc == 1 else 1
+        return sub_w, sub_h * field
+
+    @property
+    def width(self) -> int:
+        """Cropped picture width in pixels."""
+        return 16 * self.width_mbs - self._crop_units()[0] * (self.crop[0] + self.crop[1])
+
+    @property
+    def height(self) -> int:
+        """Cropped picture height in pixels."""
+        return 16 * self.height_mbs - self._crop_units()[1] * (self.crop[2] + self.crop[3])
+
+
+@dataclasses.dataclass(frozen=True)
+class Pps:
+    pps_id: int
+    sps_id: int
+    entropy_coding_mode: bool  # False = CAVLC (baseline)
+    num_slice_groups: int
+
+
+def _skip_scaling_list(r: BitReader, size: int) -> None:
+    last = nxt = 8
+    for _ in range(size):
+        if nxt != 0:
+            nxt = (last + r.se() + 256) % 256
+        last = nxt if nxt != 0 else last
+
+
+def _parameter_set_reader(nal: bytes, wanted: int, what: str) -> BitReader:
+    """A reader over the RBSP of a parameter-set NAL of type ``wanted`` (without start
+    code); DecodeError for an empty NAL or another type."""
+    if not nal:
+        raise DecodeError("empty NAL unit")
+    if nal[0] & 0x1F != wanted:
+        raise DecodeError(f"not {what} (nal_unit_type {nal[0] & 0x1F})")
+    return BitReader(ebsp_to_rbsp(nal[1:]))
+
+
+def parse_sps(nal: bytes) -> Sps:
+    """Parse an SPS NAL unit (type 7, without start code)."""
+    r = _parameter_set_reader(nal, NAL_SPS, "an SPS")
+    profile_idc, constraint, level_idc = r.u(8), r.u(8), r.u(8)
+    sps_id = r.ue()
+    if sps_id > 31:
+        raise DecodeError(f"SPS id {sps_id} out of range")
+    chroma, separate = 1, False
+    if profile_idc in _HIGH_PROFILES:
+        chroma = r.ue()
+        if chroma > 3:
+            raise DecodeError(f"chroma_format_idc {chroma} out of range")
+        if chroma == 3:
+            separate = r.flag()
+        r.ue(), r.ue()  # bit depths
+        r.u(1)  # qpprime_y_zero_transform_bypass_flag
+        if r.flag():  # seq_scaling_matrix_present_flag
+            for i in range(8 if chroma != 3 else 12):
+                if r.flag():
+                    _skip_scaling_list(r, 16 if i < 6 else 64)
+    log2_max_frame_num = r.ue() + 4
+    if log2_max_frame_num > 16:
+        raise DecodeError(f"log2_max_frame_num {log2_max_frame_num} out of range")
+    poc_type = r.ue()
+    log2_poc = 0
+    if poc_type == 0:
+        log2_poc = r.ue() + 4
+    elif poc_type == 1:
+        r.u(1)
+        r.se(), r.se()
+        n = r.ue()
+        if n > 255:
+            raise DecodeError("num_ref_frames_in_pic_order_cnt_cycle out of range")
+        for _ in range(n):
+            r.se()
+    elif poc_type != 2:
+        raise DecodeError(f"pic_order_cnt_type {poc_type} out of range")
+    max_refs = r.ue()
+    r.u(1)  # gaps_in_frame_num_value_allowed_flag
+    width_mbs = r.ue() + 1
+    height_map_units = r.ue() + 1
+    frame_mbs_only = r.flag()
+    if not frame_mbs_only:
+        r.u(1)
+    r.u(1)  # direct_8x8_inference_flag
+    crop = (0, 0, 0, 0)
+    if r.flag():
+        crop = (r.ue(), r.ue(), r.ue(), r.ue())
+    vui = r.flag()
+    return Sps(sps_id, profile_idc, constraint, level_idc, chroma, log2_max_frame_num, poc_type,
+               log2_poc, max_refs, width_mbs, height_map_units, frame_mbs_only, crop, vui, separate)
+
+
+def parse_pps(nal: bytes) -> Pps:
+    """Parse the head of a PPS NAL unit (type 8, without start code)."""
+    r = _parameter_set_reader(nal, NAL_PPS, "a PPS")
+    pps_id, sps_id = r.ue(), r.ue()
+    if pps_id > 255 or sps_id > 31:
+        raise DecodeError(f"PPS id {pps_id} / SPS id {sps_id} out of range")
+    entropy = r.flag()
+    r.u(1)  # bottom_field_pic_order_in_frame_present_flag
+    return Pps(pps_id, sps_id, entropy, r.ue() + 1)
+
+
+# --------------------------------------------------------------------------- slice headers
+
 @dataclasses.dataclass(frozen=True)
 class SliceHeader:
     """The head of a slice header (section 7.3.3). ``frame_num`` and ``idr_pic_id`` are
@@ -420,8 +565,6 @@ def rewrite_slice(nal: bytes, sps: Sps, frame_num: int, idr_pic_id: int | None =
 def rewrite_sps(nal: bytes, *, log2_max_frame_num: int, width_mbs: int, height_mbs: int) -> bytes:
     """An SPS NAL (baseline/main, pic_order_cnt_type 2) with another log2_max_frame_num
     and picture size (no cropping); every other field, the VUI included, is kept."""
-    from .nal import parse_sps
-
     value, total = rbsp_int(nal)
     r = BitReader(value.to_bytes(total // 8, "big"))
     w = BitWriter().u(24, r.u(24))  # profile_idc, constraint flags, level_idc

@@ -163,7 +163,7 @@ def generate_continuations(lm, store, items, refs: dict, config: ContinueConfig,
     were generated."""
     from avclm.generate import DoneEvent, NalEvent, generate_video
     from codeclm.eval import protocol, report, runner
-    from codeclm.eval.classes import eval_scale
+    from codeclm.eval.protocol import eval_scale
 
     K, M = config.prompt_frames, config.frames
     kwargs = {"verify": config.verify}

@@ -16,6 +16,7 @@ import numpy as np
 
 from codeclm.modality import ModalityRecord
 
+from .nal import START_CODE_PATTERN
 from .profile import AvcProfile
 
 RECORD = ModalityRecord(
@@ -28,7 +29,7 @@ RECORD = ModalityRecord(
     profile_class="avclm.profile:AvcProfile",
     implementation="avclm.modality:AvcModality",
     # a 3- or 4-byte start code opens every NAL unit (the 4-byte form wins when present)
-    unit_marker=rb"\x00\x00\x00?\x01",
+    unit_marker=START_CODE_PATTERN,
     marker_side="before",
     bundled_model="avclm/assets/model",
     description="AVC-LM (videos as H.264 bytes)",

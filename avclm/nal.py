@@ -14,8 +14,8 @@ Vocabulary (ITU-T H.264 section 7 and Annex B):
   macroblock is its own slice, so a picture is ``mbs_per_frame`` slice NALs and starts
   at ``first_mb_in_slice == 0``.
 
-The bit-level syntax (bit reader, Exp-Golomb codes, emulation prevention, slice
-headers) is in :mod:`avclm.bits`; its names are re-exported here. Every parse error
+The bit-level syntax (bit reader, Exp-Golomb codes, emulation prevention, SPS/PPS,
+slice headers) is in :mod:`avclm.bits`; its names are re-exported here. Every parse error
 raises :class:`codeclm.errors.DecodeError`.
 """
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 from codeclm.errors import DecodeError
 
@@ -44,18 +43,22 @@ from .bits import (  # noqa: F401  (re-exported: the NAL tools' public names)
     SLICE_SP,
     SLICE_TYPE_NAMES,
     BitReader,
+    Pps,
     SliceHeader,
+    Sps,
     ebsp_to_rbsp,
+    parse_pps,
     parse_slice_header,
+    parse_sps,
     rbsp_to_ebsp,
 )
-from .modality import RECORD
 
 START_CODE = b"\x00\x00\x01"
 LONG_START_CODE = b"\x00\x00\x00\x01"
 #: a start code of either length (regex over bytes; the 4-byte form wins when present):
-#: the unit marker of the h264 modality record
-START_CODE_RE = re.compile(RECORD.unit_marker)
+#: the unit marker of the h264 modality record (:data:`avclm.modality.RECORD`)
+START_CODE_PATTERN = rb"\x00\x00\x00?\x01"
+START_CODE_RE = re.compile(START_CODE_PATTERN)
 
 # nal_unit_type values (Table 7-1); the slice types and slice_type values live with the
 # slice header syntax in avclm.bits
@@ -65,8 +68,6 @@ NAL_END_SEQ = 10
 NAL_END_STREAM = 11
 NAL_FILLER = 12
 PARAMETER_SET_TYPES = frozenset({NAL_SPS, NAL_PPS})
-
-_HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
 
 
 # --------------------------------------------------------------------------- Annex-B
@@ -160,145 +161,6 @@ def forbidden_bit(nal: bytes) -> int:
 def is_picture_nal(nal: bytes) -> bool:
     """True for VCL NAL units (coded slices, types 1-5): the ones that carry picture data."""
     return bool(nal) and (nal[0] & 0x1F) in PICTURE_NAL_TYPES
-
-
-def _reader(nal: bytes, max_bytes: int | None = None) -> BitReader:
-    payload = nal[1:] if max_bytes is None else nal[1: 1 + max_bytes]
-    return BitReader(ebsp_to_rbsp(payload))
-
-
-# --------------------------------------------------------------------------- SPS / PPS
-
-@dataclass(frozen=True)
-class Sps:
-    """The sequence parameter set fields the toolkit needs. Sizes in pixels."""
-
-    sps_id: int
-    profile_idc: int
-    constraint_flags: int
-    level_idc: int
-    chroma_format_idc: int
-    log2_max_frame_num: int
-    pic_order_cnt_type: int
-    log2_max_poc_lsb: int  # 0 unless pic_order_cnt_type == 0
-    max_num_ref_frames: int
-    width_mbs: int
-    height_map_units: int
-    frame_mbs_only: bool
-    crop: tuple[int, int, int, int]  # left, right, top, bottom in crop units
-    vui_present: bool
-    separate_colour_plane: bool = False
-
-    @property
-    def height_mbs(self) -> int:
-        return self.height_map_units * (1 if self.frame_mbs_only else 2)
-
-    @property
-    def mbs_per_frame(self) -> int:
-        return self.width_mbs * self.height_mbs
-
-    def _crop_units(self) -> tuple[int, int]:
-        """(CropUnitX, CropUnitY) of equations 7-19..7-22."""
-        field = 1 if self.frame_mbs_only else 2
-        if self.chroma_format_idc == 0 or self.separate_colour_plane:
-            return 1, field
-        sub_w = 1 if self.chroma_format_idc == 3 else 2
-        sub_h = 2 if self.chroma_format_idc == 1 else 1
-        return sub_w, sub_h * field
-
-    @property
-    def width(self) -> int:
-        """Cropped picture width in pixels."""
-        return 16 * self.width_mbs - self._crop_units()[0] * (self.crop[0] + self.crop[1])
-
-    @property
-    def height(self) -> int:
-        """Cropped picture height in pixels."""
-        return 16 * self.height_mbs - self._crop_units()[1] * (self.crop[2] + self.crop[3])
-
-
-@dataclass(frozen=True)
-class Pps:
-    pps_id: int
-    sps_id: int
-    entropy_coding_mode: bool  # False = CAVLC (baseline)
-    num_slice_groups: int
-
-
-def _skip_scaling_list(r: BitReader, size: int) -> None:
-    last = nxt = 8
-    for _ in range(size):
-        if nxt != 0:
-            nxt = (last + r.se() + 256) % 256
-        last = nxt if nxt != 0 else last
-
-
-def parse_sps(nal: bytes) -> Sps:
-    """Parse an SPS NAL unit (type 7, without start code)."""
-    if nal_type(nal) != NAL_SPS:
-        raise DecodeError(f"not an SPS (nal_unit_type {nal_type(nal)})")
-    r = _reader(nal)
-    profile_idc, constraint, level_idc = r.u(8), r.u(8), r.u(8)
-    sps_id = r.ue()
-    if sps_id > 31:
-        raise DecodeError(f"SPS id {sps_id} out of range")
-    chroma, separate = 1, False
-    if profile_idc in _HIGH_PROFILES:
-        chroma = r.ue()
-        if chroma > 3:
-            raise DecodeError(f"chroma_format_idc {chroma} out of range")
-        if chroma == 3:
-            separate = r.flag()
-        r.ue(), r.ue()  # bit depths
-        r.u(1)  # qpprime_y_zero_transform_bypass_flag
-        if r.flag():  # seq_scaling_matrix_present_flag
-            for i in range(8 if chroma != 3 else 12):
-                if r.flag():
-                    _skip_scaling_list(r, 16 if i < 6 else 64)
-    log2_max_frame_num = r.ue() + 4
-    if log2_max_frame_num > 16:
-        raise DecodeError(f"log2_max_frame_num {log2_max_frame_num} out of range")
-    poc_type = r.ue()
-    log2_poc = 0
-    if poc_type == 0:
-        log2_poc = r.ue() + 4
-    elif poc_type == 1:
-        r.u(1)
-        r.se(), r.se()
-        n = r.ue()
-        if n > 255:
-            raise DecodeError("num_ref_frames_in_pic_order_cnt_cycle out of range")
-        for _ in range(n):
-            r.se()
-    elif poc_type != 2:
-        raise DecodeError(f"pic_order_cnt_type {poc_type} out of range")
-    max_refs = r.ue()
-    r.u(1)  # gaps_in_frame_num_value_allowed_flag
-    width_mbs = r.ue() + 1
-    height_map_units = r.ue() + 1
-    frame_mbs_only = r.flag()
-    if not frame_mbs_only:
-        r.u(1)
-    r.u(1)  # direct_8x8_inference_flag
-    crop = (0, 0, 0, 0)
-    if r.flag():
-        crop = (r.ue(), r.ue(), r.ue(), r.ue())
-    vui = r.flag()
-    return Sps(sps_id, profile_idc, constraint, level_idc, chroma, log2_max_frame_num, poc_type,
-               log2_poc, max_refs, width_mbs, height_map_units, frame_mbs_only, crop, vui, separate)
-
-
-def parse_pps(nal: bytes) -> Pps:
-    """Parse the head of a PPS NAL unit (type 8, without start code)."""
-    if nal_type(nal) != NAL_PPS:
-        raise DecodeError(f"not a PPS (nal_unit_type {nal_type(nal)})")
-    r = _reader(nal)
-    pps_id, sps_id = r.ue(), r.ue()
-    if pps_id > 255 or sps_id > 31:
-        raise DecodeError(f"PPS id {pps_id} / SPS id {sps_id} out of range")
-    entropy = r.flag()
-    r.u(1)  # bottom_field_pic_order_in_frame_present_flag
-    return Pps(pps_id, sps_id, entropy, r.ue() + 1)
 
 
 # --------------------------------------------------------------------------- slice header

@@ -117,7 +117,7 @@ def _guarded(prog: str, fn, args) -> int:
     except BrokenPipeError:  # e.g. `avclm generate -o - | head`
         return 0
     except OSError as e:  # an unreadable / unwritable place no library check caught
-        from .outputs import describe_os_error
+        from .io import describe_os_error
 
         where = f"{e.filename}: " if e.filename else ""
         _say(f"{prog}: error: {where}{one_line(describe_os_error(e))}")

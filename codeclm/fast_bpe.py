@@ -195,8 +195,8 @@ def _unpack(key: int) -> bytes:
 
 def _unit_split_spec(modality: str) -> dict | None:
     """The pre-tokenizer JSON that :func:`codeclm.tokenizer._build_backend` writes."""
+    from .byte_alphabet import unit_split
     from .modality import find
-    from .tokenizer import unit_split
 
     if find(modality) is None:
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -39,14 +40,19 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         if isinstance(e, OSError) and _is_write_error(e):
-            raise OutputError(f"{path}: cannot write ({_describe(e)})") from e
+            raise OutputError(f"{path}: cannot write ({describe_os_error(e)})") from e
         raise
 
 
-def _describe(e: OSError) -> str:
-    from .outputs import describe_os_error
+#: write errors that mean "no room" (EFBIG: a file size limit, e.g. ``ulimit -f``)
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
-    return describe_os_error(e)
+
+def describe_os_error(e: OSError) -> str:
+    """A short human reason for an ``OSError`` ("disk full" for ENOSPC/EDQUOT/EFBIG)."""
+    if e.errno in DISK_FULL:
+        return f"disk full ({e.strerror})"
+    return e.strerror or str(e)
 
 
 def _is_write_error(e: OSError) -> bool:
@@ -63,7 +69,7 @@ def _make_temp(path: Path, prefix: str, suffix: str) -> tuple[int, str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     except OSError as e:
-        raise OutputError(f"{path}: cannot write ({_describe(e)})") from e
+        raise OutputError(f"{path}: cannot write ({describe_os_error(e)})") from e
     os.chmod(tmp, _umask_mode())  # mkstemp makes 0600; outputs should look like any other file
     return fd, tmp
 
@@ -91,7 +97,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         if isinstance(e, OSError) and _is_write_error(e):
-            raise OutputError(f"{path}: cannot write ({_describe(e)})") from e
+            raise OutputError(f"{path}: cannot write ({describe_os_error(e)})") from e
         raise
 
 

@@ -205,6 +205,12 @@ def command_of(name: str) -> str:
     return rec.command if rec else "?"
 
 
+def wrong_modality(path, found: str, wanted: str) -> str:
+    """The message for a model of modality ``found`` handed to the command of ``wanted``."""
+    return (f"{path}: this is a {found} model ({command_of(found)}); "
+            f"{command_of(wanted)} needs a {wanted} model")
+
+
 def media_kinds() -> list[str]:
     """The media kinds of the registered modalities ("image", "video"), in order."""
     return list(dict.fromkeys(r.media_kind for r in _records().values()))

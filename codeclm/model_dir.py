@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from .errors import ModelError, OutputError, TokenizerError
 from .labels import save_labels
-from .modality import command_of, record
+from .modality import command_of, record, wrong_modality
 from .profile import load_profile, save_profile
 from .tokenizer import ByteTokenizer
 from .versions import warn_if_different
@@ -142,7 +142,7 @@ def save_model_dir(model, tokenizer: ByteTokenizer, profile, directory: str | os
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError):
-            from .outputs import describe_os_error
+            from .io import describe_os_error
 
             raise OutputError(f"{directory}: cannot write ({describe_os_error(e)})") from e
         if type(e).__name__ == "SafetensorError":  # safetensors' own wrapper of an IO error
@@ -199,12 +199,6 @@ def resolve_model_dir(path: str | os.PathLike | None, modality: str) -> Path:
     return bundled
 
 
-def wrong_modality(path, found: str, wanted: str) -> str:
-    """The message for a model of modality ``found`` handed to the command of ``wanted``."""
-    return (f"{path}: this is a {found} model ({command_of(found)}); "
-            f"{command_of(wanted)} needs a {wanted} model")
-
-
 def check_model_dir(path: str | os.PathLike, modality: str | None = None):
     """Every check of a model directory that needs no torch: its files, config.json (JSON),
     profile and tokenizer (and their modality), and the safetensors headers. Returns
@@ -259,15 +253,16 @@ def load_model_dir(path: str | os.PathLike, modality: str | None = None, device:
     """
     import torch
 
-    from .spm_dir import is_spm_dir, load_spm_dir
+    from .llama_weights import load_weights
+    from .spm_dir import check_spm_dir, is_spm_dir
 
     path = Path(path)
     if path.is_dir() and is_spm_dir(path):  # the published JPEG-LM checkpoint's format
-        return load_spm_dir(path, modality, device, dtype)
+        profile, tokenizer = check_spm_dir(path, modality)
+        weights = load_weights(path, device=device, dtype=dtype or torch.float32)
+        return LoadedModel(weights, tokenizer, profile, path)
     profile, tokenizer = check_model_dir(path, modality)
     warn_if_different(path, profile.modality)
-    from .llama_weights import load_weights
-
     weights = load_weights(path, device=device, dtype=dtype or torch.float32)
     if weights.config.vocab_size != tokenizer.vocab_size:
         raise TokenizerError(f"{path}: model vocabulary ({weights.config.vocab_size}) does not "

@@ -21,25 +21,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import OutputError
+from .io import atomic_write, describe_os_error
 
 #: the file that marks a directory run as ours: {"tool": ..., "files": [names]}
 MARKER = ".codeclm-run.json"
-#: write errors that mean "no room" (EFBIG: a file size limit, e.g. ``ulimit -f``)
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-
-
-def describe_os_error(e: OSError) -> str:
-    """A short human reason for an ``OSError`` ("disk full" for ENOSPC/EDQUOT/EFBIG)."""
-    if e.errno in DISK_FULL:
-        return f"disk full ({e.strerror})"
-    return e.strerror or str(e)
 
 
 def check_parent(path: str | os.PathLike) -> None:
@@ -100,8 +91,6 @@ class OutputDir:
     def create(self, names: Iterable[str] = ()) -> Path:
         """Make the directory, remove the earlier run's files, and write the marker naming
         ``names`` (the files this run writes; more can be added with :meth:`record`)."""
-        from .io import atomic_write
-
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             for name in self.previous:
@@ -117,8 +106,6 @@ class OutputDir:
 
     def record(self, names: Iterable[str]) -> None:
         """Add ``names`` to the marker (files written whose names were not known up front)."""
-        from .io import atomic_write
-
         old = read_marker(self.path) or {"tool": self.tool, "files": []}
         try:
             with atomic_write(self.path / MARKER, "w") as f:
@@ -206,8 +193,6 @@ def claim_outputs(directory: str | os.PathLike, tool: str, names: Iterable[str])
             if (q.exists() or q.is_symlink()) and name not in ours:
                 raise OutputError(f"{q}: exists and was not made by {tool}; refusing to "
                                   "replace it (move it away or choose another directory)")
-    from .io import atomic_write
-
     try:
         p.mkdir(parents=True, exist_ok=True)
         with atomic_write(p / MARKER, "w") as f:

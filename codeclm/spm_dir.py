@@ -6,8 +6,9 @@ tokenizer and no codec profile::
     config.json  model.safetensors | model-0000N-of-0000M.safetensors + model.safetensors.index.json
     tokenizer.model  tokenizer_config.json  [special_tokens_map.json  tokenizer.json  ...]
 
-:func:`load_spm_dir` loads such a directory for ``jpeglm generate|complete|eval --model
-DIR``: the tokenizer is :class:`codeclm.spm_tokenizer.SpmTokenizer` over
+:func:`codeclm.model_dir.load_model_dir` loads such a directory (recognised by
+:func:`is_spm_dir`, checked by :func:`check_spm_dir`) for ``jpeglm generate|complete|eval
+--model DIR``: the tokenizer is :class:`codeclm.spm_tokenizer.SpmTokenizer` over
 ``tokenizer.model``; the profile is ``profile.json`` when the directory has one, else the
 ``paper`` JPEG profile (the checkpoint was trained on it), which is said once on stderr.
 Weights are read from safetensors only (one file or shards); PyTorch ``.bin`` pickles are
@@ -35,7 +36,7 @@ PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 def is_spm_dir(path: Path) -> bool:
     """Whether ``path`` is (or is meant to be) a SentencePiece model directory: it holds
     ``tokenizer.model``, or it has no ``profile.json`` and a ``LlamaTokenizer`` config
-    (then :func:`load_spm_dir` names what is missing)."""
+    (then :func:`check_spm_dir` names what is missing)."""
     if (path / SPM_FILE).is_file():
         return True
     if (path / "profile.json").is_file():
@@ -50,7 +51,7 @@ def is_spm_dir(path: Path) -> bool:
 def check_spm_dir(path: str | os.PathLike, modality: str | None = None):
     """Every check of a SentencePiece model directory that needs no torch (files, config,
     weights present, profile or the `paper` default, tokenizer) -> ``(profile, tokenizer)``."""
-    from .model_dir import wrong_modality
+    from .modality import wrong_modality
     from .profile import load_profile
     from .spm_tokenizer import SpmTokenizer
 
@@ -71,25 +72,6 @@ def check_spm_dir(path: str | os.PathLike, modality: str | None = None):
         raise ModelError(f"{path}: model vocabulary ({config.get('vocab_size')}) is smaller than "
                          f"tokenizer.model's ({tokenizer.vocab_size} pieces)")
     return profile, tokenizer
-
-
-def load_spm_dir(path: str | os.PathLike, modality: str | None = None, device: str = "cpu",
-                 dtype=None):
-    """Load a SentencePiece model directory -> ``codeclm.model_dir.LoadedModel``.
-
-    ``modality``, when given, must be ``"jpeg"`` (the format is JPEG-LM's). ``dtype``:
-    torch dtype of the weights (default float32). Weights are read strictly by
-    :func:`codeclm.llama_weights.load_weights` (no transformers import).
-    """
-    import torch
-
-    from .llama_weights import load_weights
-    from .model_dir import LoadedModel
-
-    path = Path(path)
-    profile, tokenizer = check_spm_dir(path, modality)
-    weights = load_weights(path, device=device, dtype=dtype or torch.float32)
-    return LoadedModel(weights, tokenizer, profile, path)
 
 
 def _paper_profile(path: Path):

@@ -1,8 +1,8 @@
 """Byte-level BPE over codec bytes, built with Hugging Face ``tokenizers``.
 
 Each byte ``b`` is the character ``chr(0x2800 + b)`` (the Braille block, as in the
-JPEG-LM public inference code), so BPE sees a 256-character alphabet and every
-byte string has exactly one spelling. Merges are learned per modality and never
+JPEG-LM public inference code; :mod:`codeclm.byte_alphabet`), so BPE sees a 256-character
+alphabet and every byte string has exactly one spelling. Merges are learned per modality and never
 cross a unit boundary: a pre-tokenizer splits the stream at the modality's unit
 marker (JPEG: after each restart marker ``FF D0``..``FF D7``; H.264: before each
 start code ``00 00 01`` / ``00 00 00 01``), so a prompt cut at a unit and the
@@ -21,50 +21,22 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from .byte_alphabet import (  # noqa: F401  (re-exported: the alphabet is part of the tokenizer's API)
+    BYTE_OFFSET,
+    byte_char,
+    bytes_to_text,
+    text_to_bytes,
+    unit_split,
+)
 from .errors import TokenizerError
 from .fast_bpe import FastBPE
-from .modality import find as find_modality
 from .modality import names as modality_names
 
-BYTE_OFFSET = 0x2800
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 N_RESERVED = 8
 SPECIAL_TOKENS = (PAD, BOS, EOS, *(f"<reserved_{i}>" for i in range(N_RESERVED)))
 #: smallest useful vocabulary: specials + 256 bytes
 MIN_VOCAB = len(SPECIAL_TOKENS) + 256
-
-_TO_CHARS = {b: chr(BYTE_OFFSET + b) for b in range(256)}
-_ENC_TABLE = str.maketrans({chr(b): chr(BYTE_OFFSET + b) for b in range(256)})
-
-
-def _c(b: int) -> str:
-    return _TO_CHARS[b]
-
-
-def unit_split(modality: str) -> tuple[str, str]:
-    """The pre-tokenizer's unit split of a modality: (regex over the BPE alphabet, Split
-    behaviour), from its record's unit marker (:mod:`codeclm.modality`). JPEG: a restart
-    marker closes an MCU and stays with it ("merged_with_previous"); H.264: a start code
-    opens a NAL unit and stays with it ("merged_with_next")."""
-    rec = find_modality(modality)
-    if rec is None:
-        raise TokenizerError(f"unknown modality {modality!r}; expected one of "
-                             f"{sorted(modality_names())}")
-    return rec.split_pattern(_c)
-
-
-def bytes_to_text(data: bytes) -> str:
-    """Bytes -> the BPE alphabet (one character per byte)."""
-    return data.decode("latin-1").translate(_ENC_TABLE)
-
-
-def text_to_bytes(text: str) -> bytes:
-    """The inverse of :func:`bytes_to_text` (characters outside the alphabet are an error)."""
-    try:
-        return bytes(ord(ch) - BYTE_OFFSET for ch in text)
-    except ValueError as e:
-        raise TokenizerError(f"text contains characters outside the byte alphabet: {e}") from e
-
 
 def _build_backend(modality: str):
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers
@@ -101,10 +73,10 @@ class ByteTokenizer:
         for token, i in vocab.items():
             if i not in self.special_ids:
                 self.token_bytes[i] = text_to_bytes(token)
-        missing = [b for b in range(256) if _c(b) not in vocab]
+        missing = [b for b in range(256) if byte_char(b) not in vocab]
         if missing:
             raise TokenizerError(f"tokenizer lacks byte tokens for {len(missing)} byte values")
-        self.byte_ids = [vocab[_c(b)] for b in range(256)]
+        self.byte_ids = [vocab[byte_char(b)] for b in range(256)]
         #: the fast exact encoder (codeclm.fast_bpe); None: this file needs Hugging Face's
         self.fast = FastBPE.from_backend(backend, self.byte_ids, modality)
 
@@ -122,7 +94,7 @@ class ByteTokenizer:
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size,
             special_tokens=list(SPECIAL_TOKENS),
-            initial_alphabet=[_c(b) for b in range(256)],
+            initial_alphabet=[byte_char(b) for b in range(256)],
             min_frequency=2,
             show_progress=show_progress,
         )

@@ -38,7 +38,7 @@ DELETED_GLOB = "chunk-*.bin"
 
 
 def _describe(e: OSError) -> str:
-    from codeclm.outputs import describe_os_error
+    from codeclm.io import describe_os_error
 
     return describe_os_error(e)
 

@@ -36,7 +36,7 @@ class Outcome:
 
 def call_safely(fn: Callable, item, strict: bool = False) -> Outcome:
     """``fn(item)`` as an :class:`Outcome` (see the module docstring)."""
-    from codeclm.outputs import DISK_FULL, describe_os_error
+    from codeclm.io import DISK_FULL, describe_os_error
 
     try:
         return Outcome("ok", fn(item))

@@ -113,7 +113,7 @@ def generate_set(lm, store, tag: str, ids: list[str], prompts: list[bytes], seed
     with generator seed ``sample_seed(seed, k)``; write each as a standalone JPEG of the
     bytes as sampled. Returns how many were generated."""
     from codeclm.eval import protocol
-    from codeclm.eval.classes import eval_scale
+    from codeclm.eval.protocol import eval_scale
     from jpeglm import codec
     from jpeglm.generate import ImageEvent, McuEvent, generate_images
 
@@ -456,7 +456,7 @@ def evaluate_unconditional(model, images: str | os.PathLike, out: str | os.PathL
         valid[s] = sum(v for v, _ in scores) / len(scores)
     results = _uncond_results(lm, feat_info, config, len(ids), len(real), fid, valid)
     if config.class_name is not None:
-        from codeclm.eval.classes import eval_scale
+        from codeclm.eval.protocol import eval_scale
 
         results["protocol"].update(class_name=config.class_name,
                                    cfg_scale=eval_scale(config.cfg_scale),
@@ -472,7 +472,7 @@ def uncond_tag(config: UncondConfig):
     ``class_circle_s1_seed0`` (so samples of another class or scale are never reused)."""
     if config.class_name is None:
         return lambda s: f"uncond_seed{s}"
-    from codeclm.eval.classes import eval_scale
+    from codeclm.eval.protocol import eval_scale
 
     scale = eval_scale(config.cfg_scale)
     return lambda s: f"class_{config.class_name}_s{scale:g}_seed{s}"

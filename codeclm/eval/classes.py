@@ -266,11 +266,3 @@ def conditioning_record(classes: dict[str, str | None], cfg_scale: float | None)
             "items_per_class": counts,
             "rule": "an item in a folder named after one of the model's classes is generated "
                     "with that class; others unconditionally"}
-
-
-def eval_scale(cfg_scale: float | None) -> float:
-    """The guidance scale the prompting evals use: ``--cfg-scale``, default 1 (plain
-    conditional sampling: the model's own conditional distribution, no second row)."""
-    from ..class_args import check_scale
-
-    return 1.0 if cfg_scale is None else check_scale(cfg_scale)

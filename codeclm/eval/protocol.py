@@ -53,10 +53,16 @@ class ScoredEvalConfig(EvalConfig):
     cfg_scale: float | None = None
 
     def check(self) -> None:
-        from .classes import eval_scale
-
         super().check()
         eval_scale(self.cfg_scale)
+
+
+def eval_scale(cfg_scale: float | None) -> float:
+    """The guidance scale the prompting evals use: ``--cfg-scale``, default 1 (plain
+    conditional sampling: the model's own conditional distribution, no second row)."""
+    from ..class_args import check_scale
+
+    return 1.0 if cfg_scale is None else check_scale(cfg_scale)
 
 
 def load_eval_model(model, modality: str, config: EvalConfig, threads: int | None = None):

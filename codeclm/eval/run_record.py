@@ -30,7 +30,8 @@ import os
 from pathlib import Path
 
 from ..errors import OutputError
-from ..outputs import describe_os_error, existing_entries
+from ..io import describe_os_error
+from ..outputs import existing_entries
 
 RUN_FILE = "run.json"
 #: what a run record says it is (a ``run.json`` without it is not ours)

@@ -20,7 +20,8 @@ def load_model(model, modality: str, device: str | None = None, dtype=None,
     size (``threads`` overrides; see :mod:`codeclm.threads`)."""
     import torch
 
-    from codeclm.model_dir import LoadedModel, load_model_dir, resolve_model_dir, wrong_modality
+    from codeclm.modality import wrong_modality
+    from codeclm.model_dir import LoadedModel, load_model_dir, resolve_model_dir
     from codeclm.threads import apply_threads, choose_threads
 
     if isinstance(model, LoadedModel):
