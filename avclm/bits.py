@@ -179,8 +179,7 @@ def nal_bytes(nal_byte: int, header: tuple[int, int], data: tuple[int, int]) -> 
     return bytes([nal_byte]) + rbsp_to_ebsp((value << pad).to_bytes((n + pad) // 8, "big"))
 
 
-# =============================================================================== slice header head
-# --------------------------------------------------------------------------- SPS / PPS
+# =============================================================================== SPS / PPS
 
 #: profile_idc values whose SPS carries chroma_format_idc, bit depths and scaling lists
 _HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
@@ -324,7 +323,7 @@ def parse_pps(nal: bytes) -> Pps:
     return Pps(pps_id, sps_id, entropy, r.ue() + 1)
 
 
-# --------------------------------------------------------------------------- slice headers
+# =============================================================================== slice header head
 
 @dataclasses.dataclass(frozen=True)
 class SliceHeader:
