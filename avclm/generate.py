@@ -25,7 +25,7 @@ continue a row); :func:`generate_video` builds one and yields its events.
 **Verification (default).** Each row's gate is an :class:`~avclm.verifier.NalVerifier`
 (x264's exact slice header, canonical emulation prevention, and slice data that decodes
 under ``err_detect=explode``), and the row samples under an
-:class:`~avclm.verifier.NalConstraint` (token masks: no start-code emulation, x264's
+:class:`~avclm.nal_masks.NalConstraint` (token masks: no start-code emulation, x264's
 start codes, NAL and slice headers, and the macroblock layer through
 :mod:`avclm.slice_automaton`, so sampled slices pass the data check as drawn; the
 verifier stays as the safety net). ``verify=False`` (``--no-verify``) keeps only the
@@ -83,8 +83,9 @@ from codeclm.labels import with_class
 from codeclm.streaming import Unit
 
 from . import nal as nalmod
+from .nal_masks import NalConstraint
 from .slice_gate import SliceGate
-from .verifier import NalConstraint, NalVerifier, VerifyStats
+from .verifier import NalVerifier, VerifyStats
 
 #: tokens one NAL (one macroblock) may take before it is given up: an I_PCM macroblock
 #: is 384 bytes, and a token is at least one byte

@@ -4,7 +4,7 @@
 :func:`walk_slices` goes through a canonical stream NAL by NAL with a
 :class:`~avclm.verifier.NalVerifier`; every slice of the chosen kind (``"I"`` or ``"P"``)
 is replaced by a walk: tokens drawn uniformly among those the row's
-:class:`~avclm.verifier.NalConstraint` allows (start code, x264's header, then the
+:class:`~avclm.nal_masks.NalConstraint` allows (start code, x264's header, then the
 macroblock-layer masks), ended at the first token after which the NAL may end. Each
 walked slice is checked by the verifier on its own (x264's header, emulation prevention,
 the strict one-macroblock decode) before the gate observes it; the other NAL units are
@@ -22,9 +22,11 @@ from codeclm.errors import DecodeError
 
 from . import nal as nalmod
 from .bits import SLICE_I, parse_slice_fields
+from .nal_masks import NalConstraint
 from .profile import AvcProfile
 from .stream import decode_annexb
-from .verifier import NalConstraint, NalVerifier, stream_facts
+from .stream_plan import stream_facts
+from .verifier import NalVerifier
 
 #: tokens one walked NAL may take before the walk gives up (never reached in practice:
 #: every slice state has a finite completion)

@@ -129,7 +129,7 @@ def _random_model(tmp: Path):
 def _full_masks(tokenizer, gate):
     """The default slice constraint without its single-token check: full masks at every
     draw (what the exact lazy masks are measured against; the same tokens)."""
-    from avclm.verifier import NalConstraint
+    from avclm.nal_masks import NalConstraint
     from codeclm.generation.session import FullMasks
 
     return FullMasks(NalConstraint(tokenizer, gate))

@@ -112,7 +112,8 @@ def _slices(data: bytes, facts) -> list:
 
 
 def _time_checks(streams, profile) -> dict:
-    from avclm.verifier import NalVerifier, stream_facts
+    from avclm.stream_plan import stream_facts
+    from avclm.verifier import NalVerifier
 
     facts = stream_facts(profile)
     base = {False: _FullPicture(facts, False), True: _FullPicture(facts, True)}
@@ -159,7 +160,7 @@ def _time_checks(streams, profile) -> dict:
 
 
 def _mask_cost(streams, profile, vocab: int) -> float:
-    from avclm.verifier import NalConstraint
+    from avclm.nal_masks import NalConstraint
     from codeclm.tokenizer import ByteTokenizer
 
     tok = ByteTokenizer.train(streams, vocab, "h264")

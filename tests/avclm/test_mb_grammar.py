@@ -20,8 +20,9 @@ from avclm import nal as nalmod
 from avclm.bits import compose_slice_header, data_bits, nal_bytes, parse_slice_fields
 from avclm.codec import SAMPLE_CLIPS, encode_frames, encode_video
 from avclm.profile import PAPER, TINY
+from avclm.slice_check import SliceDecodeCheck
 from avclm.stream import decode_annexb
-from avclm.verifier import SliceDecodeCheck, stream_facts
+from avclm.stream_plan import stream_facts
 from data_tools.synth import pan_frames, random_pan
 
 PROFILES = {"tiny": TINY, "paper": PAPER}

@@ -20,9 +20,11 @@ from avclm import nal as nalmod
 from avclm import slice_automaton as sa
 from avclm.bits import BitReader, compose_slice_header, data_bits, parse_slice_fields
 from avclm.codec import SAMPLE_CLIPS, encode_video
+from avclm.nal_masks import NalConstraint
 from avclm.profile import PAPER, TINY
 from avclm.stream import decode_annexb
-from avclm.verifier import NalConstraint, NalVerifier, stream_facts
+from avclm.stream_plan import stream_facts
+from avclm.verifier import NalVerifier
 from codeclm.tokenizer import MIN_VOCAB, ByteTokenizer
 
 PROFILES = {"tiny": TINY, "paper": PAPER}

@@ -25,16 +25,12 @@ from avclm.bits import compose_slice_header, parse_slice_fields
 from avclm.bits import data_bits as _data_bits
 from avclm.bits import nal_bytes as _nal_bytes
 from avclm.codec import SAMPLE_CLIPS, encode_frames, encode_video
+from avclm.nal_masks import NalConstraint
 from avclm.profile import PAPER, TINY
+from avclm.slice_check import MiniDecoder, SliceDecodeCheck
 from avclm.stream import decode_annexb
-from avclm.verifier import (
-    MiniDecoder,
-    NalConstraint,
-    NalVerifier,
-    PlanState,
-    SliceDecodeCheck,
-    stream_facts,
-)
+from avclm.stream_plan import PlanState, stream_facts
+from avclm.verifier import NalVerifier
 from codeclm.errors import DecodeError
 from codeclm.streaming import UnitSplitter
 from codeclm.tokenizer import MIN_VOCAB, ByteTokenizer

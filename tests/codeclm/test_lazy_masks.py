@@ -193,7 +193,7 @@ def test_slice_constraint_allows_equals_its_mask_in_x264_states(bundled_video, v
     mask's entry for every token, computed before the mask and its parts exist (no
     cache to read them from: the single-token paths of every part)."""
     from avclm.codec import SAMPLE_CLIPS, encode_video
-    from avclm.verifier import NalConstraint
+    from avclm.nal_masks import NalConstraint
 
     tok, profile = bundled_video.tokenizer, bundled_video.profile
     if vocab != "bundled":  # long tokens: start codes with whole slice headers and data
@@ -236,7 +236,7 @@ def test_bundled_video_model_same_tokens_with_lazy_and_full_masks(bundled_video,
     """Whole generations (2 frames) with the bundled model: lazy masks give the full
     masks' tokens, token for token."""
     from avclm.generate import DoneEvent, NalEvent, generate_video
-    from avclm.verifier import NalConstraint
+    from avclm.nal_masks import NalConstraint
     from codeclm.generation.sampling_config import SamplingConfig
     from codeclm.generation.session import FullMasks
 
