@@ -398,10 +398,9 @@ class PpsFields:
 
 
 def parse_pps_fields(nal: bytes) -> PpsFields:
-    """Parse a PPS NAL unit (type 8, no start code) up to redundant_pic_cnt_present_flag."""
-    if not nal or nal[0] & 0x1F != NAL_PPS:
-        raise DecodeError(f"not a PPS (nal_unit_type {nal[0] & 0x1F if nal else None})")
-    r = BitReader(ebsp_to_rbsp(nal[1:]))
+    """Parse a PPS NAL unit (type 8, no start code) up to redundant_pic_cnt_present_flag
+    (:func:`parse_pps` reads only its head, and accepts slice groups)."""
+    r = _parameter_set_reader(nal, NAL_PPS, "a PPS")
     pps_id, sps_id, cabac, bottom = r.ue(), r.ue(), r.flag(), r.flag()
     groups = r.ue() + 1
     if groups > 1:
