@@ -411,18 +411,11 @@ def save_mp4(frames: np.ndarray, fps: float, path: Path) -> None:
                     stdin=np.ascontiguousarray(frames).tobytes())
 
 
-def make_item(kind: str, source: str, geo: Geometry, rng: np.random.Generator,
-              split: str = "train") -> np.ndarray:
-    """One item's frames: (1, H, W, 3) for an image, (frames, H, W, 3) for a video.
-    ``split`` picks the photos of ``photo-crops`` and the digits of ``digits`` (other
-    sources ignore it)."""
-    return make_labelled_item(kind, source, geo, rng, split)[0]
-
-
 def make_labelled_item(kind: str, source: str, geo: Geometry, rng: np.random.Generator,
                        split: str = "train") -> tuple[np.ndarray, int | None]:
-    """:func:`make_item`'s frames and the item's digit (0-9) for a digits source (one digit
-    per item), else None; the same draws from ``rng``, so the same frames."""
+    """One item's frames, (1, H, W, 3) for an image, (frames, H, W, 3) for a video, and
+    its digit (0-9) for a digits source (one digit per item), else None. ``split`` picks
+    the photos of ``photo-crops`` and the digits of ``digits`` (other sources ignore it)."""
     n = 1 if kind == "image" else geo.frames
     if source in DIGIT_SOURCES:
         labels, frames = moving_digits(rng, geo.width, geo.height, n, split,
@@ -443,6 +436,13 @@ def make_labelled_item(kind: str, source: str, geo: Geometry, rng: np.random.Gen
         step = int(rng.integers(0, 8))
         return lavfi_frames(source, rng, geo, step + 1)[-1:], None
     return lavfi_frames(source, rng, geo, n), None
+
+
+def check_digit_label_sources(sources: Sequence[str]) -> None:
+    """Digit labels need every source to be a digits source (:class:`ConfigError`)."""
+    if any(s not in DIGIT_SOURCES for s in sources):
+        raise ConfigError(f"--digit-labels: digit sources only ({', '.join(DIGIT_SOURCES)}), "
+                          f"not {', '.join(sources)}")
 
 
 def write_digit_labels(out: Path, labelled: Sequence[tuple[Path, int]]) -> Path:
@@ -482,9 +482,8 @@ def synth(out: str | os.PathLike, kind: str, profile, count: int, seed: int = 0,
     unknown = [s for s in sources if s not in SOURCES]
     if unknown or not sources:
         raise ConfigError(f"unknown synthetic source(s) {unknown}; known: {', '.join(SOURCES)}")
-    if digit_labels and any(s not in DIGIT_SOURCES for s in sources):
-        raise ConfigError("digit labels need digit sources only "
-                          f"({', '.join(DIGIT_SOURCES)}), not {', '.join(sources)}")
+    if digit_labels:
+        check_digit_label_sources(sources)
     photos_of(split)  # validates split
     geo = geometry_for(profile, kind, fps, seconds, size)
     out = Path(out)

@@ -16,7 +16,15 @@ from codeclm.errors import ConfigError
 from codeclm.profile import get_profile
 
 from ..sources import modality_of_kind
-from ..synth import DEFAULT_SOURCES, DIGIT_LABELS_FILE, DIGIT_SOURCES, SOURCES, SPLITS, synth
+from ..synth import (
+    DEFAULT_SOURCES,
+    DIGIT_LABELS_FILE,
+    DIGIT_SOURCES,
+    SOURCES,
+    SPLITS,
+    check_digit_label_sources,
+    synth,
+)
 from . import add_progress, kind_arg, positive_int
 
 
@@ -72,9 +80,8 @@ def run(args) -> int:
                           f"known: {', '.join(SOURCES)}")
     if args.labelled and args.digit_labels:
         raise ConfigError("--labelled and --digit-labels are two kinds of labels: give one")
-    if args.digit_labels and any(s not in DIGIT_SOURCES for s in sources):
-        raise ConfigError(f"--digit-labels: digit sources only ({', '.join(DIGIT_SOURCES)}), "
-                          f"not {', '.join(sources)}")
+    if args.digit_labels:  # (before OUT is made)
+        check_digit_label_sources(sources)
     for flag, value in (("--fps", args.fps), ("--seconds", args.seconds)):
         if value is not None and not (0 < value < 1e6):
             raise ConfigError(f"{flag} must be > 0, got {value}")

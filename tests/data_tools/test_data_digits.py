@@ -193,7 +193,7 @@ def test_cli_synth_digits_large_clips_are_deterministic(tmp_path, capsys):
     assert default_recogniser().shows_digit_share(frames) > 0
 
 
-def test_synth_digit_labels_name_each_clips_digit_for_labelled_shards(tmp_path, capsys):
+def test_synth_digit_labels_name_each_clips_digit_for_labelled_shards(tmp_path, avc_tiny, capsys):
     """``synth --digit-labels`` writes labels.csv beside the clips (the clips unchanged);
     its digits are what the clips show (the recogniser agrees on most) and
     ``data_tools videos --labels labels.csv`` reads it into class tokens 0-9."""
@@ -203,7 +203,7 @@ def test_synth_digit_labels_name_each_clips_digit_for_labelled_shards(tmp_path, 
     assert main(["synth", str(out), "--kind", "video", "--count", "6", "--seed", "3",
                  "--sources", "digits", "--digit-labels", "--workers", "1"]) == 0
     assert "their digits in labels.csv" in capsys.readouterr().out
-    plain = synth(tmp_path / "plain", "video", get_tiny(), 6, seed=3, sources=("digits",))
+    plain = synth(tmp_path / "plain", "video", avc_tiny, 6, seed=3, sources=("digits",))
     assert [p.read_bytes() for p in plain] == [out.joinpath(p.name).read_bytes()
                                                for p in plain]
     rows = [r.split(",") for r in (out / "labels.csv").read_text().splitlines()]
@@ -224,9 +224,3 @@ def test_synth_digit_labels_name_each_clips_digit_for_labelled_shards(tmp_path, 
     assert (tmp_path / "shards" / "skipped.jsonl").read_text() == ""  # labels.csv: no media
     classes = json.loads((tmp_path / "shards" / "labels.json").read_text())["classes"]
     assert classes == sorted({d for _, d in rows[1:]})
-
-
-def get_tiny():
-    from codeclm.profile import get_profile
-
-    return get_profile("h264", "tiny")
