@@ -15,7 +15,7 @@ setup: $(STAMP)
 # The CPU build of torch is installed first, by exact version, so that nothing
 # later pulls a multi-GB CUDA build; litdata is pinned to a release that does
 # not require torchvision (see README, "Dependencies").
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml codeclm/_native.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
@@ -45,4 +45,4 @@ lint: setup
 	$(BIN)/ruff check codeclm codeclm_apps jpeglm avclm data_tools tests bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info codeclm/*.so

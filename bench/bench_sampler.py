@@ -10,6 +10,10 @@ padding otherwise). Both sides run with the thread count the CLIs choose for the
 ``OMP_NUM_THREADS`` is set), reported in the rows. Besides wall-clock time the ratio in
 CPU time (``time.process_time``) is reported: on a loaded machine it moves less.
 
+Our side runs the native skinny product of the decode step
+(:mod:`codeclm.generation.native`) where it is built; a side without it (``torch.mm``,
+``CODECLM_NATIVE=0``) runs in the same alternation and its gain is a row.
+
 The small preset at batch 8 is also run with the opt-in ``torch.compile`` of the decode
 step (:mod:`codeclm.generation.compiled`), a third side in the same alternation. Its
 compile time is reported next to its ratio, twice: with a fresh, empty inductor cache
@@ -46,16 +50,28 @@ def _model_dir(root: Path, preset: str, tok, profile) -> Path:
     return save_model_dir(model, tok, profile, root / preset)
 
 
-def _ours(lm, prompts, compile: bool = False) -> tuple[float, float]:
-    """(wall, CPU) seconds of one ``generate`` call (``compile``: the compiled step)."""
+def _ours(lm, prompts, compile: bool = False, native: bool = True) -> tuple[float, float]:
+    """(wall, CPU) seconds of one ``generate`` call (``compile``: the compiled step;
+    ``native=False``: ``torch.mm`` instead of the native kernel, ``CODECLM_NATIVE=0``)."""
+    import os
+
+    from codeclm.generation import native as native_mod
     from codeclm.generation.sampling_config import SamplingConfig
     from codeclm.generation.session import generate
 
-    t, c = time.perf_counter(), time.process_time()
-    res = generate(lm.weights, lm.tokenizer, prompts, SamplingConfig(1.0, 50, 0.9, seed=0),
-                   max_new_tokens=N_TOKENS, min_new_tokens=N_TOKENS, modality="h264",
-                   compile=compile)
-    dt, dc = time.perf_counter() - t, time.process_time() - c
+    before = os.environ.get(native_mod.ENV)
+    os.environ[native_mod.ENV] = "1" if native else "0"
+    try:
+        t, c = time.perf_counter(), time.process_time()
+        res = generate(lm.weights, lm.tokenizer, prompts, SamplingConfig(1.0, 50, 0.9, seed=0),
+                       max_new_tokens=N_TOKENS, min_new_tokens=N_TOKENS, modality="h264",
+                       compile=compile)
+        dt, dc = time.perf_counter() - t, time.process_time() - c
+    finally:
+        if before is None:
+            os.environ.pop(native_mod.ENV)
+        else:
+            os.environ[native_mod.ENV] = before
     assert all(len(x) == N_TOKENS for x in res.tokens)
     return dt, dc
 
@@ -88,10 +104,12 @@ def _prompts(lm, batch: int) -> list[list[int]]:
 
 def _speed(lm, batch: int, compiled: bool = False) -> dict:
     """Tokens/s summed over the batch (batch * N / best wall time) of each side (``ours``,
-    ``hf``, and with ``compiled`` ``ours_compiled``), and the ratios of the best CPU times
-    against ``hf`` (``cpu_<side>``)."""
+    ``ours_mm``: without the native kernel, ``hf``, and with ``compiled``
+    ``ours_compiled``), and the ratios of the best CPU times against ``hf``
+    (``cpu_<side>``)."""
     prompts = _prompts(lm, batch)
-    sides = {"ours": lambda: _ours(lm, prompts), "hf": lambda: _hf(lm, prompts)}
+    sides = {"ours": lambda: _ours(lm, prompts), "hf": lambda: _hf(lm, prompts),
+             "ours_mm": lambda: _ours(lm, prompts, native=False)}
     if compiled:
         sides["ours_compiled"] = lambda: _ours(lm, prompts, compile=True)
     _ours(lm, prompts[:1])  # warm-up both paths
@@ -279,6 +297,10 @@ def _run() -> dict:
                     {"what": f"{preset} batch {batch}: ratio", "value": ours / hf, "unit": "x"},
                     {"what": f"{preset} batch {batch}: ratio in CPU time",
                      "value": sp["cpu_ours"], "unit": "x"},
+                    {"what": f"{preset} batch {batch}: ours without the native kernel "
+                     "(torch.mm)", "value": sp["ours_mm"], "unit": "tok/s"},
+                    {"what": f"{preset} batch {batch}: native kernel / torch.mm",
+                     "value": ours / sp["ours_mm"], "unit": "x"},
                 ]
                 if with_compiled:
                     compiled_rows, compiled_info = _compiled_rows(preset, batch, sp, comp)

@@ -43,11 +43,20 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..llama_weights import ACTIVATIONS, LlamaWeights
+from . import native
 from .compiled import compiled_call
 
 #: models up to this many parameters get fused QKV and gate/up projections (a copy of
 #: those weights: worth it on CPU where per-op overhead dominates, too big beyond)
 FUSE_MAX_PARAMS = 300_000_000
+#: fused float32 CPU models up to this many parameters also keep their projections
+#: packed for the native skinny product of the decode step (:mod:`.native`; one more
+#: copy of those weights, so a cap on the memory it costs)
+NATIVE_MAX_PARAMS = 100_000_000
+#: ... and only projections of at least this many weights: below it MKL, hot in cache,
+#: is as fast and the call costs less (measured at 1 and 8 rows, one thread: 128 x 384
+#: is about where the kernel starts to win at 1 row)
+NATIVE_MIN_WEIGHTS = 40_000
 _HAS_GQA = "enable_gqa" in (F.scaled_dot_product_attention.__doc__ or "")
 
 
@@ -98,10 +107,19 @@ class KVCacheLM:
         self.device, self.dtype = emb.device, emb.dtype
         self.embed = emb
         self.norm = self._norm_gain(w, "model.norm.weight")
-        fuse = w.num_parameters() <= FUSE_MAX_PARAMS
-        self.head = ((w.derive("lm_head^T", lambda: w.lm_head.t().contiguous()), None, True)
-                     if fuse else (w.lm_head, None, False))
-        self.layers = [self._layer(w, f"model.layers.{i}.", fuse)
+        n_params = w.num_parameters()
+        fuse = n_params <= FUSE_MAX_PARAMS
+        pack = (fuse and n_params <= NATIVE_MAX_PARAMS and native.available() and not compile
+                and self.device.type == "cpu" and self.dtype == torch.float32)
+        # decode steps of <= native.MAX_ROWS rows run the projections of at least
+        # NATIVE_MIN_WEIGHTS weights through the C kernel (not under torch.compile)
+        self.native = pack
+        if fuse:
+            head_t = w.derive("lm_head^T", lambda: w.lm_head.t().contiguous())
+            self.head = (head_t, None, True, self._packed(w, "lm_head", head_t, pack))
+        else:
+            self.head = (w.lm_head, None, False, None)
+        self.layers = [self._layer(w, f"model.layers.{i}.", fuse, pack)
                        for i in range(cfg.num_hidden_layers)]
         cos, sin = w.rope(self.max_length)  # [T, D]
         h = self.head_dim // 2
@@ -120,14 +138,26 @@ class KVCacheLM:
         self._gqa = {"enable_gqa": True} if self.n_kv != self.n_heads and _HAS_GQA else {}
 
     @staticmethod
-    def _layer(w: LlamaWeights, p: str, fuse: bool) -> dict:
+    def _packed(w: LlamaWeights, key: str, weight_t: torch.Tensor,
+                pack: bool) -> torch.Tensor | None:
+        """``weight_t`` ``[in, out]`` packed for :func:`.native.skinny_mm` (once per
+        weights, under ``key``), or None without ``pack`` or below
+        :data:`NATIVE_MIN_WEIGHTS`."""
+        if not pack or weight_t.numel() < NATIVE_MIN_WEIGHTS:
+            return None
+        return w.derive(key + "^packed", lambda: native.pack(weight_t))
+
+    @staticmethod
+    def _layer(w: LlamaWeights, p: str, fuse: bool, pack: bool = False) -> dict:
         """One decoder layer (prefix ``p``): norm gains and projections ``(weight, bias,
-        transposed)``. With ``fuse`` the q/k/v and the gate/up weights are concatenated
-        (one matmul each instead of three and two) and every projection is stored
-        transposed, ``[in, out]`` contiguous: ``x @ W^T`` as a plain ``mm`` is 15-35%
-        faster than ``F.linear`` for the small row counts of a decode step on CPU
-        (measured with MKL, 1 thread). Without ``fuse`` (big models) the checkpoint's
-        tensors are used as they are (no copy)."""
+        transposed, packed)``. With ``fuse`` the q/k/v and the gate/up weights are
+        concatenated (one matmul each instead of three and two) and every projection is
+        stored transposed, ``[in, out]`` contiguous: ``x @ W^T`` as a plain ``mm`` is
+        15-35% faster than ``F.linear`` for the small row counts of a decode step on CPU
+        (measured with MKL, 1 thread). With ``pack`` too, each is also kept packed for
+        the native kernel of the decode step (:mod:`.native`; else ``packed`` is None).
+        Without ``fuse`` (big models) the checkpoint's tensors are used as they are (no
+        copy)."""
         a, m = p + "self_attn.", p + "mlp."
 
         def proj(names: str, prefixes: dict) -> tuple:
@@ -135,9 +165,10 @@ class KVCacheLM:
             bs = [w.get(prefixes[n] + ".bias") for n in names]
             b = None if bs[0] is None else torch.cat(bs)
             if not fuse:
-                return ws[0], b, False
+                return ws[0], b, False, None
             key = f"{p}{names}^T"  # computed once per weights, shared by every session
-            return w.derive(key, lambda: torch.cat(ws).t().contiguous()), b, True
+            weight_t = w.derive(key, lambda: torch.cat(ws).t().contiguous())
+            return weight_t, b, True, KVCacheLM._packed(w, key, weight_t, pack and b is None)
 
         parts = {"q": a + "q_proj", "k": a + "k_proj", "v": a + "v_proj", "o": a + "o_proj",
                  "g": m + "gate_proj", "u": m + "up_proj", "d": m + "down_proj"}
@@ -154,21 +185,26 @@ class KVCacheLM:
     # ---------------------------------------------------------------- pieces
     @staticmethod
     def _proj(x: torch.Tensor, wbt: tuple) -> torch.Tensor:
-        """``x @ W^T + b`` for a projection ``(weight, bias, transposed)`` (see _layer)."""
-        weight, bias, transposed = wbt
+        """``x @ W^T + b`` for a projection ``(weight, bias, transposed, packed)`` (see
+        _layer): the native kernel for a decode step's few rows where packed."""
+        weight, bias, transposed, packed = wbt
         if not transposed:
             return F.linear(x, weight, bias)
         if x.dim() == 2:
+            if packed is not None and native.usable(x):
+                return native.skinny_mm(x, packed, weight.shape[1])
             return torch.mm(x, weight) if bias is None else torch.addmm(bias, x, weight)
         y = torch.matmul(x, weight)
         return y if bias is None else y + bias
 
     @classmethod
     def _residual_proj(cls, x: torch.Tensor, h: torch.Tensor, wbt: tuple) -> torch.Tensor:
-        """``x + h @ W^T (+ b)``: one ``addmm`` (no separate add) for a 2-D ``h`` and a
-        transposed weight without bias (the decode step of a fused model)."""
-        weight, bias, transposed = wbt
+        """``x + h @ W^T (+ b)``: one ``addmm`` or native call (no separate add) for a 2-D
+        ``h`` and a transposed weight without bias (the decode step of a fused model)."""
+        weight, bias, transposed, packed = wbt
         if transposed and bias is None and h.dim() == 2:
+            if packed is not None and native.usable(h):
+                return native.skinny_mm(h, packed, weight.shape[1], add=x)
             return torch.addmm(x, h, weight)
         return x + cls._proj(h, wbt)
 
