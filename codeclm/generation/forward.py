@@ -109,11 +109,12 @@ class KVCacheLM:
         self.norm = self._norm_gain(w, "model.norm.weight")
         n_params = w.num_parameters()
         fuse = n_params <= FUSE_MAX_PARAMS
-        pack = (fuse and n_params <= NATIVE_MAX_PARAMS and native.available() and not compile
-                and self.device.type == "cpu" and self.dtype == torch.float32)
-        # decode steps of <= native.MAX_ROWS rows run the projections of at least
-        # NATIVE_MIN_WEIGHTS weights through the C kernel (not under torch.compile)
-        self.native = pack
+        # the C kernels (:mod:`.native`) run the decode step's attention and, for steps of
+        # <= native.MAX_ROWS rows, its projections of >= NATIVE_MIN_WEIGHTS weights, on one
+        # thread (with more, torch's parallel kernels); not under torch.compile
+        self.native = (native.available() and not compile and self.device.type == "cpu"
+                       and self.dtype == torch.float32)
+        pack = self.native and fuse and n_params <= NATIVE_MAX_PARAMS
         if fuse:
             head_t = w.derive("lm_head^T", lambda: w.lm_head.t().contiguous())
             self.head = (head_t, None, True, self._packed(w, "lm_head", head_t, pack))
@@ -317,6 +318,10 @@ class KVCacheLM:
         with torch.inference_mode():
             return self._decode(tokens, positions)
 
+    def _native_attention(self) -> bool:
+        """Whether this step's attention runs in the C kernel (:func:`.native.attend`)."""
+        return self.native and native.attention_usable(self.head_dim)
+
     def _decode(self, tokens: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
         B = tokens.shape[0]
         n = max(positions) + 1
@@ -331,7 +336,10 @@ class KVCacheLM:
             return self.step_at(tokens, slots, cos, sin)
         pos = torch.tensor(positions, device=self.device)
         cos, sin = self.cos[pos][:, 0], self.sin_signed[pos][:, 0]  # [B, 1, D]
-        mask = (self._slots[None, :n] <= pos[:, None])[:, None, None]
+        if self._native_attention():  # each row's slot count instead of a mask
+            mask = pos + 1
+        else:
+            mask = (self._slots[None, :n] <= pos[:, None])[:, None, None]
         x = F.embedding(tokens, self.embed)  # [B, hidden]
         for L, cache in zip(self.layers, self._kv_layers):  # cache: [2, B, kv_heads, T, D]
             q, kv = self._qkv(L, self._rms(x, L["ln1"]), cos, sin)  # [B, heads, D], [B, 2, ..]
@@ -350,21 +358,30 @@ class KVCacheLM:
         :attr:`sin_signed` (``[1, 1, D]``). Returns logits ``[B, V]`` (float32)."""
         B, n = tokens.shape[0], slots.shape[0]
         x = F.embedding(tokens, self.embed)  # [B, hidden]
+        every = True if self._native_attention() else None  # (see _attention_block)
         for L, cache in zip(self.layers, self._kv_layers):  # cache: [2, B, kv_heads, T, D]
             q, kv = self._qkv(L, self._rms(x, L["ln1"]), cos, sin)  # [B, heads, D], [B, 2, ..]
             if B != self.batch_size:
                 cache = cache.narrow(1, 0, B)
             cache.select(3, n - 1).copy_(kv.transpose(0, 1))
-            x = self._attention_block(L, x, q, cache.narrow(3, 0, n), None)
+            x = self._attention_block(L, x, q, cache.narrow(3, 0, n), every)
             x = self._mlp_block(L, x)
         return self._logits(x)
 
     def _attention_block(self, L: dict, x: torch.Tensor, q: torch.Tensor, kv: torch.Tensor,
-                         mask: torch.Tensor | None) -> torch.Tensor:
+                         mask: torch.Tensor | bool | None) -> torch.Tensor:
         """``x`` ``[B, hidden]`` plus the attention output of one decode token per row:
-        ``q`` ``[B, heads, D]``, ``kv`` the layer's cache ``[2, B, kv_heads, n, D]``."""
+        ``q`` ``[B, heads, D]``, ``kv`` the layer's cache ``[2, B, kv_heads, n, D]``.
+        ``mask``: for ``scaled_dot_product_attention``, None or ``[B, 1, 1, n]`` (row b
+        sees the slots where True); for the C kernel, True (every row sees all ``n``
+        slots) or each row's slot count, int64 ``[B]``."""
         keys, values = kv.unbind(0)
-        o = self._attend(q.unsqueeze(2), keys, values, mask)  # [B, H, 1, D]
+        if mask is True:
+            o = native.attend(q, keys, values)
+        elif mask is not None and mask.dtype == torch.int64:
+            o = native.attend(q, keys, values, mask)
+        else:
+            o = self._attend(q.unsqueeze(2), keys, values, mask)  # [B, H, 1, D]
         return self._residual_proj(x, o.reshape(x.shape[0], -1), L["o"])
 
     def _mlp_block(self, L: dict, x: torch.Tensor) -> torch.Tensor:

@@ -81,3 +81,36 @@ def skinny_mm(x: torch.Tensor, packed: torch.Tensor, n: int,
         raise ValueError(f"add {tuple(add.shape)} is not a contiguous [{M}, {n}] float32")
     _native.skinny_mm(x.data_ptr(), x.stride(0), packed.data_ptr(), a, out.data_ptr(), M, K, n)
     return out
+
+
+def attention_usable(head_dim: int) -> bool:
+    """Whether :func:`attend` takes heads of ``head_dim`` and it pays now: a multiple of 8
+    up to 128, one torch thread (the kernel is single-threaded)."""
+    return head_dim % BLOCK == 0 and head_dim <= 128 and torch.get_num_threads() == 1
+
+
+def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+           lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """One query per row and head against a KV cache (a decode step's attention, the
+    same as ``scaled_dot_product_attention`` with its default scale):
+
+    ``q`` ``[B, Hq, D]``, ``keys`` and ``values`` ``[B, Hkv, n, D]`` (views of the
+    cache: rows of ``D`` contiguous floats, ``Hkv`` dividing ``Hq``), all float32 on the
+    CPU. Row ``b`` attends to its slots ``< lengths[b]`` (int64 ``[B]``, each 1..n), or
+    to all ``n`` without ``lengths``. Returns ``[B, Hq * D]`` (heads side by side, as
+    the output projection takes them)."""
+    B, Hq, D = q.shape
+    Hkv, n = keys.shape[1], keys.shape[2]
+    if (q.stride(2) != 1 or q.stride(1) != D or keys.stride(3) != 1 or keys.stride(2) != D
+            or values.stride() != keys.stride() or values.shape != keys.shape
+            or keys.shape[0] != B or keys.shape[3] != D):
+        raise ValueError(f"attend: q {tuple(q.shape)} / keys {tuple(keys.shape)} are not "
+                         "laid out as a KV cache")
+    if lengths is not None and (lengths.dtype != torch.int64 or lengths.shape != (B,)
+                                or not lengths.is_contiguous()):
+        raise ValueError("attend: lengths must be a contiguous int64 [B]")
+    out = torch.empty(B, Hq * D)
+    _native.attend(q.data_ptr(), q.stride(0), keys.data_ptr(), values.data_ptr(),
+                   keys.stride(0), keys.stride(1), 0 if lengths is None else lengths.data_ptr(),
+                   n, out.data_ptr(), B, Hq, Hkv, D, D ** -0.5)
+    return out

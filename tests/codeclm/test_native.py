@@ -1,12 +1,15 @@
-"""The native skinny product of the CPU decode step (``codeclm/_native.c`` through
-:mod:`codeclm.generation.native`): against ``torch.mm`` for every row count it takes,
-shapes that are not multiples of its block, strided rows and the residual add; its
-errors; and the decode step with it against the decode step without it."""
+"""The native kernels of the CPU decode step (``codeclm/_native.c`` through
+:mod:`codeclm.generation.native`): the skinny product against ``torch.mm`` for every
+row count it takes, shapes that are not multiples of its block, strided rows and the
+residual add; the attention against ``scaled_dot_product_attention`` (grouped heads,
+per-row slot counts); their errors; and the decode step with them against the decode
+step without them."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from codeclm.generation import native
 
@@ -65,6 +68,43 @@ def test_env_turns_it_off(monkeypatch):
     assert not native.available()
     monkeypatch.setenv(native.ENV, "1")
     assert native.available()
+
+
+@pytest.mark.parametrize("b,hq,hkv,d,n", [(1, 4, 4, 32, 1), (1, 4, 4, 32, 300), (8, 8, 8, 32, 77),
+                                         (3, 4, 2, 8, 40), (2, 6, 3, 16, 9), (2, 2, 1, 64, 130)])
+def test_attend_equals_sdpa(b, hq, hkv, d, n):
+    """Views of a cache as the decode step has them: q inside a fused qkv output, keys
+    and values the first n slots of a longer cache; all slots, and per-row slot counts
+    against sdpa with the matching mask."""
+    g = torch.Generator().manual_seed(b * 100 + n)
+    cache = torch.randn(2, b, hkv, n + 50, d, generator=g) * 3
+    keys, values = cache.narrow(3, 0, n).unbind(0)
+    q = torch.randn(b, hq + 2 * hkv, d, generator=g).narrow(1, 0, hq) * 3
+    gqa = {"enable_gqa": True} if hq != hkv else {}
+    ref = F.scaled_dot_product_attention(q.unsqueeze(2), keys, values, **gqa)
+    torch.testing.assert_close(native.attend(q, keys, values), ref.reshape(b, -1),
+                               atol=1e-5, rtol=1e-5)
+    lengths = torch.randint(1, n + 1, (b,), generator=g)
+    mask = (torch.arange(n)[None] < lengths[:, None])[:, None, None]
+    ref = F.scaled_dot_product_attention(q.unsqueeze(2), keys, values, attn_mask=mask, **gqa)
+    torch.testing.assert_close(native.attend(q, keys, values, lengths), ref.reshape(b, -1),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_attend_refuses_what_it_cannot_read():
+    cache = torch.randn(2, 2, 2, 10, 8)
+    keys, values = cache.unbind(0)
+    q = torch.randn(2, 2, 8)
+    for lengths in ([0, 3], [3, 11]):
+        with pytest.raises(ValueError, match="sees"):
+            native.attend(q, keys, values, torch.tensor(lengths))
+    with pytest.raises(ValueError, match="int64"):
+        native.attend(q, keys, values, torch.tensor([3, 3], dtype=torch.int32))
+    with pytest.raises(ValueError, match="laid out"):
+        native.attend(q, keys.transpose(2, 3), values.transpose(2, 3))
+    with pytest.raises(ValueError, match="bad shape"):  # D not a multiple of 8
+        native.attend(torch.randn(2, 2, 4), *torch.randn(2, 2, 2, 10, 4).unbind(0))
+    assert not native.attention_usable(12) and not native.attention_usable(256)
 
 
 @pytest.fixture
