@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml codeclm/_native.c
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m pip check
+	$(BIN)/python -c "from codeclm.generation import native as n; print('native decode kernels:', n.isa() or 'not built (no C compiler?); torch kernels run instead')"
 	touch $(STAMP)
 
 # Two pytest-xdist workers with one thread each (whole files per worker, the longest

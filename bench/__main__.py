@@ -58,7 +58,8 @@ def main(argv: list[str]) -> int:
             json.dump(res, f, indent=2)
         for row in res["rows"]:
             unit = row.get("unit", "")
-            print(f"  {res['name']:>18} | {row['what']:<48} {row['value']:>12.4g} {unit}")
+            value = "n/a" if row["value"] is None else f"{row['value']:.4g}"  # (not measured)
+            print(f"  {res['name']:>18} | {row['what']:<48} {value:>12} {unit}")
         table.append((res["name"], f"{res['ratio']:.3f}x", res["goal"], f"{res['seconds']:.0f}s"))
     print()
     print(f"{'benchmark':<20} {'ratio':>10}  {'goal':<10} {'time':>6}")

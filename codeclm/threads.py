@@ -31,14 +31,17 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def choose_threads(n_params: int, requested: int | None = None) -> int | None:
+def choose_threads(n_params: int, requested: int | None = None,
+                   env: bool = True) -> int | None:
     """The thread count for a model of ``n_params`` parameters, or None to leave torch's
-    setting alone (the environment chose). See the module docstring for the rule."""
+    setting alone (the environment chose). See the module docstring for the rule;
+    ``env=False`` skips its second step (what the rule gives with no thread variable
+    set)."""
     if requested is not None:
         if requested < 1:
             raise ConfigError(f"--threads must be >= 1, got {requested}")
         return requested
-    if os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS"):
+    if env and (os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS")):
         return None
     return 1 if n_params < SMALL_MODEL_PARAMS else usable_cores()
 

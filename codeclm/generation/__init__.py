@@ -13,6 +13,9 @@ imports nothing, so the torch-free :mod:`.args`, :mod:`.sampling_config` and
   sort).
 - :mod:`.forward`: :class:`~.forward.KVCacheLM`, a Llama forward with a static, per-row
   KV cache, ``prefill(row, ids, start)`` and ``decode(tokens, positions)``.
+- :mod:`.native`: the C kernels of the CPU decode step (``codeclm/_native.c``): a skinny
+  product over packed weights and the decode attention, used on one thread for float32
+  models where built (``CODECLM_NATIVE=0`` turns them off).
 - :mod:`.compiled`: the opt-in ``torch.compile`` of the decode step
   (``KVCacheLM(..., compile=True)``, ``generate(..., compile=True)``), falling back to
   eager with a warning when compiling fails.

@@ -21,12 +21,15 @@ Python and dispatch overhead, not FLOPs. ``LlamaForCausalLM.forward`` with a
 1.0-1.7x of ``model.generate`` for the tiny/small presets), a ``StaticCache`` adds the
 same per-layer bookkeeping without per-row lengths. The forward here is ~20 tensor ops
 per layer, writes one cache slot per row in place, attends over ``cache[:, :, :max_pos+1]``
-(no mask when all rows are at the same position), fuses QKV and gate/up projections for
+(no mask when all rows are at the same position; on one CPU thread the C kernel of
+:mod:`.native`, which takes each row's slot count instead), fuses QKV and gate/up projections for
 small models (stored ``[in, out]``: the decode step is 2-D ``mm``, 15-35% faster than
 ``F.linear`` on 3-D inputs at these sizes), folds the residual adds into ``addmm`` and
 computes RMSNorm as one ``layer_norm`` (:meth:`KVCacheLM._rms`; see
 ``bench/bench_sampler.py`` for numbers). At batch 8 on CPU what is left is mostly the
-matmuls and the attention reading the fp32 weights and the cache (~80% of the step).
+matmuls and the attention reading the fp32 weights and the cache (~80% of the step with
+torch's kernels): on one thread the projections of 1-8 rows run the native skinny
+product over packed weights (:mod:`.native`, ~2x MKL there).
 
 ``compile=True`` runs the step where all rows sit at one slot through ``torch.compile``
 (:mod:`.compiled`: opt-in, ~20 s to compile cold; the other steps stay eager).

@@ -1,17 +1,24 @@
-"""The skinny matrix product of the CPU decode step: ``codeclm._native`` from Python.
+"""The C kernels of the CPU decode step: ``codeclm._native`` from Python.
 
-A decode step at batch ``M <= 8`` multiplies ``M`` rows by every weight matrix once, so
-on a CPU the step is bound by how fast the weights stream from memory. MKL's sgemm at
-so few rows streams them at well under the machine's read bandwidth; the kernel in
-``codeclm/_native.c`` reads each weight once, in order, from a packed layout (made once
-per weights by :func:`pack`) and is ~2x faster on the ``small`` preset's matrices at
-batch 8 (``bench/bench_sampler.py`` has the numbers).
+A decode step at batch ``M <= 8`` multiplies ``M`` rows by every weight matrix once and
+attends one query per row and head to the cache, so on a CPU it is bound by how fast
+the weights and the cache stream from memory. MKL's sgemm at so few rows, and SDPA for
+one query, stream them well under the machine's read bandwidth. Two kernels in
+``codeclm/_native.c``:
 
-It is a C extension built by ``pip install`` (plain C and the Python headers, nothing
-else; optional: where no compiler is found the build goes on without it) and used only
-where it pays: float32 CPU tensors, 1 to :data:`MAX_ROWS` rows, one torch thread (the
-kernel is single-threaded; with more threads MKL's parallel sgemm is used).
-``CODECLM_NATIVE=0`` in the environment turns it off (:func:`available`).
+- :func:`skinny_mm`: ``x @ W (+ add)`` reading each weight once, in order, from a packed
+  layout (made once per weights by :func:`pack`); ~2x MKL on the ``small`` preset's
+  matrices at batch 8, and faster at 1 row for matrices of ~40k weights and more.
+- :func:`attend`: the decode attention (grouped heads; each row's own slot count
+  instead of a mask; a vectorised exp); ~2x SDPA at 1 and 8 rows.
+
+They are a C extension built by ``pip install`` (plain C and the Python headers,
+nothing else; optional: where no compiler is found the build goes on without it) and
+are used by :class:`~codeclm.generation.forward.KVCacheLM` only where they pay: float32
+CPU models, one torch thread (the kernels are single-threaded; with more threads
+torch's parallel kernels run), not under ``torch.compile``. ``CODECLM_NATIVE=0`` in the
+environment turns them off (:func:`available`; read when a ``KVCacheLM`` is made).
+``bench/bench_sampler.py`` measures them against ``torch.mm``/SDPA in one run.
 """
 
 from __future__ import annotations

@@ -159,6 +159,7 @@ def test_thread_rule(monkeypatch):
         choose_threads(1_000_000, requested=0)
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert choose_threads(1_000_000) is None  # the environment decided
+    assert choose_threads(1_000_000, env=False) == 1  # the rule without it (bench_sampler)
 
 
 def test_generation_does_not_import_transformers_and_uses_one_thread(tmp_path):
