@@ -319,7 +319,11 @@ class NalConstraint:
         if self.closed or self.lost or len(self.cur) != 1 or not self.gstates:
             return None
         e, gs = self.cur[0], self.gstates[0]
-        if gs is None or e.exact or self.pos < len(e.mask) or self.can_end:
+        if gs is None or e.exact or self.pos < len(e.mask):
+            return None
+        # not self.can_end, for this one inexact alternative with a grammar state (its
+        # generator over the alternatives costs microseconds at every draw)
+        if not self.q and self.pos - self.z >= e.min_len and gs[1][3] == slice_automaton.DONE:
             return None
         zqe = _STATE_INDEX.get((self.z, self.q, self.e), -1)
         if zqe < 0:

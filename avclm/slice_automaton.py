@@ -701,13 +701,13 @@ class SliceGrammar:
         mask = self.masks.get((state, zeros))
         if mask is not None:
             return mask.__getitem__
-        auto = self.automata[key]
         bits = self.rbsp.bits(zeros)
 
         def check(token_id: int) -> bool:
             b = bits[token_id]
-            if b is None:
-                return _escaped_token_ok(auto, state, zeros, self.token_bytes[token_id])
+            if b is None:  # (the automaton looked up only here: its key hashes a dataclass)
+                return _escaped_token_ok(self.automata[key], state, zeros,
+                                         self.token_bytes[token_id])
             return b[1] > 0 and _walk_bits(state, b[0], b[1], True) is not None
 
         return check

@@ -107,17 +107,17 @@ def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
     to all ``n`` without ``lengths``. Returns ``[B, Hq * D]`` (heads side by side, as
     the output projection takes them)."""
     B, Hq, D = q.shape
-    Hkv, n = keys.shape[1], keys.shape[2]
-    if (q.stride(2) != 1 or q.stride(1) != D or keys.stride(3) != 1 or keys.stride(2) != D
-            or values.stride() != keys.stride() or values.shape != keys.shape
-            or keys.shape[0] != B or keys.shape[3] != D):
+    kb, Hkv, n, kd = shape = keys.shape
+    qs, ks = q.stride(), keys.stride()  # (one call each: these checks run every layer)
+    if (qs[2] != 1 or qs[1] != D or ks[3] != 1 or ks[2] != D or kb != B or kd != D
+            or values.stride() != ks or values.shape != shape):
         raise ValueError(f"attend: q {tuple(q.shape)} / keys {tuple(keys.shape)} are not "
                          "laid out as a KV cache")
     if lengths is not None and (lengths.dtype != torch.int64 or lengths.shape != (B,)
                                 or not lengths.is_contiguous()):
         raise ValueError("attend: lengths must be a contiguous int64 [B]")
     out = torch.empty(B, Hq * D)
-    _native.attend(q.data_ptr(), q.stride(0), keys.data_ptr(), values.data_ptr(),
-                   keys.stride(0), keys.stride(1), 0 if lengths is None else lengths.data_ptr(),
-                   n, out.data_ptr(), B, Hq, Hkv, D, D ** -0.5)
+    _native.attend(q.data_ptr(), qs[0], keys.data_ptr(), values.data_ptr(), ks[0], ks[1],
+                   0 if lengths is None else lengths.data_ptr(), n, out.data_ptr(), B, Hq, Hkv,
+                   D, D ** -0.5)
     return out

@@ -404,7 +404,7 @@ class Session:
             return draw
         row_logits = logits if len(rows) == logits.shape[0] else logits[rows]
         free = filters_first.FilteredDraw(
-            row_logits, [self.rows[i].generator for i in rows], self.config)
+            row_logits, [self.rows[i].generator for i in rows], self.config, self._noise)
         decided = set()
         for j, i in enumerate(rows):
             checks[i] = allows = _allows_of(self.rows[i].constraint)
