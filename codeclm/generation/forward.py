@@ -207,7 +207,7 @@ class KVCacheLM:
         ``h`` and a transposed weight without bias (the decode step of a fused model)."""
         weight, bias, transposed, packed = wbt
         if transposed and bias is None and h.dim() == 2:
-            if packed is not None and native.usable(h):
+            if packed is not None and native.usable(h) and x.is_contiguous():
                 return native.skinny_mm(h, packed, weight.shape[1], add=x)
             return torch.addmm(x, h, weight)
         return x + cls._proj(h, wbt)
@@ -340,16 +340,16 @@ class KVCacheLM:
         pos = torch.tensor(positions, device=self.device)
         cos, sin = self.cos[pos][:, 0], self.sin_signed[pos][:, 0]  # [B, 1, D]
         if self._native_attention():  # each row's slot count instead of a mask
-            mask = pos + 1
+            mask, slots = None, pos + 1
         else:
-            mask = (self._slots[None, :n] <= pos[:, None])[:, None, None]
+            mask, slots = (self._slots[None, :n] <= pos[:, None])[:, None, None], None
         x = F.embedding(tokens, self.embed)  # [B, hidden]
         for L, cache in zip(self.layers, self._kv_layers):  # cache: [2, B, kv_heads, T, D]
             q, kv = self._qkv(L, self._rms(x, L["ln1"]), cos, sin)  # [B, heads, D], [B, 2, ..]
             if B != self.batch_size:
                 cache = cache.narrow(1, 0, B)
             cache[:, self._rows[:B], :, pos] = kv  # (indexed dims first: [B, 2, ...])
-            x = self._attention_block(L, x, q, cache.narrow(3, 0, n), mask)
+            x = self._attention_block(L, x, q, cache.narrow(3, 0, n), mask, slots)
             x = self._mlp_block(L, x)
         return self._logits(x)
 
@@ -361,30 +361,30 @@ class KVCacheLM:
         :attr:`sin_signed` (``[1, 1, D]``). Returns logits ``[B, V]`` (float32)."""
         B, n = tokens.shape[0], slots.shape[0]
         x = F.embedding(tokens, self.embed)  # [B, hidden]
-        every = True if self._native_attention() else None  # (see _attention_block)
+        slots = True if self._native_attention() else None  # (see _attention_block)
         for L, cache in zip(self.layers, self._kv_layers):  # cache: [2, B, kv_heads, T, D]
             q, kv = self._qkv(L, self._rms(x, L["ln1"]), cos, sin)  # [B, heads, D], [B, 2, ..]
             if B != self.batch_size:
                 cache = cache.narrow(1, 0, B)
             cache.select(3, n - 1).copy_(kv.transpose(0, 1))
-            x = self._attention_block(L, x, q, cache.narrow(3, 0, n), every)
+            x = self._attention_block(L, x, q, cache.narrow(3, 0, n), None, slots)
             x = self._mlp_block(L, x)
         return self._logits(x)
 
     def _attention_block(self, L: dict, x: torch.Tensor, q: torch.Tensor, kv: torch.Tensor,
-                         mask: torch.Tensor | bool | None) -> torch.Tensor:
+                         mask: torch.Tensor | None,
+                         slots: torch.Tensor | bool | None = None) -> torch.Tensor:
         """``x`` ``[B, hidden]`` plus the attention output of one decode token per row:
         ``q`` ``[B, heads, D]``, ``kv`` the layer's cache ``[2, B, kv_heads, n, D]``.
-        ``mask``: for ``scaled_dot_product_attention``, None or ``[B, 1, 1, n]`` (row b
-        sees the slots where True); for the C kernel, True (every row sees all ``n``
-        slots) or each row's slot count, int64 ``[B]``."""
+        ``slots`` None: ``scaled_dot_product_attention`` with ``mask`` (None or
+        ``[B, 1, 1, n]``, row b sees the slots where True); else the C kernel
+        (:func:`.native.attend`), ``slots`` True (every row sees all ``n`` slots) or each
+        row's slot count (int64 ``[B]``)."""
         keys, values = kv.unbind(0)
-        if mask is True:
-            o = native.attend(q, keys, values)
-        elif mask is not None and mask.dtype == torch.int64:
-            o = native.attend(q, keys, values, mask)
-        else:
+        if slots is None:
             o = self._attend(q.unsqueeze(2), keys, values, mask)  # [B, H, 1, D]
+        else:
+            o = native.attend(q, keys, values, None if slots is True else slots)
         return self._residual_proj(x, o.reshape(x.shape[0], -1), L["o"])
 
     def _mlp_block(self, L: dict, x: torch.Tensor) -> torch.Tensor:
