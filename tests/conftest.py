@@ -98,3 +98,15 @@ def spm_checkpoint(tmp_path_factory, spm_model_dir):
 
     samples = [codec.encode_image(p, PROFILES["tiny"]) for p in sample_paths()]
     return spm_model_dir(samples, tmp_path_factory.mktemp("spm") / "jpeg-lm")
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (restored after): a tiny model on a shared 2-core
+    machine runs ~20x faster so, and the native decode kernels run only on one thread."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

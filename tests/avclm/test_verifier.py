@@ -460,15 +460,6 @@ def _generate_verified(monkeypatch, model_dir, frames: int, slice_grammar: bool 
     return events, gates
 
 
-@pytest.fixture
-def one_thread():
-    """A tiny model on a shared 2-core machine runs ~20x faster on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_random_model_clips_decode_strictly_with_the_frame_count(
     monkeypatch, model_dir, one_thread
 ):

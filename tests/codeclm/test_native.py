@@ -107,14 +107,6 @@ def test_attend_refuses_what_it_cannot_read():
     assert not native.attention_usable(12) and not native.attention_usable(256)
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("kv_heads", [4, 2])
 def test_decode_step_with_and_without_the_kernel(kv_heads, one_thread, monkeypatch):
     """A batch of 8 rows at different positions (the masked step) and at one position
