@@ -16,6 +16,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef float v8 __attribute__((vector_size(32)));
@@ -308,8 +309,12 @@ PyMODINIT_FUNC
 PyInit__native(void)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
+    /* CODECLM_NATIVE_ISA=generic keeps the baseline build (what a CPU without AVX2, or
+     * another architecture, runs): the tests check it against torch too */
+    const char *force = getenv("CODECLM_NATIVE_ISA");
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    if (!(force && strcmp(force, "generic") == 0) && __builtin_cpu_supports("avx2")
+        && __builtin_cpu_supports("fma")) {
         table = avx2_table;
         attend_impl = avx2_attend;
         isa = "avx2+fma";

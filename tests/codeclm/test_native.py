@@ -141,3 +141,37 @@ def test_decode_step_with_and_without_the_kernel(kv_heads, one_thread, monkeypat
 
     for got, ref in zip(run("1"), run("0"), strict=True):
         torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_the_baseline_build_agrees_too(tmp_path):
+    """The kernels as a CPU without AVX2 (or an ARM laptop) runs them
+    (``CODECLM_NATIVE_ISA=generic``), in a fresh process: against torch as above."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import torch, torch.nn.functional as F
+from codeclm.generation import native
+assert native.isa() == "generic", native.isa()
+g = torch.Generator().manual_seed(0)
+for rows, k, n in [(1, 64, 100), (3, 33, 17), (8, 256, 768)]:
+    x, w = torch.randn(rows, k, generator=g), torch.randn(k, n, generator=g)
+    add = torch.randn(rows, n, generator=g)
+    got = native.skinny_mm(x, native.pack(w), n, add=add)
+    torch.testing.assert_close(got, x @ w + add, atol=1e-4, rtol=1e-5)
+cache = torch.randn(2, 3, 2, 60, 16, generator=g)
+keys, values = cache.narrow(3, 0, 41).unbind(0)
+q = torch.randn(3, 4, 16, generator=g)
+lengths = torch.tensor([41, 7, 1])
+mask = (torch.arange(41)[None] < lengths[:, None])[:, None, None]
+ref = F.scaled_dot_product_attention(q.unsqueeze(2), keys, values, attn_mask=mask,
+                                     enable_gqa=True).reshape(3, -1)
+got = native.attend(q, keys, values, lengths)
+torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+print("ok")
+"""
+    env = dict(os.environ, CODECLM_NATIVE_ISA="generic", OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120, check=False)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
