@@ -15,7 +15,7 @@ setup: $(STAMP)
 # The CPU build of torch is installed first, by exact version, so that nothing
 # later pulls a multi-GB CUDA build; litdata is pinned to a release that does
 # not require torchvision (see README, "Dependencies").
-$(STAMP): pyproject.toml codeclm/_native.c
+$(STAMP): pyproject.toml setup.py codeclm/_native.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0

@@ -77,6 +77,9 @@ def skinny_mm(x: torch.Tensor, packed: torch.Tensor, n: int,
     Returns a new ``[M, n]`` float32 tensor."""
     M, K = x.shape
     out = torch.empty(M, n)
+    if x.dtype != torch.float32 or not x.is_cpu or x.stride(1) != 1:
+        raise ValueError(f"x must be a float32 CPU matrix with contiguous rows, not {x.dtype} "
+                         f"on {x.device} with strides {x.stride()}")
     if packed.shape[1] != K or packed.shape[0] * BLOCK < n:
         raise ValueError(f"packed weight {tuple(packed.shape)} does not fit x {tuple(x.shape)}"
                          f" and {n} columns")
@@ -113,8 +116,11 @@ def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
             or values.stride() != ks or values.shape != shape):
         raise ValueError(f"attend: q {tuple(q.shape)} / keys {tuple(keys.shape)} are not "
                          "laid out as a KV cache")
+    if not (q.dtype == keys.dtype == values.dtype == torch.float32
+            and q.is_cpu and keys.is_cpu and values.is_cpu):
+        raise ValueError("attend: q, keys and values must be float32 CPU tensors")
     if lengths is not None and (lengths.dtype != torch.int64 or lengths.shape != (B,)
-                                or not lengths.is_contiguous()):
+                                or not lengths.is_contiguous() or not lengths.is_cpu):
         raise ValueError("attend: lengths must be a contiguous int64 [B]")
     out = torch.empty(B, Hq * D)
     _native.attend(q.data_ptr(), qs[0], keys.data_ptr(), values.data_ptr(), ks[0], ks[1],

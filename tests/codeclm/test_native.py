@@ -50,6 +50,10 @@ def test_skinny_mm_refuses_what_does_not_fit():
         native.skinny_mm(x, packed, 17)
     with pytest.raises(ValueError, match="contiguous"):
         native.skinny_mm(x, packed, 16, add=torch.randn(16, 2).t())
+    with pytest.raises(ValueError, match="float32 CPU matrix"):
+        native.skinny_mm(x.double(), packed, 16)
+    with pytest.raises(ValueError, match="float32 CPU matrix"):
+        native.skinny_mm(torch.randn(8, 2).t(), packed, 16)  # rows apart, columns too
     with pytest.raises(ValueError, match="bad shape"):  # the C side's own check
         native._native.skinny_mm(x.data_ptr(), 8, packed.data_ptr(), 0, x.data_ptr(),
                                  native.MAX_ROWS + 1, 8, 16)
@@ -100,6 +104,8 @@ def test_attend_refuses_what_it_cannot_read():
             native.attend(q, keys, values, torch.tensor(lengths))
     with pytest.raises(ValueError, match="int64"):
         native.attend(q, keys, values, torch.tensor([3, 3], dtype=torch.int32))
+    with pytest.raises(ValueError, match="float32 CPU"):
+        native.attend(q.double(), keys.double(), values.double())
     with pytest.raises(ValueError, match="laid out"):
         native.attend(q, keys.transpose(2, 3), values.transpose(2, 3))
     with pytest.raises(ValueError, match="bad shape"):  # D not a multiple of 8
