@@ -115,9 +115,9 @@ class KVCacheLM:
         # the C kernels (:mod:`.native`) run the decode step's attention and, for steps of
         # <= native.MAX_ROWS rows, its projections of >= NATIVE_MIN_WEIGHTS weights, on one
         # thread (with more, torch's parallel kernels); not under torch.compile
-        self.native = (native.available() and not compile and self.device.type == "cpu"
+        self.native_kernels = (native.available() and not compile and self.device.type == "cpu"
                        and self.dtype == torch.float32)
-        pack = self.native and fuse and n_params <= NATIVE_MAX_PARAMS
+        pack = self.native_kernels and fuse and n_params <= NATIVE_MAX_PARAMS
         if fuse:
             head_t = w.derive("lm_head^T", lambda: w.lm_head.t().contiguous())
             self.head = (head_t, None, True, self._packed(w, "lm_head", head_t, pack))
@@ -323,7 +323,7 @@ class KVCacheLM:
 
     def _native_attention(self) -> bool:
         """Whether this step's attention runs in the C kernel (:func:`.native.attend`)."""
-        return self.native and native.attention_usable(self.head_dim)
+        return self.native_kernels and native.attention_usable(self.head_dim)
 
     def _decode(self, tokens: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
         B = tokens.shape[0]

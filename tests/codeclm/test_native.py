@@ -132,10 +132,10 @@ def test_decode_step_with_and_without_the_kernel(kv_heads, one_thread, monkeypat
     def run(enabled: str) -> list[torch.Tensor]:
         monkeypatch.setenv(native.ENV, enabled)
         kv = KVCacheLM(model, 8)
-        assert kv.native == (enabled == "1")
+        assert kv.native_kernels == (enabled == "1")
         packed = [p[3] is not None for p in (*kv.layers[0].values(), kv.head) if len(p) == 4]
         # gate/up, down and the head (and qkv with 4 KV heads: 2 leave it too small)
-        assert packed.count(True) == (0 if not kv.native else 4 if kv_heads == 4 else 3)
+        assert packed.count(True) == (0 if not kv.native_kernels else 4 if kv_heads == 4 else 3)
         for r, n in enumerate(lengths):
             kv.prefill(r, ids[r, :n - 1])
         uneven = kv.decode(ids[torch.arange(8), torch.tensor(lengths) - 1],
