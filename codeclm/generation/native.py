@@ -17,8 +17,10 @@ nothing else; optional: where no compiler is found the build goes on without it)
 are used by :class:`~codeclm.generation.forward.KVCacheLM` only where they pay: float32
 CPU models, one torch thread (the kernels are single-threaded; with more threads
 torch's parallel kernels run), not under ``torch.compile``. ``CODECLM_NATIVE=0`` in the
-environment turns them off (:func:`available`; read when a ``KVCacheLM`` is made).
-``bench/bench_sampler.py`` measures them against ``torch.mm``/SDPA in one run.
+environment turns them off (:func:`available`; read when a ``KVCacheLM`` is made);
+``CODECLM_NATIVE_ISA=generic`` keeps their baseline build on an AVX2 machine (what other
+CPUs run; the tests check it too). ``bench/bench_sampler.py`` measures them against
+``torch.mm``/SDPA in one run.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch
 
 try:
     from .. import _native
-except ImportError:  # not built (no C compiler at install): torch.mm does the work
+except ImportError:  # not built (no C compiler at install): torch's kernels do the work
     _native = None
 
 #: the most rows one call takes (a decode step at batch <= 8)
@@ -40,13 +42,13 @@ ENV = "CODECLM_NATIVE"
 
 
 def available() -> bool:
-    """Whether the kernel is built and not turned off (``CODECLM_NATIVE=0``)."""
+    """Whether the kernels are built and not turned off (``CODECLM_NATIVE=0``)."""
     return _native is not None and os.environ.get(ENV, "1") != "0"
 
 
 def isa() -> str | None:
-    """The instruction set the kernel runs with (``"avx2+fma"``, ``"generic"``), or None
-    when it is not built."""
+    """The instruction set the kernels run with (``"avx2+fma"``, ``"generic"``), or None
+    when they are not built."""
     return None if _native is None else _native.ISA
 
 
