@@ -1,17 +1,21 @@
-/* codeclm._native: a skinny matrix product for the CPU decode step (float32).
+/* codeclm._native: the two kernels of the CPU decode step (float32).
  *
- *     y[m, n] = add[m, n] + sum_k x[m, k] * W[k, n]      for m < M <= 8
+ * skinny_mm:  y[m, n] = add[m, n] + sum_k x[m, k] * W[k, n]      for m < M <= 8
  *
- * A decode step at batch B multiplies B <= 8 rows by every weight matrix once, so each
- * weight is used B times and the product is bound by how fast the weights stream from
- * memory. A BLAS sgemm at so few rows streams them at well under the machine's read
- * bandwidth (see bench/bench_sampler.py); this kernel reads W once, in order, from a
- * packed layout ([ceil(N/8), K, 8]: each block of 8 output columns contiguous, see
- * codeclm/generation/native.py), with one 8-float accumulator per row in registers.
+ *   A decode step at batch B multiplies B <= 8 rows by every weight matrix once, so
+ *   each weight is used B times and the product is bound by how fast the weights
+ *   stream from memory. A BLAS sgemm at so few rows streams them at well under the
+ *   machine's read bandwidth (see bench/bench_sampler.py); this kernel reads W once, in
+ *   order, from a packed layout ([ceil(N/8), K, 8]: each block of 8 output columns
+ *   contiguous, see codeclm/generation/native.py), with 8-float accumulators in
+ *   registers.
  *
- * Called from Python with raw addresses (the caller checks dtypes, shapes and
- * contiguity; codeclm/generation/native.py does), so there is no dependency on the
- * torch or numpy headers. The GIL is released while it runs.
+ * attend:  one query per row and head against the KV cache (softmax(q.k / sqrt(D)) . v),
+ *   each row over its own number of slots, grouped heads; a vectorised exp.
+ *
+ * Called from Python with raw addresses (codeclm/generation/native.py checks dtypes,
+ * shapes and layouts), so there is no dependency on the torch or numpy headers. The
+ * GIL is released while they run.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -105,6 +109,13 @@ ALL_ROWS(avx2, __attribute__((target("avx2,fma"))))
 
 /* ---------------------------------------------------------------- attention */
 
+/* The sum of a vector's 8 lanes. */
+static inline __attribute__((always_inline)) float
+hsum(v8 a)
+{
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+}
+
 /* exp(x) for x <= 0 (softmax scores minus their maximum), 8 lanes: Cephes' expf (range
  * reduction by ln 2 in two parts, a degree-6 polynomial; relative error ~1e-7), with
  * x clamped at -87 (exp(-87) ~ 2e-38: nothing beside the maximum's 1). */
@@ -159,8 +170,7 @@ attend_row(const int D8, const float *q, const float *k, const float *v, Py_ssiz
             memcpy(&a, kt + 8 * d, sizeof a);
             acc += qv[d] * a;
         }
-        acc += acc2;
-        float dot = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        float dot = hsum(acc + acc2);
         s[t] = dot;
         top = dot > top ? dot : top;
     }
@@ -174,7 +184,7 @@ attend_row(const int D8, const float *q, const float *k, const float *v, Py_ssiz
         memcpy(s + t, &e, sizeof e);
         sum += e;
     }
-    float total = ((sum[0] + sum[4]) + (sum[1] + sum[5])) + ((sum[2] + sum[6]) + (sum[3] + sum[7]));
+    float total = hsum(sum);
     v8 o[16];
     for (int d = 0; d < D8; d++) {
         v8 z = {0};
@@ -302,7 +312,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native",
-                                    "A skinny float32 matrix product for the CPU decode step.",
+                                    "The kernels of the CPU decode step: skinny_mm and attend.",
                                     -1, methods};
 
 PyMODINIT_FUNC
