@@ -319,11 +319,7 @@ class NalConstraint:
         if self.closed or self.lost or len(self.cur) != 1 or not self.gstates:
             return None
         e, gs = self.cur[0], self.gstates[0]
-        if gs is None or e.exact or self.pos < len(e.mask):
-            return None
-        # not self.can_end, for this one inexact alternative with a grammar state (its
-        # generator over the alternatives costs microseconds at every draw)
-        if not self.q and self.pos - self.z >= e.min_len and gs[1][3] == slice_automaton.DONE:
+        if gs is None or e.exact or self.pos < len(e.mask) or self.can_end:
             return None
         zqe = _STATE_INDEX.get((self.z, self.q, self.e), -1)
         if zqe < 0:
@@ -414,12 +410,20 @@ class NalConstraint:
         if self.lost:
             return n >= 2
         if self.gstates:
-            return any(n == len(e.nal) if e.exact else
-                       (n >= e.min_len and (self._has_data(e, n) if g is None
-                                            else g[1][3] == slice_automaton.DONE))
+            if len(self.cur) == 1:  # the commonest case, asked at every draw: no generator
+                return self._may_end(self.cur[0], self.gstates[0], n)
+            return any(self._may_end(e, g, n)
                        for e, g in zip(self.cur, self.gstates, strict=True))
         return any(n == len(e.nal) if e.exact else (n >= e.min_len and self._has_data(e, n))
                    for e in self.cur)
+
+    def _may_end(self, e: Expect, g: tuple | None, n: int) -> bool:
+        """Whether alternative ``e`` (slice grammar state ``g`` or None) may end after
+        its first ``n`` bytes."""
+        if e.exact:
+            return n == len(e.nal)
+        return n >= e.min_len and (self._has_data(e, n) if g is None
+                                   else g[1][3] == slice_automaton.DONE)
 
     def _has_data(self, e: Expect, n: int) -> bool:
         """Whether the first ``n`` bytes hold, after the slice header, at least one bit
