@@ -30,6 +30,8 @@ after its last byte (the next start code); that one decode step is reported too.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -51,28 +53,33 @@ def _model_dir(root: Path, preset: str, tok, profile) -> Path:
     return save_model_dir(model, tok, profile, root / preset)
 
 
+@contextlib.contextmanager
+def _env(name: str, value: str):
+    """The environment variable ``name`` set to ``value`` inside, as it was after."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 def _ours(lm, prompts, compile: bool = False, native: bool = True) -> tuple[float, float]:
     """(wall, CPU) seconds of one ``generate`` call (``compile``: the compiled step;
     ``native=False``: ``torch.mm`` instead of the native kernel, ``CODECLM_NATIVE=0``)."""
-    import os
-
     from codeclm.generation import native as native_mod
     from codeclm.generation.sampling_config import SamplingConfig
     from codeclm.generation.session import generate
 
-    before = os.environ.get(native_mod.ENV)
-    os.environ[native_mod.ENV] = "1" if native else "0"
-    try:
+    with _env(native_mod.ENV, "1" if native else "0"):
         t, c = time.perf_counter(), time.process_time()
         res = generate(lm.weights, lm.tokenizer, prompts, SamplingConfig(1.0, 50, 0.9, seed=0),
                        max_new_tokens=N_TOKENS, min_new_tokens=N_TOKENS, modality="h264",
                        compile=compile)
         dt, dc = time.perf_counter() - t, time.process_time() - c
-    finally:
-        if before is None:
-            os.environ.pop(native_mod.ENV)
-        else:
-            os.environ[native_mod.ENV] = before
     assert all(len(x) == N_TOKENS for x in res.tokens)
     return dt, dc
 
@@ -174,25 +181,15 @@ def _compile_times(lm, batch: int) -> dict:
     """Compile time of the decode step (seconds beyond an eager run), cold (a fresh inductor
     cache directory) and warm (that directory filled, in-memory caches reset); or the
     failure."""
-    import os
-
     from codeclm.generation import compiled
 
     prompts = _prompts(lm, batch)
-    before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     out = {}
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
-        try:
-            for kind in ("cold", "warm"):
-                compiled.reset()
-                eager = _ours(lm, prompts)[0]
-                out[kind] = _ours(lm, prompts, compile=True)[0] - eager
-        finally:
-            if before is None:
-                os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
-            else:
-                os.environ["TORCHINDUCTOR_CACHE_DIR"] = before
+    with tempfile.TemporaryDirectory() as cache, _env("TORCHINDUCTOR_CACHE_DIR", cache):
+        for kind in ("cold", "warm"):
+            compiled.reset()
+            eager = _ours(lm, prompts)[0]
+            out[kind] = _ours(lm, prompts, compile=True)[0] - eager
     if compiled.failure is not None:
         return {"failure": compiled.failure}
     return out
