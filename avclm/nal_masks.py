@@ -328,13 +328,19 @@ class NalConstraint:
         grammar_ok = self.grammar.token_check(gs[0], gs[1], self.z)
         return lambda token_id: bool(cont[token_id]) and bool(grammar_ok(token_id))
 
-    def possible_mask(self) -> torch.Tensor:
+    def possible_mask(self) -> torch.Tensor | None:
         """A superset of :meth:`allowed_mask` from what is cheap: the cached parts and
         the slice grammar's mask only where it needs no trie walk (a NAL's first byte,
         after the macroblock). ``BoolTensor[vocab_size]``; what lazy masks restart
-        within when the model's favourites are all disallowed."""
+        within when the model's favourites are all disallowed. None inside a
+        macroblock's slice data where no NAL may end: there the superset would be the
+        payload's byte rules alone, which let nearly every token through, so a restart
+        would walk the same tokens again."""
         self._sync()
         ckey, gkey, okey, eos = self._mask_key()
+        if (gkey is not None and not self._grammar_is_cheap(gkey) and len(ckey) == 1
+                and okey is None):
+            return None
         ok = self._part(("c",) + ckey if ckey is not None else None)
         if gkey is not None and self._grammar_is_cheap(gkey):
             ok = ok & self._grammar_mask(gkey)

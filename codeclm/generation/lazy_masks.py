@@ -73,10 +73,13 @@ def lazy_choice(logits: torch.Tensor, allows: Callable[[int], bool],
     decide within ``max_checks`` checks (then ``generator`` has not been used).
 
     ``possible``: optional, a cheap bool mask (``[<= V]``, missing entries False) of a
-    superset of the allowed tokens. When the first :data:`SPARSE_CHECKS` walked tokens
+    superset of the allowed tokens, or None where the constraint has none narrower than
+    what the walk checks anyway. When the first :data:`SPARSE_CHECKS` walked tokens
     are all disallowed (the model's favourites are far from the constraint, e.g. inside
-    a fixed header), the walk starts again on the logits with the tokens outside it
-    set to ``-inf``: the masked logits, hence the draw, are the same."""
+    a fixed header), it is asked for once: the walk starts again on the logits with the
+    tokens outside the mask set to ``-inf`` (the masked logits, hence the draw, are the
+    same), or goes on as it is when there is none (a restart would walk the same
+    tokens again)."""
     V = logits.shape[-1]
     k = top_k if top_k and top_k < V else None
     p = top_p if top_p is not None and top_p < 1.0 else None
@@ -95,7 +98,13 @@ def lazy_choice(logits: torch.Tensor, allows: Callable[[int], bool],
         if min(noise) <= 0:
             noise = None
     scaled = logits / temperature if temperature != 1.0 else logits
-    sparse = SPARSE_CHECKS if possible is not None else None
+    superset: list = []  # possible()'s answer, once asked
+
+    def restart() -> bool:
+        superset.append(possible())
+        return superset[0] is not None
+
+    sparse = (SPARSE_CHECKS, restart) if possible is not None else None
     if noise is not None:
         vals, ids = _walk_order(scaled, max_checks + k + 1)
         got = _race_walk(vals, ids, allows, k, p, (max_checks, sparse), noise, V)
@@ -106,7 +115,7 @@ def lazy_choice(logits: torch.Tensor, allows: Callable[[int], bool],
     if got is None:
         return None
     if got[0] == "sparse":
-        return lazy_choice(_outside_masked(logits, possible()), allows, generator,
+        return lazy_choice(_outside_masked(logits, superset[0]), allows, generator,
                            temperature, top_k, top_p, max_checks)
     if got[0] == "token":
         return got[1]
@@ -175,12 +184,13 @@ def _race(logits: torch.Tensor, allows, generator, temperature: float,
 
 
 def _filtered(scaled: torch.Tensor, allows, k: int | None, p: float | None,
-              limits: tuple[int, int | None], precise: bool) -> tuple | None:
+              limits: tuple, precise: bool) -> tuple | None:
     """Walk the row (temperature-scaled logits) for the top-k / top-p filtered draw
     when the race's noise is not drawn first: ``("kept", ids, complete)`` once the
     kept allowed tokens are known (``complete``: all the allowed candidates, top-p
-    still to apply; else already cut), None if undecided, ``("sparse",)`` if the first
-    ``limits[1]`` checks (if not None) found nothing; ``limits[0]``: the most checks.
+    still to apply; else already cut), None if undecided, ``("sparse",)`` when the
+    first ``n`` checks found nothing and ``restart()`` says to start again (``limits[1]``:
+    ``(n, restart)`` or None); ``limits[0]``: the most checks.
     ``precise``: the logits' dtype allows an early top-p cut (see :data:`MARGIN`)."""
     max_checks, sparse = limits
     vals, ids = _walk_order(scaled, max_checks + (k or 0) + 1)
@@ -198,7 +208,7 @@ def _filtered(scaled: torch.Tensor, allows, k: int | None, p: float | None,
             return None if not found or _tied(vals, i) else ("kept", found, True)
         if i == max_checks:
             return None
-        if i == sparse and not found:
+        if sparse is not None and i == sparse[0] and not found and sparse[1]():
             return ("sparse",)
         if allows(ids[i]):
             found.append(ids[i])
@@ -224,7 +234,7 @@ def _masses(vals: list[float]) -> tuple[list[float], list[float]]:
 
 
 def _race_walk(vals: list[float], ids: list[int], allows, k: int, p: float | None,
-               limits: tuple[int, int | None], noise: list[float], V: int) -> tuple | None:
+               limits: tuple, noise: list[float], V: int) -> tuple | None:
     """Walk the row (``vals``, ``ids``: its top logits, temperature-scaled, and their
     tokens) for the top-k (and top-p) draw whose race noise (``noise``: the k Exp(1)
     values) is drawn: ``("token", id)`` once the race is decided, else as
@@ -248,7 +258,7 @@ def _race_walk(vals: list[float], ids: list[int], allows, k: int, p: float | Non
             return None if not found or _tied(vals, i) else _kept(found, sums, p, True, race)
         if i == max_checks:
             return None
-        if i == sparse and not found:
+        if sparse is not None and i == sparse[0] and not found and sparse[1]():
             return ("sparse",)
         if allows(ids[i]):
             f = len(found)

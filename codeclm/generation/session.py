@@ -94,7 +94,8 @@ class TokenCheck(Protocol):
     (:mod:`codeclm.generation.lazy_masks`: the same token as with the full mask). A
     constraint may also have ``possible_mask()``: a cheap ``BoolTensor`` superset of
     ``allowed_mask()`` (the lazy walk restarts within it when the model's favourites
-    are all disallowed), and ``token_check()``: ``allows`` as a function for the current
+    are all disallowed), or None where it has none much narrower than the vocabulary
+    (the walk then goes on), and ``token_check()``: ``allows`` as a function for the current
     state, valid until the constraint changes (what one draw's walk then calls, so
     per-state work is done once per draw, not once per token)."""
 

@@ -153,6 +153,30 @@ def test_masks_never_reject_x264_tokens(encodes):
             c.advance(t)
 
 
+def test_possible_mask_is_a_superset_or_none_inside_a_macroblock(encodes):
+    """possible_mask (what a lazy walk restarts within) holds every allowed token where
+    it is given, and is None exactly inside a macroblock's slice data where no NAL may
+    end (its superset there would be the payload's byte rules alone): along the
+    tokens of an x264 clip."""
+    tok = ByteTokenizer.train(list(encodes["tiny"].values()), 384, "h264")
+    data = encodes["tiny"]["testsrc2_320x240_6s"]
+    c = NalConstraint(tok, profile=TINY)
+    kinds = {True: 0, False: 0}
+    for t in tok.encode(data, bos=False, eos=False)[:1200]:
+        possible = c.possible_mask()
+        inside = (not c.closed and not c.can_end and len(c.cur) == 1 and bool(c.gstates)
+                  and c.gstates[0] is not None and c.pos >= len(c.cur[0].mask)
+                  and c.gstates[0][1][3] == sa.MB)
+        assert (possible is None) == inside
+        if possible is not None:
+            allowed = c.allowed_mask()
+            assert bool(possible[:allowed.shape[0]][allowed].all())
+            assert int(possible.sum()) < allowed.shape[0]
+        kinds[inside] += 1
+        c.advance(t)
+    assert kinds[True] > 200 and kinds[False] > 100, kinds
+
+
 def test_escape_bytes_are_not_slice_bits():
     """A token holding an emulation-prevention byte is judged on its RBSP bits; after
     the stop bit an escape is a dead end (only trailing zeros may follow it there)."""

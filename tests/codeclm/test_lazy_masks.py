@@ -115,6 +115,29 @@ def test_lazy_draw_restarted_within_a_superset_equals_the_full_mask_draw():
     assert restarted > 100 and decided > 0.5 * restarted
 
 
+def test_lazy_draw_without_a_superset_walks_on():
+    """``possible`` answering None (no superset narrower than the checks): the walk is
+    not restarted, it goes on past SPARSE_CHECKS: still the full-mask path's token,
+    ``possible`` asked once per draw at most, and only when the first SPARSE_CHECKS
+    walked tokens are all disallowed."""
+    rng = random.Random(4)
+    decided = asked = 0
+    for trial in range(300):
+        V = rng.choice([60, 300])
+        logits, allowed = _random_case(rng, V)
+        if trial % 3:
+            allowed[torch.topk(logits, min(40, V - 1)).indices] = False
+            far = (torch.isfinite(logits) & ~allowed).nonzero().flatten().tolist()
+            allowed[rng.choice(far)] = True
+        setting = SETTINGS[trial % len(SETTINGS)]
+        asks = []
+        decided += _same_draw(logits, allowed, setting, rng.randrange(1 << 30),
+                              possible=lambda asks=asks: asks.append(1))
+        assert len(asks) <= 1
+        asked += len(asks)
+    assert asked > 50 and decided > 150
+
+
 def test_lazy_path_in_a_batch_matches_full_masks():
     """Session rows with a checkable constraint (lazy) and without (full) in one batch:
     the same tokens as all-full masks, row by row, for every sampling setting."""
