@@ -37,6 +37,9 @@ import torch
 from .sampling import race_scores
 from .sampling_config import SamplingConfig
 
+#: the most candidates :meth:`FilteredDraw.ranked` sorts in plain Python (more: numpy)
+PY_SORT_MAX = 256
+
 
 def applies(config: SamplingConfig) -> bool:
     """Whether ``config`` draws filters-first: that mask order, a temperature > 0 and
@@ -66,12 +69,19 @@ class FilteredDraw:
     def ranked(self, r: int) -> list[int]:
         """Row ``r``'s candidates that the filters keep, in race order (``p / E``
         descending, ties in index order as ``argmax``): ``ranked(r)[0] == own[r]``."""
-        # in numpy: for a row of ~50 candidates its sort and indexing cost a few
-        # microseconds where torch's ops cost tens (this runs at every rejected draw)
-        scores = self._scores.cpu().numpy()[r]
-        kept = int(np.count_nonzero(scores > 0))  # (removed candidates have probability 0)
-        order = np.argsort(-scores, kind="stable")[:kept]  # (stable: ties in index order)
-        return (order if self._ids is None else self._ids.cpu().numpy()[r][order]).tolist()
+        row = self._scores[r]
+        if row.shape[0] > PY_SORT_MAX:  # a vocabulary-wide row (top-p alone): numpy's
+            scores = row.cpu().numpy()  # sort (stable: ties in index order)
+            kept = int(np.count_nonzero(scores > 0))  # (removed candidates: probability 0)
+            order = np.argsort(-scores, kind="stable")[:kept]
+            return (order if self._ids is None else self._ids[r].cpu().numpy()[order]).tolist()
+        # a top-k row in plain Python: for ~50 candidates sorting the listed scores costs
+        # less than torch's or numpy's ops, most of all right after a forward pass (this
+        # runs at every rejected draw); sorted() is stable with reverse=True too
+        scores = row.tolist()
+        ids = range(len(scores)) if self._ids is None else self._ids[r].tolist()
+        order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
+        return [ids[j] for j in order if scores[j] > 0]
 
     def choice(self, r: int, allows: Callable[[int], bool]) -> int | None:
         """Row ``r``'s constrained token: its own draw if ``allows`` it, else the first

@@ -228,9 +228,12 @@ def _filtered(scaled: torch.Tensor, allows, k: int | None, p: float | None,
 
 
 def _masses(vals: list[float]) -> tuple[list[float], list[float]]:
-    """``exp(vals - vals[0])`` and its prefix sums (``prefix[j]``: the first j's)."""
-    mass = np.exp(np.subtract(vals, vals[0]))
-    return mass.tolist(), [0.0, *np.cumsum(mass).tolist()]
+    """``exp(vals - vals[0])`` and its prefix sums (``prefix[j]``: the first j's), in
+    float64. (Plain Python: for the ~150 values of a walk, numpy's conversions cost
+    more than the arithmetic, 3-5x more right after a forward pass.)"""
+    ref, exp = vals[0], math.exp
+    mass = [exp(v - ref) for v in vals]
+    return mass, [0.0, *itertools.accumulate(mass)]
 
 
 def _race_walk(vals: list[float], ids: list[int], allows, k: int, p: float | None,

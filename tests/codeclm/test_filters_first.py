@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from codeclm.errors import ConfigError
-from codeclm.generation.filters_first import FilteredDraw, applies
+from codeclm.generation.filters_first import PY_SORT_MAX, FilteredDraw, applies
 from codeclm.generation.sampling import sample_tokens, token_probs
 from codeclm.generation.sampling_config import SamplingConfig
 
@@ -54,10 +54,15 @@ def test_the_own_draw_is_the_free_draw():
 
 def test_ranked_holds_the_kept_candidates_in_race_order():
     """``ranked(r)``: no repeats, exactly the tokens with a non-zero probability after
-    the filters, the own draw first."""
-    for trial in range(200):
-        V = 50
+    the filters, the own draw first, then by descending race score (ties in index
+    order); for top-k rows (sorted in Python) and vocabulary-wide ones longer than
+    PY_SORT_MAX (top-p alone: numpy), with ties (rounded logits)."""
+    paths = set()
+    for trial in range(300):
+        V = 50 if trial % 2 else 600
         logits = torch.randn(1, V, generator=torch.Generator().manual_seed(trial)) * 2
+        if trial % 3 == 0:
+            logits = logits.round()
         cfg = _config(FILTERED[trial % len(FILTERED)])
         d = FilteredDraw(logits, [torch.Generator().manual_seed(trial)], cfg)
         ranked = d.ranked(0)
@@ -65,6 +70,13 @@ def test_ranked_holds_the_kept_candidates_in_race_order():
         assert len(set(ranked)) == len(ranked)
         assert set(ranked) == set(support.nonzero().flatten().tolist())
         assert ranked[0] == d.own[0]
+        scores = d._scores[0].tolist()
+        ids = list(range(len(scores))) if d._ids is None else d._ids[0].tolist()
+        ref = sorted((j for j in range(len(scores)) if scores[j] > 0),
+                     key=lambda j: (-scores[j], j))
+        assert ranked == [ids[j] for j in ref]
+        paths.add(len(scores) > PY_SORT_MAX)
+    assert paths == {True, False}  # both sorts ran
 
 
 def test_choice_draws_the_filtered_distribution_restricted_to_the_allowed():
