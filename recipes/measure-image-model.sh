@@ -5,10 +5,13 @@
 #     and against what sampled completions score: retrieval and random samples from the
 #     16,000 training crops (--pool; the same crops recipes/train-photo.sh trains on);
 #  2. FID (weight-free pixels extractor) of 256 unconditional samples against 256 held-out
-#     crops (jpeglm eval uncond), beside the floor: 256 training crops through the codec
+#     crops, for each of the sampling seeds 0-3 (jpeglm eval uncond: one seed's FID moves
+#     by up to 0.9 at 256 samples), beside the floor: 256 training crops through the codec
 #     against the same held-out crops (python -m jpeglm.reference_fid).
-# Each MODEL is a model directory or 'bundled'. Results: WORKDIR/completion_mse.json and
-# WORKDIR/uncond_<i>/results.json (one per model, in the order given), WORKDIR/reference_fid.json.
+# Both sample mask-first (top-k / top-p among the valid tokens), the order the numbers in
+# docs/photo-model.md were measured with. Each MODEL is a model directory or 'bundled'.
+# Results: WORKDIR/completion_mse.json, WORKDIR/uncond_<i>/results.json (one per model, in
+# the order given) and WORKDIR/reference_fid.json.
 #   bash recipes/measure-image-model.sh WORKDIR MODEL [MODEL ...]
 set -euo pipefail
 work=${1:?usage: measure-image-model.sh WORKDIR MODEL [MODEL ...]}
@@ -25,7 +28,8 @@ for m in "$@"; do models+=(--model "$m"); done
 [ -d "$work/train" ] || "$py" -m data_tools synth "$work/train" --kind image --profile tiny \
     --count 16000 --seed 7 --sources photo-crops
 "$py" -m jpeglm.completion_mse --images "$work/heldout" -n 64 --ratio 0.5 --seed 0 \
-    --pool "$work/train" "${models[@]}" -o "$work/completion_mse.json" --overwrite
+    --pool "$work/train" "${models[@]}" --mask-order mask-first -o "$work/completion_mse.json" \
+    --overwrite
 "$py" -m jpeglm.reference_fid --images "$work/heldout" --reference "$work/train" \
     -o "$work/reference_fid.json" --overwrite
 i=0
@@ -33,6 +37,7 @@ for m in "$@"; do
   model=()
   [ "$m" = bundled ] || model=(--model "$m")
   "$py" -m jpeglm.cli eval uncond "${model[@]}" --images "$work/heldout" --samples 256 \
-      --seeds 0 --extractor pixels --fid-backend fast --no-progress -o "$work/uncond_$i"
+      --seeds 0 1 2 3 --extractor pixels --fid-backend fast --mask-order mask-first \
+      --no-progress -o "$work/uncond_$i"
   i=$((i + 1))
 done
