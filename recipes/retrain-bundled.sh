@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Retrain a bundled demo model from nothing: synthetic media -> tokenizer -> shards ->
 # Lightning fit -> export into the package. These are the exact commands that made
-# avclm/assets/model and jpeglm/assets/model (see the model cards there).
+# avclm/assets/model and jpeglm/assets/model (see the model cards there; the export
+# replaces the card with a short generated one: `git checkout` it back).
 #   bash recipes/retrain-bundled.sh video|image [WORKDIR]
 set -euo pipefail
 kind=${1:?usage: retrain-bundled.sh video|image [WORKDIR]}
@@ -12,9 +13,12 @@ case $kind in
   # video: panning-camera clips (one motion vector per clip), 4000 steps in one run
   video) cmd=avclm; count=3000; vocab=512; limit=1000; verb=videos; modality=h264
          sources=pan; steps=4000 ;;
-  # image: still shapes, the recipe's 400 steps then a resume to 900
-  image) cmd=jpeglm; count=6000; vocab=320; limit=2000; verb=images; modality=jpeg
-         sources=shapes; steps=900 ;;
+  # image: photo crops, recipes/train-photo.sh (which also measures the new model against
+  # the one bundled now), then into the package
+  image) bash "$root/recipes/train-photo.sh" "$work"
+         "$bin/jpeglm" export "$work/train/checkpoints/last.ckpt" -o "$root/jpeglm/assets/model" \
+             --overwrite
+         exit 0 ;;
   *) echo "retrain-bundled.sh: kind must be video or image" >&2; exit 2 ;;
 esac
 mkdir -p "$work"
@@ -30,12 +34,5 @@ fit() {
   OMP_NUM_THREADS=1 "$bin/$cmd" train fit --config "$root/recipes/$cmd-demo.yaml" \
       --data.path shards/$modality-tiny --trainer.default_root_dir train_$kind "$@"
 }
-if [ "$kind" = image ]; then
-  # exactly as the shipped image model was made: 400 steps, then a resume to 900 (the
-  # cosine schedule is re-stretched over the new max_steps)
-  fit
-  fit --trainer.max_steps $steps --ckpt_path last
-else
-  fit --trainer.max_steps $steps
-fi
+fit --trainer.max_steps $steps
 "$bin/$cmd" export train_$kind/checkpoints/last.ckpt -o "$root/$cmd/assets/model" --overwrite
