@@ -67,7 +67,7 @@ _PRECISE = (torch.float32, torch.float64)
 def lazy_choice(logits: torch.Tensor, allows: Callable[[int], bool],
                 generator: torch.Generator | None, temperature: float, top_k: int | None,
                 top_p: float | None, max_checks: int = MAX_CHECKS,
-                possible: Callable[[], torch.Tensor] | None = None) -> int | None:
+                possible: Callable[[], torch.Tensor | None] | None = None) -> int | None:
     """The token the full-mask path would draw from ``logits`` ``[V]`` (banned tokens
     already ``-inf``) under the constraint ``allows``, or None when the walk cannot
     decide within ``max_checks`` checks (then ``generator`` has not been used).
