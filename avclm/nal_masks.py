@@ -338,11 +338,11 @@ class NalConstraint:
         would walk the same tokens again."""
         self._sync()
         ckey, gkey, okey, eos = self._mask_key()
-        if (gkey is not None and not self._grammar_is_cheap(gkey) and len(ckey) == 1
-                and okey is None):
+        cheap = gkey is not None and self._grammar_is_cheap(gkey)
+        if gkey is not None and not cheap and len(ckey) == 1 and okey is None:
             return None
         ok = self._part(("c",) + ckey if ckey is not None else None)
-        if gkey is not None and self._grammar_is_cheap(gkey):
+        if cheap:
             ok = ok & self._grammar_mask(gkey)
         ok = ok | self._part(("o",) + okey if okey is not None else None)
         if eos:
