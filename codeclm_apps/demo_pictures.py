@@ -9,6 +9,10 @@
 - ``demo_images.png`` and ``demo_complete.png``: ``images/grid.png`` and
   ``complete/grid.png``.
 
+``python -m codeclm_apps.demo_pictures clips OUT.png CLIP [CLIP ...]`` writes one picture
+of several clips instead (the README's ``demo_clips.png``): each clip's frames in a row,
+rows one under the other with a white bar between them.
+
 Existing pictures are replaced (they are this tool's own outputs); each is written to a
 temporary file first.
 """
@@ -49,6 +53,19 @@ def strip(frames: list[np.ndarray], bar_after: int | None = None) -> Image.Image
     return Image.fromarray(np.concatenate(parts, axis=1))
 
 
+def rows(strips: list[Image.Image]) -> Image.Image:
+    """Strips one under the other, a white bar of :data:`BAR` pixels between them, as
+    wide as the widest (narrower ones padded with white on the right)."""
+    width = max(s.width for s in strips)
+    height = sum(s.height for s in strips) + BAR * (len(strips) - 1)
+    out = Image.new("RGB", (width, height), (255, 255, 255))
+    y = 0
+    for s in strips:
+        out.paste(s, (0, y))
+        y += s.height + BAR
+    return out
+
+
 def _save(image: Image.Image, path: Path) -> None:
     from codeclm.io import atomic_path
 
@@ -58,6 +75,14 @@ def _save(image: Image.Image, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["clips"]:
+        if len(argv) < 3:
+            print("usage: python -m codeclm_apps.demo_pictures clips OUT.png CLIP [CLIP ...]",
+                  file=sys.stderr)
+            return 2
+        _save(rows([strip(video_frames(Path(c))) for c in argv[2:]]), Path(argv[1]))
+        print(f"wrote {len(argv) - 2} clips to {argv[1]}")
+        return 0
     out = Path(argv[0] if argv else "demo_out")
     docs = Path(argv[1] if len(argv) > 1 else "docs")
     _save(strip(video_frames(out / "demo.mp4")), docs / "demo_frames.png")

@@ -50,3 +50,21 @@ def test_pictures_from_demo_outputs(tmp_path):
     assert complete.size == (20, 80) and complete.mode == "RGB"
     assert sorted(p.name for p in docs.iterdir()) == [
         "demo_complete.png", "demo_continued.png", "demo_frames.png", "demo_images.png"]
+
+
+def test_clips_picture_stacks_one_row_per_clip(tmp_path):
+    levels = np.arange(4, dtype=np.uint8) * 60
+    frames = np.repeat(levels[:, None, None, None], 64 * 64 * 3).reshape(4, 64, 64, 3)
+    _write_mp4(tmp_path / "a.mp4", frames)
+    _write_mp4(tmp_path / "b.mp4", frames[::-1][:3])  # shorter: padded with white
+    out = tmp_path / "clips.png"
+    assert main(["clips", str(out), str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")]) == 0
+    pic = np.asarray(Image.open(out)).astype(int)
+    side = 64 * SCALE
+    assert pic.shape == (2 * side + BAR, 4 * side, 3)
+    assert (pic[side:side + BAR] == 255).all()
+    row_a = [pic[:side, i * side:(i + 1) * side].mean() for i in range(4)]
+    row_b = [pic[side + BAR:, i * side:(i + 1) * side].mean() for i in range(3)]
+    assert np.allclose(row_a, levels, atol=4) and np.allclose(row_b, levels[::-1][:3], atol=4)
+    assert (pic[side + BAR:, 3 * side:] == 255).all()
+    assert main(["clips", str(out)]) == 2  # no clips: usage, nothing written over
