@@ -4,8 +4,8 @@ Runs exactly what a user would type::
 
     avclm generate --frames 16 -o demo_out/demo.mp4 --seed 2 --overwrite
     python -m data_tools synth demo_out/heldout-video --kind video --count 1 --seed 2 \
-        --sources pan --overwrite
-    avclm generate --prompt demo_out/heldout-video/00000-pan.mp4 --prompt-frames 4 \
+        --sources photo-crops --split heldout --overwrite
+    avclm generate --prompt demo_out/heldout-video/00000-photo-crops.mp4 --prompt-frames 4 \
         --frames 4 -o demo_out/continued.mp4 --seed 2 --overwrite
     jpeglm generate -n 16 -o demo_out/images --seed 2 --overwrite
     python -m data_tools synth demo_out/heldout --kind image --count 4 --seed 2 \
@@ -13,9 +13,9 @@ Runs exactly what a user would type::
     jpeglm complete demo_out/heldout/*.png --prefix-ratio 0.5 -o demo_out/complete --seed 2 \
         --overwrite
 
-(the second and third: a camera pan over shapes that the video model never saw (its
-training clips were drawn with seed 7), and the model continuing its first 4 frames by 4
-more; the last two: crops of photos the image
+(the second and third: a camera pan over a photo that the video model never saw (its
+training clips pan over the other photos), and the model continuing its first 4 frames
+by 4 more; the last two: crops of photos the image
 model never saw, and the model writing the bottom half of each from its top half;
 ``--overwrite`` so that a second `make demo` replaces the first one's outputs, and only
 those: before any command runs, each output is claimed in ``demo_out/.codeclm-run.json``
@@ -45,10 +45,11 @@ DEMO_TOOL = "make demo"
 #: what the demo writes directly in its directory (with models; files and folders)
 GENERATION_OUTPUTS = ("demo.mp4", "heldout-video", "continued.mp4", "images", "heldout",
                       "complete")
-#: the held-out video the demo continues: ``data_tools synth --sources`` (the bundled video
-#: model's training source, drawn with another seed), the prompt's frames and the frames
-#: generated after them
-VIDEO_PROMPT_SOURCE, PROMPT_FRAMES, CONTINUED_FRAMES = "pan", 4, 4
+#: the held-out video the demo continues: ``data_tools synth --sources ... --split ...``
+#: (the bundled video model's training source, over photos it was not trained on), the
+#: prompt's frames and the frames generated after them
+VIDEO_PROMPT_SOURCE, VIDEO_PROMPT_SPLIT = "photo-crops", "heldout"
+PROMPT_FRAMES, CONTINUED_FRAMES = 4, 4
 
 
 def strict_video_frames(mp4: Path, profile) -> int:
@@ -137,7 +138,7 @@ def continuation_demo(out: Path, seed: int, profile) -> None:
     heldout = out / "heldout-video"
     _run(data_tools_main, ["python -m data_tools", "synth", str(heldout), "--kind", "video",
                            "--count", "1", "--seed", str(seed), "--sources",
-                           VIDEO_PROMPT_SOURCE, "--overwrite"])
+                           VIDEO_PROMPT_SOURCE, "--split", VIDEO_PROMPT_SPLIT, "--overwrite"])
     prompt = min(heldout.glob("*.mp4"))
     video = out / "continued.mp4"
     t0 = time.perf_counter()
