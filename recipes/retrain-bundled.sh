@@ -10,8 +10,8 @@ work=${2:-runs/bundled-$kind}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/.venv/bin
 case $kind in
-  # video: pans over photos, recipes/train-photo-pans.sh (which also runs bundled_eval's
-  # motion and pixel-statistics box on the new model), then into the package
+  # video: pans over photos, recipes/train-photo-pans.sh (which also measures the new
+  # model against the one bundled now), then into the package
   video) bash "$root/recipes/train-photo-pans.sh" "$work"
          "$bin/avclm" export "$work/train/checkpoints/last.ckpt" -o "$root/avclm/assets/model" \
              --overwrite ;;
