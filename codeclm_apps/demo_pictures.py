@@ -9,12 +9,13 @@
 - ``demo_images.png`` and ``demo_complete.png``: ``images/grid.png`` and
   ``complete/grid.png``.
 
-``python -m codeclm_apps.demo_pictures clips OUT.png CLIP [CLIP ...]`` writes one picture
-of several clips instead (the README's ``demo_clips.png``): each clip's frames in a row,
-rows one under the other with a white bar between them.
+``python -m codeclm_apps.demo_pictures clips OUT.png CLIP [CLIP ...] [--overwrite]``
+writes one picture of several clips instead (the README's ``demo_clips.png``): each
+clip's frames in a row, rows one under the other with a white bar between them; an
+existing OUT is replaced only with ``--overwrite``.
 
-Existing pictures are replaced (they are this tool's own outputs); each is written to a
-temporary file first.
+The four demo pictures are replaced (they are this tool's own outputs); each picture is
+written to a temporary file first. A file that cannot be read is a one-line error.
 """
 
 from __future__ import annotations
@@ -33,11 +34,18 @@ SCALE = 2
 
 
 def video_frames(path: Path) -> list[np.ndarray]:
-    """The RGB frames ``(H, W, 3)`` uint8 of a video file."""
-    import av
+    """The RGB frames ``(H, W, 3)`` uint8 of a video file (opened with the checks every
+    reader shares, :func:`avclm.codec.open_video`: a missing, empty, text or still-image
+    file raises :class:`~codeclm.errors.InputError`, as does one with no frame)."""
+    from avclm.codec import open_video
+    from codeclm.errors import InputError
 
-    with av.open(str(path)) as c:
-        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    container, stream = open_video(path)
+    with container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    if not frames:
+        raise InputError(f"{path}: no video frames")
+    return frames
 
 
 def _scaled(image: Image.Image) -> Image.Image:
@@ -73,27 +81,49 @@ def _save(image: Image.Image, path: Path) -> None:
         image.save(tmp, format="PNG")
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["clips"]:
-        if len(argv) < 3:
-            print("usage: python -m codeclm_apps.demo_pictures clips OUT.png CLIP [CLIP ...]",
-                  file=sys.stderr)
-            return 2
-        _save(rows([strip(video_frames(Path(c))) for c in argv[2:]]), Path(argv[1]))
-        print(f"wrote {len(argv) - 2} clips to {argv[1]}")
-        return 0
-    out = Path(argv[0] if argv else "demo_out")
-    docs = Path(argv[1] if len(argv) > 1 else "docs")
-    _save(strip(video_frames(out / "demo.mp4")), docs / "demo_frames.png")
-    _save(strip(video_frames(out / "continued.mp4"), PROMPT_FRAMES), docs / "demo_continued.png")
-    for grid, name in ((out / "images" / "grid.png", "demo_images.png"),
-                       (out / "complete" / "grid.png", "demo_complete.png")):
-        with Image.open(grid) as im:
-            _save(_scaled(im.convert("RGB")), docs / name)
-    print(f"wrote demo_frames, demo_continued, demo_images, demo_complete .png to {docs}")
+PROG = "python -m codeclm_apps.demo_pictures"
+
+
+def clips_main(argv: list[str]) -> int:
+    """``clips OUT.png CLIP [CLIP ...] [--overwrite]``: :func:`rows` of the clips' strips."""
+    from codeclm.cli import OneLineParser
+    from codeclm.outputs import check_output_file
+
+    p = OneLineParser(prog=f"{PROG} clips", description="several clips as rows of one picture")
+    p.add_argument("out", help="the picture to write (PNG)")
+    p.add_argument("clips", nargs="+", help="video files, one row each")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    args = p.parse_args(argv)
+    check_output_file(args.out, args.overwrite)
+    _save(rows([strip(video_frames(Path(c))) for c in args.clips]), Path(args.out))
+    print(f"wrote {len(args.clips)} clips to {args.out}")
     return 0
 
+
+def main(argv: list[str] | None = None) -> int:
+    import av
+
+    from codeclm.errors import CodecLMError
+
+    argv = sys.argv[1:] if argv is None else argv
+    prog = f"{PROG} clips" if argv[:1] == ["clips"] else PROG
+    try:
+        if argv[:1] == ["clips"]:
+            return clips_main(argv[1:])
+        out = Path(argv[0] if argv else "demo_out")
+        docs = Path(argv[1] if len(argv) > 1 else "docs")
+        _save(strip(video_frames(out / "demo.mp4")), docs / "demo_frames.png")
+        _save(strip(video_frames(out / "continued.mp4"), PROMPT_FRAMES),
+              docs / "demo_continued.png")
+        for grid, name in ((out / "images" / "grid.png", "demo_images.png"),
+                           (out / "complete" / "grid.png", "demo_complete.png")):
+            with Image.open(grid) as im:
+                _save(_scaled(im.convert("RGB")), docs / name)
+    except (CodecLMError, OSError, av.FFmpegError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote demo_frames, demo_continued, demo_images, demo_complete .png to {docs}")
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -39,8 +39,9 @@ BE = "codeclm_apps.bundled_eval"  # the bundled models' statistics (issue 17's m
 CM = "jpeglm.completion_mse"  # completion against a mean fill (issue 17's image measure)
 RF = "jpeglm.reference_fid"  # the FID floor of training images (issue 17's image measure)
 DG = "data_tools.digits"  # the digit recogniser's report on clips (issue 17's video measure)
+DP = "codeclm_apps.demo_pictures"  # the README's pictures from demo outputs and clips
 PROG = {J: "jpeglm", A: "avclm", D: "data_tools", BE: f"python -m {BE}", CM: f"python -m {CM}",
-        RF: f"python -m {RF}", DG: f"python -m {DG}"}
+        RF: f"python -m {RF}", DG: f"python -m {DG}", DP: f"python -m {DP}"}
 LOCK_PID = str(os.getpid())  # the test process holds the lock of the "lock held" cases
 
 
@@ -515,6 +516,16 @@ case("cfg-negative", BE, "video", "--data", f"{F}/dir", "--classes", "all", "--c
      "-1", expect="--cfg-scale must be")
 case("classes-image", BE, "image", "--data", f"{F}/dir", "--classes", "all",
      expect="for video reports")
+
+# python -m codeclm_apps.demo_pictures ------------------------------------------------------
+case("demo-out-missing", DP, f"{F}/no-dir", "docs", expect="no such file")
+case("demo-out-not-demo", DP, f"{F}/dir", "docs", expect="no such file")
+for name, path in VIDEO_BAD.items():
+    case(f"clips-{name}", DP, "clips", "out.png", path)
+case("clips-none", DP, "clips", "out.png", rc=2)
+case("clips-out-exists", DP, "clips", "out.png", f"{F}/clip.mp4",
+     setup=existing_file("out.png"), expect="already exists")
+case("clips-out-dir", DP, "clips", f"{F}/dir", f"{F}/clip.mp4", expect="is a directory")
 
 # python -m jpeglm.completion_mse -----------------------------------------------------------
 case("images-missing", CM, "--images", f"{F}/no-dir", expect="no images")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import av
 import numpy as np
+import pytest
 from PIL import Image
 
 from codeclm_apps.demo_pictures import BAR, SCALE, main
@@ -67,4 +68,19 @@ def test_clips_picture_stacks_one_row_per_clip(tmp_path):
     row_b = [pic[side + BAR:, i * side:(i + 1) * side].mean() for i in range(3)]
     assert np.allclose(row_a, levels, atol=4) and np.allclose(row_b, levels[::-1][:3], atol=4)
     assert (pic[side + BAR:, 3 * side:] == 255).all()
-    assert main(["clips", str(out)]) == 2  # no clips: usage, nothing written over
+
+
+def test_clips_picture_refuses_to_replace_a_file_without_overwrite(tmp_path, capsys):
+    levels = np.arange(2, dtype=np.uint8) * 90
+    frames = np.repeat(levels[:, None, None, None], 64 * 64 * 3).reshape(2, 64, 64, 3)
+    _write_mp4(tmp_path / "a.mp4", frames)
+    out = tmp_path / "mine.png"
+    out.write_bytes(b"the user's file")
+    assert main(["clips", str(out), str(tmp_path / "a.mp4")]) == 1
+    assert out.read_bytes() == b"the user's file"
+    assert "already exists" in capsys.readouterr().err
+    assert main(["clips", str(out), str(tmp_path / "a.mp4"), "--overwrite"]) == 0
+    assert Image.open(out).size == (2 * 64 * SCALE, 64 * SCALE)
+    with pytest.raises(SystemExit) as e:  # no clips: a usage error
+        main(["clips", str(tmp_path / "new.png")])
+    assert e.value.code == 2 and not (tmp_path / "new.png").exists()
