@@ -106,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     from codeclm.errors import CodecLMError
 
     argv = sys.argv[1:] if argv is None else argv
-    prog = f"{PROG} clips" if argv[:1] == ["clips"] else PROG
+    clips = argv[:1] == ["clips"]
+    prog = f"{PROG} clips" if clips else PROG
     try:
-        if argv[:1] == ["clips"]:
+        if clips:
             return clips_main(argv[1:])
         out = Path(argv[0] if argv else "demo_out")
         docs = Path(argv[1] if len(argv) > 1 else "docs")
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"wrote demo_frames, demo_continued, demo_images, demo_complete .png to {docs}")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

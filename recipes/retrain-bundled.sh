@@ -9,16 +9,12 @@ kind=${1:?usage: retrain-bundled.sh video|image [WORKDIR]}
 work=${2:-runs/bundled-$kind}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/.venv/bin
+# Each runs its recipes/train-photo*.sh (which also measures the new model against the
+# one bundled now), then exports the last checkpoint into the package.
 case $kind in
-  # video: pans over photos, recipes/train-photo-pans.sh (which also measures the new
-  # model against the one bundled now), then into the package
-  video) bash "$root/recipes/train-photo-pans.sh" "$work"
-         "$bin/avclm" export "$work/train/checkpoints/last.ckpt" -o "$root/avclm/assets/model" \
-             --overwrite ;;
-  # image: photo crops, recipes/train-photo.sh (which also measures the new model against
-  # the one bundled now), then into the package
-  image) bash "$root/recipes/train-photo.sh" "$work"
-         "$bin/jpeglm" export "$work/train/checkpoints/last.ckpt" -o "$root/jpeglm/assets/model" \
-             --overwrite ;;
+  video) script=train-photo-pans.sh; cli=avclm ;;   # pans over photos
+  image) script=train-photo.sh; cli=jpeglm ;;       # photo crops
   *) echo "retrain-bundled.sh: kind must be video or image" >&2; exit 2 ;;
 esac
+bash "$root/recipes/$script" "$work"
+"$bin/$cli" export "$work/train/checkpoints/last.ckpt" -o "$root/$cli/assets/model" --overwrite
