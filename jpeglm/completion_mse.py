@@ -27,6 +27,17 @@ above the mean fill's error:
 - ``mse_random_sample``: the missing part of a random pool image (an unconditional
   sample: what a model that ignores the prompt scores).
 
+``--samples N`` (N > 1) draws N completions of each image (sample ``j`` of image ``i``
+with seed ``seed + j * images + i``, so the first ones are the single-sample run's) and
+adds two numbers that tell the model's bias from its sampling noise:
+
+- ``mse_model_samples``: the mean single-sample MSE over all N completions (a less noisy
+  ``mse_model``);
+- ``mse_model_mean_of_samples``: the MSE of the pixel mean of each image's N completions,
+  a Monte Carlo estimate of the *model's* conditional mean (a point estimate, like the
+  fill and ``mse_retrieval_mean``). As N grows it falls towards the model's bias (the
+  squared error of its conditional mean); the sampling variance leaves it as 1/N.
+
 ``--model`` may be given several times (``bundled`` is the bundled model); one JSON
 object per model is printed (and written to ``-o`` as a list).
 """
@@ -118,11 +129,15 @@ def pool_baselines(truth: list[np.ndarray], pool: list[np.ndarray], mask: np.nda
 
 
 def completion_report(model, images: list[Path], ratio: float = 0.5, seed: int = 0,
-                      sampling=None, pool: list[Path] | None = None) -> dict:
+                      sampling=None, pool: list[Path] | None = None, samples: int = 1,
+                      batch: int = 1) -> dict:
     """Completion MSE against mean fill for one model (directory, or None: bundled);
     ``sampling``: a :class:`~codeclm.generation.sampling_config.SamplingConfig` (its
     seed is replaced by ``seed``; default: the sampling defaults); with ``pool``
-    (training images) also the sampled-completion yardsticks (:func:`pool_baselines`)."""
+    (training images) also the sampled-completion yardsticks (:func:`pool_baselines`);
+    ``samples`` > 1: also the mean-of-samples numbers (module docstring). ``batch``:
+    completions sampled together (each keeps its own seed)."""
+    from codeclm.errors import ConfigError
     from codeclm.generation.loading import load_model
     from codeclm.generation.sampling_config import SamplingConfig
     from jpeglm import codec
@@ -134,11 +149,16 @@ def completion_report(model, images: list[Path], ratio: float = 0.5, seed: int =
     data = [codec.encode_image(p, profile) for p in images]
     truth = [canonical_pixels(d, profile) for d in data]
     prompts = [codec.prompt_prefix(d, ratio, profile) for d in data]
+    if samples < 1:
+        raise ConfigError(f"--samples must be >= 1, got {samples}")
     config = dataclasses.replace(sampling or SamplingConfig(), seed=seed)
     done = {ev.sample: np.asarray(ev.image.convert("RGB"))
-            for ev in generate_images(lm, prompts=prompts, config=config)
+            for ev in generate_images(lm, prompts=prompts * samples, config=config,
+                                      batch=batch)
             if isinstance(ev, ImageEvent)}
-    mse_model = [masked_mse(done[i], t, mask) for i, t in enumerate(truth)]
+    n = len(truth)
+    drawn = [[done[j * n + i] for j in range(samples)] for i in range(n)]  # [image][sample]
+    mse_model = [masked_mse(d[0], t, mask) for d, t in zip(drawn, truth)]
     mse_fill = [masked_mse(mean_fill(t, mask), t, mask) for t in truth]
     report = {
         "model": str(model) if model else "bundled", "images": len(images), "ratio": ratio,
@@ -147,6 +167,12 @@ def completion_report(model, images: list[Path], ratio: float = 0.5, seed: int =
         "mse_model": float(np.mean(mse_model)), "mse_mean_fill": float(np.mean(mse_fill)),
         "model_beats_fill": float(np.mean(np.array(mse_model) < np.array(mse_fill))),
     }
+    if samples > 1:
+        report["samples"] = samples
+        report["mse_model_samples"] = float(np.mean(
+            [masked_mse(s, t, mask) for d, t in zip(drawn, truth) for s in d]))
+        report["mse_model_mean_of_samples"] = float(np.mean(
+            [masked_mse(np.mean(d, 0), t, mask) for d, t in zip(drawn, truth)]))
     if pool is not None:
         report.update(_pool_report(tuple(images), tuple(pool), profile, ratio, seed))
     return report
@@ -199,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pool", type=Path, default=None,
                    help="training images: also report what sampled completions score "
                         "(retrieval and random samples from them)")
+    p.add_argument("--samples", type=int, default=1,
+                   help="completions per image (> 1: also the MSE of their pixel mean)")
+    p.add_argument("--batch", type=int, default=1, help="completions sampled together (1)")
     add_sampling_flags(p)
     p.add_argument("-o", "--output", default=None, help="also write the JSON list here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
@@ -228,6 +257,10 @@ def _reports(args: argparse.Namespace) -> list[dict]:
         raise ConfigError(f"--ratio must be in (0, 1), got {args.ratio}")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"-n must be >= 1, got {args.limit}")
+    if args.samples < 1:
+        raise ConfigError(f"--samples must be >= 1, got {args.samples}")
+    if args.batch < 1:
+        raise ConfigError(f"--batch must be >= 1, got {args.batch}")
     config = sampling_config(args)
     if args.output:
         check_output_file(args.output, args.overwrite)
@@ -238,7 +271,7 @@ def _reports(args: argparse.Namespace) -> list[dict]:
     results = []
     for m in args.model or ["bundled"]:
         res = completion_report(None if m == "bundled" else m, images, args.ratio, args.seed,
-                                config, pool)
+                                config, pool, args.samples, args.batch)
         print(json.dumps(res), flush=True)
         results.append(res)
     return results

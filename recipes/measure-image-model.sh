@@ -3,7 +3,9 @@
 #  1. completion at ratio 0.5 on 64 held-out photo crops: pixel MSE of the generated half
 #     against filling it with the prompt's mean colour (python -m jpeglm.completion_mse),
 #     and against what sampled completions score: retrieval and random samples from the
-#     16,000 training crops (--pool; the same crops recipes/train-photo.sh trains on);
+#     16,000 training crops (--pool; the same crops recipes/train-photo.sh trains on), and
+#     the MSE of the pixel mean of SAMPLES (default 16) completions per crop: the model's
+#     own point estimate, which tells its bias from its sampling noise;
 #  2. FID (weight-free pixels extractor) of 256 unconditional samples against 256 held-out
 #     crops, for each of the sampling seeds 0-3 (jpeglm eval uncond: one seed's FID moves
 #     by up to 0.9 at 256 samples), beside the floor: 256 training crops through the codec
@@ -28,8 +30,8 @@ for m in "$@"; do models+=(--model "$m"); done
 [ -d "$work/train" ] || "$py" -m data_tools synth "$work/train" --kind image --profile tiny \
     --count 16000 --seed 7 --sources photo-crops
 "$py" -m jpeglm.completion_mse --images "$work/heldout" -n 64 --ratio 0.5 --seed 0 \
-    --pool "$work/train" "${models[@]}" --mask-order mask-first -o "$work/completion_mse.json" \
-    --overwrite
+    --pool "$work/train" "${models[@]}" --mask-order mask-first --samples "${SAMPLES:-16}" \
+    --batch 8 -o "$work/completion_mse.json" --overwrite
 "$py" -m jpeglm.reference_fid --images "$work/heldout" --reference "$work/train" \
     -o "$work/reference_fid.json" --overwrite
 i=0

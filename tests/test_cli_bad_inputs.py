@@ -531,6 +531,9 @@ case("clips-out-dir", DP, "clips", f"{F}/dir", f"{F}/clip.mp4", expect="is a dir
 case("images-missing", CM, "--images", f"{F}/no-dir", expect="no images")
 case("ratio-1", CM, "--images", f"{F}/media", "--ratio", "1", expect="--ratio")
 case("n-0", CM, "--images", f"{F}/media", "-n", "0", expect="-n must be")
+case("samples-0", CM, "--images", f"{F}/media", "--samples", "0", expect="--samples must be")
+case("batch-0", CM, "--images", f"{F}/media", "--batch", "0", expect="--batch must be")
+case("samples-text", CM, "--images", f"{F}/media", "--samples", "two", rc=2)
 case("top-p-0", CM, "--images", f"{F}/media", "--top-p", "0", expect="--top-p")
 case("out-exists", CM, "--images", f"{F}/media", "-o", "r.json",
      setup=existing_file("r.json"), expect="already exists")

@@ -93,6 +93,39 @@ def test_report_on_real_crops_and_a_real_model(heldout_and_model, tiny):
     assert "mse_retrieval_sample" not in res
 
 
+def test_several_samples_add_the_mean_of_samples(heldout_and_model, tiny):
+    """``samples=3``: the first completion of each image is the single-sample run's (same
+    ``mse_model``); the per-sample MSEs average to ``mse_model_samples``, and the MSE of the
+    pixel mean of the three, recomputed here from seeded runs of one sample each, is at
+    most that (the squared error is convex). Batched sampling draws the same images."""
+    paths, model = heldout_and_model
+    single = completion_report(model, paths, 0.5, seed=3)
+    res = completion_report(model, paths, 0.5, seed=3, samples=3, batch=4)
+    assert res["samples"] == 3 and res["mse_model"] == single["mse_model"]
+    assert res["mse_mean_fill"] == single["mse_mean_fill"]
+    assert "samples" not in single and "mse_model_mean_of_samples" not in single
+    from codeclm.generation.sampling_config import SamplingConfig
+    from jpeglm.generate import ImageEvent, generate_images
+
+    mask = generated_mask(tiny, 0.5)
+    data = [codec.encode_image(p, tiny) for p in paths]
+    truth = [np.asarray(codec.decode(d, tiny).convert("RGB")) for d in data]
+    prompts = [codec.prompt_prefix(d, 0.5, tiny) for d in data]
+    drawn = [[] for _ in paths]  # sample j of image i has seed 3 + j * 3 + i
+    for j in range(3):
+        for i, prompt in enumerate(prompts):
+            (ev,) = [e for e in generate_images(model, prompts=[prompt],
+                                                config=SamplingConfig(seed=3 + 3 * j + i))
+                     if isinstance(e, ImageEvent)]
+            drawn[i].append(np.asarray(ev.image.convert("RGB")))
+    per_sample = [masked_mse(s, t, mask) for d, t in zip(drawn, truth) for s in d]
+    of_mean = [masked_mse(np.mean(d, 0), t, mask) for d, t in zip(drawn, truth)]
+    assert res["mse_model_samples"] == pytest.approx(np.mean(per_sample))
+    assert res["mse_model_mean_of_samples"] == pytest.approx(np.mean(of_mean))
+    assert res["mse_model_mean_of_samples"] <= res["mse_model_samples"]
+    assert len({s.tobytes() for d in drawn for s in d}) > 1  # the samples differ
+
+
 def test_report_with_a_pool_of_real_crops(heldout_and_model):
     """``pool``: each held-out crop is its own nearest neighbour when the pool holds it
     (retrieval MSE 0, not so for a random pick); the model's numbers are unchanged."""
