@@ -36,17 +36,21 @@ header gate: the paper's free sampling, for ablations. Per-row counts: ``stats["
 its window already holds ``window`` frames (default: the profile's clip length, the
 longest stream the model saw in training), the row continues from a fresh prompt: its
 last decoded frame re-encoded with the canonical codec (SPS, PPS and one IDR picture).
-The model's next P pictures predict from the *re-encoded* picture, not from the one
-already in the output, so that IDR picture is also written to the output (its SPS/PPS
-are not: they are the same bytes), as the next frame: the decoder then holds exactly the
-references the model was prompted with and the stream stays decodable. Cost per
-continuation: one re-encode of one frame (a few ms on the tiny profile), one prefill of
-the IDR picture, and one output frame that repeats the previous one at re-encoding
-quality (a one-frame freeze, slightly softer; it counts toward ``frames``). Only one
-frame of history survives a continuation: more frames would have to be replayed in the
-output too. A re-encoded IDR picture too large for the context (a busy frame and a small
-``--context``) is written to the output whole, but the prompt keeps only its latest
-slices that leave room for a NAL (:meth:`VideoGenerator.continuation_ids`).
+``continuation="seamless"`` (the default) writes nothing for it: the output's last
+picture stands for it, and the model's later slices get the output's frame numbers
+(:mod:`avclm.renumber`); the decoder applies the model's P pictures to the frame itself,
+which differs from what the model saw by one re-encoding. ``continuation="idr"`` writes
+the re-encoded IDR picture to the output too (not its SPS/PPS: the same bytes), as the
+next frame: the decoder then holds exactly the references the model was prompted with,
+at the price of a repeated frame per continuation (a one-frame freeze, slightly softer;
+it counts toward ``frames``); it is also what a seamless continuation falls back to when
+the output holds no reference picture yet. Either way the stream stays decodable. Cost
+per continuation: one re-encode of one frame (a few ms on the tiny profile) and one
+prefill of the IDR picture. Only one frame of history survives a continuation: more
+frames would have to be replayed in the output too. A re-encoded IDR picture too large
+for the context (a busy frame and a small ``--context``) is kept whole (in the output
+with ``"idr"``), but the prompt keeps only its latest slices that leave room for a NAL
+(:meth:`VideoGenerator.continuation_ids`).
 
 If the context fills inside a picture (a picture larger than the room left, typically
 the first picture after a continuation: a busy re-encoded IDR prompt can take most of
@@ -84,6 +88,7 @@ from codeclm.streaming import Unit
 
 from . import nal as nalmod
 from .nal_masks import NalConstraint
+from .renumber import OutputNumbering
 from .slice_gate import SliceGate
 from .verifier import NalVerifier, VerifyStats
 
@@ -92,6 +97,9 @@ from .verifier import NalVerifier, VerifyStats
 DEFAULT_MAX_NAL_TOKENS = 400
 #: tries per slice before the canonical slice is put in its place
 DEFAULT_MAX_ATTEMPTS = 4
+#: what a continuation writes to the output: nothing (the default; the output's last
+#: picture stands for the re-encoded frame, :mod:`avclm.renumber`) or that IDR picture
+CONTINUATIONS = ("seamless", "idr")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +108,9 @@ class NalEvent:
 
     ``index``: NAL number in that row's output stream. ``frame``: the output frame it
     belongs to (None for SPS/PPS). ``source``: "prompt", "model", "replacement" (the
-    gate's canonical slice) or "continuation" (re-encoded IDR slice)."""
+    gate's canonical slice) or "continuation" (re-encoded IDR slice, written by
+    ``continuation="idr"``). A slice's bytes are the output's: its frame_num follows the
+    output's numbering (:mod:`avclm.renumber`)."""
 
     data: bytes
     index: int
@@ -164,7 +174,9 @@ class RowState:
 
     gate: Gate
     decoder: object  # avclm.stream.StreamDecoder (tolerant)
-    target: int  # output frames this row ends with (prompt frames + generated)
+    target: int  # pictures the gate observes when the row ends: prompt frames, generated
+    #   ones, and the re-encoded IDR pictures of seamless continuations (not in the output)
+    numbering: OutputNumbering  # the model's slices renumbered for the output
     nals: int = 0
     frames_out: int = 0
     last_image: np.ndarray | None = None
@@ -177,6 +189,7 @@ class RowState:
     damaged_seen: int = 0
     open_slices: list[bytes] = dataclasses.field(default_factory=list)  # the open picture's
     previous_slices: list[bytes] = dataclasses.field(default_factory=list)  # the one before
+    #   (both as the model's side of the stream has them: what a resume prompts with)
     resumes: int = 0  # restarts inside a picture (avclm.resume)
     nals_at_resume: int = -1  # ``nals`` at the last of them
     dropped_tokens: int = 0  # tokens of NALs left open when the context filled
@@ -201,9 +214,13 @@ class VideoSettings:
     slice_grammar: bool = True
     class_name: str | None = None
     cfg_scale: float | None = None
+    continuation: str = "seamless"
 
     def check(self) -> None:
         """Range checks (typed errors) before any model is loaded."""
+        if self.continuation not in CONTINUATIONS:
+            raise ConfigError(f"continuation must be one of {', '.join(CONTINUATIONS)}, "
+                              f"got {self.continuation!r}")
         if self.frames < 1:
             raise ConfigError(f"--frames must be >= 1, got {self.frames}")
         if self.batch < 1:
@@ -257,8 +274,8 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
                    max_attempts: int = DEFAULT_MAX_ATTEMPTS, reserve: int | None = None,
                    window: int | None = None, verify: bool = True, gate_factory=None,
                    constraint_factory=None, slice_grammar: bool = True,
-                   class_name: str | None = None,
-                   cfg_scale: float | None = None) -> Iterator[Event]:
+                   class_name: str | None = None, cfg_scale: float | None = None,
+                   continuation: str = "seamless") -> Iterator[Event]:
     """Generate ``frames`` new frames per row; yield :class:`NalEvent` / :class:`FrameEvent`
     as they are made and a final :class:`DoneEvent`.
 
@@ -277,7 +294,9 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
     ``constraint_factory(tokenizer, gate)`` override the gate and the per-row sampler
     constraint. ``class_name``, ``cfg_scale``: a class-conditional model's class and the
     classifier-free guidance scale (:func:`codeclm.guidance.conditioned_forward`; every
-    prompt and continuation gets the class token after ``<s>``). Stats: ``frames`` (per
+    prompt and continuation gets the class token after ``<s>``). ``continuation``:
+    ``"seamless"`` (nothing written for a continuation) or ``"idr"`` (its re-encoded
+    frame written too); see the module docstring. Stats: ``frames`` (per
     row, generated), ``tokens_sampled``, ``tokens_per_s``, ``rejected`` and ``replaced``
     NALs, ``continuations``, ``resumes`` (restarts inside a picture), ``tokens_dropped``
     (sampled for a NAL that the context's end cut off, then sampled again), ``frame_latency_ms``
@@ -286,7 +305,8 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
     """
     settings = VideoSettings(frames, prompt, prompt_frames, batch, context, max_nal_tokens,
                              max_attempts, reserve, window, verify, gate_factory,
-                             constraint_factory, slice_grammar, class_name, cfg_scale)
+                             constraint_factory, slice_grammar, class_name, cfg_scale,
+                             continuation)
     settings.check()
     t_start = time.perf_counter()
     lm = load_model(model, "h264", device, dtype)
@@ -312,9 +332,12 @@ class VideoGenerator:
         self.head, self.n_prompt_frames = prompt_units(self.profile, s.prompt, s.prompt_frames)
         check_context(lm, self.head, s.context)
         target = self.n_prompt_frames + s.frames
+        sps = nalmod.parse_sps(next(
+            n for n in map(nalmod.strip_start_code, self.head)
+            if nalmod.nal_type(n) == nalmod.NAL_SPS))
         self.rows = [RowState(self.gate_factory(self.profile),
                               StreamDecoder(self.profile, strict=False, max_frames=target + 1),
-                              target) for _ in range(s.batch)]
+                              target, OutputNumbering(sps)) for _ in range(s.batch)]
         self.latencies: list[float] = []
         kv, self.class_id = conditioned_forward(lm.weights, self.tok, s.batch, s.class_name,
                                                 s.cfg_scale, s.context)
@@ -356,17 +379,14 @@ class VideoGenerator:
 
     def emit(self, r: int, unit: bytes, source: str,
              t_token: float | None = None) -> Iterator[Event]:
-        """The NAL event of ``unit`` (with start code), then the frame events it completes."""
+        """The NAL event of ``unit`` (with start code, as the model's side of the stream
+        has it; written renumbered for the output), then the frame events it completes."""
         st = self.rows[r]
-        nal = nalmod.strip_start_code(unit)
-        picture = nalmod.is_picture_nal(nal)
-        yield NalEvent(unit, st.nals, r, st.frames_out if picture else None, source)
+        picture = self.track_slices(st, unit)
+        out = st.numbering.output_unit(unit) if picture else unit
+        yield NalEvent(out, st.nals, r, st.frames_out if picture else None, source)
         st.nals += 1
-        if picture:  # the open picture's slices, for a resume (a new picture starts at mb 0)
-            if nalmod.first_mb_in_slice(nal) == 0:
-                st.previous_slices, st.open_slices = st.open_slices, []
-            st.open_slices.append(unit)
-        for image in st.decoder.feed(unit):
+        for image in st.decoder.feed(out):
             latency = time.perf_counter() - t_token if t_token is not None else 0.0
             if source in ("model", "replacement"):
                 self.latencies.append(latency)
@@ -377,6 +397,18 @@ class VideoGenerator:
             yield FrameEvent(st.frames_out, image, r, kind, damaged, latency,
                              self.session.stats.sampled, self.session.stats.rejected)
             st.frames_out += 1
+
+    @staticmethod
+    def track_slices(st: RowState, unit: bytes) -> bool:
+        """Keep ``unit`` among the open picture's slices if it is a picture NAL (a new
+        picture starts at macroblock 0), for a resume; returns whether it is one."""
+        nal = nalmod.strip_start_code(unit)
+        if not nalmod.is_picture_nal(nal):
+            return False
+        if nalmod.first_mb_in_slice(nal) == 0:
+            st.previous_slices, st.open_slices = st.open_slices, []
+        st.open_slices.append(unit)
+        return True
 
     def emit_prompt(self) -> Iterator[Event]:
         """Every row's prompt NALs (the gates observe its pictures)."""
@@ -460,11 +492,18 @@ class VideoGenerator:
         units = nalmod.split_annexb_units(
             encode_frames([self.reference_image(st)], self.profile))[1]
         st.gate.restart()
+        seamless = self.settings.continuation == "seamless" and st.numbering.can_reanchor
         for u in units:
             nal = nalmod.strip_start_code(u)
             if nalmod.is_picture_nal(nal):
                 st.gate.observe(nal)
-                yield from self.emit(r, u, "continuation")
+                if seamless:  # the output's last picture stands for it
+                    self.track_slices(st, u)
+                else:
+                    yield from self.emit(r, u, "continuation")
+        if seamless:
+            st.numbering.reanchor()
+            st.target += 1  # the gate counts the IDR picture; the output does not
         st.continuations += 1
         st.window_start = st.gate.frames - 1  # the re-encoded frame opens the new window
         if st.gate.frames >= st.target:

@@ -279,6 +279,7 @@ for name, flag, value in RANGES + [("context-0", "--context", "0"),
                                    ("attempts-0", "--max-attempts", "0")]:
     case(f"avgen-{name}", A, *AVGEN, flag, value, expect=flag)
 case("avgen-mask-order-unknown", A, *AVGEN, "--mask-order", "last", rc=2)
+case("avgen-continuation-unknown", A, *AVGEN, "--continuation", "freeze", rc=2)
 case("avgen-frames-0", A, "generate", "--frames", "0", "-o", "o.mp4", expect="--frames")
 case("avgen-frames-neg", A, "generate", "--frames", "-2", "-o", "o.mp4", expect="--frames")
 case("avgen-prompt-frames-0", A, *AVGEN, "--prompt", f"{F}/clip.mp4", "--prompt-frames", "0")

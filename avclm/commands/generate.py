@@ -58,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--window", type=int, default=None, metavar="FRAMES",
                    help="frames per context window before continuing from the last frame "
                    "(default: the profile's clip length, as in training)")
+    g.add_argument("--continuation", choices=("seamless", "idr"), default="seamless",
+                   help="what a continuation writes: nothing, the model's later pictures "
+                   "renumbered to follow the last frame (seamless, default), or the last "
+                   "frame again as the re-encoded IDR picture the model was prompted with "
+                   "(idr: exact references, one repeated frame per continuation)")
 
 
 class _Sink:
@@ -211,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
             config=config,
             context=args.context,
             window=args.window,
+            continuation=args.continuation,
             class_name=args.class_name,
             cfg_scale=args.cfg_scale,
             **kw,

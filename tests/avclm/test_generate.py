@@ -86,10 +86,12 @@ def test_events_stream_nals_then_each_frame_at_its_last_slice(model_dir):
 
 
 def test_exact_frames_beyond_one_context_window_decode_strictly(model_dir):
-    """Small context: the video goes on from its re-encoded last frame; with canonical
-    slices only the whole output must pass the strict decoder."""
+    """Small context, ``continuation="idr"``: the video goes on from its re-encoded last
+    frame, written to the output too; with canonical slices only the whole output must
+    pass the strict decoder."""
     events = list(generate_video(model_dir, 9, config=SamplingConfig(seed=2), context=300,
-                                 max_nal_tokens=8, max_attempts=1, gate_factory=NeverFits))
+                                 max_nal_tokens=8, max_attempts=1, gate_factory=NeverFits,
+                                 continuation="idr"))
     stats = events[-1].stats
     nals = [e for e in events if isinstance(e, NalEvent)]
     frames = [e for e in events if isinstance(e, FrameEvent)]
@@ -102,6 +104,58 @@ def test_exact_frames_beyond_one_context_window_decode_strictly(model_dir):
     i = next(k for k, f in enumerate(frames) if f.source == "continuation")
     diff = np.abs(frames[i].image.astype(int) - frames[i - 1].image.astype(int)).mean()
     assert diff < 12
+
+
+def test_an_unknown_continuation_is_a_config_error(model_dir):
+    from codeclm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="continuation must be one of seamless, idr"):
+        next(generate_video(model_dir, 2, continuation="freeze"))
+
+
+def _picture_numbers(stream: bytes) -> tuple[list[tuple[bool, int]], int]:
+    """(IDR?, frame_num) of each picture of an Annex-B stream (its first slice's), and
+    the stream's MaxFrameNum."""
+    from avclm.bits import parse_slice_header, parse_sps
+
+    nals = [nalmod.strip_start_code(u) for u in nalmod.split_annexb_units(stream)[1]]
+    sps = parse_sps(next(n for n in nals if nalmod.nal_type(n) == nalmod.NAL_SPS))
+    out = []
+    for n in nals:
+        if nalmod.is_picture_nal(n) and nalmod.first_mb_in_slice(n) == 0:
+            h = parse_slice_header(n, sps)
+            out.append((h.is_idr, h.frame_num))
+    return out, 1 << sps.log2_max_frame_num
+
+
+@pytest.mark.parametrize("gate", [NeverFits, None], ids=["canonical-slices", "model"])
+def test_seamless_continuations_write_no_frame(model_dir, ffmpeg_exe, tmp_path, gate):
+    """The default continuation writes nothing: every output frame is the model's (or
+    a canonical slice's), no frame repeats a continuation's re-encode, the output's
+    frame_num runs on from one IDR picture, and the stream decodes strictly (ffmpeg's
+    ``explode`` too) with the exact frame count. The same run with ``"idr"`` writes one
+    more IDR picture per continuation."""
+    kw = {"config": SamplingConfig(seed=2), "context": 300, "max_nal_tokens": 40,
+          "max_attempts": 1, "gate_factory": gate}
+    events = list(generate_video(model_dir, 9, **kw))
+    stats = events[-1].stats
+    nals = [e for e in events if isinstance(e, NalEvent)]
+    frames = [e for e in events if isinstance(e, FrameEvent)]
+    assert stats["continuations"] >= 2 and stats["frames"] == [9]
+    assert [f.index for f in frames] == list(range(9))
+    assert {f.source for f in frames} == {"model"}  # (canonical slices count as the model's)
+    assert {n.source for n in nals} <= {"prompt", "model", "replacement"}  # (SPS, PPS)
+    stream = b"".join(n.data for n in nals)
+    assert len(decode_annexb(stream, TINY, strict=True)) == 9
+    assert _explode_frames(ffmpeg_exe, stream, tmp_path) == 9
+    numbers, max_frame_num = _picture_numbers(stream)
+    assert len(numbers) == 9 and numbers[0] == (True, 0)
+    for (_, a), (idr, b) in zip(numbers, numbers[1:]):
+        assert (idr and b == 0) or b == (a + 1) % max_frame_num, numbers
+    idr = list(generate_video(model_dir, 9, continuation="idr", **kw))
+    idr_numbers = _picture_numbers(b"".join(e.data for e in idr if isinstance(e, NalEvent)))[0]
+    assert sum(i for i, _ in idr_numbers) == 1 + idr[-1].stats["continuations"]
+    assert sum(i for i, _ in numbers) < sum(i for i, _ in idr_numbers)
 
 
 def _explode_frames(ffmpeg_exe, stream: bytes, tmp_path) -> int | None:
@@ -128,9 +182,9 @@ def test_context_full_inside_a_picture_resumes_it_without_substitutions(
     assert stats["resumes"] >= 1 and stats["replaced"] == 0
     assert stats["tokens_dropped"] >= stats["resumes"]  # each resume cut off an open NAL
     assert stats["verify"][0]["fills"] == stats["verify"][0]["substitutions"] == 0
-    assert {n.source for n in nals} <= {"prompt", "model", "continuation"}
-    # a resume writes nothing: every continuation frame is one continuation
-    assert sum(f.source == "continuation" for f in frames) == stats["continuations"]
+    assert {n.source for n in nals} <= {"prompt", "model"}
+    # a resume writes nothing, nor does a (seamless) continuation
+    assert {f.source for f in frames} == {"model"}
     assert stats["frames"] == [6] and [f.index for f in frames] == list(range(6))
     stream = b"".join(n.data for n in nals)
     assert len(decode_annexb(stream, TINY, strict=True)) == 6
@@ -170,7 +224,7 @@ def test_resume_after_an_idr_picture_keeps_it_as_the_reference(
     events = list(generate_video(model_dir, 2, prompt=prompt, config=SamplingConfig(seed=1),
                                  context=625, max_nal_tokens=60))
     stats = events[-1].stats
-    assert stats["resumes"] == len(prompts) == 1 and stats["replaced"] == 0
+    assert stats["resumes"] == len(prompts) >= 1 and stats["replaced"] == 0
     assert prompts[0].with_reference and prompts[0].slices_kept >= 1
     idr = [e.data for e in events if isinstance(e, NalEvent) and e.source == "prompt"][2:]
     assert prompts[0].units[2:2 + len(idr)] == idr
