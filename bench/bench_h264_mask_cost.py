@@ -41,9 +41,8 @@ class _StepTimes:
         self.positions: list[int] = []
         self._saved = [(session.Session, "_choose"), (KVCacheLM, "decode")]
         self._originals = [getattr(c, n) for c, n in self._saved]
-        setattr(session.Session, "_choose", self._timed(self._originals[0], self.choose))
-        setattr(KVCacheLM, "decode", self._timed(self._originals[1], self.forward,
-                                                 self.positions))
+        session.Session._choose = self._timed(self._originals[0], self.choose)
+        KVCacheLM.decode = self._timed(self._originals[1], self.forward, self.positions)
 
     def clear(self) -> None:
         for out in (self.choose, self.forward, self.positions):

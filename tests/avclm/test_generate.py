@@ -7,6 +7,7 @@ bundled ffmpeg binary.
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import sys
@@ -150,7 +151,7 @@ def test_seamless_continuations_write_no_frame(model_dir, ffmpeg_exe, tmp_path, 
     assert _explode_frames(ffmpeg_exe, stream, tmp_path) == 9
     numbers, max_frame_num = _picture_numbers(stream)
     assert len(numbers) == 9 and numbers[0] == (True, 0)
-    for (_, a), (idr, b) in zip(numbers, numbers[1:]):
+    for (_, a), (idr, b) in itertools.pairwise(numbers):
         assert (idr and b == 0) or b == (a + 1) % max_frame_num, numbers
     idr = list(generate_video(model_dir, 9, continuation="idr", **kw))
     idr_numbers = _picture_numbers(b"".join(e.data for e in idr if isinstance(e, NalEvent)))[0]

@@ -8,6 +8,7 @@ strictly, with ffmpeg's ``-err_detect explode`` too, and look like the model's p
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 
 import numpy as np
@@ -106,7 +107,7 @@ def test_frame_num_runs_on_and_only_frame_num_changes(spliced):
     sps = spliced["sps"]
     nums = _frame_nums(spliced["out"], sps)
     assert nums[0] == (True, 0) and not any(idr for idr, _ in nums[1:])
-    step = [(b - a) % (1 << sps.log2_max_frame_num) for (_, a), (_, b) in zip(nums, nums[1:])]
+    step = [(b - a) % (1 << sps.log2_max_frame_num) for (_, a), (_, b) in itertools.pairwise(nums)]
     assert step == [1] * 7
     # each model slice differs from its output form in frame_num only
     model = [u for pic in _pictures(_units(spliced["model_side"]))[1:] for u in pic]
