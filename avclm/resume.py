@@ -6,13 +6,15 @@ the row's gate keeps its state (same picture, next macroblock), so the masks for
 next slice header the output needs. The prompt, in stream order:
 
 1. the profile's SPS and PPS;
-2. the open picture's reference, only where the output's own bytes can stand for it:
-   the open picture is a P picture and the picture before it in the output is an IDR
-   picture (a continuation's re-encoded frame, the first generated picture, or a
-   prompt's), so the prompt is exactly the output's history with the P pictures in
-   between left out: none. Any other reference would have to be re-encoded as an IDR
-   picture (frame_num 0) followed by slices whose frame_num is 2 or more, a gap the model
-   never saw in training. Measured with the bundled model on held-out synthetic clips
+2. the open picture's reference, only where the row's own bytes can stand for it:
+   the open picture is a P picture and the picture before it is an IDR picture (a
+   continuation's re-encoded frame, the first generated picture, or a prompt's), so the
+   prompt is exactly the row's history with the P pictures in between left out; else
+   none. The row's history is the stream as the model's side has it (a seamless
+   continuation's IDR picture is in it though not in the output, and slices carry the
+   model's frame numbers, :mod:`avclm.renumber`). Any other reference would have to be
+   re-encoded as an IDR picture (frame_num 0) followed by slices whose frame_num is 2 or
+   more, a gap the model never saw in training. Measured with the bundled model on held-out synthetic clips
    (6 clips, P pictures 2, 4 and 6, 4-12 of 16 slices given): the rest of the picture
    costs 1.64 bits per byte after such a re-encoded reference, 1.44 with no reference,
    1.32 after the true history. Right after an IDR picture (P picture 1): 1.57 after the
@@ -22,7 +24,7 @@ next slice header the output needs. The prompt, in stream order:
    11 an I picture, 5 a P picture whose reference (the continuation's IDR picture,
    749-1,007 of the 1,024 tokens) did not fit beside room for a NAL;
 3. the open picture's slices written so far, the latest ones that fit (the earliest
-   are dropped first), as written to the output.
+   are dropped first), as the model wrote them.
 
 ``budget``: the tokens the NAL units may take; the caller keeps the rest of the context
 free for the NAL to come (at least ``max_nal_tokens``). Decodability never depends on
@@ -40,7 +42,7 @@ from . import nal as nalmod
 @dataclasses.dataclass(frozen=True)
 class ResumePrompt:
     """``units``: NAL units with start codes, in prompt order; ``with_reference``: the
-    reference picture (the output's own bytes) is among them; ``slices_kept`` / ``slices_dropped``:
+    reference picture (the row's own bytes) is among them; ``slices_kept`` / ``slices_dropped``:
     slices of the open picture in the prompt (the latest ones) / left out (the earliest);
     ``tokens``: their token count (by ``cost``)."""
 
@@ -67,7 +69,7 @@ def is_idr_picture(slices: Sequence[bytes]) -> bool:
 
 def reference_units(previous: Sequence[bytes], open_slices: Sequence[bytes]) -> list[bytes]:
     """The prompt's reference (item 2 of the module docstring): ``previous`` (the slice
-    units of the picture before the open one, as in the output) when the open picture
+    units of the picture before the open one, as the model's side has them) when the open picture
     is a P picture and ``previous`` an IDR picture, else none."""
     if opens_p_picture(open_slices) and is_idr_picture(previous):
         return list(previous)
