@@ -14,11 +14,12 @@ next slice header the output needs. The prompt, in stream order:
    continuation's IDR picture is in it though not in the output, and slices carry the
    model's frame numbers, :mod:`avclm.renumber`). Any other reference would have to be
    re-encoded as an IDR picture (frame_num 0) followed by slices whose frame_num is 2 or
-   more, a gap the model never saw in training. Measured with the bundled model on held-out synthetic clips
-   (6 clips, P pictures 2, 4 and 6, 4-12 of 16 slices given): the rest of the picture
-   costs 1.64 bits per byte after such a re-encoded reference, 1.44 with no reference,
-   1.32 after the true history. Right after an IDR picture (P picture 1): 1.57 after the
-   output's IDR (the true history), 1.58 after it re-encoded, 1.63 with no reference.
+   more, a gap the model never saw in training. Measured with the bundled model on
+   held-out synthetic clips (6 clips, P pictures 2, 4 and 6, 4-12 of 16 slices given):
+   the rest of the picture costs 1.64 bits per byte after such a re-encoded reference,
+   1.44 with no reference, 1.32 after the true history. Right after an IDR picture (P
+   picture 1): 1.57 after the output's IDR (the true history), 1.58 after it
+   re-encoded, 1.63 with no reference.
    An I picture needs no reference. With the bundled model (issue 14's benchmark, 16
    frames, seeds 0-9) every resumed picture was the first after a continuation: 6 of
    11 an I picture, 5 a P picture whose reference (the continuation's IDR picture,
