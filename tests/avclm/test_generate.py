@@ -133,27 +133,30 @@ def _picture_numbers(stream: bytes) -> tuple[list[tuple[bool, int]], int]:
 def test_seamless_continuations_write_no_frame(model_dir, ffmpeg_exe, tmp_path, gate):
     """The default continuation writes nothing: every output frame is the model's (or
     a canonical slice's), no frame repeats a continuation's re-encode, the output's
-    frame_num runs on from one IDR picture, and the stream decodes strictly (ffmpeg's
-    ``explode`` too) with the exact frame count. The same run with ``"idr"`` writes one
+    frame_num runs on from one IDR picture (through its wrap at MaxFrameNum, 16 here),
+    and the stream decodes strictly (ffmpeg's ``explode`` too) with the exact frame
+    count. The same run with ``"idr"`` writes one
     more IDR picture per continuation."""
     kw = {"config": SamplingConfig(seed=2), "context": 300, "max_nal_tokens": 40,
           "max_attempts": 1, "gate_factory": gate}
-    events = list(generate_video(model_dir, 9, **kw))
+    events = list(generate_video(model_dir, 18, **kw))
     stats = events[-1].stats
     nals = [e for e in events if isinstance(e, NalEvent)]
     frames = [e for e in events if isinstance(e, FrameEvent)]
-    assert stats["continuations"] >= 2 and stats["frames"] == [9]
-    assert [f.index for f in frames] == list(range(9))
+    assert stats["continuations"] >= 2 and stats["frames"] == [18]
+    assert [f.index for f in frames] == list(range(18))
     assert {f.source for f in frames} == {"model"}  # (canonical slices count as the model's)
     assert {n.source for n in nals} <= {"prompt", "model", "replacement"}  # (SPS, PPS)
     stream = b"".join(n.data for n in nals)
-    assert len(decode_annexb(stream, TINY, strict=True)) == 9
-    assert _explode_frames(ffmpeg_exe, stream, tmp_path) == 9
+    assert len(decode_annexb(stream, TINY, strict=True)) == 18
+    assert _explode_frames(ffmpeg_exe, stream, tmp_path) == 18
     numbers, max_frame_num = _picture_numbers(stream)
-    assert len(numbers) == 9 and numbers[0] == (True, 0)
+    assert len(numbers) == 18 and numbers[0] == (True, 0)
     for (_, a), (idr, b) in itertools.pairwise(numbers):
         assert (idr and b == 0) or b == (a + 1) % max_frame_num, numbers
-    idr = list(generate_video(model_dir, 9, continuation="idr", **kw))
+    if gate is NeverFits:  # canonical P slices after the first picture: no other IDR
+        assert [b for _, b in numbers[15:]] == [15, 0, 1]  # (MaxFrameNum 16: the wrap)
+    idr = list(generate_video(model_dir, 18, continuation="idr", **kw))
     idr_numbers = _picture_numbers(b"".join(e.data for e in idr if isinstance(e, NalEvent)))[0]
     assert sum(i for i, _ in idr_numbers) == 1 + idr[-1].stats["continuations"]
     assert sum(i for i, _ in numbers) < sum(i for i, _ in idr_numbers)
