@@ -23,6 +23,25 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+@pytest.fixture
+def explode_frames(ffmpeg_exe, tmp_path):
+    """``explode_frames(stream) -> int | None``: the frames the bundled ffmpeg decodes from
+    the tiny-profile Annex-B ``stream`` with ``-xerror -err_detect explode`` (any error
+    is fatal), None if it fails or prints an error."""
+
+    def frames(stream: bytes) -> int | None:
+        path = tmp_path / "explode.h264"
+        path.write_bytes(stream)
+        p = subprocess.run([ffmpeg_exe, "-nostdin", "-v", "error", "-xerror", "-err_detect",
+                            "explode", "-f", "h264", "-i", str(path), "-f", "rawvideo",
+                            "-pix_fmt", "gray", "-"], capture_output=True, check=False)
+        if p.returncode or p.stderr.strip():
+            return None
+        return len(p.stdout) // (TINY.width * TINY.height)
+
+    return frames
+
+
 #: name -> ffmpeg arguments that write the clip (output path appended)
 CLIP_RECIPES = {
     # 4:3 landscape, 25 fps, 6 s (longer than the 5 s kept)

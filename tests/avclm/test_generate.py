@@ -130,7 +130,7 @@ def _picture_numbers(stream: bytes) -> tuple[list[tuple[bool, int]], int]:
 
 
 @pytest.mark.parametrize("gate", [NeverFits, None], ids=["canonical-slices", "model"])
-def test_seamless_continuations_write_no_frame(model_dir, ffmpeg_exe, tmp_path, gate):
+def test_seamless_continuations_write_no_frame(model_dir, explode_frames, gate):
     """The default continuation writes nothing: every output frame is the model's (or
     a canonical slice's), no frame repeats a continuation's re-encode, the output's
     frame_num runs on from one IDR picture (through its wrap at MaxFrameNum, 16 here),
@@ -149,7 +149,7 @@ def test_seamless_continuations_write_no_frame(model_dir, ffmpeg_exe, tmp_path, 
     assert {n.source for n in nals} <= {"prompt", "model", "replacement"}  # (SPS, PPS)
     stream = b"".join(n.data for n in nals)
     assert len(decode_annexb(stream, TINY, strict=True)) == 18
-    assert _explode_frames(ffmpeg_exe, stream, tmp_path) == 18
+    assert explode_frames(stream) == 18
     numbers, max_frame_num = _picture_numbers(stream)
     assert len(numbers) == 18 and numbers[0] == (True, 0)
     for (_, a), (idr, b) in itertools.pairwise(numbers):
@@ -162,20 +162,8 @@ def test_seamless_continuations_write_no_frame(model_dir, ffmpeg_exe, tmp_path, 
     assert sum(i for i, _ in numbers) < sum(i for i, _ in idr_numbers)
 
 
-def _explode_frames(ffmpeg_exe, stream: bytes, tmp_path) -> int | None:
-    """Frames ffmpeg decodes with ``-xerror -err_detect explode``, None if it fails."""
-    path = tmp_path / "clip.h264"
-    path.write_bytes(stream)
-    p = subprocess.run([ffmpeg_exe, "-nostdin", "-v", "error", "-xerror", "-err_detect",
-                        "explode", "-f", "h264", "-i", str(path), "-f", "rawvideo", "-pix_fmt",
-                        "gray", "-"], capture_output=True, check=False)
-    if p.returncode or p.stderr.strip():
-        return None
-    return len(p.stdout) // (TINY.width * TINY.height)
-
-
 def test_context_full_inside_a_picture_resumes_it_without_substitutions(
-        model_dir, ffmpeg_exe, tmp_path):
+        model_dir, explode_frames):
     """A context (700) that fills inside P pictures (seed 1: twice in 6 frames): the row's
     cache restarts from a prompt that goes on with the same picture, nothing is written
     for it, no slice is substituted, and the stream decodes strictly to 6 frames."""
@@ -192,7 +180,7 @@ def test_context_full_inside_a_picture_resumes_it_without_substitutions(
     assert stats["frames"] == [6] and [f.index for f in frames] == list(range(6))
     stream = b"".join(n.data for n in nals)
     assert len(decode_annexb(stream, TINY, strict=True)) == 6
-    assert _explode_frames(ffmpeg_exe, stream, tmp_path) == 6
+    assert explode_frames(stream) == 6
 
 
 def test_cli_summary_counts_resumed_pictures(model_dir, tmp_path, capsys):
@@ -368,7 +356,7 @@ def test_cli_bar_shows_resampled_and_substituted_and_a_hint_when_slow(model_dir,
 
 
 def test_a_continuation_prompt_too_long_for_the_context_keeps_the_idr_tail(
-        model_dir, ffmpeg_exe, tmp_path):
+        model_dir, explode_frames):
     """A context (300) that a re-encoded busy frame (over 500 tokens with this random
     model) cannot hold: the row goes on from SPS/PPS and the IDR picture's latest slices
     instead of stopping, and the stream still decodes strictly to the asked frame count."""
@@ -377,4 +365,4 @@ def test_a_continuation_prompt_too_long_for_the_context_keeps_the_idr_tail(
     assert stats["continuations"] >= 1 and stats["frames"] == [4]
     stream = b"".join(e.data for e in events if isinstance(e, NalEvent))
     assert len(decode_annexb(stream, TINY, strict=True)) == 4
-    assert _explode_frames(ffmpeg_exe, stream, tmp_path) == 4
+    assert explode_frames(stream) == 4

@@ -9,7 +9,6 @@ strictly, with ffmpeg's ``-err_detect explode`` too, and look like the model's p
 from __future__ import annotations
 
 import itertools
-import subprocess
 
 import numpy as np
 import pytest
@@ -57,17 +56,6 @@ def _frame_nums(stream: bytes, sps) -> list[tuple[bool, int]]:
     return out
 
 
-def _explode(ffmpeg_exe: str, stream: bytes, tmp_path) -> int | None:
-    path = tmp_path / "s.h264"
-    path.write_bytes(stream)
-    p = subprocess.run([ffmpeg_exe, "-nostdin", "-v", "error", "-xerror", "-err_detect",
-                        "explode", "-f", "h264", "-i", str(path), "-f", "rawvideo", "-pix_fmt",
-                        "gray", "-"], capture_output=True, check=False)
-    if p.returncode or p.stderr.strip():
-        return None
-    return len(p.stdout) // (TINY.width * TINY.height)
-
-
 @pytest.fixture(scope="module")
 def spliced(smooth_frames):
     """The output holds pictures 0-3 of a real clip; the model restarts from picture 3
@@ -89,10 +77,10 @@ def spliced(smooth_frames):
 
 
 def test_a_seamless_splice_decodes_strictly_and_shows_the_model_pictures(
-        spliced, ffmpeg_exe, tmp_path):
+        spliced, explode_frames):
     out = spliced["out"]
     frames = decode_annexb(out, TINY, strict=True)
-    assert len(frames) == 8 and _explode(ffmpeg_exe, out, tmp_path) == 8
+    assert len(frames) == 8 and explode_frames(out) == 8
     for a, b in zip(frames[:4], spliced["shown"]):  # the output's own pictures, untouched
         assert np.array_equal(a, b)
     # the model's P pictures applied to the frame itself, not to its re-encode: close to
