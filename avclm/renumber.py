@@ -76,6 +76,8 @@ class OutputNumbering:
             else:
                 self.open = ((head.frame_num + self.offset) % self.max_frame_num, None)
             self.open_is_reference = bool(nal[0] & 0x60)
+        elif self.open is None:  # (a picture's later slice before any first one: as is)
+            return unit
         frame_num, idr_id = self.open
         if frame_num == head.frame_num and (idr_id is None or idr_id == head.idr_pic_id):
             return unit

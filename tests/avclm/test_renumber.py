@@ -139,6 +139,8 @@ def test_parameter_sets_pass_and_no_picture_means_no_reanchor(smooth_frames):
     assert not numbering.can_reanchor
     with pytest.raises(ValueError, match="no reference picture"):
         numbering.reanchor()
+    later = _pictures(units)[0][1]  # a picture's second slice before any first one
+    assert OutputNumbering(sps).output_unit(later) == later
     for u in units:  # a stream from its own start: nothing to renumber, the same bytes
         assert numbering.output_unit(u) == u
     assert numbering.can_reanchor
