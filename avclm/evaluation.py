@@ -34,9 +34,11 @@ class ContinueConfig(ScoredEvalConfig):
     """The protocol's settings: those of :class:`codeclm.eval.protocol.ScoredEvalConfig`
     (seeds, sampling, device, features, bits per byte, guidance scale...), plus
     ``prompt_frames`` K and ``frames`` M (the paper: 10 and 5); ``samples``: clips drawn at
-    random (seeded; None: all); ``max_nal_tokens`` / ``max_attempts`` / ``verify``: the
-    generator's (None: its defaults). ``extractor`` here: ``auto`` (Inception when
-    ``weights`` or ``$CODECLM_INCEPTION_WEIGHTS`` is set, else no FID), ``inception``,
+    random (seeded; None: all); ``max_nal_tokens`` / ``max_attempts`` / ``verify`` /
+    ``continuation``: the generator's (None: its defaults; ``continuation`` is in the run
+    record, so samples of the two modes never mix in one output folder). ``extractor``
+    here: ``auto`` (Inception when ``weights`` or ``$CODECLM_INCEPTION_WEIGHTS`` is set,
+    else no FID), ``inception``,
     ``pixels`` or ``none``. With a class-conditional model, clips in a folder named after
     one of its classes are continued with that class at ``cfg_scale``
     (:func:`codeclm.eval.classes.item_classes`)."""
@@ -47,11 +49,17 @@ class ContinueConfig(ScoredEvalConfig):
     max_nal_tokens: int | None = None
     max_attempts: int | None = None
     verify: bool = True
+    continuation: str = "seamless"
     extractor: str = "auto"
 
     def check(self) -> None:
         """Range checks that need no model (typed one-line errors)."""
         super().check()
+        from avclm.renumber import CONTINUATIONS
+
+        if self.continuation not in CONTINUATIONS:
+            raise ConfigError(f"--continuation must be one of {', '.join(CONTINUATIONS)}, "
+                              f"got {self.continuation!r}")
         if self.prompt_frames < 1 or self.frames < 1:
             raise ConfigError(f"--prompt-frames and --frames must be >= 1 (got "
                               f"{self.prompt_frames}, {self.frames})")
@@ -166,7 +174,7 @@ def generate_continuations(lm, store, items, refs: dict, config: ContinueConfig,
     from codeclm.eval.protocol import eval_scale
 
     K, M = config.prompt_frames, config.frames
-    kwargs = {"verify": config.verify}
+    kwargs = {"verify": config.verify, "continuation": config.continuation}
     if config.max_nal_tokens is not None:
         kwargs["max_nal_tokens"] = config.max_nal_tokens
     if config.max_attempts is not None:

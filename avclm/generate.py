@@ -88,7 +88,7 @@ from codeclm.streaming import Unit
 
 from . import nal as nalmod
 from .nal_masks import NalConstraint
-from .renumber import OutputNumbering
+from .renumber import CONTINUATIONS, OutputNumbering
 from .slice_gate import SliceGate
 from .verifier import NalVerifier, VerifyStats
 
@@ -97,9 +97,6 @@ from .verifier import NalVerifier, VerifyStats
 DEFAULT_MAX_NAL_TOKENS = 400
 #: tries per slice before the canonical slice is put in its place
 DEFAULT_MAX_ATTEMPTS = 4
-#: what a continuation writes to the output: nothing (the default; the output's last
-#: picture stands for the re-encoded frame, :mod:`avclm.renumber`) or that IDR picture
-CONTINUATIONS = ("seamless", "idr")
 
 
 @dataclasses.dataclass(frozen=True)

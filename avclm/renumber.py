@@ -28,6 +28,11 @@ from __future__ import annotations
 from . import nal as nalmod
 from .bits import Sps, parse_slice_header, rewrite_slice
 
+#: what a continuation writes to the output (``generate_video(continuation=...)``,
+#: ``--continuation``): nothing, the output's last picture standing for the re-encoded
+#: frame (the default), or that re-encoded IDR picture
+CONTINUATIONS = ("seamless", "idr")
+
 
 class OutputNumbering:
     """One row's map from the model's slices to the output's (``sps``: the stream's SPS).

@@ -332,6 +332,8 @@ for name, flag, value in RANGES[:8]:
          "--extractor", "pixels", flag, value, expect=flag)
 case("eval-continue-top-k-neg", A, "eval", "continue", "--videos", f"{F}/videos", "-o", "ev",
      "--extractor", "pixels", "--top-k", "-1", expect="--top-k")
+case("eval-continue-continuation-unknown", A, "eval", "continue", "--videos", f"{F}/videos",
+     "-o", "ev", "--continuation", "freeze", rc=2)
 
 # eval: -o DIR holding another run, or not an eval run (issue 12, item 11)
 EV_UNCOND = ["eval", "uncond", "--images", f"{F}/media", "-o", "ev", "--extractor", "pixels"]

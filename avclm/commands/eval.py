@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--no-verify", action="store_true",
                    help="ablation: only the slice-header gate (default: NAL verification "
                         "with rollback, avclm/verifier.py)")
+    p.add_argument("--continuation", choices=("seamless", "idr"), default="seamless",
+                   help="what a continuation beyond one context window writes, as in avclm "
+                   "generate (default seamless: nothing)")
     p.add_argument("--cfg-scale", type=float, default=None, metavar="S",
                    help="a class-conditional model: clips in a folder named after one of its "
                         "classes are continued with that class at this guidance scale "
@@ -86,7 +89,8 @@ def run_continue(args: argparse.Namespace) -> int:
     config = evaluation.ContinueConfig(
         **runner.scored_settings(args), prompt_frames=args.prompt_frames, frames=args.frames,
         samples=args.samples, max_nal_tokens=args.max_nal_tokens,
-        max_attempts=args.max_attempts, verify=not args.no_verify)
+        max_attempts=args.max_attempts, verify=not args.no_verify,
+        continuation=args.continuation)
     config.check()
     record = evaluation.continuation_record(run_record.model_dir_identity(args.model, "h264"),
                                             config, args.videos)

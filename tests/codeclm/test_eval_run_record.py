@@ -218,3 +218,9 @@ def test_avclm_continue_resumes_and_refuses_another_run(tmp_path, capsys):
     assert err == [(f"avclm: error: {out}: holds samples from another run (max_attempts 1 "
                    "there, 2 now); use another -o or --overwrite")]
     assert _tree(out) == before
+    # what a continuation writes changes samples: recorded, and a run of the other mode
+    # does not go on in this folder
+    assert json.loads((out / "run.json").read_text())["settings"]["continuation"] == "seamless"
+    assert main([*args, "--continuation", "idr"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "another run (continuation" in err and _tree(out) == before
