@@ -135,8 +135,7 @@ def test_seamless_continuations_write_no_frame(model_dir, explode_frames, gate):
     a canonical slice's), no frame repeats a continuation's re-encode, the output's
     frame_num runs on from one IDR picture (through its wrap at MaxFrameNum, 16 here),
     and the stream decodes strictly (ffmpeg's ``explode`` too) with the exact frame
-    count. The same run with ``"idr"`` writes one
-    more IDR picture per continuation."""
+    count. The same run with ``"idr"`` writes one more IDR picture per continuation."""
     kw = {"config": SamplingConfig(seed=2), "context": 300, "max_nal_tokens": 40,
           "max_attempts": 1, "gate_factory": gate}
     events = list(generate_video(model_dir, 18, **kw))
