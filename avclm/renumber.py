@@ -53,14 +53,17 @@ class OutputNumbering:
     @property
     def can_reanchor(self) -> bool:
         """Whether the output's last picture can stand for a re-encoded IDR picture: there
-        is one, and it is a reference picture (later P pictures predict from it)."""
-        return self.open is not None and self.open_is_reference
+        is one, it is a reference picture (later P pictures predict from it), and the
+        stream's picture order follows frame_num (pic_order_cnt_type 2, every canonical
+        profile's: a slice then carries no picture order count to renumber)."""
+        return (self.open is not None and self.open_is_reference
+                and self.sps.pic_order_cnt_type == 2)
 
     def reanchor(self) -> None:
         """The model's next pictures follow an IDR picture (frame_num 0) that stands for
         the output's last picture: number them after that one."""
         if not self.can_reanchor:
-            raise ValueError("no reference picture in the output to re-anchor on")
+            raise ValueError("the output holds no picture that can stand for an IDR picture")
         self.offset = self.open[0]
 
     def output_unit(self, unit: bytes) -> bytes:

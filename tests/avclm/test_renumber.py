@@ -8,6 +8,7 @@ strictly, with ffmpeg's ``-err_detect explode`` too, and look like the model's p
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -137,7 +138,7 @@ def test_parameter_sets_pass_and_no_picture_means_no_reanchor(smooth_frames):
     sps = parse_sps(nalmod.strip_start_code(_head(units)[0]))
     numbering = OutputNumbering(sps)
     assert not numbering.can_reanchor
-    with pytest.raises(ValueError, match="no reference picture"):
+    with pytest.raises(ValueError, match="no picture that can stand for"):
         numbering.reanchor()
     later = _pictures(units)[0][1]  # a picture's second slice before any first one
     assert OutputNumbering(sps).output_unit(later) == later
@@ -149,4 +150,9 @@ def test_parameter_sets_pass_and_no_picture_means_no_reanchor(smooth_frames):
     for u in last:
         nal = nalmod.strip_start_code(u)
         numbering.output_unit(u[:len(u) - len(nal)] + bytes([nal[0] & 0x9F]) + nal[1:])
+    assert not numbering.can_reanchor
+    # a stream whose slices carry a picture order count (pic_order_cnt_type 0): no
+    numbering = OutputNumbering(dataclasses.replace(sps, pic_order_cnt_type=0))
+    for u in units:
+        numbering.output_unit(u)
     assert not numbering.can_reanchor
