@@ -143,14 +143,14 @@ def completion_report(model, images: list[Path], ratio: float = 0.5, seed: int =
     from jpeglm import codec
     from jpeglm.generate import ImageEvent, generate_images
 
+    if samples < 1:
+        raise ConfigError(f"--samples must be >= 1, got {samples}")
     lm = load_model(model, "jpeg", "cpu", None)
     profile = lm.profile
     mask = generated_mask(profile, ratio)
     data = [codec.encode_image(p, profile) for p in images]
     truth = [canonical_pixels(d, profile) for d in data]
     prompts = [codec.prompt_prefix(d, ratio, profile) for d in data]
-    if samples < 1:
-        raise ConfigError(f"--samples must be >= 1, got {samples}")
     config = dataclasses.replace(sampling or SamplingConfig(), seed=seed)
     done = {ev.sample: np.asarray(ev.image.convert("RGB"))
             for ev in generate_images(lm, prompts=prompts * samples, config=config,
