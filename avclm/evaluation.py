@@ -55,11 +55,9 @@ class ContinueConfig(ScoredEvalConfig):
     def check(self) -> None:
         """Range checks that need no model (typed one-line errors)."""
         super().check()
-        from avclm.renumber import CONTINUATIONS
+        from avclm.renumber import check_continuation
 
-        if self.continuation not in CONTINUATIONS:
-            raise ConfigError(f"--continuation must be one of {', '.join(CONTINUATIONS)}, "
-                              f"got {self.continuation!r}")
+        check_continuation(self.continuation)
         if self.prompt_frames < 1 or self.frames < 1:
             raise ConfigError(f"--prompt-frames and --frames must be >= 1 (got "
                               f"{self.prompt_frames}, {self.frames})")

@@ -88,7 +88,7 @@ from codeclm.streaming import Unit
 
 from . import nal as nalmod
 from .nal_masks import NalConstraint
-from .renumber import CONTINUATIONS, OutputNumbering
+from .renumber import OutputNumbering, check_continuation
 from .slice_gate import SliceGate
 from .verifier import NalVerifier, VerifyStats
 
@@ -215,9 +215,7 @@ class VideoSettings:
 
     def check(self) -> None:
         """Range checks (typed errors) before any model is loaded."""
-        if self.continuation not in CONTINUATIONS:
-            raise ConfigError(f"continuation must be one of {', '.join(CONTINUATIONS)}, "
-                              f"got {self.continuation!r}")
+        check_continuation(self.continuation)
         if self.frames < 1:
             raise ConfigError(f"--frames must be >= 1, got {self.frames}")
         if self.batch < 1:

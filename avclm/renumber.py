@@ -34,6 +34,15 @@ from .bits import Sps, parse_slice_header, rewrite_slice
 CONTINUATIONS = ("seamless", "idr")
 
 
+def check_continuation(mode: str) -> None:
+    """ConfigError unless ``mode`` is one of :data:`CONTINUATIONS`."""
+    if mode not in CONTINUATIONS:
+        from codeclm.errors import ConfigError
+
+        raise ConfigError(f"continuation must be one of {', '.join(CONTINUATIONS)}, "
+                          f"got {mode!r}")
+
+
 class OutputNumbering:
     """One row's map from the model's slices to the output's (``sps``: the stream's SPS).
 

@@ -52,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--no-verify", action="store_true",
                    help="ablation: only the slice-header gate (default: NAL verification "
                         "with rollback, avclm/verifier.py)")
-    p.add_argument("--continuation", choices=("seamless", "idr"), default="seamless",
+    from avclm.renumber import CONTINUATIONS
+
+    p.add_argument("--continuation", choices=CONTINUATIONS, default=CONTINUATIONS[0],
                    help="what a continuation beyond one context window writes, as in avclm "
                    "generate (default seamless: nothing)")
     p.add_argument("--cfg-scale", type=float, default=None, metavar="S",

@@ -58,7 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--window", type=int, default=None, metavar="FRAMES",
                    help="frames per context window before continuing from the last frame "
                    "(default: the profile's clip length, as in training)")
-    g.add_argument("--continuation", choices=("seamless", "idr"), default="seamless",
+    from avclm.renumber import CONTINUATIONS
+
+    g.add_argument("--continuation", choices=CONTINUATIONS, default=CONTINUATIONS[0],
                    help="what a continuation writes: nothing, the model's later pictures "
                    "renumbered to follow the last frame (seamless, default), or the last "
                    "frame again as the re-encoded IDR picture the model was prompted with "
