@@ -322,3 +322,49 @@ def test_accepts_bits_equals_step_bits_along_random_walks(encodes):
                 assert auto.accepts_bits(st, value, n) == want, (st[1:4], value, n)
                 checked[want] += 1
     assert checked[True] > 200 and checked[False] > 200
+
+
+def _state(c: NalConstraint) -> tuple:
+    return (c.cur, c.gstates, bytes(c.head), c.pos, c.z, c.q, c.e, c.closed, c.lost,
+            c.nals, c.can_end, c.next_plan() if c.can_end else None)
+
+
+@pytest.mark.parametrize("source", ["x264", "walk"])
+def test_whole_token_advance_equals_byte_by_byte(encodes, source, monkeypatch):
+    """``advance`` steps a token inside a slice NAL in one go (``_advance_in_slice``): along
+    x264 tokenizations and along walks that mix allowed tokens with arbitrary ones
+    (forced bytes, which leave the patterns), every state equals a copy advanced byte by
+    byte, and the whole-token path is taken. Where a slice may end, the plan after it
+    (``StreamFacts.observe_slice``, from the alternative's header) equals the one parsed
+    from the NAL's bytes."""
+    tok = ByteTokenizer.train(list(encodes["tiny"].values()), 384, "h264")
+    rng = random.Random(5)
+    whole = ends = 0
+    fast = NalConstraint._advance_in_slice
+
+    def counted(self, token_id, b):
+        nonlocal whole
+        took = fast(self, token_id, b)
+        whole += took
+        return took
+
+    monkeypatch.setattr(NalConstraint, "_advance_in_slice", counted)
+    for data in list(encodes["tiny"].values())[:2]:
+        c = NalConstraint(tok, profile=TINY)
+        ref = c.copy()
+        ids = tok.encode(data, bos=False, eos=False)[:1200]
+        for i, t in enumerate(ids):
+            if source == "walk" and i > 40:
+                allowed = torch.nonzero(c.allowed_mask()).flatten().tolist()
+                t = rng.choice(allowed if rng.random() < 0.97 else range(4, tok.vocab_size))
+                if t == tok.eos_id:
+                    continue
+            c.advance(t)
+            for x in tok.token_bytes[t] or b"":
+                ref._byte(x)
+            assert _state(c) == _state(ref), (i, t)
+            if c.can_end and not c.closed and not c.lost:  # a slice may end here: the
+                # plan after it, from the alternative's header, equals the parsed one
+                assert c.next_plan() == c.facts.observe(c.plan, bytes(c.head[:c.pos - c.z]))
+                ends += 1
+    assert whole > 300 and ends > 20
