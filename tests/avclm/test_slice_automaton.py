@@ -368,3 +368,21 @@ def test_whole_token_advance_equals_byte_by_byte(encodes, source, monkeypatch):
                 assert c.next_plan() == c.facts.observe(c.plan, bytes(c.head[:c.pos - c.z]))
                 ends += 1
     assert whole > 300 and ends > 20
+
+
+def test_start_states_follow_the_current_machine():
+    """``SliceGrammar.start_of`` memoizes a slice alternative's start state, but a slice
+    begun after its machine was replaced (full, or ``fresh_machines``) starts in the new
+    one, so long generations keep their memory bound."""
+    tok = ByteTokenizer.train([encode_video(next(iter(SAMPLE_CLIPS.values())), TINY)], 300,
+                              "h264")
+    c = NalConstraint(tok, profile=TINY)
+    e = next(x for x in c.facts.expect(c.facts.observe(
+        c.facts.observe(c.plan, c.facts.sps_nal), c.facts.pps_nal)) if x.kind == "slice")
+    key, start = c.grammar.start_of(e)
+    assert c.grammar.start_of(e) == (key, start)
+    assert start[4] is sa.macroblock_machine(*c.grammar.automata[key].context)
+    sa.fresh_machines()
+    key2, start2 = c.grammar.start_of(e)
+    assert key2 == key and start2[4] is not start[4]
+    assert start2[4] is sa.macroblock_machine(*c.grammar.automata[key].context)
