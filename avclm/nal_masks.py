@@ -96,8 +96,7 @@ class TokenFacts:
     mask cache. Arrays have one row per token id (``V = vocab_size``):
 
     - ``pay_ok[s]``: the token's bytes are valid NAL payload from automaton state ``s``
-      (no start code, no forbidden pattern, no dangling third zero); ``pay_next[s]``
-      (a list): the state index after them, -1 where they are not valid;
+      (no start code, no forbidden pattern, no dangling third zero);
     - openers: ``lz`` leading zero bytes, ``lead1`` a ``01`` right after them (the
       token completes a start code when the bytes before ended with ``3 - lz`` or
       ``2 - lz`` zeros); ``body`` the bytes after that ``01`` (``body_ok``: valid as the
@@ -122,7 +121,6 @@ class TokenFacts:
         self.body_len = np.zeros(V, np.int64)
         self.zeros = np.zeros(V, np.int64)
         self.pay_ok = np.zeros((len(_STATES), V), bool)
-        self.pay_next = [[-1] * V for _ in _STATES]
         for t, b in enumerate(tb):
             if not b:
                 continue
@@ -138,10 +136,7 @@ class TokenFacts:
                 self.body_len[t] = len(body)
                 self.body[t, :min(K, len(body))] = np.frombuffer(body[:K], np.uint8)
             for i, s in enumerate(_STATES):
-                after = _payload_run(b, *s)
-                if after is not None:
-                    self.pay_ok[i, t] = True
-                    self.pay_next[i][t] = _STATE_INDEX.get(after, -1)
+                self.pay_ok[i, t] = _payload_run(b, *s) is not None
         cols = np.arange(K)[None]
         self.tok_beyond = cols >= self.length[:, None]
         self.body_beyond = cols >= self.body_len[:, None]
@@ -404,45 +399,10 @@ class NalConstraint:
         if self.plan is None:
             self._sync()
         b = self.tokens.token_bytes[token_id] if token_id < len(self.tokens.token_bytes) else None
-        if not b or self._advance_in_slice(token_id, b):
+        if not b:
             return
         for x in b:
             self._byte(x)
-
-    def _advance_in_slice(self, token_id: int, b: bytes) -> bool:
-        """:meth:`advance` over a whole token at once where that is simple, the same
-        state as byte by byte: inside a slice NAL that is the one alternative left, past
-        its header byte, a token that matches the rest of its header pattern, is valid
-        payload there, holds no emulation-prevention byte and whose bits continue the
-        slice grammar (one :meth:`SliceAutomaton.step_bits`). False, changing nothing,
-        anywhere else."""
-        if self.closed or self.lost or len(self.cur) != 1 or not self.gstates:
-            return False
-        e, gs = self.cur[0], self.gstates[0]
-        if gs is None or e.exact or self.pos < 1:
-            return False
-        if self.pos < len(e.mask) and not _matches(b, e.mask, e.value, self.pos, False):
-            return False
-        s = _STATE_INDEX.get((self.z, self.q, self.e), -1)
-        after = self.tokens.pay_next[s][token_id] if s >= 0 else -1
-        if after < 0:
-            return False
-        bits = self.grammar.rbsp.bits(min(self.z, 2))[token_id]
-        if bits is None:
-            return False
-        st = slice_automaton.walk_bits(gs[1], bits[0], bits[1])
-        if st is None:
-            return False
-        p = self.pos
-        self.pos = p + len(b)
-        if p < HEAD_BYTES:
-            self.head += b[:HEAD_BYTES - p]
-            if p < e.min_len:
-                self._next = None
-        self.z, self.q, self.e = _STATES[after]
-        self.gstates = ((gs[0], st),)
-        self._key = self._parts = None
-        return True
 
     # ------------------------------------------------------------------ state
     @property
@@ -489,11 +449,6 @@ class NalConstraint:
         if self._next is None:
             if self.cur is None:
                 self._next = self.plan
-            elif (len(self.cur) == 1 and not self.lost and self.gstates
-                  and self.gstates[0] is not None
-                  and self.gstates[0][1][3] == slice_automaton.DONE):
-                # a complete slice whose header the grammar held to the alternative's bits
-                self._next = self.facts.observe_slice(self.plan, self.cur[0])
             else:
                 n = self.pos if self.closed else self.pos - self.z
                 try:
@@ -556,7 +511,8 @@ class NalConstraint:
         """(automaton key, start state) of a slice alternative's grammar, else None."""
         if e.kind != "slice":
             return None
-        return self.grammar.start_of(e)
+        key, auto = self.grammar.automaton(e.fields, e.header)
+        return key, auto.start
 
     def _filter(self, p: int, x: int) -> None:
         """Keep the alternatives that byte ``x`` at NAL position ``p`` continues: its
@@ -615,7 +571,7 @@ class NalConstraint:
         """The pattern key of a NAL that may open next, with its grammar key."""
         gk = None
         if self.grammar is not None and e.kind == "slice":
-            gk = self.grammar.start_of(e)[0]
+            gk = self.grammar.automaton(e.fields, e.header)[0]
         return _pattern_key(e) + (gk,)
 
     # ------------------------------------------------------------------ masks

@@ -414,12 +414,6 @@ class SliceAutomaton:
         return _walk_bits(state, value, n, True) is not None
 
 
-def walk_bits(state: tuple, value: int, n: int) -> tuple | None:
-    """:meth:`SliceAutomaton.step_bits` without the automaton (a state holds its machine):
-    the state after ``n`` more bits (``value``, MSB first), or None."""
-    return _walk_bits(state, value, n, False)
-
-
 def _walk_bits(state: tuple, value: int, n: int, check: bool) -> tuple | bool | None:
     """:meth:`SliceAutomaton.step_bits`; ``check``: True instead of the state when the
     bits end with a completed element. (The hot path of a lazy mask's single-token
@@ -661,7 +655,6 @@ class SliceGrammar:
         self._body_bits: dict[bool, list] = {}
         self._body_by_token: dict[bool, dict] = {}
         self._after_header: dict[tuple, tuple | None] = {}  # automaton key -> state
-        self._starts: dict[int, tuple] = {}  # id(Expect) -> (it, key, automaton, start)
 
     def automaton(self, fields, header: tuple[int, int]) -> tuple[tuple, SliceAutomaton]:
         """(key, automaton) of a slice with these header ``fields`` and bits."""
@@ -672,25 +665,8 @@ class SliceGrammar:
             if len(self.automata) >= MASK_CACHE:
                 self.automata.clear()
                 self._after_header.clear()
-                self._starts.clear()  # (its keys must name automata held here)
             auto = self.automata[key] = SliceAutomaton(header, ctx, canonical=True)
         return key, auto
-
-    def start_of(self, e) -> tuple[tuple, tuple]:
-        """(automaton key, start state) of a stream plan's slice alternative ``e``
-        (``stream_plan.Expect``), memoized per alternative: the plan hands out the same
-        ones again (:meth:`StreamFacts.expect` caches them), and this runs at every
-        slice a constraint opens or may open next. A start state in a machine that is no
-        longer its context's current one (:func:`macroblock_machine`: full, or
-        :func:`fresh_machines`) is made again, so new slices keep getting fresh machines."""
-        got = self._starts.get(id(e))
-        if (got is None or got[0] is not e
-                or macroblock_machine(*got[2].context) is not got[3][4]):
-            if len(self._starts) >= MASK_CACHE:
-                self._starts.clear()
-            key, auto = self.automaton(e.fields, e.header)
-            got = self._starts[id(e)] = (e, key, auto, auto.start)
-        return got[1], got[3]
 
     def mask(self, key: tuple, state: tuple, z: int) -> np.ndarray:
         """Tokens whose bits continue the slice of automaton ``key`` from ``state``."""

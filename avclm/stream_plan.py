@@ -126,7 +126,6 @@ class StreamFacts:
         self.i_fields = dataclasses.replace(  # a non-IDR I picture (a scene cut < keyint_min)
             self.idr_fields, nal_byte=p[0].nal_byte, idr_pic_id=None, dec_ref=(0,))
         self._expect_cache: dict[PlanState, tuple[Expect, ...]] = {}
-        self._observed: dict[tuple, tuple[Expect, PlanState]] = {}
 
     # ------------------------------------------------------------------ the plan
     def observe(self, st: PlanState, nal: bytes) -> PlanState:
@@ -140,24 +139,7 @@ class StreamFacts:
             return st._replace(ps=2, need_idr=True)
         if t not in nalmod.PICTURE_NAL_TYPES:
             return st
-        return self._after_slice(st, nalmod.parse_slice_header(nal, self.sps))
-
-    def observe_slice(self, st: PlanState, e: Expect) -> PlanState:
-        """:meth:`observe` of a slice NAL whose header is ``e``'s (``e.fields``), without
-        parsing it: what a constraint that has followed the header's bits knows.
-        Memoized per (state, alternative); the alternatives come from :meth:`expect`'s
-        cache, so the same ones return."""
-        key = (st, id(e))
-        got = self._observed.get(key)
-        if got is None or got[0] is not e:
-            if len(self._observed) > 65536:
-                self._observed.clear()
-            got = self._observed[key] = (e, self._after_slice(st, e.fields))
-        return got[1]
-
-    def _after_slice(self, st: PlanState, h) -> PlanState:
-        """The state after a slice with header ``h`` (``nal.SliceHeader`` or
-        ``SliceFields``: is_idr, slice_type, frame_num, idr_pic_id, first_mb)."""
+        h = nalmod.parse_slice_header(nal, self.sps)
         if st.open_kind is None:
             idr = h.is_idr
             kind = "idr" if idr else ("i" if h.slice_type % 5 == nalmod.SLICE_I else "p")
