@@ -9,12 +9,12 @@ kind=${1:?usage: retrain-bundled.sh video|image [WORKDIR]}
 work=${2:-runs/bundled-$kind}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/.venv/bin
-# Each runs its recipes/train-photo*.sh (which also measures the new model against the
-# one bundled now), then exports the last checkpoint into the package.
+# Each runs its recipes/train-photo*.sh (two legs, each measured), then exports leg 2's
+# last checkpoint into the package.
 case $kind in
-  video) script=train-photo-pans.sh; cli=avclm; ckpt=leg2 ;;   # pans over photos, 2 legs
-  image) script=train-photo.sh; cli=jpeglm; ckpt=train ;;      # photo crops
+  video) script=train-photo-pans.sh; cli=avclm ;;   # pans over photos
+  image) script=train-photo.sh; cli=jpeglm ;;       # photo crops
   *) echo "retrain-bundled.sh: kind must be video or image" >&2; exit 2 ;;
 esac
 bash "$root/recipes/$script" "$work"
-"$bin/$cli" export "$work/$ckpt/checkpoints/last.ckpt" -o "$root/$cli/assets/model" --overwrite
+"$bin/$cli" export "$work/leg2/checkpoints/last.ckpt" -o "$root/$cli/assets/model" --overwrite
