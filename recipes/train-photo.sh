@@ -38,12 +38,14 @@ cd "$work"
     --limit $limit
 "$bin/python" -m data_tools $verb media/$kind shards/$modality-tiny --profile tiny \
     --tokenizer media/$modality-tiny-tokenizer.json
-measure() {  # measure MODEL against BASELINE into DIR
+measure() {  # measure MODEL against BASELINE into DIR, once (a rerun resumes past it)
+  [ -f "$3/.done" ] && return
   if [ "$kind" = image ]; then
     PYTHON="$bin/python" bash "$root/recipes/measure-image-model.sh" "$3" "$2" "$1"
   else
     PYTHON="$bin/python" bash "$root/recipes/measure-video-model.sh" "$3" media/video "$1" "$2"
   fi
+  touch "$3/.done"
 }
 # leg 1
 resume=()
