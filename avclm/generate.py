@@ -46,8 +46,10 @@ at the price of a repeated frame per continuation (a one-frame freeze, slightly 
 it counts toward ``frames``); it is also what a seamless continuation falls back to when
 the output holds no reference picture yet. Either way the stream stays decodable. Cost
 per continuation: one re-encode of one frame (a few ms on the tiny profile) and one
-prefill of the IDR picture. Only one frame of history survives a continuation: more
-frames would have to be replayed in the output too. A re-encoded IDR picture too large
+prefill of the IDR picture. Only one frame of history survives a continuation (with
+``"idr"`` more frames would have to be replayed in the output; seamless prompts of the
+last 2-4 output frames re-encoded were tried and did not steady the bundled model's
+clips, docs/photo-model.md). A re-encoded IDR picture too large
 for the context (a busy frame and a small ``--context``) is kept whole (in the output
 with ``"idr"``), but the prompt keeps only its latest slices that leave room for a NAL
 (:meth:`VideoGenerator.continuation_ids`).

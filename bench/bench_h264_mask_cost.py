@@ -33,14 +33,14 @@ BUCKET = 128
 
 class _StepTimes:
     """Records the thread CPU time of every ``Session.step`` less its ``KVCacheLM.decode``
-    (``choose``) and of that decode (``forward``), patched on the classes while open, and
+    (``rest``) and of that decode (``forward``), patched on the classes while open, and
     each decode's cache slot (row 0's)."""
 
     def __init__(self):
         from codeclm.generation import session
         from codeclm.generation.forward import KVCacheLM
 
-        self.choose: list[int] = []
+        self.rest: list[int] = []
         self.forward: list[int] = []
         self.positions: list[int] = []
         self._saved = [(session.Session, "step"), (KVCacheLM, "decode")]
@@ -49,7 +49,7 @@ class _StepTimes:
         KVCacheLM.decode = self._timed(self._originals[1], self.forward, self.positions)
 
     def clear(self) -> None:
-        for out in (self.choose, self.forward, self.positions):
+        for out in (self.rest, self.forward, self.positions):
             out.clear()
 
     @staticmethod
@@ -70,7 +70,7 @@ class _StepTimes:
             result = fn(*args, **kwargs)
             spent = time.thread_time_ns() - t
             if len(self.forward) > n:  # (a step with no live row runs no forward)
-                self.choose.append(spent - self.forward[-1])
+                self.rest.append(spent - self.forward[-1])
             return result
         return step
 
@@ -120,15 +120,15 @@ def run(seeds: int = SEEDS, frames: int = FRAMES, reps: int = REPS) -> dict:
                     for _ev in generate_video(model, frames, config=SamplingConfig(seed=seed),
                                               verify=verify):
                         pass
-                best[name] = _minima(best[name], (list(times.choose), list(times.forward),
+                best[name] = _minima(best[name], (list(times.rest), list(times.forward),
                                                   list(times.positions)))
     finally:
         times.close()
         torch.set_num_threads(threads)
     per_token = {}
-    for name, (choose, forward, _positions) in best.items():
-        n = len(choose)
-        per_token[name] = (n, sum(choose) / n / 1e3, sum(forward) / n / 1e3)
+    for name, (rest, forward, _positions) in best.items():
+        n = len(rest)
+        per_token[name] = (n, sum(rest) / n / 1e3, sum(forward) / n / 1e3)
     (nm, cm, fm), (nf, cf, ff) = per_token["masks"], per_token["free"]
     ratio = (cf + ff) / (cm + fm)
     free_at = best["free"][2]
