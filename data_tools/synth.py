@@ -15,7 +15,10 @@ Two families of sources:
   to the frame size with Pillow's Lanczos filter and mirrored half of the time. The photos
   are split once and for all into :data:`TRAIN_PHOTOS` and :data:`HELDOUT_PHOTOS`
   (``split=``), so a model can be evaluated on photos it never saw. As a video, the camera
-  pans at a whole-pixel velocity across the scaled photo.
+  pans at a whole-pixel velocity across the scaled photo, its view a quarter to half of
+  the photo's short side. ``photo-views``: the same photos seen whole: a crop, or the
+  view of a pan, spans :data:`PHOTO_VIEW` (60-80%) of the photo's short side, so the
+  subject (a face, a cat, a rocket) stays in the frame.
 * ``digits`` (scikit-learn's bundled handwritten digits, ``data_tools.digits``): one
   white digit bouncing over black at a whole-pixel velocity (the Moving-MNIST idea); an
   image is one such frame. Every fifth digit is held out (``split=heldout``) for
@@ -51,8 +54,12 @@ from codeclm.io import atomic_path, atomic_write, write_png
 
 from .digits import DIGIT_SOURCES, moving_digits
 
-SOURCES = ("shapes", "pan", "photo-crops", *DIGIT_SOURCES, "life", "testsrc2", "mandelbrot",
-           "cellauto")
+SOURCES = ("shapes", "pan", "photo-crops", "photo-views", *DIGIT_SOURCES, "life", "testsrc2",
+           "mandelbrot", "cellauto")
+#: the photo sources (``split=`` picks their photos)
+PHOTO_SOURCES = ("photo-crops", "photo-views")
+#: ``photo-views``: the share of the photo's short side a crop or a pan's view spans
+PHOTO_VIEW = (0.6, 0.8)
 DEFAULT_SOURCES = ("shapes",)
 SPLITS = ("train", "heldout")
 #: what ``synth(..., digit_labels=True)`` writes beside the items: ``path,label`` rows
@@ -284,20 +291,25 @@ def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def photo_crop(rng: np.random.Generator, width: int, height: int,
-               split: str = "train") -> tuple[str, np.ndarray]:
+               split: str = "train", view: tuple[float, float] | None = None
+               ) -> tuple[str, np.ndarray]:
     """(photo name, crop): one random crop of a random photo of ``split``, resized to
     (height, width, 3) uint8.
 
     The crop has the frame's aspect ratio; its width is log-uniform between ``width``
     pixels and the largest that fits the photo, so crops range from native-resolution
-    detail to nearly the whole photo scaled down. Mirrored left-right half of the time.
+    detail to nearly the whole photo scaled down; with ``view`` (lo, hi) it is uniform
+    between those shares of the largest. Mirrored left-right half of the time.
     """
     names = photos_of(split)
     name = names[int(rng.integers(0, len(names)))]
     photo = load_photo(name)
     ph, pw = photo.shape[:2]
     largest = min(pw, ph * width / height)
-    cw = float(np.exp(rng.uniform(np.log(min(width, largest)), np.log(largest))))
+    if view is None:
+        cw = float(np.exp(rng.uniform(np.log(min(width, largest)), np.log(largest))))
+    else:
+        cw = float(rng.uniform(*view)) * largest
     ch = cw * height / width
     x0 = float(rng.uniform(0, pw - cw))
     y0 = float(rng.uniform(0, ph - ch))
@@ -307,10 +319,13 @@ def photo_crop(rng: np.random.Generator, width: int, height: int,
 
 
 def photo_pan(rng: np.random.Generator, width: int, height: int, frames: int,
-              split: str = "train") -> tuple[str, np.ndarray]:
+              split: str = "train", view: tuple[float, float] = (0.25, 0.5)
+              ) -> tuple[str, np.ndarray]:
     """(photo name, frames (frames, height, width, 3) uint8): a camera panning at
     whole-pixel velocity (-2..2 on each axis, not both 0) over a random photo of ``split``
-    scaled down so the view spans between a quarter and half of its short side."""
+    scaled down so the view's longer side spans a share of its short side drawn between
+    ``view`` (lo, hi) (the scale is uniform in 1 / share; the scaled photo is stretched
+    where the pan needs more room than it has)."""
     names = photos_of(split)
     name = names[int(rng.integers(0, len(names)))]
     photo = load_photo(name)
@@ -319,7 +334,7 @@ def photo_pan(rng: np.random.Generator, width: int, height: int, frames: int,
         vx, vy = (int(v) for v in rng.integers(-2, 3, size=2))
         if vx or vy:
             break
-    scale = float(rng.uniform(2.0, 4.0)) * max(width, height) / min(pw, ph)
+    scale = float(rng.uniform(1 / view[1], 1 / view[0])) * max(width, height) / min(pw, ph)
     sw, sh = max(width, round(pw * scale)), max(height, round(ph * scale))
     sw, sh = max(sw, width + abs(vx) * (frames - 1)), max(sh, height + abs(vy) * (frames - 1))
     world = _resize(photo, sw, sh)
@@ -415,13 +430,18 @@ def make_labelled_item(kind: str, source: str, geo: Geometry, rng: np.random.Gen
                        split: str = "train") -> tuple[np.ndarray, int | None]:
     """One item's frames, (1, H, W, 3) for an image, (frames, H, W, 3) for a video, and
     its digit (0-9) for a digits source (one digit per item), else None. ``split`` picks
-    the photos of ``photo-crops`` and the digits of ``digits`` (other sources ignore it)."""
+    the photos of the photo sources and the digits of ``digits`` (other sources ignore
+    it)."""
     n = 1 if kind == "image" else geo.frames
     if source in DIGIT_SOURCES:
         labels, frames = moving_digits(rng, geo.width, geo.height, n, split,
                                        **DIGIT_SOURCES[source])
         return frames, labels[0]
-    if source == "photo-crops":
+    if source in PHOTO_SOURCES:
+        if source == "photo-views":
+            if kind == "image":
+                return photo_crop(rng, geo.width, geo.height, split, PHOTO_VIEW)[1][None], None
+            return photo_pan(rng, geo.width, geo.height, n, split, PHOTO_VIEW)[1], None
         if kind == "image":
             return photo_crop(rng, geo.width, geo.height, split)[1][None], None
         return photo_pan(rng, geo.width, geo.height, n, split)[1], None
@@ -469,7 +489,7 @@ def synth(out: str | os.PathLike, kind: str, profile, count: int, seed: int = 0,
     Item ``i`` is ``out/{i:05d}-{source}.png|mp4`` with its source picked from ``sources``
     by the item's own seeded generator, so it does not depend on ``count`` or ``workers``
     (threads; the ffmpeg subprocesses and numpy run outside the GIL; default: one per CPU).
-    ``split`` (``train`` or ``heldout``) picks which photos ``photo-crops`` cuts from and
+    ``split`` (``train`` or ``heldout``) picks which photos the photo sources cut from and
     which digits ``digits`` draws. ``digit_labels`` (digit sources only): also write
     ``out/labels.csv`` naming each item's digit (:func:`write_digit_labels`; not in the
     returned paths).

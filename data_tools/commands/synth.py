@@ -3,6 +3,8 @@
 Sources: `shapes` (moving circles and rectangles on plain or gradient backgrounds),
 `pan` (a camera panning over still shapes), `photo-crops` (random crops of
 scikit-image's bundled photographs, `--split train|heldout`; pans over them as video),
+`photo-views` (the same photos seen whole: crops and pan views spanning 60-80% of a
+photo's short side),
 `digits` (scikit-learn's bundled handwritten digits bouncing over black, `--split` as for
 photos), `digits-on-grey` (the same over mid grey), `digits-large` (one digit at 65-85% of
 the frame drifting 1 pixel per frame) and the ffmpeg generators `life`,
@@ -20,6 +22,7 @@ from ..synth import (
     DEFAULT_SOURCES,
     DIGIT_LABELS_FILE,
     DIGIT_SOURCES,
+    PHOTO_SOURCES,
     SOURCES,
     SPLITS,
     check_digit_label_sources,
@@ -47,7 +50,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sources", default=",".join(DEFAULT_SOURCES),
                         help=f"comma list from {','.join(SOURCES)} or 'all' (default: %(default)s)")
     parser.add_argument("--split", choices=SPLITS, default="train",
-                        help="which photos photo-crops cuts from and which digits digits draws: "
+                        help="which photos photo-crops and photo-views cut from and which "
+                             "digits digits draws: "
                              "the training ones or the held-out ones kept for evaluation "
                              "(default: %(default)s)")
     parser.add_argument("--fps", type=float, help="video frame rate (default: the profile's)")
@@ -104,7 +108,7 @@ def run(args) -> int:
     target.record([p.name for p in paths]
                   + ([DIGIT_LABELS_FILE] if args.digit_labels else []))
     split = "".join(f", {args.split} {what}" for what, names in
-                    (("photos", {"photo-crops"}), ("digits", set(DIGIT_SOURCES)))
+                    (("photos", set(PHOTO_SOURCES)), ("digits", set(DIGIT_SOURCES)))
                     if names & set(sources))
     labels = f" and their digits in {DIGIT_LABELS_FILE}" if args.digit_labels else ""
     print(f"wrote {len(paths)} synthetic {args.kind}s ({', '.join(sources)}{split}){labels} "

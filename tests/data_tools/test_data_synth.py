@@ -213,6 +213,40 @@ def test_photo_pan_is_one_whole_pixel_shift_per_frame():
         assert len(shifts) == 1  # one constant velocity
 
 
+
+@pytest.fixture
+def gradient_photo(monkeypatch):
+    """Every photo replaced by a 400x300 gradient whose red channel is x and green y (0 to
+    255 across it), so a frame's colour range tells which share of the photo it shows."""
+    from data_tools import synth as synth_mod
+
+    ys, xs = np.mgrid[0:300, 0:400]
+    img = np.stack([xs * 255 // 399, ys * 255 // 299, np.zeros_like(xs)], -1).astype(np.uint8)
+    monkeypatch.setattr(synth_mod, "load_photo", lambda name: img)
+
+
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_photo_views_show_most_of_the_photo_and_crops_a_part(gradient_photo, kind):
+    """photo-views: a crop or a pan's view spans 60-80% of the photo's short side (the
+    subject stays in view); photo-crops' pans a quarter to half of it, its crops down
+    to the frame's own size in photo pixels (0.2 of the short side here)."""
+    from data_tools.synth import PHOTO_VIEW, Geometry, make_labelled_item
+
+    geo = Geometry(64, 64, 8.0, 8)
+    spans = {}
+    for source in ("photo-crops", "photo-views"):
+        spans[source] = []
+        for i in range(40):
+            frames, _ = make_labelled_item(kind, source, geo, np.random.default_rng((3, i)))
+            g = frames[0, :, :, 1].astype(int)  # green: the photo's y, 255 over 300 rows
+            spans[source].append((g.max() - g.min() + 1) / 256)
+    lo, hi = PHOTO_VIEW
+    assert all(lo - 0.03 <= s <= hi + 0.03 for s in spans["photo-views"]), spans["photo-views"]
+    if kind == "video":
+        assert all(0.22 <= s <= 0.53 for s in spans["photo-crops"]), spans["photo-crops"]
+    else:
+        assert min(spans["photo-crops"]) < 0.4 and max(spans["photo-crops"]) > 0.6
+
 def test_cli_synth_photo_crops_heldout(tmp_path, capsys):
     rc = main(["synth", str(tmp_path / "o"), "--kind", "image", "--count", "3",
                "--sources", "photo-crops", "--split", "heldout"])
