@@ -319,13 +319,13 @@ def photo_crop(rng: np.random.Generator, width: int, height: int,
 
 
 def photo_pan(rng: np.random.Generator, width: int, height: int, frames: int,
-              split: str = "train", view: tuple[float, float] = (0.25, 0.5)
+              split: str = "train", view: tuple[float, float] | None = None
               ) -> tuple[str, np.ndarray]:
     """(photo name, frames (frames, height, width, 3) uint8): a camera panning at
     whole-pixel velocity (-2..2 on each axis, not both 0) over a random photo of ``split``
     scaled down so the view's longer side spans a share of its short side drawn between
-    ``view`` (lo, hi) (the scale is uniform in 1 / share; the scaled photo is stretched
-    where the pan needs more room than it has)."""
+    ``view`` (lo, hi; default a quarter to half; the scale is uniform in 1 / share, and
+    the scaled photo is stretched where the pan needs more room than it has)."""
     names = photos_of(split)
     name = names[int(rng.integers(0, len(names)))]
     photo = load_photo(name)
@@ -334,7 +334,8 @@ def photo_pan(rng: np.random.Generator, width: int, height: int, frames: int,
         vx, vy = (int(v) for v in rng.integers(-2, 3, size=2))
         if vx or vy:
             break
-    scale = float(rng.uniform(1 / view[1], 1 / view[0])) * max(width, height) / min(pw, ph)
+    lo, hi = view or (0.25, 0.5)
+    scale = float(rng.uniform(1 / hi, 1 / lo)) * max(width, height) / min(pw, ph)
     sw, sh = max(width, round(pw * scale)), max(height, round(ph * scale))
     sw, sh = max(sw, width + abs(vx) * (frames - 1)), max(sh, height + abs(vy) * (frames - 1))
     world = _resize(photo, sw, sh)
@@ -438,13 +439,10 @@ def make_labelled_item(kind: str, source: str, geo: Geometry, rng: np.random.Gen
                                        **DIGIT_SOURCES[source])
         return frames, labels[0]
     if source in PHOTO_SOURCES:
-        if source == "photo-views":
-            if kind == "image":
-                return photo_crop(rng, geo.width, geo.height, split, PHOTO_VIEW)[1][None], None
-            return photo_pan(rng, geo.width, geo.height, n, split, PHOTO_VIEW)[1], None
+        view = PHOTO_VIEW if source == "photo-views" else None
         if kind == "image":
-            return photo_crop(rng, geo.width, geo.height, split)[1][None], None
-        return photo_pan(rng, geo.width, geo.height, n, split)[1], None
+            return photo_crop(rng, geo.width, geo.height, split, view)[1][None], None
+        return photo_pan(rng, geo.width, geo.height, n, split, view)[1], None
     if source == "shapes":
         scene = random_scene(rng, geo.width, geo.height, moving=kind == "video")
         return np.stack([scene.render(t) for t in range(n)]), None

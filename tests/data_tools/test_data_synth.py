@@ -213,7 +213,6 @@ def test_photo_pan_is_one_whole_pixel_shift_per_frame():
         assert len(shifts) == 1  # one constant velocity
 
 
-
 @pytest.fixture
 def gradient_photo(monkeypatch):
     """Every photo replaced by a 400x300 gradient whose red channel is x and green y (0 to
@@ -246,6 +245,7 @@ def test_photo_views_show_most_of_the_photo_and_crops_a_part(gradient_photo, kin
         assert all(0.22 <= s <= 0.53 for s in spans["photo-crops"]), spans["photo-crops"]
     else:
         assert min(spans["photo-crops"]) < 0.4 and max(spans["photo-crops"]) > 0.6
+
 
 def test_cli_synth_photo_crops_heldout(tmp_path, capsys):
     rc = main(["synth", str(tmp_path / "o"), "--kind", "image", "--count", "3",
