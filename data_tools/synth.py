@@ -284,6 +284,29 @@ def photos_of(split: str) -> tuple[str, ...]:
     return TRAIN_PHOTOS if split == "train" else HELDOUT_PHOTOS
 
 
+def check_photos(photos: Sequence[str], split: str) -> tuple[str, ...]:
+    """``photos`` as a tuple without repeats (first-seen order), each a photo of ``split``
+    (:class:`ConfigError` otherwise, naming the split's photos): a subset never reaches
+    across the split, so held-out photos stay held out."""
+    names = photos_of(split)
+    chosen = tuple(dict.fromkeys(photos))
+    if not chosen:
+        raise ConfigError("photos: name at least one photo")
+    stray = [n for n in chosen if n not in names]
+    if stray:
+        raise ConfigError(f"photos: {', '.join(stray)} not among the {split} photos "
+                          f"({', '.join(names)})")
+    return chosen
+
+
+def _pick_photo(rng: np.random.Generator, split: str,
+                photos: Sequence[str] | None) -> tuple[str, np.ndarray]:
+    """(name, photo) drawn uniformly from ``photos`` (None: all of ``split``'s)."""
+    names = photos_of(split) if photos is None else photos
+    name = names[int(rng.integers(0, len(names)))]
+    return name, load_photo(name)
+
+
 def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
     from PIL import Image
 
@@ -291,19 +314,18 @@ def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def photo_crop(rng: np.random.Generator, width: int, height: int,
-               split: str = "train", view: tuple[float, float] | None = None
-               ) -> tuple[str, np.ndarray]:
-    """(photo name, crop): one random crop of a random photo of ``split``, resized to
-    (height, width, 3) uint8.
+               split: str = "train", view: tuple[float, float] | None = None,
+               photos: Sequence[str] | None = None) -> tuple[str, np.ndarray]:
+    """(photo name, crop): one random crop of a random photo of ``split`` (of ``photos``,
+    names checked by :func:`check_photos`, where given), resized to (height, width, 3)
+    uint8.
 
     The crop has the frame's aspect ratio; its width is log-uniform between ``width``
     pixels and the largest that fits the photo, so crops range from native-resolution
     detail to nearly the whole photo scaled down; with ``view`` (lo, hi) it is uniform
     between those shares of the largest. Mirrored left-right half of the time.
     """
-    names = photos_of(split)
-    name = names[int(rng.integers(0, len(names)))]
-    photo = load_photo(name)
+    name, photo = _pick_photo(rng, split, photos)
     ph, pw = photo.shape[:2]
     largest = min(pw, ph * width / height)
     if view is None:
@@ -319,16 +341,15 @@ def photo_crop(rng: np.random.Generator, width: int, height: int,
 
 
 def photo_pan(rng: np.random.Generator, width: int, height: int, frames: int,
-              split: str = "train", view: tuple[float, float] | None = None
-              ) -> tuple[str, np.ndarray]:
+              split: str = "train", view: tuple[float, float] | None = None,
+              photos: Sequence[str] | None = None) -> tuple[str, np.ndarray]:
     """(photo name, frames (frames, height, width, 3) uint8): a camera panning at
     whole-pixel velocity (-2..2 on each axis, not both 0) over a random photo of ``split``
-    scaled down so the view's longer side spans a share of its short side drawn between
-    ``view`` (lo, hi; default a quarter to half; the scale is uniform in 1 / share, and
-    the scaled photo is stretched where the pan needs more room than it has)."""
-    names = photos_of(split)
-    name = names[int(rng.integers(0, len(names)))]
-    photo = load_photo(name)
+    (of ``photos`` where given) scaled down so the view's longer side spans a share of its
+    short side drawn between ``view`` (lo, hi; default a quarter to half; the scale is
+    uniform in 1 / share, and the scaled photo is stretched where the pan needs more room
+    than it has)."""
+    name, photo = _pick_photo(rng, split, photos)
     ph, pw = photo.shape[:2]
     while True:
         vx, vy = (int(v) for v in rng.integers(-2, 3, size=2))
@@ -428,11 +449,12 @@ def save_mp4(frames: np.ndarray, fps: float, path: Path) -> None:
 
 
 def make_labelled_item(kind: str, source: str, geo: Geometry, rng: np.random.Generator,
-                       split: str = "train") -> tuple[np.ndarray, int | None]:
+                       split: str = "train", photos: Sequence[str] | None = None
+                       ) -> tuple[np.ndarray, int | None]:
     """One item's frames, (1, H, W, 3) for an image, (frames, H, W, 3) for a video, and
     its digit (0-9) for a digits source (one digit per item), else None. ``split`` picks
     the photos of the photo sources and the digits of ``digits`` (other sources ignore
-    it)."""
+    it); ``photos``: only these photos of the split (:func:`check_photos`; None: all)."""
     n = 1 if kind == "image" else geo.frames
     if source in DIGIT_SOURCES:
         labels, frames = moving_digits(rng, geo.width, geo.height, n, split,
@@ -441,8 +463,8 @@ def make_labelled_item(kind: str, source: str, geo: Geometry, rng: np.random.Gen
     if source in PHOTO_SOURCES:
         view = PHOTO_VIEW if source == "photo-views" else None
         if kind == "image":
-            return photo_crop(rng, geo.width, geo.height, split, view)[1][None], None
-        return photo_pan(rng, geo.width, geo.height, n, split, view)[1], None
+            return photo_crop(rng, geo.width, geo.height, split, view, photos)[1][None], None
+        return photo_pan(rng, geo.width, geo.height, n, split, view, photos)[1], None
     if source == "shapes":
         scene = random_scene(rng, geo.width, geo.height, moving=kind == "video")
         return np.stack([scene.render(t) for t in range(n)]), None
@@ -481,7 +503,8 @@ def synth(out: str | os.PathLike, kind: str, profile, count: int, seed: int = 0,
           sources: Sequence[str] = DEFAULT_SOURCES, fps: float | None = None,
           seconds: float | None = None, size: tuple[int, int] | None = None,
           progress: bool = False, workers: int | None = None,
-          split: str = "train", digit_labels: bool = False) -> list[Path]:
+          split: str = "train", digit_labels: bool = False,
+          photos: Sequence[str] | None = None) -> list[Path]:
     """Write ``count`` synthetic images (PNG) or videos (MP4) into ``out``; returns their paths.
 
     Item ``i`` is ``out/{i:05d}-{source}.png|mp4`` with its source picked from ``sources``
@@ -490,7 +513,9 @@ def synth(out: str | os.PathLike, kind: str, profile, count: int, seed: int = 0,
     ``split`` (``train`` or ``heldout``) picks which photos the photo sources cut from and
     which digits ``digits`` draws. ``digit_labels`` (digit sources only): also write
     ``out/labels.csv`` naming each item's digit (:func:`write_digit_labels`; not in the
-    returned paths).
+    returned paths). ``photos``: the photo sources draw from these photos of ``split``
+    only (:func:`check_photos`); None: all of them, and item ``i`` is the same as before
+    this option existed.
     Existing files are overwritten.
     """
     if kind not in ("image", "video"):
@@ -503,6 +528,8 @@ def synth(out: str | os.PathLike, kind: str, profile, count: int, seed: int = 0,
     if digit_labels:
         check_digit_label_sources(sources)
     photos_of(split)  # validates split
+    if photos is not None:
+        photos = check_photos(photos, split)
     geo = geometry_for(profile, kind, fps, seconds, size)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -510,7 +537,7 @@ def synth(out: str | os.PathLike, kind: str, profile, count: int, seed: int = 0,
     def one(i: int) -> tuple[Path, int | None]:
         rng = np.random.default_rng((seed, i))
         source = sources[int(rng.integers(0, len(sources)))]
-        frames, digit = make_labelled_item(kind, source, geo, rng, split)
+        frames, digit = make_labelled_item(kind, source, geo, rng, split, photos)
         path = out / f"{i:05d}-{source}.{'png' if kind == 'image' else 'mp4'}"
         if kind == "image":
             write_png(frames[0], path, compress_level=1)

@@ -483,6 +483,11 @@ case("synth-kind", D, "synth", "out", "--kind", "audio", "--count", "1", rc=2)
 case("synth-digit-labels-shapes", D, *SYN, "--digit-labels", expect="digit sources only")
 case("synth-digit-labels-labelled", D, *SYN, "--labelled", "--digit-labels",
      expect="two kinds of labels")
+PHO = [*SYN, "--sources", "photo-views"]
+case("synth-photos-heldout", D, *PHO, "--photos", "coffee", expect="not among the train photos")
+case("synth-photos-unknown", D, *PHO, "--photos", "astronaut,dragon", expect="dragon")
+case("synth-photos-empty", D, *PHO, "--photos", ",", expect="at least one photo")
+case("synth-photos-shapes", D, *SYN, "--photos", "chelsea", expect="goes with a photo source")
 BPE = ["--profile", "tiny", "--vocab-size", "300", "--workers", "1"]
 case("bpe-out-exists", D, "bpe", f"{F}/media", "-o", "t.json", *BPE, setup=existing_file("t.json"),
      expect="already exists")

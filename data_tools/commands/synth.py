@@ -4,7 +4,7 @@ Sources: `shapes` (moving circles and rectangles on plain or gradient background
 `pan` (a camera panning over still shapes), `photo-crops` (random crops of
 scikit-image's bundled photographs, `--split train|heldout`; pans over them as video),
 `photo-views` (the same photos seen whole: crops and pan views spanning 60-80% of a
-photo's short side),
+photo's short side; `--photos` keeps to some of them),
 `digits` (scikit-learn's bundled handwritten digits bouncing over black, `--split` as for
 photos), `digits-on-grey` (the same over mid grey), `digits-large` (one digit at 65-85% of
 the frame drifting 1 pixel per frame) and the ffmpeg generators `life`,
@@ -26,6 +26,7 @@ from ..synth import (
     SOURCES,
     SPLITS,
     check_digit_label_sources,
+    check_photos,
     synth,
 )
 from . import add_progress, kind_arg, positive_int
@@ -54,6 +55,10 @@ def add_arguments(parser) -> None:
                              "digits digits draws: "
                              "the training ones or the held-out ones kept for evaluation "
                              "(default: %(default)s)")
+    parser.add_argument("--photos", metavar="NAMES",
+                        help="photo-crops and photo-views draw from these photos of --split "
+                             "only (comma list, e.g. astronaut,chelsea,rocket,camera; "
+                             "default: all of them)")
     parser.add_argument("--fps", type=float, help="video frame rate (default: the profile's)")
     parser.add_argument("--seconds", type=float, help="video length (default: the profile's)")
     parser.add_argument("--size", help="WxH instead of the profile's size")
@@ -89,6 +94,12 @@ def run(args) -> int:
     for flag, value in (("--fps", args.fps), ("--seconds", args.seconds)):
         if value is not None and not (0 < value < 1e6):
             raise ConfigError(f"{flag} must be > 0, got {value}")
+    photos = None
+    if args.photos is not None:
+        if not set(sources) & set(PHOTO_SOURCES):
+            raise ConfigError(f"--photos goes with a photo source ({', '.join(PHOTO_SOURCES)})")
+        photos = check_photos([n.strip() for n in args.photos.split(",") if n.strip()],
+                              args.split)
     size = _size(args.size) if args.size else None
     if size is not None and not (1 <= size[0] <= 8192 and 1 <= size[1] <= 8192):
         raise ConfigError(f"--size must be between 1x1 and 8192x8192, not {args.size!r}")
@@ -100,7 +111,8 @@ def run(args) -> int:
     try:
         paths = synth(args.out, args.kind, profile, args.count, args.seed, sources, fps=args.fps,
                       seconds=args.seconds, size=size, progress=bool(args.progress),
-                      workers=args.workers, split=args.split, digit_labels=args.digit_labels)
+                      workers=args.workers, split=args.split, digit_labels=args.digit_labels,
+                      photos=photos)
     except BaseException:  # record what this run wrote: it is ours to replace later
         target.record(p.name for p in args.out.glob("[0-9][0-9][0-9][0-9][0-9]-*.*")
                       if p.stat().st_mtime_ns >= started)
@@ -110,6 +122,8 @@ def run(args) -> int:
     split = "".join(f", {args.split} {what}" for what, names in
                     (("photos", set(PHOTO_SOURCES)), ("digits", set(DIGIT_SOURCES)))
                     if names & set(sources))
+    if photos is not None:
+        split += f" ({', '.join(photos)})"
     labels = f" and their digits in {DIGIT_LABELS_FILE}" if args.digit_labels else ""
     print(f"wrote {len(paths)} synthetic {args.kind}s ({', '.join(sources)}{split}){labels} "
           f"to {args.out}")

@@ -247,6 +247,41 @@ def test_photo_views_show_most_of_the_photo_and_crops_a_part(gradient_photo, kin
         assert min(spans["photo-crops"]) < 0.4 and max(spans["photo-crops"]) > 0.6
 
 
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_photos_option_keeps_to_the_chosen_photos(tmp_path, kind, jpeg_tiny, avc_tiny):
+    """``--photos``: every item comes from the named photos (pixel for pixel what
+    photo_crop / photo_pan draw for that item from those photos), both are used, and
+    the same seed without the option draws from the whole split as before."""
+    from data_tools.synth import PHOTO_VIEW
+
+    chosen = ("chelsea", "rocket")
+    out = tmp_path / "o"
+    rc = main(["synth", str(out), "--kind", kind, "--count", "6", "--seed", "5",
+               "--sources", "photo-views", "--photos", " chelsea,rocket,chelsea"])
+    assert rc == 0
+    profile = jpeg_tiny if kind == "image" else avc_tiny
+    names = set()
+    for i in range(6):
+        rng = np.random.default_rng((5, i))
+        rng.integers(0, 1)  # (the item's source pick: one source here)
+        if kind == "image":
+            name, want = photo_crop(rng, profile.width, profile.height, "train", PHOTO_VIEW,
+                                    chosen)
+            got = np.asarray(Image.open(out / f"{i:05d}-photo-views.png").convert("RGB"))
+            assert np.array_equal(got, want)
+        else:
+            name, want = photo_pan(rng, profile.width, profile.height, profile.frames,
+                                   "train", PHOTO_VIEW, chosen)
+            with av.open(str(out / f"{i:05d}-photo-views.mp4")) as c:
+                got = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+            assert got.shape == want.shape
+            assert np.abs(got.astype(int) - want).mean() < 6  # (lossy, crf 18)
+        names.add(name)
+    assert names == set(chosen)
+    whole = {photo_crop(np.random.default_rng((5, i)), 64, 64, "train")[0] for i in range(40)}
+    assert len(whole - set(chosen)) >= 3  # without the option: the split's other photos
+
+
 def test_cli_synth_photo_crops_heldout(tmp_path, capsys):
     rc = main(["synth", str(tmp_path / "o"), "--kind", "image", "--count", "3",
                "--sources", "photo-crops", "--split", "heldout"])
