@@ -129,14 +129,31 @@ class MiniDecoder:
         return reason
 
 
+#: verdicts :class:`SliceDecodeCheck` remembers before it starts afresh
+VERDICT_MEMO_SIZE = 16384
+
+
 class SliceDecodeCheck:
     """Decodes one slice's data as the only macroblock of a 16x16 picture (see the
     module docstring). ``check(fields, data)`` -> None if it decodes cleanly, else the
-    reason. Eight decoders at most: IDR / non-IDR x four frame_num widths."""
+    reason. Eight decoders at most: IDR / non-IDR x four frame_num widths.
+
+    Verdicts are memoized: whether a slice decodes depends on its syntax alone (the
+    test decoder, whatever it decoded before, always holds the references any
+    ``ref_idx`` can name, and sample values never make a decode fail), so a slice whose
+    header fields (all but ``first_mb`` and ``frame_num``, which the test picture
+    replaces), data bits and bit alignment equal an earlier one's gets that verdict
+    without a decode. A generated clip repeats many slices (a still region is the same
+    P_Skip slice in every picture): over the bundled model's seeds 0-9 x 16 frames, 256
+    checks a clip held 36-124 distinct slices. ``decodes`` / ``memo_hits`` count both
+    kinds of answer."""
 
     def __init__(self, facts: StreamFacts):
         self.facts = facts
         self._decoders: dict[tuple[int, bool], MiniDecoder] = {}
+        self._verdicts: dict[tuple, str | None] = {}
+        self.decodes = 0
+        self.memo_hits = 0
 
     def _log2_for(self, first_mb: int) -> int:
         """A frame_num width that keeps the slice data's bit alignment when
@@ -146,10 +163,21 @@ class SliceDecodeCheck:
 
     def check(self, fields: SliceFields, data: tuple[int, int]) -> str | None:
         key = (self._log2_for(fields.first_mb), fields.is_idr)
+        f = fields
+        vkey = (key, f.nal_byte, f.slice_type, f.pps_id, f.idr_pic_id, f.num_ref_override,
+                f.dec_ref, f.qp_delta, f.deblock, data)
+        if vkey in self._verdicts:
+            self.memo_hits += 1
+            return self._verdicts[vkey]
         dec = self._decoders.get(key)
         if dec is None:
             dec = self._decoders[key] = MiniDecoder(self.facts, key[0], key[1])
-        return dec.check(fields, data)
+        reason = dec.check(fields, data)
+        self.decodes += 1
+        if len(self._verdicts) >= VERDICT_MEMO_SIZE:
+            self._verdicts.clear()
+        self._verdicts[vkey] = reason
+        return reason
 
 
 @functools.cache

@@ -20,7 +20,7 @@ from avclm import nal as nalmod
 from avclm.bits import compose_slice_header, data_bits, nal_bytes, parse_slice_fields
 from avclm.codec import SAMPLE_CLIPS, encode_frames, encode_video
 from avclm.profile import PAPER, TINY
-from avclm.slice_check import SliceDecodeCheck
+from avclm.slice_check import MiniDecoder, SliceDecodeCheck
 from avclm.stream import decode_annexb
 from avclm.stream_plan import stream_facts
 from data_tools.synth import pan_frames, random_pan
@@ -102,6 +102,46 @@ def test_corrupted_slices_are_judged_as_libavcodec_does(encodes, name):
             cut = rng.randrange(1, dn // 2)
             assert g.check_slice_data((dv >> cut, dn - cut), ctx) is not None
     assert verdicts[False] > 2 * verdicts[True]
+
+
+def test_decode_verdicts_depend_on_the_slice_alone(encodes):
+    """What the verdict memo of SliceDecodeCheck rests on: a slice's verdict is the same
+    whatever the test decoder decoded before (fresh MiniDecoders fed the same slices,
+    good and one-bit-corrupted, I and P, in two orders), and a repeated slice gets that
+    verdict from the memo without a decode."""
+    facts = stream_facts(TINY)
+    rng = random.Random(4)
+    items = []
+    for f, ctx, v, t, hn in _slices(encodes["tiny"]["testsrc"], facts):
+        dv, dn = data_bits(v, t, hn)
+        items.append((f, (dv, dn)))
+        items.append((f, (dv ^ (1 << rng.randrange(dn)), dn)))
+    items = rng.sample(items, 80)
+
+    def verdicts(order):
+        check = SliceDecodeCheck(facts)
+        got = {}
+        for i in order:
+            got[i] = check.check(*items[i])
+        return got, check
+
+    forward, check = verdicts(range(len(items)))
+    backward, _ = verdicts(reversed(range(len(items))))
+    assert forward == backward
+    assert 10 < sum(r is None for r in forward.values()) < len(items) - 10  # both verdicts
+    # the same, each slice decoded by a decoder that saw other slices before it
+    for i in rng.sample(range(len(items)), 20):
+        f, data = items[i]
+        dec = MiniDecoder(facts, check._log2_for(f.first_mb), f.is_idr)
+        for j in rng.sample(range(len(items)), 5):
+            g_, d_ = items[j]
+            if g_.is_idr == f.is_idr and check._log2_for(g_.first_mb) == dec.log2:
+                dec.check(g_, d_)
+        assert dec.check(f, data) == forward[i]
+    decodes = check.decodes
+    again = [check.check(*item) for item in items]
+    assert again == [forward[i] for i in range(len(items))]
+    assert check.decodes == decodes and check.memo_hits >= len(items)
 
 
 def _walk(ctx: g.MacroblockContext, rng: random.Random) -> tuple[int, int]:
