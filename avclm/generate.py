@@ -52,7 +52,10 @@ last 2-4 output frames re-encoded were tried and did not steady the bundled mode
 clips, docs/photo-model.md). A re-encoded IDR picture too large
 for the context (a busy frame and a small ``--context``) is kept whole (in the output
 with ``"idr"``), but the prompt keeps only its latest slices that leave room for a NAL
-(:meth:`VideoGenerator.continuation_ids`).
+(:meth:`VideoGenerator.continuation_ids`). So does the next continuation's after one
+whose context filled before any NAL ended (a whole IDR picture that left a few tokens
+free); should that one bring no NAL either, the next picture is filled with canonical
+slices: every run ends.
 
 If the context fills inside a picture (a picture larger than the room left, typically
 the first picture after a continuation: a busy re-encoded IDR prompt can take most of
@@ -190,7 +193,9 @@ class RowState:
     previous_slices: list[bytes] = dataclasses.field(default_factory=list)  # the one before
     #   (both as the model's side of the stream has them: what a resume prompts with)
     resumes: int = 0  # restarts inside a picture (avclm.resume)
-    nals_at_resume: int = -1  # ``nals`` at the last of them
+    nals_at_resume: int = -1  # ``nals`` at the last restart (a resume or a continuation)
+    barren_restarts: int = 0  # restarts in a row after which the context filled before a NAL
+    fit_continuation: bool = False  # the next continuation prompts with a fitted IDR picture
     dropped_tokens: int = 0  # tokens of NALs left open when the context filled
 
 
@@ -506,18 +511,22 @@ class VideoGenerator:
         if st.gate.frames >= st.target:
             session.finish(r)
             return
-        session.restart(r, self.continuation_ids(units), self.constraint_for(st))
+        ids = self.continuation_ids(units, fit=st.fit_continuation)
+        st.fit_continuation = False
+        session.restart(r, ids, self.constraint_for(st))
         st.frame_start_tokens = len(session.rows[r].tokens)
+        st.nals_at_resume = st.nals
 
-    def continuation_ids(self, units: list[bytes]) -> list[int]:
+    def continuation_ids(self, units: list[bytes], fit: bool = False) -> list[int]:
         """The continuation prompt's tokens: all of ``units`` (SPS, PPS, the re-encoded IDR
-        picture) when they leave ``reserve`` tokens (default 1) of the context free, else
-        SPS/PPS and the IDR picture's latest slices that leave room for a NAL of
-        ``max_nal_tokens`` (the choice :func:`avclm.resume.resume_units` makes for a resumed
-        picture): a busy frame's re-encode can outgrow a small ``--context``, and the
-        output is the same either way."""
+        picture) when they leave ``reserve`` tokens (default 1) of the context free and
+        ``fit`` is False, else SPS/PPS and the IDR picture's latest slices that leave room
+        for a NAL of ``max_nal_tokens`` (the choice :func:`avclm.resume.resume_units` makes
+        for a resumed picture): a busy frame's re-encode can outgrow a small
+        ``--context``, and the output is the same either way. ``fit``: the last
+        continuation's whole prompt left too little room for any NAL to end."""
         ids = with_class(self.tok.encode(b"".join(units), bos=True, eos=False), self.class_id)
-        if len(ids) + (self.settings.reserve or 1) < self.session.kv.max_length:
+        if not fit and len(ids) + (self.settings.reserve or 1) < self.session.kv.max_length:
             return ids
         picture = [nalmod.is_picture_nal(nalmod.strip_start_code(u)) for u in units]
         return self.fitted_prompt([u for u, p in zip(units, picture) if not p], [],
@@ -535,8 +544,16 @@ class VideoGenerator:
             st.picture_done = False
             if st.gate.in_picture:
                 yield from self.resume_picture(r)
-            else:
-                yield from self.continue_row(r)
+                return
+            if st.nals != st.nals_at_resume:
+                st.barren_restarts = 0
+            else:  # the last restart brought no NAL before the context filled: prompt with
+                st.barren_restarts += 1  # less of the IDR picture; if it was fitted already,
+                if st.barren_restarts == 1:  # fill the next picture (continue_row completes
+                    st.fit_continuation = True  # it), so that every run ends
+                else:
+                    yield from self.fill_slice(r)
+            yield from self.continue_row(r)
             return
         if st.picture_done:
             used = len(row.tokens) - st.frame_start_tokens

@@ -163,10 +163,12 @@ def test_seamless_continuations_write_no_frame(model_dir, explode_frames, gate):
 
 def test_context_full_inside_a_picture_resumes_it_without_substitutions(
         model_dir, explode_frames):
-    """A context (700) that fills inside P pictures (seed 1: twice in 6 frames): the row's
-    cache restarts from a prompt that goes on with the same picture, nothing is written
-    for it, no slice is substituted, and the stream decodes strictly to 6 frames."""
-    events = list(generate_video(model_dir, 6, config=SamplingConfig(seed=1), context=700))
+    """A context (700) that fills inside P pictures (seed 1, NALs of up to 100 tokens: 5
+    times in 6 frames): the row's cache restarts from a prompt that goes on with the same
+    picture, nothing is written for it, no slice is substituted, and the stream decodes
+    strictly to 6 frames."""
+    events = list(generate_video(model_dir, 6, config=SamplingConfig(seed=1), context=700,
+                                 max_nal_tokens=100))
     stats = events[-1].stats
     nals = [e for e in events if isinstance(e, NalEvent)]
     frames = [e for e in events if isinstance(e, FrameEvent)]
@@ -185,7 +187,7 @@ def test_context_full_inside_a_picture_resumes_it_without_substitutions(
 def test_cli_summary_counts_resumed_pictures(model_dir, tmp_path, capsys):
     out = tmp_path / "v.h264"
     assert main(["generate", "--frames", "6", "--context", "700", "--seed", "1",
-                 "--model", str(model_dir), "-o", str(out)]) == 0
+                 "--max-nal-tokens", "100", "--model", str(model_dir), "-o", str(out)]) == 0
     summary = capsys.readouterr().err.strip().splitlines()[-1]
     got = re.search(r"\((\d+) tokens, \d+ tok/s, masks changed (\d+) of (\d+) draws, 0 NALs "
                     r"replaced, \d+ continuations, \d+ pictures? resumed, seed 1\)$", summary)
@@ -221,6 +223,90 @@ def test_resume_after_an_idr_picture_keeps_it_as_the_reference(
     assert prompts[0].units[2:2 + len(idr)] == idr
     stream = b"".join(e.data for e in events if isinstance(e, NalEvent))
     assert stream.startswith(prompt) and len(decode_annexb(stream, TINY, strict=True)) == 3
+
+
+def _busy_continuations(monkeypatch, model_dir, room: int) -> tuple[int, list[int]]:
+    """Continuations re-encode a frame whose top quarter is noise (a large IDR picture)
+    whatever the model drew; returns (a context that leaves ``room`` tokens after that
+    whole re-encode, the list the lengths of every restart's prompt are appended to)."""
+    from avclm import generate as gen
+    from avclm.codec import encode_frames
+    from codeclm.generation.session import Session
+    from codeclm.tokenizer import ByteTokenizer
+
+    noise = np.full((TINY.height, TINY.width, 3), 128, np.uint8)
+    noise[:16] = np.random.default_rng(0).integers(0, 256, (16, TINY.width, 3))
+    monkeypatch.setattr(gen.VideoGenerator, "reference_image", lambda self, st: noise)
+    tok = ByteTokenizer.load(model_dir / "tokenizer.json")
+    whole = len(tok.encode(encode_frames([noise], TINY), bos=True, eos=False))
+    lengths: list[int] = []
+    restart = Session.restart
+
+    def spy(self, row, ids, constraint=None):
+        lengths.append(len(ids))
+        return restart(self, row, ids, constraint)
+
+    monkeypatch.setattr(Session, "restart", spy)
+    steps = itertools.count()
+    step = Session.step
+
+    def bounded(self):  # a row that never ends fails here instead of hanging
+        assert next(steps) < 8000, "the run does not end"
+        return step(self)
+
+    monkeypatch.setattr(Session, "step", bounded)
+    assert whole + room <= 1024  # (the model's context: a larger one would be cut to it)
+    return whole + room, lengths
+
+
+def test_a_continuation_that_brings_no_nal_is_prompted_again_with_room(monkeypatch,
+                                                                        model_dir):
+    """A re-encoded IDR picture that fits the context but leaves 2 tokens, too few for any
+    NAL to end: the context fills, and the continuation is made again with the IDR
+    picture cut to its latest slices, leaving room for a NAL of ``max_nal_tokens`` as a
+    resumed picture does. (Before, the same whole prompt came back after every
+    continuation and the row never finished.)"""
+    from avclm import generate as gen
+
+    context, _ = _busy_continuations(monkeypatch, model_dir, room=2)
+    asked = []
+    real = gen.VideoGenerator.continuation_ids
+
+    def spy(self, units, fit=False):
+        asked.append((fit, len(real(self, units, fit))))
+        return real(self, units, fit)
+
+    monkeypatch.setattr(gen.VideoGenerator, "continuation_ids", spy)
+    events = list(generate_video(model_dir, 6, config=SamplingConfig(seed=1), context=context,
+                                 max_nal_tokens=40, window=2))
+    stats = events[-1].stats
+    assert stats["frames"] == [6] and stats["continuations"] >= 2
+    assert (False, context - 2) in asked  # the whole picture, leaving 2 tokens
+    fitted = [n for fit, n in asked if fit]
+    assert fitted and all(n + 40 + 1 <= context for n in fitted), (asked, context)
+    stream = b"".join(e.data for e in events if isinstance(e, NalEvent))
+    assert len(decode_annexb(stream, TINY, strict=True)) == 6
+
+
+def test_a_restart_that_brings_no_nal_still_advances(monkeypatch, model_dir):
+    """Whatever the prompt leaves: when two continuations in a row fill the context
+    before any NAL ends (here the whole re-encoded IDR picture is forced in, leaving 2
+    tokens), the next picture is filled with canonical slices, so the run still ends
+    with its frame count, decodable."""
+    from avclm import generate as gen
+    from codeclm.labels import with_class
+
+    context, lengths = _busy_continuations(monkeypatch, model_dir, room=2)
+    monkeypatch.setattr(gen.VideoGenerator, "continuation_ids",
+                        lambda self, units, fit=False: with_class(
+                            self.tok.encode(b"".join(units), bos=True, eos=False), self.class_id))
+    events = list(generate_video(model_dir, 5, config=SamplingConfig(seed=1), context=context,
+                                 max_nal_tokens=40, max_attempts=1, window=2))
+    stats = events[-1].stats
+    assert stats["frames"] == [5] and stats["replaced"] > 0
+    assert max(lengths) + 2 >= context  # the forced prompts really left no room
+    stream = b"".join(e.data for e in events if isinstance(e, NalEvent))
+    assert len(decode_annexb(stream, TINY, strict=True)) == 5
 
 
 def test_a_window_of_clip_length_starts_a_continuation(model_dir):
