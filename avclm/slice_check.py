@@ -161,6 +161,10 @@ class SliceDecodeCheck:
         log2 = self.facts.log2_max_frame_num + (ue_len(first_mb) - 1) % 8
         return log2 - 8 if log2 > 16 else log2
 
+    def forget_verdicts(self) -> None:
+        """Empty the verdict memo (what a fresh process starts with; for benchmarks)."""
+        self._verdicts.clear()
+
     def check(self, fields: SliceFields, data: tuple[int, int]) -> str | None:
         key = (self._log2_for(fields.first_mb), fields.is_idr)
         f = fields
