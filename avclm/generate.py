@@ -52,10 +52,10 @@ last 2-4 output frames re-encoded were tried and did not steady the bundled mode
 clips, docs/photo-model.md). A re-encoded IDR picture too large
 for the context (a busy frame and a small ``--context``) is kept whole (in the output
 with ``"idr"``), but the prompt keeps only its latest slices that leave room for a NAL
-(:meth:`VideoGenerator.continuation_ids`). So does the next continuation's after one
-whose context filled before any NAL ended (a whole IDR picture that left a few tokens
-free); should that one bring no NAL either, the next picture is filled with canonical
-slices: every run ends.
+(:meth:`VideoGenerator.continuation_ids`). After a continuation whose context filled
+before any NAL ended (a whole IDR picture that left a few tokens free), the next one's
+prompt is fitted that way too; should that one bring no NAL either, the next picture is
+filled with canonical slices, so every run ends.
 
 If the context fills inside a picture (a picture larger than the room left, typically
 the first picture after a continuation: a busy re-encoded IDR prompt can take most of
@@ -193,9 +193,9 @@ class RowState:
     previous_slices: list[bytes] = dataclasses.field(default_factory=list)  # the one before
     #   (both as the model's side of the stream has them: what a resume prompts with)
     resumes: int = 0  # restarts inside a picture (avclm.resume)
-    nals_at_resume: int = -1  # ``nals`` at the last restart (a resume or a continuation)
-    barren_restarts: int = 0  # restarts in a row after which the context filled before a NAL
-    fit_continuation: bool = False  # the next continuation prompts with a fitted IDR picture
+    nals_at_restart: int = -1  # ``nals`` at the last restart (a resume or a continuation)
+    fit_next: bool = False  # the next continuation prompts with its IDR picture fitted
+    fitted_restart: bool = False  # the last continuation was asked to fit its prompt
     dropped_tokens: int = 0  # tokens of NALs left open when the context filled
 
 
@@ -441,7 +441,7 @@ class VideoGenerator:
         from .resume import reference_units
 
         st, session = self.rows[r], self.session
-        if st.nals == st.nals_at_resume:
+        if st.nals == st.nals_at_restart:
             yield from self.fill_slice(r)
             if not st.gate.in_picture:
                 yield from self.continue_row(r)
@@ -451,7 +451,7 @@ class VideoGenerator:
         ids = self.fitted_prompt(header, reference, st.open_slices)
         session.restart(r, ids, self.constraint_for(st))
         st.frame_start_tokens = len(ids) - sum(self.unit_tokens(u) for u in st.open_slices)
-        st.nals_at_resume = st.nals
+        st.nals_at_restart = st.nals
         st.resumes += 1
 
     def fitted_prompt(self, header: list[bytes], reference: list[bytes],
@@ -511,11 +511,11 @@ class VideoGenerator:
         if st.gate.frames >= st.target:
             session.finish(r)
             return
-        ids = self.continuation_ids(units, fit=st.fit_continuation)
-        st.fit_continuation = False
+        ids = self.continuation_ids(units, fit=st.fit_next)
+        st.fitted_restart, st.fit_next = st.fit_next, False
         session.restart(r, ids, self.constraint_for(st))
         st.frame_start_tokens = len(session.rows[r].tokens)
-        st.nals_at_resume = st.nals
+        st.nals_at_restart = st.nals
 
     def continuation_ids(self, units: list[bytes], fit: bool = False) -> list[int]:
         """The continuation prompt's tokens: all of ``units`` (SPS, PPS, the re-encoded IDR
@@ -545,14 +545,14 @@ class VideoGenerator:
             if st.gate.in_picture:
                 yield from self.resume_picture(r)
                 return
-            if st.nals != st.nals_at_resume:
-                st.barren_restarts = 0
-            else:  # the last restart brought no NAL before the context filled: prompt with
-                st.barren_restarts += 1  # less of the IDR picture; if it was fitted already,
-                if st.barren_restarts == 1:  # fill the next picture (continue_row completes
-                    st.fit_continuation = True  # it), so that every run ends
-                else:
+            # The last continuation brought no NAL before the context filled: continue
+            # again with its IDR picture fitted; if it was fitted already, open the next
+            # picture with a canonical slice (continue_row completes it): every run ends.
+            if st.nals == st.nals_at_restart:
+                if st.fitted_restart:
                     yield from self.fill_slice(r)
+                else:
+                    st.fit_next = True
             yield from self.continue_row(r)
             return
         if st.picture_done:
