@@ -210,6 +210,10 @@ def check_model_dir(path: str | os.PathLike, modality: str | None = None):
 
     path = Path(path)
     if not path.is_dir():
+        if path.is_file() and path.suffix == ".ckpt":  # a training checkpoint: say how
+            cli = {"jpeg": "jpeglm", "h264": "avclm"}.get(modality or "", "jpeglm|avclm")
+            raise ModelError(f"{path}: a training checkpoint, not a model directory: make "
+                             f"one with `{cli} export {path} -o DIR`")
         what = "not a directory" if path.exists() else "model directory not found"
         raise ModelError(f"{path}: {what}")
     from .spm_dir import check_spm_dir, is_spm_dir

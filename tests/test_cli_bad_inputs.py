@@ -258,6 +258,10 @@ for name, d in MODELS_LIGHT.items():
 for name in ("bin-only", "st-trunc", "config-not-json", "no-profile"):
     case(f"complete-model-{name}", J, *COMPLETE, "--model", f"{F}/models/{MODELS_LIGHT[name]}")
 case("generate-model-video", J, *GEN, "--model", f"{F}/models/h264", expect="h264 model")
+case("generate-model-ckpt", J, *GEN, "--model", f"{F}/ckpt/random.ckpt",
+     expect="`jpeglm export")
+case("avgen-model-ckpt", A, "generate", "--frames", "2", "-o", "o.mp4", "--model",
+     f"{F}/ckpt/random.ckpt", expect="`avclm export")
 case("avgen-model-image", A, "generate", "--frames", "2", "-o", "o.mp4", "--model",
      f"{F}/models/jpeg", expect="jpeg model")
 # these need the config's model built (torch): the strict weight check
