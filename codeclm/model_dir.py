@@ -209,13 +209,17 @@ def check_model_dir(path: str | os.PathLike, modality: str | None = None):
     from .weights import stored_tensors
 
     path = Path(path)
+    cli = {"jpeg": "jpeglm", "h264": "avclm"}.get(modality or "", "jpeglm|avclm")
     if not path.is_dir():
         if path.is_file() and path.suffix == ".ckpt":  # a training checkpoint: say how
-            cli = {"jpeg": "jpeglm", "h264": "avclm"}.get(modality or "", "jpeglm|avclm")
             raise ModelError(f"{path}: a training checkpoint, not a model directory: make "
                              f"one with `{cli} export {path} -o DIR`")
         what = "not a directory" if path.exists() else "model directory not found"
         raise ModelError(f"{path}: {what}")
+    last = path / "checkpoints" / "last.ckpt"
+    if not (path / "config.json").exists() and last.is_file():  # a training run's folder
+        raise ModelError(f"{path}: a training run's folder, not a model directory: make one "
+                         f"with `{cli} export {last} -o DIR`")
     from .spm_dir import check_spm_dir, is_spm_dir
 
     if is_spm_dir(path):  # the published JPEG-LM checkpoint's format (SentencePiece)

@@ -262,6 +262,8 @@ case("generate-model-ckpt", J, *GEN, "--model", f"{F}/ckpt/random.ckpt",
      expect="`jpeglm export")
 case("avgen-model-ckpt", A, "generate", "--frames", "2", "-o", "o.mp4", "--model",
      f"{F}/ckpt/random.ckpt", expect="`avclm export")
+case("avgen-model-run-folder", A, "generate", "--frames", "2", "-o", "o.mp4", "--model",
+     "run", setup=existing_file("run/checkpoints/last.ckpt"), expect="training run's folder")
 case("avgen-model-image", A, "generate", "--frames", "2", "-o", "o.mp4", "--model",
      f"{F}/models/jpeg", expect="jpeg model")
 # these need the config's model built (torch): the strict weight check
