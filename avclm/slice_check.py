@@ -43,6 +43,14 @@ from .profile import AvcProfile
 from .stream_plan import StreamFacts, stream_facts
 
 
+def header_fields(f: SliceFields) -> tuple:
+    """The slice header fields a test picture keeps (all but ``first_mb`` and
+    ``frame_num``, which it replaces): with the data bits and their alignment, what a
+    verdict depends on, and with the test ``frame_num``, what its header bits do."""
+    return (f.nal_byte, f.slice_type, f.pps_id, f.idr_pic_id, f.num_ref_override, f.dec_ref,
+            f.qp_delta, f.deblock)
+
+
 class MiniDecoder:
     """A libavcodec H.264 decoder for 16x16 test pictures with a given log2_max_frame_num.
 
@@ -112,9 +120,7 @@ class MiniDecoder:
         elif not self.primed:
             self._prime_refs()
         fn = 0 if self.idr else self.frame_num
-        f = fields
-        key = (f.nal_byte, f.slice_type, f.pps_id, f.idr_pic_id, f.num_ref_override, f.dec_ref,
-               f.qp_delta, f.deblock, fn)
+        key = header_fields(fields) + (fn,)
         header = self._headers.get(key)
         if header is None:
             if len(self._headers) > 4096:
@@ -167,9 +173,7 @@ class SliceDecodeCheck:
 
     def check(self, fields: SliceFields, data: tuple[int, int]) -> str | None:
         key = (self._log2_for(fields.first_mb), fields.is_idr)
-        f = fields
-        vkey = (key, f.nal_byte, f.slice_type, f.pps_id, f.idr_pic_id, f.num_ref_override,
-                f.dec_ref, f.qp_delta, f.deblock, data)
+        vkey = (key, header_fields(fields), data)
         if vkey in self._verdicts:
             self.memo_hits += 1
             return self._verdicts[vkey]

@@ -118,10 +118,11 @@ def run(seeds: int = SEEDS, frames: int = FRAMES, reps: int = REPS) -> dict:
             for name, verify in (("masks", True), ("free", False)):
                 times.clear()
                 for seed in range(seeds):
-                    decode_check_for(model.profile).forget_verdicts()  # (each clip as in a
+                    # each clip as in a fresh process: the safety net's verdict memo empty
+                    decode_check_for(model.profile).forget_verdicts()
                     for _ev in generate_video(model, frames, config=SamplingConfig(seed=seed),
-                                              verify=verify):  # fresh process: the safety
-                        pass  # net's verdict memo starts empty)
+                                              verify=verify):
+                        pass
                 best[name] = _minima(best[name], (list(times.rest), list(times.forward),
                                                   list(times.positions)))
     finally:
