@@ -32,7 +32,8 @@ verifier stays as the safety net). ``verify=False`` (``--no-verify``) keeps only
 header gate: the paper's free sampling, for ablations. Per-row counts: ``stats["verify"]``.
 
 **Longer than one context window.** When a row's context has less room left than
-``reserve`` tokens after a picture ends (default: 1.5x the largest picture so far), or
+``reserve`` tokens after a picture ends (default: 1.5x the largest P picture so far, as
+nearly every picture after the first is one; the largest picture while there is none), or
 its window already holds ``window`` frames (default: the profile's clip length, the
 longest stream the model saw in training), the row continues from a fresh prompt: its
 last decoded frame re-encoded with the canonical codec (SPS, PPS and one IDR picture).
@@ -183,7 +184,8 @@ class RowState:
     frames_out: int = 0
     last_image: np.ndarray | None = None
     frame_start_tokens: int = 0  # kept tokens when the current picture started
-    max_frame_tokens: int = 0
+    max_frame_tokens: int = 0  # tokens of the largest picture so far
+    max_p_tokens: int = 0  # of the largest P picture so far (0: none yet)
     window_start: int = 0  # gate.frames when the current context window began
     picture_done: bool = False  # a picture completed during this step
     replaced: int = 0
@@ -197,6 +199,18 @@ class RowState:
     fit_next: bool = False  # the next continuation prompts with its IDR picture fitted
     fitted_restart: bool = False  # the last continuation was asked to fit its prompt
     dropped_tokens: int = 0  # tokens of NALs left open when the context filled
+
+    def note_picture(self, tokens: int, idr: bool) -> None:
+        """A picture of ``tokens`` tokens (an IDR picture if ``idr``) was completed."""
+        self.max_frame_tokens = max(self.max_frame_tokens, tokens)
+        if not idr:
+            self.max_p_tokens = max(self.max_p_tokens, tokens)
+
+    def next_picture_tokens(self) -> int:
+        """What the next picture may take: the largest P picture so far (nearly every
+        picture after the first is one; an IDR picture mostly opens a clip), or the
+        largest picture while there is no P picture yet."""
+        return self.max_p_tokens or self.max_frame_tokens
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,6 +233,7 @@ class VideoSettings:
     class_name: str | None = None
     cfg_scale: float | None = None
     continuation: str = "seamless"
+    finish_early: bool = True
 
     def check(self) -> None:
         """Range checks (typed errors) before any model is loaded."""
@@ -277,7 +292,7 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
                    window: int | None = None, verify: bool = True, gate_factory=None,
                    constraint_factory=None, slice_grammar: bool = True,
                    class_name: str | None = None, cfg_scale: float | None = None,
-                   continuation: str = "seamless") -> Iterator[Event]:
+                   continuation: str = "seamless", finish_early: bool = True) -> Iterator[Event]:
     """Generate ``frames`` new frames per row; yield :class:`NalEvent` / :class:`FrameEvent`
     as they are made and a final :class:`DoneEvent`.
 
@@ -298,7 +313,10 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
     classifier-free guidance scale (:func:`codeclm.guidance.conditioned_forward`; every
     prompt and continuation gets the class token after ``<s>``). ``continuation``:
     ``"seamless"`` (nothing written for a continuation) or ``"idr"`` (its re-encoded
-    frame written too); see the module docstring. Stats: ``frames`` (per
+    frame written too); see the module docstring. ``finish_early``: where the model's draw
+    would end a slice that cannot end yet, finish it the plainest way (default;
+    :meth:`~avclm.nal_masks.NalConstraint.finish_early`) or, False
+    (``--no-finish-early``), draw the model's next allowed token. Stats: ``frames`` (per
     row, generated), ``tokens_sampled``, ``tokens_per_s``, ``rejected`` and ``replaced``
     NALs, ``continuations``, ``resumes`` (restarts inside a picture), ``tokens_dropped``
     (sampled for a NAL that the context's end cut off, then sampled again), ``frame_latency_ms``
@@ -308,7 +326,7 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
     settings = VideoSettings(frames, prompt, prompt_frames, batch, context, max_nal_tokens,
                              max_attempts, reserve, window, verify, gate_factory,
                              constraint_factory, slice_grammar, class_name, cfg_scale,
-                             continuation)
+                             continuation, finish_early)
     settings.check()
     t_start = time.perf_counter()
     lm = load_model(model, "h264", device, dtype)
@@ -356,7 +374,8 @@ class VideoGenerator:
         if self.settings.constraint_factory is not None:
             return self.settings.constraint_factory(self.tok, st.gate)
         if self.settings.verify and isinstance(st.gate, NalVerifier):
-            return NalConstraint(self.tok, st.gate, slice_grammar=self.settings.slice_grammar)
+            return NalConstraint(self.tok, st.gate, slice_grammar=self.settings.slice_grammar,
+                                 finish_early=self.settings.finish_early)
         return None
 
     def judge(self, r: int, unit: Unit) -> Verdict:
@@ -556,12 +575,13 @@ class VideoGenerator:
             yield from self.continue_row(r)
             return
         if st.picture_done:
-            used = len(row.tokens) - st.frame_start_tokens
-            st.max_frame_tokens = max(st.max_frame_tokens, used)
+            first = nalmod.strip_start_code(st.open_slices[0]) if st.open_slices else b""
+            st.note_picture(len(row.tokens) - st.frame_start_tokens,
+                            bool(first) and nalmod.nal_type(first) == nalmod.NAL_IDR)
             st.frame_start_tokens = len(row.tokens)
             room = self.session.kv.max_length - len(row.tokens)
             reserve = self.settings.reserve
-            if (room < (reserve if reserve is not None else 1.5 * st.max_frame_tokens)
+            if (room < (reserve if reserve is not None else 1.5 * st.next_picture_tokens())
                     or st.gate.frames - st.window_start >= self.window):
                 yield from self.continue_row(r)
         st.picture_done = False

@@ -28,6 +28,15 @@ cheap byte rules before each draw, following the stream plan of :mod:`avclm.stre
   the grammar of :mod:`avclm.mb_grammar`), and a slice may end only after a complete
   macroblock and its stop bit. A slice drawn under these masks passes the data check of
   :mod:`avclm.slice_check`; the check stays as the safety net.
+- *Early ends* (``finish_early=True``, the default): where the model's own draw
+  opens a start code but the slice cannot end yet (the model "thinks" the macroblock
+  is complete; the grammar still wants blocks), :meth:`NalConstraint.finish_early`
+  gives the tokens that finish the slice the plainest way
+  (:func:`avclm.slice_automaton.plainest_completion`: no more coefficients, zero
+  motion vector differences), which the sampler forces. Without it the draw falls to
+  the model's next allowed candidate, which after a start-code wish is mostly zero
+  bits: in CAVLC long codes, that is many large coefficients (noise the model never
+  meant, and a busier picture for every later frame to predict from).
 
 Masks are a handful of vectorized comparisons over per-token byte facts computed
 once per tokenizer (:class:`TokenFacts`: start-code completion, leading zeros,
@@ -48,7 +57,7 @@ import torch
 from codeclm.errors import ConfigError, DecodeError
 
 from . import slice_automaton
-from .bits import rbsp_int
+from .bits import rbsp_int, rbsp_to_ebsp
 from .profile import AvcProfile
 from .slice_automaton import SliceGrammar
 from .stream_plan import HEAD_BYTES, Expect, PlanState, StreamFacts, stream_facts
@@ -110,6 +119,7 @@ class TokenFacts:
         V = self.vocab_size = tokenizer.vocab_size
         self.token_bytes = tb
         self.eos_id = tokenizer.eos_id
+        self._tokenizer = tokenizer
         K = PATTERN_BYTES
         self.special = np.array([b is None for b in tb], bool)
         self.length = np.array([len(b or b"") for b in tb], np.int64)
@@ -146,6 +156,10 @@ class TokenFacts:
         self.no_tokens.flags.writeable = False
         self.grammars: dict = {}  # id(StreamFacts) -> SliceGrammar
 
+    def encode(self, data: bytes) -> list[int]:
+        """The token ids of ``data`` (no BOS, no EOS)."""
+        return self._tokenizer.encode(data, bos=False, eos=False)
+
     def slice_grammar(self, facts: StreamFacts) -> SliceGrammar:
         """The slice-data token masks of this tokenizer for a stream's facts."""
         got = self.grammars.get(id(facts))
@@ -169,6 +183,17 @@ class TokenFacts:
         if exact:
             ok &= lens <= P - pos
         return ok
+
+
+def opens_start_code(data: bytes, zeros: int) -> bool:
+    """Whether token bytes ``data``, after ``zeros`` zero bytes, open a start code: at
+    least two zeros in all, then ``01``, or at least three zeros in all (no payload
+    holds ``00 00 00``)."""
+    lead = len(data) - len(data.lstrip(b"\x00"))
+    total = zeros + lead
+    if lead == len(data):
+        return total >= 3
+    return total >= 2 and data[lead] == 1
 
 
 def _matches(data: bytes, mask: bytes, value: bytes, pos: int, exact: bool) -> bool:
@@ -226,12 +251,13 @@ class NalConstraint:
 
     def __init__(self, tokenizer, gate: NalVerifier | None = None, *,
                  profile: AvcProfile | None = None, plan: PlanState | None = None,
-                 slice_grammar: bool = True):
+                 slice_grammar: bool = True, finish_early: bool = True):
         if gate is None and profile is None:
             raise ConfigError("NalConstraint needs a gate or a profile")
         self.tokens = token_facts(tokenizer)
         self.facts = gate.facts if gate is not None else stream_facts(profile)
         self.grammar = self.tokens.slice_grammar(self.facts) if slice_grammar else None
+        self.finishes_early = finish_early and self.grammar is not None
         self._gate = gate
         self._base = 0  # gate.observed when the constraint was first used
         self.nals = 0  # start codes seen since then
@@ -403,6 +429,36 @@ class NalConstraint:
             return
         for x in b:
             self._byte(x)
+
+    def finish_early(self, token_id: int) -> list[int] | None:
+        """The tokens that finish the open slice the plainest way
+        (:func:`~avclm.slice_automaton.plainest_completion`) when ``token_id``, the
+        model's own draw, opens a start code but the slice cannot end here; else None
+        (also when ``finish_early`` is off, the open NAL is not a slice on one grammar
+        path, or an escape byte is pending). The tokens are checked: each is allowed in
+        turn and the slice may end after the last. Does not advance the constraint (an
+        optional :class:`codeclm.generation.session.Constraint` capability: the sampler
+        forces them)."""
+        if not self.finishes_early:
+            return None
+        self._sync()
+        if (self.closed or self.lost or self.q or self.cur is None or len(self.cur) != 1
+                or not self.gstates or self.gstates[0] is None or self.can_end
+                or not opens_start_code(self.tokens.token_bytes[token_id] or b"", self.z)):
+            return None
+        bits = slice_automaton.plainest_completion(self.gstates[0][1])
+        if bits is None or not bits[1]:
+            return None
+        value, n = bits
+        z = min(self.z, 2)  # escapes continue from the zeros the NAL ends with
+        ebsp = rbsp_to_ebsp(b"\x00" * z + value.to_bytes(n // 8, "big"))[z:]
+        ids = self.tokens.encode(ebsp)
+        c = self.copy()
+        for t in ids:
+            if not c.allows(t):
+                return None
+            c.advance(t)
+        return ids if c.can_end else None
 
     # ------------------------------------------------------------------ state
     @property

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import heapq
 from collections.abc import Callable
 
 import numpy as np
@@ -110,6 +111,8 @@ class MacroblockMachine:
         self.after: dict[tuple, int] = {}
         #: (automaton state, byte) -> automaton state or None (SliceAutomaton.step_byte)
         self.byte_steps: dict[tuple, tuple | None] = {}
+        #: id -> the plainest rest of the macroblock from that state (plainest_completion)
+        self.plain: dict[int, tuple[int, int] | None] = {}
 
     def intern(self, state: tuple) -> int:
         """The id of syntax ``state`` (its element is computed once)."""
@@ -449,6 +452,147 @@ def _walk_bits(state: tuple, value: int, n: int, check: bool) -> tuple | bool | 
         else:
             return None if value & ((1 << n) - 1) else (sid, plen, pcode, DONE, m)
     return sid, plen, pcode, phase, m
+
+
+#: codes per syntax element that :func:`plainest_completion` weighs, at least (each
+#: element's shortest ones and those as long as they: see :func:`_short_codes`)
+PLAIN_CODES = 4
+#: syntax states the exact search expands before the greedy choice takes over
+PLAIN_EXPANSIONS = 2000
+_SHORT_CODES: dict[tuple, tuple] = {}
+_MIN_LEN: dict[int, int] = {}
+
+
+def plainest_completion(state: tuple, bit: int = 0) -> tuple[int, int]:
+    """RBSP bits ``(value, n)`` that finish the slice from automaton ``state`` the
+    plainest way: the rest of the macroblock, the rbsp_stop_one_bit and the zero bits up
+    to the next byte boundary. ``bit``: bits of the current byte read before ``state``
+    (0, the default: a state reached after whole bytes, as after a token).
+
+    The rest is the shortest one (an A* search over syntax states; past
+    :data:`PLAIN_EXPANSIONS` states a greedy choice, near the shortest), and so plain:
+    a block that may still be empty codes no coefficient (TotalCoeff 0 is a block's
+    shortest code), motion vector differences are 0, coded_block_pattern 0 where that
+    is shorter than coding the blocks. What
+    :meth:`avclm.nal_masks.NalConstraint.finish_early` writes when the model would end a
+    slice that cannot end yet."""
+    sid, plen, pcode, phase, m = state
+    if phase == DONE:  # (only zero bits may follow: those up to the byte boundary)
+        return 0, -bit % 8
+    value = n = 0
+    if phase == MB:
+        if not plen and sid in m.plain:
+            value, n = m.plain[sid]
+        else:
+            value, n = _plain_macroblock(m, sid, plen, pcode)
+    value, n = (value << 1) | 1, n + 1  # rbsp_stop_one_bit
+    pad = -(bit + n) % 8
+    return value << pad, n + pad
+
+
+def _plain_macroblock(m: MacroblockMachine, sid: int, plen: int,
+                      pcode: int) -> tuple[int, int]:
+    """:func:`plainest_completion`'s bits from syntax state ``sid`` with the partial code
+    (plen, pcode) to the end of the macroblock; memoized per machine for states at a
+    code boundary."""
+    got = _shortest_macroblock(m, sid, plen, pcode)
+    if got is None:
+        got = _greedy_macroblock(m, sid, plen, pcode)
+    if not plen:
+        if len(m.plain) >= MASK_CACHE:
+            m.plain.clear()
+        m.plain[sid] = got
+    return got
+
+
+def _shortest_macroblock(m: MacroblockMachine, sid: int, plen: int,
+                         pcode: int) -> tuple[int, int] | None:
+    """The shortest bits to the end of the macroblock: an A* search over syntax states
+    (each element's :data:`PLAIN_CODES` shortest codes, :func:`_least_bits` as the
+    estimate); None after :data:`PLAIN_EXPANSIONS` states."""
+    heap = [(_least_bits(m, sid), 0, 0, sid, plen, pcode, 0)]
+    seen, pushed = set(), 0
+    while heap and len(seen) < PLAIN_EXPANSIONS:
+        _, cost, _, s, pl, pc, value = heapq.heappop(heap)
+        if m.elements[s] is None:
+            return value, cost
+        if (s, pl) in seen:  # (pl > 0 only at the start: one partial code)
+            continue
+        seen.add((s, pl))
+        for k, bits, sym in _short_codes(m.elements[s], pl, pc):
+            t = m.after_id(s, sym)
+            pushed += 1
+            heapq.heappush(heap, (cost + k + _least_bits(m, t), cost + k, pushed, t, 0, 0,
+                                  value << k | bits))
+    return None
+
+
+def _greedy_macroblock(m: MacroblockMachine, sid: int, plen: int,
+                       pcode: int) -> tuple[int, int]:
+    """Bits to the end of the macroblock, at each element the code with the fewest bits
+    plus :func:`_least_bits` after it (what :func:`_shortest_macroblock` falls back to:
+    linear in the syntax left)."""
+    value = n = 0
+    while m.elements[sid] is not None:
+        best = None
+        for k, bits, sym in _short_codes(m.elements[sid], plen, pcode):
+            nxt = m.after_id(sid, sym)
+            cost = k + _least_bits(m, nxt)
+            if best is None or cost < best[0]:
+                best = cost, k, bits, nxt
+        _, k, bits, sid = best
+        value, n, plen, pcode = value << k | bits, n + k, 0, 0
+    return value, n
+
+
+def _least_bits(m: MacroblockMachine, sid: int) -> int:
+    """A lower bound of the bits that finish the macroblock from syntax state ``sid``:
+    each item left at its element's shortest code, blocks with the nC contexts of now
+    (blocks coded later can only raise them), and an item that stands for a run of
+    elements (the intra 4x4 modes, a block's levels, I_PCM samples) one bit for each of
+    the rest."""
+    items, luma, chroma = m.states[sid]
+    total = 0
+    for it in items:
+        table = m._element(((it,), luma, chroma))
+        got = _MIN_LEN.get(id(table))
+        if got is None:
+            got = _MIN_LEN[id(table)] = min(n for n, _ in table.codes)
+        total += got + _run_rest(it)
+    return total
+
+
+def _run_rest(it: tuple) -> int:
+    """Elements (of at least one bit) an item brings after its first one: the other
+    intra 4x4 modes, intra_chroma_pred_mode and coded_block_pattern; a block's other
+    levels and its total_zeros; the other I_PCM samples (8 bits each)."""
+    op = it[0]
+    if op == "i4":
+        return 15 - it[1] + 2
+    if op == "lev":
+        _, i, total, _t1, _sl, maxc = it
+        return total - i - 1 + (total < maxc)
+    if op == "pcm":
+        return 8 * (it[1] - 1)
+    return 0
+
+
+def _short_codes(table: g.Vlc, plen: int, pcode: int) -> tuple:
+    """(bits left, their value, symbol) of the codes of ``table`` that continue the
+    partial code (plen, pcode), shortest first: those no longer than the
+    :data:`PLAIN_CODES`-th shortest (all of that length: a table may give a dozen codes
+    the same length, the plainest symbol among them)."""
+    key = (id(table), plen, pcode)
+    got = _SHORT_CODES.get(key)
+    if got is None:
+        rest = sorted((n - plen, v & ((1 << (n - plen)) - 1), sym)
+                      for (n, v), sym in table.codes.items()
+                      if n > plen and v >> (n - plen) == pcode)
+        cut = rest[min(PLAIN_CODES, len(rest)) - 1][0]
+        if len(_SHORT_CODES) >= MASK_CACHE:
+            _SHORT_CODES.clear()
+        got = _SHORT_CODES[key] = tuple(r for r in rest if r[0] <= cut)
+    return got
 
 
 class TokenRbsp:

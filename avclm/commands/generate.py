@@ -53,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="ablation: keep the header masks and the verifier but drop the "
                    "macroblock-layer token masks (slices then pass by resampling; default: "
                    "every sampled token continues a valid slice, see avclm/slice_automaton.py)")
+    g.add_argument("--no-finish-early", action="store_true",
+                   help="ablation: where the model's draw would end a slice that cannot end "
+                   "yet, draw its next allowed token instead (default: finish the slice the "
+                   "plainest way: no more coefficients, see avclm/nal_masks.py)")
     g.add_argument("--context", type=int, default=None, metavar="TOKENS",
                    help="KV cache per sample in tokens (default: the model's context)")
     g.add_argument("--window", type=int, default=None, metavar="FRAMES",
@@ -201,7 +205,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = sampling_config(args)
     lm = load_model(args.model, "h264", args.device, model_dtype(args), threads=args.threads)
-    kw = {"verify": not args.no_verify, "slice_grammar": not args.no_slice_grammar}
+    kw = {"verify": not args.no_verify, "slice_grammar": not args.no_slice_grammar,
+          "finish_early": not args.no_finish_early}
     if args.max_nal_tokens is not None:
         kw["max_nal_tokens"] = args.max_nal_tokens
     if args.max_attempts is not None:
@@ -258,9 +263,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _changed(stats: dict) -> str:
-    """" masks changed C of N draws," when draws were made filters-first, else nothing."""
-    return (f" masks changed {stats['changed']} of {stats['constrained']} draws,"
-            if stats.get("constrained") else "")
+    """" masks changed C of N draws (F slices finished early)," when draws were made
+    filters-first, else nothing."""
+    if not stats.get("constrained"):
+        return ""
+    f = stats.get("finished", 0)
+    early = f" ({f} slice{'s' if f != 1 else ''} finished early)" if f else ""
+    return f" masks changed {stats['changed']} of {stats['constrained']} draws{early},"
 
 
 def _resumed(stats: dict) -> str:

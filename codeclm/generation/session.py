@@ -86,6 +86,13 @@ class Constraint(Protocol):
     def copy(self) -> Constraint: ...
 
 
+# An optional Constraint capability, used where a row draws filters-first: ``finish_early(
+# token_id)`` -> the token ids that finish the open unit when ``token_id``, the model's
+# own (disallowed) draw, asks to end it before it may end (e.g. a start code inside an
+# H.264 slice: avclm.nal_masks.NalConstraint), or None; the first is the step's token,
+# the rest are forced, each one step.
+
+
 @runtime_checkable
 class TokenCheck(Protocol):
     """An optional :class:`Constraint` capability: ``allows(token_id)`` is
@@ -121,7 +128,7 @@ def _can_check(cls: type) -> bool:
 class FullMasks:
     """A :class:`Constraint` that hides ``allows`` of the one it wraps, so the session
     builds its full mask at every step (the reference the lazy path is tested and
-    benchmarked against)."""
+    benchmarked against); ``finish_early`` is passed through."""
 
     def __init__(self, inner: Constraint):
         self.inner = inner
@@ -138,6 +145,11 @@ class FullMasks:
 
     def copy(self) -> FullMasks:
         return FullMasks(self.inner.copy())
+
+    def finish_early(self, token_id: int) -> list[int] | None:
+        """The wrapped constraint's ``finish_early`` (None where it has none)."""
+        finish = getattr(self.inner, "finish_early", None)
+        return finish(token_id) if finish is not None else None
 
 
 # ---------------------------------------------------------------- rows and session
@@ -408,12 +420,25 @@ class Session:
             row_logits, [self.rows[i].generator for i in rows], self.config, self._noise)
         decided = set()
         for j, i in enumerate(rows):
-            checks[i] = allows = _allows_of(self.rows[i].constraint)
-            token = free.choice(j, allows)
+            con = self.rows[i].constraint
+            checks[i] = allows = _allows_of(con)
+            own = free.own[j]
+            if allows(own):
+                token = own
+            else:
+                finish = getattr(con, "finish_early", None)
+                ids = finish(own) if finish is not None else None
+                if ids:  # the model would end the unit early: the constraint finishes it
+                    token = ids[0]
+                    self.rows[i].forced.extend(ids[1:])
+                    self.stats.finished += 1
+                    self.stats.finish_tokens += len(ids)
+                else:
+                    token = filters_first.first_allowed(free.ranked(j)[1:], allows)
             if token is not None:
                 out[i] = token
                 decided.add(i)
-            self.stats.changed += token != free.own[j]  # (None: mask-first follows)
+            self.stats.changed += token != own  # (None: mask-first follows)
         self.stats.constrained += len(rows)
         return [i for i in draw if i not in decided]
 

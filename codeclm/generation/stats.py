@@ -22,6 +22,9 @@ class DecodeStats:
     loaded machine disturbs less); ``constrained``: draws made filters-first under a
     constraint (:mod:`~codeclm.generation.filters_first`), ``changed``: of those, the
     draws whose token is not the model's own free draw (the masks intervened);
+    ``finished``: of those, the draws where the model asked to end a unit that could not
+    end yet and the constraint finished it (``finish_early``), ``finish_tokens`` the
+    tokens it wrote for them (the first drawn, the rest forced);
     ``seed``: the run's seed (row ``r`` draws with ``seed + r``)."""
 
     prefill_s: float = 0.0
@@ -32,6 +35,8 @@ class DecodeStats:
     rejected: int = 0
     constrained: int = 0
     changed: int = 0
+    finished: int = 0
+    finish_tokens: int = 0
     seed: int | None = None
 
     @property
@@ -42,7 +47,7 @@ class DecodeStats:
     def add(self, other: DecodeStats) -> None:
         """Add ``other``'s counts and timings to these (the seed is kept)."""
         for f in ("prefill_s", "decode_s", "decode_cpu_s", "steps", "sampled", "rejected",
-                  "constrained", "changed"):
+                  "constrained", "changed", "finished", "finish_tokens"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
 
     def as_dict(self) -> dict:

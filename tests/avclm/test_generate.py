@@ -163,10 +163,10 @@ def test_seamless_continuations_write_no_frame(model_dir, explode_frames, gate):
 
 def test_context_full_inside_a_picture_resumes_it_without_substitutions(
         model_dir, explode_frames):
-    """A context (700) that fills inside P pictures (seed 1: twice in 6 frames): the row's
+    """A context (700) that fills inside P pictures (seed 0: once in 6 frames): the row's
     cache restarts from a prompt that goes on with the same picture, nothing is written
     for it, no slice is substituted, and the stream decodes strictly to 6 frames."""
-    events = list(generate_video(model_dir, 6, config=SamplingConfig(seed=1), context=700))
+    events = list(generate_video(model_dir, 6, config=SamplingConfig(seed=0), context=700))
     stats = events[-1].stats
     nals = [e for e in events if isinstance(e, NalEvent)]
     frames = [e for e in events if isinstance(e, FrameEvent)]
@@ -184,15 +184,61 @@ def test_context_full_inside_a_picture_resumes_it_without_substitutions(
 
 def test_cli_summary_counts_resumed_pictures(model_dir, tmp_path, capsys):
     out = tmp_path / "v.h264"
-    assert main(["generate", "--frames", "6", "--context", "700", "--seed", "1",
+    assert main(["generate", "--frames", "6", "--context", "700", "--seed", "0",
                  "--model", str(model_dir), "-o", str(out)]) == 0
     summary = capsys.readouterr().err.strip().splitlines()[-1]
-    got = re.search(r"\((\d+) tokens, \d+ tok/s, masks changed (\d+) of (\d+) draws, 0 NALs "
-                    r"replaced, \d+ continuations, \d+ pictures? resumed, seed 1\)$", summary)
+    got = re.search(r"\((\d+) tokens, \d+ tok/s, masks changed (\d+) of (\d+) draws \((\d+) "
+                    r"slices? finished early\), 0 NALs replaced, \d+ continuations, \d+ "
+                    r"pictures? resumed, seed 0\)$", summary)
     assert got, summary
-    sampled, changed, constrained = (int(x) for x in got.groups())
-    assert changed <= constrained <= sampled  # (the constrained draws: all but forced ones)
+    sampled, changed, constrained, finished = (int(x) for x in got.groups())
+    # (the constrained draws: all but forced ones; a slice finished early is a changed draw)
+    assert 0 < finished <= changed <= constrained <= sampled
     assert len(decode_annexb(out.read_bytes(), TINY, strict=True)) == 6
+
+
+def test_slices_the_model_would_end_early_are_finished_plainly(model_dir, tmp_path,
+                                                              explode_frames, capsys):
+    """The random model often draws a start code inside a slice. By default the masks
+    then finish the slice the plainest way (forced tokens, counted as ``finished``);
+    with ``finish_early=False`` (``--no-finish-early``) they draw the model's next
+    allowed token instead, and the slices run longer (after a start-code draw the next
+    candidates are mostly zero bits: long codes, many coefficients). Both clips pass
+    ffmpeg's explode with the exact frame count and no substitution."""
+    runs = {}
+    for finish in (True, False):
+        events = list(generate_video(model_dir, 6, config=SamplingConfig(seed=0),
+                                     finish_early=finish))
+        stats = events[-1].stats
+        stream = b"".join(e.data for e in events if isinstance(e, NalEvent))
+        assert explode_frames(stream) == 6 and stats["replaced"] == 0
+        runs[finish] = stats
+    assert 0 < runs[True]["finished"] <= runs[True]["finish_tokens"]
+    assert runs[False]["finished"] == runs[False]["finish_tokens"] == 0
+    assert runs[True]["tokens_sampled"] < runs[False]["tokens_sampled"]
+    out = tmp_path / "v.h264"
+    assert main(["generate", "--frames", "2", "--seed", "0", "--no-finish-early",
+                 "--model", str(model_dir), "-o", str(out)]) == 0
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "masks changed" in summary and "finished early" not in summary
+
+
+def test_the_room_kept_after_a_picture_is_sized_by_p_pictures():
+    """The reserve after a picture is 1.5x the largest P picture so far: the first
+    picture of a clip (an IDR one, often several times a P picture) sizes it only until
+    a P picture is done (else a large IDR picture would make every later picture
+    continue the row from a fresh prompt)."""
+    from avclm.generate import RowState
+
+    st = RowState(gate=None, decoder=None, target=8, numbering=None)
+    assert st.next_picture_tokens() == 0
+    st.note_picture(500, idr=True)
+    assert st.next_picture_tokens() == 500
+    st.note_picture(90, idr=False)
+    st.note_picture(60, idr=False)
+    assert st.next_picture_tokens() == 90
+    st.note_picture(700, idr=True)  # (a scene cut's IDR picture)
+    assert st.next_picture_tokens() == 90 and st.max_frame_tokens == 700
 
 
 def test_resume_after_an_idr_picture_keeps_it_as_the_reference(

@@ -18,9 +18,9 @@ import torch
 from avclm import mb_grammar as g
 from avclm import nal as nalmod
 from avclm import slice_automaton as sa
-from avclm.bits import BitReader, compose_slice_header, data_bits, parse_slice_fields
+from avclm.bits import BitReader, compose_slice_header, data_bits, parse_slice_fields, rbsp_to_ebsp
 from avclm.codec import SAMPLE_CLIPS, encode_video
-from avclm.nal_masks import NalConstraint
+from avclm.nal_masks import NalConstraint, opens_start_code
 from avclm.profile import PAPER, TINY
 from avclm.stream import decode_annexb
 from avclm.stream_plan import stream_facts
@@ -322,3 +322,110 @@ def test_accepts_bits_equals_step_bits_along_random_walks(encodes):
                 assert auto.accepts_bits(st, value, n) == want, (st[1:4], value, n)
                 checked[want] += 1
     assert checked[True] > 200 and checked[False] > 200
+
+
+@pytest.mark.parametrize("name", ["tiny", "paper"])
+def test_plainest_completion_finishes_x264_slices_cut_anywhere(encodes, name, explode_frames):
+    """Cut an x264 slice after a byte of its slice data (8 cuts per slice) and finish
+    it with plainest_completion: the automaton and the recursive grammar accept it, and
+    it is never longer than what x264 wrote from the cut. From the start of the data it
+    is the shortest macroblock of its kind (8 bits at most: no residual). A stream whose
+    slices are each finished so at a random cut decodes strictly (and under ffmpeg's
+    explode for tiny) to the same frame count."""
+    profile, facts = PROFILES[name], stream_facts(PROFILES[name])
+    rng = random.Random(5)
+    data = encodes[name]["testsrc2_320x240_6s"]
+    _, units = nalmod.split_annexb_units(data)
+    out, cuts, at_start = [], 0, {}  # (at_start: slices per kind checked from the start)
+    for unit in units:
+        nal = nalmod.strip_start_code(unit)
+        if not nalmod.is_picture_nal(nal):
+            out.append(unit)
+            continue
+        f, hn, v, t = parse_slice_fields(nal, facts.sps, facts.pps)
+        ctx = g.MacroblockContext.of(f, facts.pps, hn)
+        auto = sa.SliceAutomaton((v >> (t - hn), hn), ctx, canonical=True)
+        rbsp = v.to_bytes(t // 8, "big")
+        states = _feed(auto, rbsp)
+        first = hn // 8 + 1  # cuts after the first byte that holds slice data
+        picks = [k for k in range(first, len(rbsp)) if states[k - 1][3] != sa.DONE]
+        for k in rng.sample(picks, min(8, len(picks))):
+            value, n = sa.plainest_completion(states[k - 1])
+            assert n and n % 8 == 0
+            done = rbsp[:k] + value.to_bytes(n // 8, "big")
+            end = _feed(auto, done)[-1]
+            assert end is not None and end[3] == sa.DONE
+            whole, total = int.from_bytes(done, "big"), 8 * len(done)
+            assert g.check_slice_data(data_bits(whole, total, hn), ctx) is None
+            assert n <= 8 * (len(rbsp) - k)  # no longer than x264's rest
+            cuts += 1
+        cut = rng.choice(picks) if picks else None
+        if cut is None:
+            out.append(unit)
+            continue
+        value, n = sa.plainest_completion(states[cut - 1])
+        body = rbsp_to_ebsp(rbsp[:cut] + value.to_bytes(n // 8, "big"))
+        out.append(unit[:len(unit) - len(nal)] + nal[:1] + body)
+        # from the start of the slice data (mid-byte): the shortest macroblock of its kind
+        value, n = sa.plainest_completion(auto.step_bits(auto.start, v >> (t - hn), hn), hn % 8)
+        plain = data_bits(value, n, 0)
+        assert g.check_slice_data(plain, ctx) is None and plain[1] <= 8
+        at_start[f.kind] = at_start.get(f.kind, 0) + 1
+    assert cuts > 200 and at_start[nalmod.SLICE_I] and at_start[nalmod.SLICE_P]
+    stream = b"".join(out)
+    frames = len(decode_annexb(data, profile, strict=True))
+    assert len(decode_annexb(stream, profile, strict=True)) == frames
+    if name == "tiny":
+        assert explode_frames(stream) == frames
+
+
+@pytest.mark.parametrize("data,zeros,opens", [
+    (b"\x00\x00\x01\x65", 0, True), (b"\x00\x00\x00\x01", 0, True), (b"\x00\x01", 1, True),
+    (b"\x01\x41", 2, True), (b"\x00", 2, True), (b"\x00\x00\x00", 0, True),
+    (b"\x00\x00", 0, False), (b"\x00", 1, False), (b"\x00\x01", 0, False),
+    (b"\x01", 1, False), (b"\x00\x00\x03", 0, False), (b"\x41", 2, False), (b"", 2, False)])
+def test_opens_start_code(data, zeros, opens):
+    """A token opens a start code after ``zeros`` zero bytes: two zeros in all then 01, or
+    three zeros in all (two zeros alone may still be an escape's)."""
+    assert opens_start_code(data, zeros) is opens
+
+
+def test_finish_early_gives_tokens_that_complete_the_open_slice(encodes):
+    """Along x264's tokens, wherever a slice is open and cannot end yet, a start-code
+    token gets finish_early's tokens: each allowed in turn, and the slice they complete
+    passes the verifier's full check (x264's header, canonical escapes, the strict
+    one-macroblock decode). Where the slice may end, for a token that opens no start
+    code, and with ``finish_early=False``, there are none."""
+    tok = ByteTokenizer.train(list(encodes["tiny"].values()), 384, "h264")
+    sc = next(t for t in range(tok.vocab_size)
+              if (tok.token_bytes[t] or b"").startswith(b"\x00\x00\x01"))
+    other = next(t for t in range(tok.vocab_size) if (tok.token_bytes[t] or b"\x00")[0] > 3)
+    c = NalConstraint(tok, profile=TINY)
+    off = NalConstraint(tok, profile=TINY, finish_early=False)
+    gate = NalVerifier(TINY, after_header=False)
+    rng = random.Random(2)
+    stream, observed, checked, at_end = bytearray(), 0, 0, 0
+    for t in tok.encode(encodes["tiny"]["testsrc2_320x240_6s"], bos=False, eos=False)[:4000]:
+        nals = nalmod.split_annexb(bytes(stream))
+        for nal in nals[observed:-1]:  # the NALs a start code has closed since
+            gate.observe(nal)
+        observed = max(observed, len(nals) - 1)
+        if nals and nalmod.is_picture_nal(nals[-1]) and rng.random() < 0.3:
+            got = c.finish_early(sc)
+            if c.can_end:
+                assert got is None
+                at_end += 1
+            elif got is not None:
+                probe = c.copy()
+                for x in got:
+                    assert probe.allows(x)
+                    probe.advance(x)
+                open_nal = bytes(stream[stream.rfind(b"\x00\x00\x01") + 3:])  # (its zeros too)
+                nal = open_nal + b"".join(tok.token_bytes[x] for x in got)
+                assert gate.check(nal) is None, gate.check(nal)
+                assert c.finish_early(other) is None and off.finish_early(sc) is None
+                checked += 1
+        c.advance(t)
+        off.advance(t)
+        stream += tok.token_bytes[t]
+    assert checked > 100 and at_end > 5
