@@ -112,7 +112,11 @@ class MacroblockMachine:
         #: (automaton state, byte) -> automaton state or None (SliceAutomaton.step_byte)
         self.byte_steps: dict[tuple, tuple | None] = {}
         #: id -> the plainest rest of the macroblock from that state (plainest_completion)
-        self.plain: dict[int, tuple[int, int] | None] = {}
+        self.plain: dict[int, tuple[int, int]] = {}
+        #: id -> a lower bound of the bits left in the macroblock (_least_bits), and its
+        #: part per syntax item (a block's with its nC context)
+        self.least: dict[int, int] = {}
+        self.item_bits: dict[tuple, int] = {}
 
     def intern(self, state: tuple) -> int:
         """The id of syntax ``state`` (its element is computed once)."""
@@ -457,10 +461,9 @@ def _walk_bits(state: tuple, value: int, n: int, check: bool) -> tuple | bool | 
 #: codes per syntax element that :func:`plainest_completion` weighs, at least (each
 #: element's shortest ones and those as long as they: see :func:`_short_codes`)
 PLAIN_CODES = 4
-#: syntax states the exact search expands before the greedy choice takes over
-PLAIN_EXPANSIONS = 2000
+#: syntax states the search for a completion shorter than the greedy one expands at most
+PLAIN_EXPANSIONS = 100
 _SHORT_CODES: dict[tuple, tuple] = {}
-_MIN_LEN: dict[int, int] = {}
 
 
 def plainest_completion(state: tuple, bit: int = 0) -> tuple[int, int]:
@@ -469,8 +472,8 @@ def plainest_completion(state: tuple, bit: int = 0) -> tuple[int, int]:
     to the next byte boundary. ``bit``: bits of the current byte read before ``state``
     (0, the default: a state reached after whole bytes, as after a token).
 
-    The rest is the shortest one (an A* search over syntax states; past
-    :data:`PLAIN_EXPANSIONS` states a greedy choice, near the shortest), and so plain:
+    The rest is the shortest one (a greedy choice, then an A* search over syntax states
+    for a shorter one, given up after :data:`PLAIN_EXPANSIONS` states), and so plain:
     a block that may still be empty codes no coefficient (TotalCoeff 0 is a block's
     shortest code), motion vector differences are 0, coded_block_pattern 0 where that
     is shorter than coding the blocks. What
@@ -495,9 +498,8 @@ def _plain_macroblock(m: MacroblockMachine, sid: int, plen: int,
     """:func:`plainest_completion`'s bits from syntax state ``sid`` with the partial code
     (plen, pcode) to the end of the macroblock; memoized per machine for states at a
     code boundary."""
-    got = _shortest_macroblock(m, sid, plen, pcode)
-    if got is None:
-        got = _greedy_macroblock(m, sid, plen, pcode)
+    greedy = _greedy_macroblock(m, sid, plen, pcode)
+    got = _shortest_macroblock(m, sid, plen, pcode, greedy[1]) or greedy
     if not plen:
         if len(m.plain) >= MASK_CACHE:
             m.plain.clear()
@@ -505,12 +507,13 @@ def _plain_macroblock(m: MacroblockMachine, sid: int, plen: int,
     return got
 
 
-def _shortest_macroblock(m: MacroblockMachine, sid: int, plen: int,
-                         pcode: int) -> tuple[int, int] | None:
-    """The shortest bits to the end of the macroblock: an A* search over syntax states
-    (each element's :data:`PLAIN_CODES` shortest codes, :func:`_least_bits` as the
-    estimate); None after :data:`PLAIN_EXPANSIONS` states."""
-    heap = [(_least_bits(m, sid), 0, 0, sid, plen, pcode, 0)]
+def _shortest_macroblock(m: MacroblockMachine, sid: int, plen: int, pcode: int,
+                         bound: int) -> tuple[int, int] | None:
+    """Bits to the end of the macroblock shorter than ``bound``, the shortest such: an A*
+    search over syntax states (each element's :data:`PLAIN_CODES` shortest codes,
+    :func:`_least_bits` as the estimate); None when there are none or after
+    :data:`PLAIN_EXPANSIONS` states."""
+    heap = [(0, 0, 0, sid, plen, pcode, 0)]
     seen, pushed = set(), 0
     while heap and len(seen) < PLAIN_EXPANSIONS:
         _, cost, _, s, pl, pc, value = heapq.heappop(heap)
@@ -521,9 +524,10 @@ def _shortest_macroblock(m: MacroblockMachine, sid: int, plen: int,
         seen.add((s, pl))
         for k, bits, sym in _short_codes(m.elements[s], pl, pc):
             t = m.after_id(s, sym)
-            pushed += 1
-            heapq.heappush(heap, (cost + k + _least_bits(m, t), cost + k, pushed, t, 0, 0,
-                                  value << k | bits))
+            f = cost + k + _least_bits(m, t)
+            if f < bound:
+                pushed += 1
+                heapq.heappush(heap, (f, cost + k, pushed, t, 0, 0, value << k | bits))
     return None
 
 
@@ -537,7 +541,8 @@ def _greedy_macroblock(m: MacroblockMachine, sid: int, plen: int,
         best = None
         for k, bits, sym in _short_codes(m.elements[sid], plen, pcode):
             nxt = m.after_id(sid, sym)
-            cost = k + _least_bits(m, nxt)
+            left = _least_bits(m, nxt)
+            cost = (k + left, left)  # (a tie: the code that leaves less syntax)
             if best is None or cost < best[0]:
                 best = cost, k, bits, nxt
         _, k, bits, sid = best
@@ -551,14 +556,25 @@ def _least_bits(m: MacroblockMachine, sid: int) -> int:
     (blocks coded later can only raise them), and an item that stands for a run of
     elements (the intra 4x4 modes, a block's levels, I_PCM samples) one bit for each of
     the rest."""
+    got = m.least.get(sid)
+    if got is not None:
+        return got
     items, luma, chroma = m.states[sid]
     total = 0
+    item_bits = m.item_bits
     for it in items:
-        table = m._element(((it,), luma, chroma))
-        got = _MIN_LEN.get(id(table))
+        key = (it, luma, chroma) if it[0] == "blk" else it  # (only a block's nC varies)
+        got = item_bits.get(key)
         if got is None:
-            got = _MIN_LEN[id(table)] = min(n for n, _ in table.codes)
-        total += got + _run_rest(it)
+            table = m._element(((it,), luma, chroma))
+            got = min(n for n, _ in table.codes) + _run_rest(it)
+            if len(item_bits) >= MASK_CACHE:
+                item_bits.clear()
+            item_bits[key] = got
+        total += got
+    if len(m.least) >= MASK_CACHE:
+        m.least.clear()
+    m.least[sid] = total
     return total
 
 

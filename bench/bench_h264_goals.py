@@ -8,7 +8,9 @@
 2. The bundled model, seeds ``0..BUNDLED_SEEDS-1``, ``BUNDLED_FRAMES`` frames:
    substitutions (goal 0), the slowest seed's wall time / the fastest's (goal <= 2);
    beside it, to tell content from cost, the same spread in tokens sampled per seed, in
-   wall time per token and in decode CPU seconds, and the restarts inside a picture.
+   wall time per token and in decode CPU seconds, and the restarts inside a picture; the
+   slices finished early (:meth:`avclm.nal_masks.NalConstraint.finish_early`), and the
+   same seeds without them (``finish_early=False``): their wall spread and tokens.
 3. Constrained tokens/s (slice masks, the defaults: filters-first, exact lazy masks) /
    unconstrained tokens/s (``verify=False``: no masks; also mask-first, the share of
    draws that keep the model's free draw, slice masks built in full at every draw,
@@ -104,6 +106,8 @@ def _one_clip(model, frames: int, seed: int, tmp: Path, mask_order: str = "filte
             "resumes": stats.get("resumes", 0),
             # draws whose token is the model's free draw (filters-first; 0 otherwise)
             "own_draws": stats.get("constrained", 0) - stats.get("changed", 0),
+            # slices finished the plainest way where the model drew a start code early
+            "finished": stats.get("finished", 0), "finish_tokens": stats.get("finish_tokens", 0),
             "checked": v.get("nals_checked", 0), "passed": v.get("passed", 0),
             "failed": v.get("failed", 0), "truncated": v.get("truncated", 0),
             "ffmpeg_frames": out_frames, "ffmpeg_ok": out_frames == frames}
@@ -156,6 +160,8 @@ def run(random_seeds: int = RANDOM_SEEDS, bundled_seeds: int = BUNDLED_SEEDS,
                        ("slice masks, mask-first", {"mask_order": "mask-first"}, bundled_seeds),
                        ("slice masks, full", {"constraint_factory": _full_masks},
                         bundled_seeds),
+                       ("slice masks, no early finish", {"finish_early": False},
+                        bundled_seeds),
                        ("header masks only", {"slice_grammar": False}, min(2, bundled_seeds)),
                        ("no masks", {"verify": False}, bundled_seeds))
             runs = {name: [] for name, _, _ in configs}
@@ -191,8 +197,9 @@ def _report(random_runs, runs, random_seeds, bundled_seeds, bundled_frames) -> d
 
     ratio = tps("slice masks") / tps("no masks")
     # (free samples may be damaged: not counted)
+    late = runs["slice masks, no early finish"]
     every = (random_runs + masked + runs["slice masks, mask-first"] + runs["slice masks, full"]
-             + runs["header masks only"])
+             + late + runs["header masks only"])
     rows = [
         {"what": f"random model, {RANDOM_FRAMES} frames x {random_seeds} seeds: slice NALs "
                  "passing the check first try", "value": 100 * passed / max(checked, 1),
@@ -211,6 +218,14 @@ def _report(random_runs, runs, random_seeds, bundled_seeds, bundled_frames) -> d
          "value": spread("ms_per_token"), "unit": "x"},
         {"what": "bundled model: slowest / fastest seed (decode CPU s)",
          "value": spread("decode_cpu_s"), "unit": "x (less load-sensitive)"},
+        {"what": "bundled model: slices finished early (the model drew a start code inside "
+                 "them), all seeds", "value": sum(r["finished"] for r in masked), "unit": ""},
+        {"what": "bundled model: without early finishes (--no-finish-early), slowest / "
+                 "fastest seed (wall)",
+         "value": max(r["wall_s"] for r in late) / min(r["wall_s"] for r in late), "unit": "x"},
+        {"what": "bundled model: tokens sampled, all seeds, with / without early finishes",
+         "value": sum(r["tokens_sampled"] for r in masked)
+         / max(sum(r["tokens_sampled"] for r in late), 1), "unit": "x"},
         {"what": "bundled model: restarts inside a picture (resumes, all seeds)",
          "value": sum(r["resumes"] for r in masked), "unit": ""},
         {"what": "bundled model: tokens/s, slice masks", "value": tps("slice masks"),
