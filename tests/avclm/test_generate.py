@@ -243,7 +243,7 @@ def test_the_room_kept_after_a_picture_is_sized_by_p_pictures():
 
 def test_resume_after_an_idr_picture_keeps_it_as_the_reference(
         model_dir, smooth_frames, monkeypatch):
-    """A one-picture prompt (an IDR picture of 475 tokens) and a context of 625: the first
+    """A one-picture prompt (an IDR picture of 475 tokens) and a context of 600: the first
     P picture outgrows it, and the resume prompt holds the output's IDR picture (its
     exact bytes) and the P picture's latest slices; the stream decodes strictly."""
     from avclm import resume
@@ -259,7 +259,7 @@ def test_resume_after_an_idr_picture_keeps_it_as_the_reference(
     monkeypatch.setattr(resume, "resume_units", spy)
     prompt = encode_frames(smooth_frames(TINY, seed=0)[:1], TINY)
     events = list(generate_video(model_dir, 2, prompt=prompt, config=SamplingConfig(seed=1),
-                                 context=625, max_nal_tokens=60))
+                                 context=600, max_nal_tokens=60))
     stats = events[-1].stats
     assert stats["resumes"] == len(prompts) >= 1 and stats["replaced"] == 0
     assert prompts[0].with_reference and prompts[0].slices_kept >= 1
