@@ -446,10 +446,7 @@ class NalConstraint:
                 or not self.gstates or self.gstates[0] is None or self.can_end
                 or not opens_start_code(self.tokens.token_bytes[token_id] or b"", self.z)):
             return None
-        bits = slice_automaton.plainest_completion(self.gstates[0][1])
-        if bits is None or not bits[1]:
-            return None
-        value, n = bits
+        value, n = slice_automaton.plainest_completion(self.gstates[0][1])
         z = min(self.z, 2)  # escapes continue from the zeros the NAL ends with
         ebsp = rbsp_to_ebsp(b"\x00" * z + value.to_bytes(n // 8, "big"))[z:]
         ids = self.tokens.encode(ebsp)

@@ -472,11 +472,13 @@ def plainest_completion(state: tuple, bit: int = 0) -> tuple[int, int]:
     to the next byte boundary. ``bit``: bits of the current byte read before ``state``
     (0, the default: a state reached after whole bytes, as after a token).
 
-    The rest is the shortest one (a greedy choice, then an A* search over syntax states
-    for a shorter one, given up after :data:`PLAIN_EXPANSIONS` states), and so plain:
-    a block that may still be empty codes no coefficient (TotalCoeff 0 is a block's
-    shortest code), motion vector differences are 0, coded_block_pattern 0 where that
-    is shorter than coding the blocks. What
+    The rest is short (a greedy choice, then an A* search over syntax states for a
+    shorter one, given up after :data:`PLAIN_EXPANSIONS` states; from x264's slices cut
+    anywhere, never longer than what x264 wrote), and so plain: a block that may still
+    be empty codes no coefficient (TotalCoeff 0 is a block's shortest code), motion
+    vector differences are 0, coded_block_pattern 0 where that is shorter than coding
+    the blocks. At a state that is already complete (after the stop bit, at a byte
+    boundary) it is ``(0, 0)``. What
     :meth:`avclm.nal_masks.NalConstraint.finish_early` writes when the model would end a
     slice that cannot end yet."""
     sid, plen, pcode, phase, m = state
@@ -534,8 +536,8 @@ def _shortest_macroblock(m: MacroblockMachine, sid: int, plen: int, pcode: int,
 def _greedy_macroblock(m: MacroblockMachine, sid: int, plen: int,
                        pcode: int) -> tuple[int, int]:
     """Bits to the end of the macroblock, at each element the code with the fewest bits
-    plus :func:`_least_bits` after it (what :func:`_shortest_macroblock` falls back to:
-    linear in the syntax left)."""
+    plus :func:`_least_bits` after it (linear in the syntax left; the bound of
+    :func:`_shortest_macroblock`, and the answer where it finds nothing shorter)."""
     value = n = 0
     while m.elements[sid] is not None:
         best = None
