@@ -315,8 +315,8 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
     ``"seamless"`` (nothing written for a continuation) or ``"idr"`` (its re-encoded
     frame written too); see the module docstring. ``finish_early``: where the model's draw
     would end a slice that cannot end yet, finish it the plainest way (default;
-    :meth:`~avclm.nal_masks.NalConstraint.finish_early`) or, False
-    (``--no-finish-early``), draw the model's next allowed token. Stats: ``frames`` (per
+    :meth:`~avclm.nal_masks.NalConstraint.finish_early`; filters-first draws only) or,
+    False (``--no-finish-early``), draw the model's next allowed token. Stats: ``frames`` (per
     row, generated), ``tokens_sampled``, ``tokens_per_s``, ``rejected`` and ``replaced``
     NALs, ``continuations``, ``resumes`` (restarts inside a picture), ``tokens_dropped``
     (sampled for a NAL that the context's end cut off, then sampled again), ``frame_latency_ms``
