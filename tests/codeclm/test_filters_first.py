@@ -7,7 +7,8 @@ are allowed, else mask-first.
 - the choice among allowed candidates follows the filtered distribution restricted to
   them (empirical frequencies over 20,000 seeded draws);
 - a session keeps the free run's tokens up to the first one the constraint forbids;
-- a real video generation: the same share of own draws is reported, every clip valid.
+- a real video generation: the same share of own draws is reported, every clip valid;
+- a constraint's finish_early tokens are forced where the own draw is forbidden.
 """
 
 from __future__ import annotations
@@ -154,6 +155,57 @@ def test_session_keeps_the_free_tokens_until_one_is_forbidden():
         mask_first_earlier += first_diff < odd
     assert diverged >= 4
     assert mask_first_earlier >= 1
+
+
+class _EvenFinishing(_EvenTokens):
+    """Even tokens only; an odd own draw is "an early end": finish_early gives 4, 6, 8."""
+
+    FINISH = (4, 6, 8)
+
+    def __init__(self, V: int, eos: int):
+        super().__init__(V, eos)
+        self.asked: list[int] = []
+
+    def finish_early(self, token_id: int) -> list[int] | None:
+        self.asked.append(token_id)
+        return list(self.FINISH) if token_id % 2 else None
+
+
+def test_a_constraint_that_finishes_early_gets_its_tokens_forced():
+    """Where the model's own draw is not allowed, the session asks the constraint's
+    ``finish_early``: its first token is the step's, the rest are forced one per step
+    (not counted as sampled); ``finished`` / ``finish_tokens`` count them. Asked only
+    with a forbidden own draw, and never for mask-first draws (no own draw)."""
+    from codeclm.generation.session import generate
+
+    tok, model = _tiny_lm()
+    V = tok.vocab_size
+    finished = 0
+    for seed in range(6):
+        free = generate(model, tok, [[tok.bos_id]], SamplingConfig(seed=seed),
+                        max_new_tokens=24).tokens[0]
+        con = _EvenFinishing(V, tok.eos_id)
+        res = generate(model, tok, [[tok.bos_id]], SamplingConfig(seed=seed),
+                       max_new_tokens=24, constraints=[con])
+        got, stats = res.tokens[0], res.stats
+        assert all(t % 2 for t in con.asked)  # asked only for forbidden (odd) own draws
+        odd = next((i for i, t in enumerate(free) if t % 2 and t != tok.eos_id), None)
+        if odd is None:
+            assert got == free and stats["finished"] == 0
+            continue
+        assert got[:odd] == free[:odd]
+        assert tuple(got[odd:odd + 3]) == _EvenFinishing.FINISH[:len(got) - odd]
+        assert stats["finished"] == len(con.asked) >= 1
+        assert stats["finish_tokens"] == 3 * stats["finished"]
+        forced = 2 * stats["finished"]  # (a last finish may be cut by max_new_tokens)
+        assert len(got) - forced <= stats["sampled"] < len(got)
+        finished += 1
+        mask_first = _EvenFinishing(V, tok.eos_id)
+        res = generate(model, tok, [[tok.bos_id]],
+                       SamplingConfig(seed=seed, mask_order="mask-first"),
+                       max_new_tokens=24, constraints=[mask_first])
+        assert mask_first.asked == [] and res.stats["finished"] == 0
+    assert finished >= 3
 
 
 @pytest.mark.parametrize("order", ["filters-first", "mask-first"])
