@@ -39,10 +39,12 @@ class ImageEvalConfig(ScoredEvalConfig):
     """Settings both image protocols share: those of
     :class:`codeclm.eval.protocol.ScoredEvalConfig` (seeds, sampling, batch, device,
     features, bits per byte, guidance scale...), plus ``grammar``: the JPEG scan grammar
-    (False: free sampling, as the paper) and ``max_tokens`` / ``max_mcu_tokens``: the
-    generator's limits."""
+    (False: free sampling, as the paper), ``finish_early`` (an MCU the model would end
+    early is finished plainly; False: ``--no-finish-early``) and ``max_tokens`` /
+    ``max_mcu_tokens``: the generator's limits."""
 
     grammar: bool = True
+    finish_early: bool = True
     max_tokens: int | None = None
     max_mcu_tokens: int | None = None
 
@@ -126,7 +128,8 @@ def generate_set(lm, store, tag: str, ids: list[str], prompts: list[bytes], seed
         guided = ({} if name is None else
                   {"class_name": name, "cfg_scale": eval_scale(config.cfg_scale)})
         for ev in generate_images(lm, prompts=chunk, batch=config.batch, config=sampling,
-                                  grammar=config.grammar, max_tokens=config.max_tokens,
+                                  grammar=config.grammar, finish_early=config.finish_early,
+                                  max_tokens=config.max_tokens,
                                   max_mcu_tokens=config.max_mcu_tokens, **guided):
             if isinstance(ev, McuEvent):
                 units[ev.sample].append(ev.data)
@@ -343,6 +346,7 @@ def _completion_results(lm, feat_info, config, ratios, n_images, sc) -> dict:
         "protocol": {"ratios": ratios, "prompt_mcus": {r: int(r * profile.mcu_count + 1e-9)
                                                        for r in ratios},
                      "images": n_images, "seeds": config.seeds, "grammar": config.grammar,
+                     "finish_early": config.finish_early,
                      "sampling": protocol.sampling_record(config.sampling),
                      "real_images": "the evaluated images fitted to the profile size",
                      "sample_seed": "seed * 1000003 + image index (sorted ids)"},
@@ -502,6 +506,7 @@ def _uncond_results(lm, feat_info, config, n_generated, n_real, fid, valid) -> d
         **_header("jpeglm eval uncond", lm),
         "protocol": {"generated_per_seed": n_generated, "real_images": n_real,
                      "seeds": config.seeds, "grammar": config.grammar,
+                     "finish_early": config.finish_early,
                      "sampling": protocol.sampling_record(config.sampling)},
         "feature_extractor": feat_info,
         "comparable_to_published": bool(feat_info["comparable_to_published"]),

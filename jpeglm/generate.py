@@ -98,8 +98,8 @@ def generate_images(model, count: int | None = None, *, prompts: Sequence[bytes]
                     batch: int = 1, config: SamplingConfig | None = None,
                     device: str | None = None, dtype=None, grammar: bool = True,
                     max_tokens: int | None = None, max_mcu_tokens: int | None = None,
-                    class_name: str | None = None, cfg_scale: float | None = None
-                    ) -> Iterator[Event]:
+                    class_name: str | None = None, cfg_scale: float | None = None,
+                    finish_early: bool = True) -> Iterator[Event]:
     """Generate ``count`` images, or one completion per prompt in ``prompts`` (modeled
     bytes: the profile's header plus whole MCUs, as ``codec.prompt_prefix`` makes).
 
@@ -108,7 +108,10 @@ def generate_images(model, count: int | None = None, *, prompts: Sequence[bytes]
     ``max_mcu_tokens`` (without grammar): an MCU still open after this many tokens ends
     the image there (the rest is repaired). ``class_name``: a class-conditional model's
     class (every prompt gets its token after ``<s>``), ``cfg_scale``: classifier-free
-    guidance scale (:func:`codeclm.guidance.conditioned_forward`). Stats: ``images``, ``valid``,
+    guidance scale (:func:`codeclm.guidance.conditioned_forward`). ``finish_early``: where
+    the model's draw would end an MCU before its blocks are coded, finish it plainly
+    (default; :meth:`~jpeglm.grammar.JpegScanGrammar.finish_early`, filters-first draws
+    only) or, False, draw the model's next allowed token. Stats: ``images``, ``valid``,
     ``tokens_sampled``, ``tokens_per_s``, ``seed``, ``wall_s``.
     """
     if (count is None) == (prompts is None):
@@ -137,7 +140,8 @@ def generate_images(model, count: int | None = None, *, prompts: Sequence[bytes]
     for start in range(0, len(prompts), batch):
         chunk = prompts[start:start + batch]
         for ev in _chunk(kv, lm, chunk, start, dataclasses.replace(config, seed=seed + start),
-                         grammar, max_tokens, max_mcu_tokens, totals, class_id):
+                         grammar, max_tokens, max_mcu_tokens, totals, class_id,
+                         finish_early):
             n_valid += int(isinstance(ev, ImageEvent) and ev.valid)
             yield ev
     stats = dict(totals.as_dict(), images=len(prompts), valid=n_valid,
@@ -147,7 +151,8 @@ def generate_images(model, count: int | None = None, *, prompts: Sequence[bytes]
 
 def _chunk(kv, lm, chunk: list[bytes], first: int, config: SamplingConfig,
            grammar: bool, max_tokens: int | None, max_mcu_tokens: int | None,
-           totals: DecodeStats, class_id: int | None = None) -> Iterator[Event]:
+           totals: DecodeStats, class_id: int | None = None,
+           finish_early: bool = True) -> Iterator[Event]:
     profile, tok = lm.profile, lm.tokenizer
     n_mcus = profile.mcu_count
     done_mcus = [len(codec.split_mcus(p)[1]) for p in chunk]
@@ -169,6 +174,7 @@ def _chunk(kv, lm, chunk: list[bytes], first: int, config: SamplingConfig,
 
         constraints = []
         base = JpegScanGrammar.from_profile(profile, tok.token_bytes, tok.eos_id)
+        base.finishes_early = finish_early
         for p in chunk:
             g = base.copy()
             g.feed_bytes(p)

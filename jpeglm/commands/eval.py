@@ -80,6 +80,9 @@ def _shared(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-grammar", dest="grammar", action="store_false",
                    help="sample freely, as the paper did (default: the JPEG scan grammar "
                    "constrains sampling to valid scans)")
+    p.add_argument("--no-finish-early", dest="finish_early", action="store_false",
+                   help="ablation: where the model's draw would end an MCU early, draw its "
+                   "next allowed token instead (default: finish the MCU plainly)")
     p.add_argument("--max-tokens", type=int, default=None,
                    help="new tokens per image at most (default: what the context leaves)")
     p.add_argument("--max-mcu-tokens", type=int, default=None,
@@ -100,6 +103,7 @@ def _config(cls, args: argparse.Namespace, **extra):
     from codeclm.eval import runner
 
     return cls(**runner.scored_settings(args), grammar=args.grammar,
+               finish_early=args.finish_early,
                max_tokens=args.max_tokens, max_mcu_tokens=args.max_mcu_tokens, **extra)
 
 

@@ -50,6 +50,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("validity and output")
     g.add_argument("--no-grammar", action="store_true",
                    help="sample without the JPEG scan grammar (damaged images are repaired)")
+    g.add_argument("--no-finish-early", action="store_true",
+                   help="ablation: where the model's draw would end an MCU before its blocks "
+                   "are coded, draw its next allowed token instead (default: finish the MCU "
+                   "plainly: flat blocks of the running DC, see jpeglm/grammar/plain.py)")
     g.add_argument("--max-tokens", type=int, default=None, metavar="N",
                    help="new tokens per image at most (default: what the context leaves)")
     g.add_argument("--max-mcu-tokens", type=int, default=None, metavar="N",
@@ -85,6 +89,7 @@ def run_samples(args, prompts: list[bytes] | None, count: int | None, names: lis
         batch=args.batch,
         config=sampling_config(args),
         grammar=not args.no_grammar,
+        finish_early=not args.no_finish_early,
         max_tokens=args.max_tokens,
         max_mcu_tokens=args.max_mcu_tokens,
         class_name=args.class_name,
@@ -128,9 +133,13 @@ def class_note(args) -> str:
 
 
 def _changed(stats: dict) -> str:
-    """"grammar changed C of N draws, " when draws were made filters-first, else nothing."""
-    return (f"grammar changed {stats['changed']} of {stats['constrained']} draws, "
-            if stats.get("constrained") else "")
+    """"grammar changed C of N draws (F MCUs finished early), " when draws were made
+    filters-first, else nothing."""
+    if not stats.get("constrained"):
+        return ""
+    f = stats.get("finished", 0)
+    early = f" ({f} MCU{'s' if f != 1 else ''} finished early)" if f else ""
+    return f"grammar changed {stats['changed']} of {stats['constrained']} draws{early}, "
 
 
 def not_valid_note(files: list[str], args) -> str:

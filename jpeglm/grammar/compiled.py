@@ -64,6 +64,9 @@ class CompiledScanGrammar:
         if len(singles) < 256:
             raise TokenizerError(f"the vocabulary lacks {256 - len(singles)} of the 256 single "
                                  "bytes; the grammar needs all of them to never dead-end")
+        #: byte -> the id of its single-byte token
+        self.byte_ids = {v[0]: i for i, v in enumerate(self.vocab)
+                         if v is not None and len(v) == 1 and i != eos_id}
         auto = self.automaton = scan_automaton(layout)
         self.header = layout.header
         self.n_mcus = layout.n_mcus

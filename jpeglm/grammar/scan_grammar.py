@@ -7,6 +7,7 @@ index, MCUs completed); the tables and mask caches live in the shared
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
@@ -18,6 +19,10 @@ from .automaton import PH_AC, PH_ACX, PH_DC, PH_DCX, PH_PAD, S_END, S_FIN, S_HDR
 from .compiled import CompiledScanGrammar, compile_grammar
 from .entries import MaskEntry
 from .header import ScanLayout, marker_segments, parse_layout, pillow_streams
+from .plain import plain_mcu_bytes
+
+#: a restart marker or EOI inside a token's bytes
+_MARKER = re.compile(rb"\xff[\xd0-\xd7\xd9]")
 
 
 class GrammarError(CodecLMError, ValueError):
@@ -91,6 +96,9 @@ class JpegScanGrammar:
         return cls(profile.width, profile.height, vocab, eos_id, **kw)
 
     # -- state -----------------------------------------------------------------------
+    #: whether :meth:`finish_early` answers (False: the sampler draws on instead)
+    finishes_early = True
+
     def reset(self) -> None:
         """Back to the start of a stream (before the header)."""
         self._core = self._compiled.start_core
@@ -112,6 +120,7 @@ class JpegScanGrammar:
         twin = JpegScanGrammar.__new__(JpegScanGrammar)
         twin._compiled, twin._core, twin._pred = self._compiled, self._core, self._pred
         twin._mcus_done, twin._cur_entry = self._mcus_done, self._cur_entry
+        twin.finishes_early = self.finishes_early
         return twin
 
     @property
@@ -197,6 +206,33 @@ class JpegScanGrammar:
         comp = self._compiled
         move = comp.transition(self._entry(), int(token_id))
         return move is not None and bool(self._move_fits(comp, move))
+
+    def finish_early(self, token_id: int) -> list[int] | None:
+        """The tokens (single bytes) that finish the open MCU the plainest way
+        (:func:`~jpeglm.grammar.plain.plain_mcu_bytes`: every block left a flat block of
+        the running DC) when ``token_id``, the model's own draw, holds a marker (a
+        restart marker or EOI) but the MCU's blocks are not all coded; else None. The
+        tokens are checked: each is allowed in turn and only the marker may follow. Does
+        not advance the grammar (the :class:`codeclm.generation.session.Session` forces
+        them where the row draws filters-first)."""
+        comp = self._compiled
+        sid, k, ff = self._core
+        if (not self.finishes_early or sid <= 0 or ff or sid == comp.pad_state
+                or not 0 <= token_id < comp.vocab_size):
+            return None
+        data = comp.vocab[token_id]
+        if not data or not _MARKER.search(data):
+            return None
+        finish = plain_mcu_bytes(comp.automaton, sid, k, self._pred)
+        if not finish:
+            return None
+        ids = [comp.byte_ids[b] for b in finish]
+        twin = self.copy()
+        for tok in ids:
+            if not twin.is_allowed(tok):
+                return None
+            twin.advance(tok)
+        return ids if twin._core[0] == comp.pad_state and not twin._core[2] else None
 
     def _move_fits(self, comp: CompiledScanGrammar, move: tuple) -> bool:
         """Whether ``move``'s predictor and MCU-class conditions hold here."""

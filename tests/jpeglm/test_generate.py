@@ -144,6 +144,35 @@ def test_cli_names_the_outputs_not_valid_as_sampled(model_dir, tmp_path, capsys)
                  "--seed", "1", "--max-tokens", "5"]) == 0
     err = capsys.readouterr().err
     assert "(0 valid as sampled" in err
-    # every draw was made under the grammar, filters-first (2 images x 5 tokens)
-    assert re.search(r"tok/s, grammar changed \d of 10 draws, seed 1\)", err), err
+    # every draw was made under the grammar, filters-first (2 images x 5 tokens, some of
+    # them forced where an MCU was finished early)
+    got = re.search(r" (\d+) tokens, \d+ tok/s, grammar changed \d+ of (\d+) draws"
+                    r"(?: \(\d+ MCUs? finished early\))?, seed 1\)", err)
+    assert got and got[1] == got[2] and int(got[2]) <= 10, err
     assert "not valid as sampled: 0.jpg, 1.jpg." in err and "ran out of tokens" in err
+
+
+def test_mcus_the_model_would_end_early_are_finished_plainly(capsys, tmp_path):
+    """The bundled image model often draws a restart marker inside an MCU (seed 2: 16
+    images, 32 MCUs). By default the grammar then finishes the MCU plainly (forced
+    single bytes, counted as ``finished``); with ``finish_early=False``
+    (``--no-finish-early``) it draws the model's next allowed token instead, and the
+    images take more tokens. Every image is valid as sampled either way."""
+    from codeclm.model_dir import bundled_model_dir
+    from jpeglm.generate import DoneEvent
+
+    if bundled_model_dir("jpeg") is None:
+        pytest.skip("no bundled image model")
+    stats = {}
+    for finish in (True, False):
+        done = [e for e in generate_images(None, 4, config=SamplingConfig(seed=2),
+                                           finish_early=finish) if isinstance(e, DoneEvent)]
+        stats[finish] = done[0].stats
+        assert stats[finish]["valid"] == 4
+    assert 0 < stats[True]["finished"] <= stats[True]["finish_tokens"]
+    assert stats[False]["finished"] == 0
+    assert stats[True]["tokens_sampled"] < stats[False]["tokens_sampled"]
+    for flag, said in (([], True), (["--no-finish-early"], False)):
+        assert main(["generate", "-n", "4", "--seed", "2", "-o", str(tmp_path / str(said)),
+                     *flag]) == 0
+        assert ("MCUs finished early)" in capsys.readouterr().err) is said

@@ -735,3 +735,49 @@ def test_shared_sampler_constraint_hook(tiny, tiny_streams):
     assert res.tokens[0] != res.tokens[1]
     for ids in res.tokens:
         strict_ok(head + tok.decode(ids), tiny)
+
+
+def test_finish_early_ends_an_mcu_plainly(tiny, tiny_streams, ngram_vocab):
+    """Inside an MCU's data, a token holding a restart marker gets finish_early's single
+    bytes: with them and the original stream from that MCU's marker on, the stream is
+    still valid (restart markers reset the DC predictors), they are never more than one
+    byte longer than what the encoder wrote up to the marker, and from an MCU's first
+    byte they code a flat mid-grey MCU (each block a DC difference of 0 and an
+    end-of-block). Outside an MCU's data (a header byte, a marker due), for a token
+    with no marker, and with ``finishes_early`` off there are none."""
+    import re
+
+    vocab, eos = ngram_vocab
+    marker, plain = vocab.index(b"\xff\xd0"), vocab.index(b"\x8a")
+    base = JpegScanGrammar.from_profile(tiny, vocab, eos)
+    hdr = len(codec.header(tiny))
+    rng = random.Random(4)
+    checked = flat = none_outside = 0
+    for data in tiny_streams[:10]:
+        marks = [m.start() for m in re.finditer(rb"\xff[\xd0-\xd7\xd9]", data[hdr:])]
+        starts = [hdr] + [hdr + m + 2 for m in marks[:-1]]
+        for pos in rng.sample(range(1, len(data) - 1), 12) + starts[:3]:
+            g = base.copy()
+            g.feed_bytes(data[:pos])
+            got = g.finish_early(marker)
+            end = next((hdr + m for m in marks if hdr + m >= pos), None)
+            if got is None:
+                none_outside += pos < hdr or end == pos or data[pos - 1] == 0xFF
+                continue
+            assert g.finish_early(plain) is None
+            off = g.copy()
+            off.finishes_early = False
+            assert off.finish_early(marker) is None
+            finish = b"".join(vocab[t] for t in got)
+            assert len(finish) <= end - pos + 1
+            stream = data[:pos] + finish + data[end:]
+            codec.check(stream, tiny)
+            checked += 1
+            if pos in starts:
+                i = starts.index(pos)
+                mcu = np.asarray(codec.decode(stream, tiny).convert("L"))
+                y, x = divmod(i, tiny.width // 16)
+                assert np.abs(mcu[16 * y + 4:16 * y + 12, 16 * x + 4:16 * x + 12].astype(int)
+                              - 128).max() <= 2
+                flat += 1
+    assert checked >= 60 and flat >= 10 and none_outside >= 1
