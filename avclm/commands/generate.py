@@ -265,11 +265,10 @@ def run(args: argparse.Namespace) -> int:
 def _changed(stats: dict) -> str:
     """" masks changed C of N draws (F slices finished early)," when draws were made
     filters-first, else nothing."""
-    if not stats.get("constrained"):
-        return ""
-    f = stats.get("finished", 0)
-    early = f" ({f} slice{'s' if f != 1 else ''} finished early)" if f else ""
-    return f" masks changed {stats['changed']} of {stats['constrained']} draws{early},"
+    from codeclm.generation.stats import changed_note
+
+    note = changed_note(stats, "masks", "slice")
+    return f" {note}," if note else ""
 
 
 def _resumed(stats: dict) -> str:

@@ -58,6 +58,17 @@ class DecodeStats:
         return d
 
 
+def changed_note(stats: dict, constraint: str, unit: str) -> str:
+    """"CONSTRAINT changed C of N draws" for a run whose draws were made filters-first
+    (``stats``: :meth:`DecodeStats.as_dict`), with " (F UNITs finished early)" where the
+    constraint finished units the model would have ended early; "" otherwise."""
+    if not stats.get("constrained"):
+        return ""
+    f = stats.get("finished", 0)
+    early = f" ({f} {unit}{'s' if f != 1 else ''} finished early)" if f else ""
+    return f"{constraint} changed {stats['changed']} of {stats['constrained']} draws{early}"
+
+
 @dataclasses.dataclass(frozen=True)
 class DoneEvent:
     """The end of an event stream: ``stats`` holds per-run counts and timings

@@ -135,11 +135,10 @@ def class_note(args) -> str:
 def _changed(stats: dict) -> str:
     """"grammar changed C of N draws (F MCUs finished early), " when draws were made
     filters-first, else nothing."""
-    if not stats.get("constrained"):
-        return ""
-    f = stats.get("finished", 0)
-    early = f" ({f} MCU{'s' if f != 1 else ''} finished early)" if f else ""
-    return f"grammar changed {stats['changed']} of {stats['constrained']} draws{early}, "
+    from codeclm.generation.stats import changed_note
+
+    note = changed_note(stats, "grammar", "MCU")
+    return f"{note}, " if note else ""
 
 
 def not_valid_note(files: list[str], args) -> str:

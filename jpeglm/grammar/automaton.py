@@ -526,27 +526,36 @@ class ScanAutomaton:
     def scan_byte(self, sid: int, k: int, pred: int, byte: int):
         """One entropy-coded byte from byte-aligned scan state ``sid`` with concrete
         ``k`` and predictor index ``pred``: ``(sid', k', pred')`` or None."""
+        state = (2 * sid, k, pred)
+        for j in range(7, -1, -1):
+            state = self.scan_bit(*state, (byte >> j) & 1)
+            if state is None:
+                return None
+        return state[0] // 2, state[1], state[2]
+
+    def scan_bit(self, s2: int, k: int, pred: int, bit: int):
+        """One bit from scan state ``s2 // 2`` (``s2``: twice the state id, as the bit
+        tables index it) with concrete ``k`` and predictor index ``pred``: ``(s2', k',
+        pred')`` or None."""
         (next2, kmax, kmul, kadd, ends_at_63, alt_next2, pred_check, pred_mode, pred_value,
          special) = self._bit_lists
-        s2 = 2 * sid
-        for j in range(7, -1, -1):
-            t = s2 + ((byte >> j) & 1)
-            if k > kmax[t]:
+        t = s2 + bit
+        if k > kmax[t]:
+            return None
+        s2 = next2[t]
+        if special[t]:
+            if ends_at_63[t] and k == 64:
+                s2, k = alt_next2[t], 0
+            else:
+                k = k * kmul[t] + kadd[t]
+            check = pred_check[t]
+            if check and not (self.pred_check_sets[check] >> pred) & 1:
                 return None
-            s2 = next2[t]
-            if special[t]:
-                if ends_at_63[t] and k == 64:
-                    s2, k = alt_next2[t], 0
-                else:
-                    k = k * kmul[t] + kadd[t]
-                check = pred_check[t]
-                if check and not (self.pred_check_sets[check] >> pred) & 1:
-                    return None
-                if pred_mode[t] == 1:
-                    pred += pred_value[t]
-                elif pred_mode[t] == 2:
-                    pred = pred_value[t]
-        return (s2 // 2, k, pred) if s2 else None
+            if pred_mode[t] == 1:
+                pred += pred_value[t]
+            elif pred_mode[t] == 2:
+                pred = pred_value[t]
+        return (s2, k, pred) if s2 else None
 
 
 def pred_preimage(mode: int, value: int, allowed: int, full: int) -> int:

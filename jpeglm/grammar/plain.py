@@ -59,7 +59,7 @@ def _shortest_bits(auto: ScanAutomaton, sid: int, k: int, pred: int) -> tuple[in
             continue
         seen.add((s2, kk, pp))
         for bit in (0, 1):
-            nxt = _scan_bit(auto, s2, kk, pp, bit)
+            nxt = auto.scan_bit(s2, kk, pp, bit)
             if nxt is None:
                 continue
             ph, blk = states[nxt[0] // 2][:2]
@@ -67,29 +67,6 @@ def _shortest_bits(auto: ScanAutomaton, sid: int, k: int, pred: int) -> tuple[in
             pushed += 1
             heapq.heappush(heap, (cost + 1 + est, cost + 1, pushed, *nxt, value << 1 | bit))
     return None
-
-
-def _scan_bit(auto: ScanAutomaton, s2: int, k: int, pred: int, bit: int):
-    """One bit of :meth:`ScanAutomaton.scan_byte`: ``(2 * sid', k', pred')`` or None."""
-    (next2, kmax, kmul, kadd, ends_at_63, alt_next2, pred_check, pred_mode, pred_value,
-     special) = auto._bit_lists
-    t = s2 + bit
-    if k > kmax[t]:
-        return None
-    s2 = next2[t]
-    if special[t]:
-        if ends_at_63[t] and k == 64:
-            s2, k = alt_next2[t], 0
-        else:
-            k = k * kmul[t] + kadd[t]
-        check = pred_check[t]
-        if check and not (auto.pred_check_sets[check] >> pred) & 1:
-            return None
-        if pred_mode[t] == 1:
-            pred += pred_value[t]
-        elif pred_mode[t] == 2:
-            pred = pred_value[t]
-    return (s2, k, pred) if s2 else None
 
 
 _REST: dict[int, tuple[int, ...]] = {}
