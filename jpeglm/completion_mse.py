@@ -130,13 +130,14 @@ def pool_baselines(truth: list[np.ndarray], pool: list[np.ndarray], mask: np.nda
 
 def completion_report(model, images: list[Path], ratio: float = 0.5, seed: int = 0,
                       sampling=None, pool: list[Path] | None = None, samples: int = 1,
-                      batch: int = 1) -> dict:
+                      batch: int = 1, finish_early: bool = True) -> dict:
     """Completion MSE against mean fill for one model (directory, or None: bundled);
     ``sampling``: a :class:`~codeclm.generation.sampling_config.SamplingConfig` (its
     seed is replaced by ``seed``; default: the sampling defaults); with ``pool``
     (training images) also the sampled-completion yardsticks (:func:`pool_baselines`);
     ``samples`` > 1: also the mean-of-samples numbers (module docstring). ``batch``:
-    completions sampled together (each keeps its own seed)."""
+    completions sampled together (each keeps its own seed). ``finish_early``: an MCU the
+    model would end early is finished plainly (False: ``--no-finish-early``)."""
     from codeclm.errors import ConfigError
     from codeclm.generation.loading import load_model
     from codeclm.generation.sampling_config import SamplingConfig
@@ -154,7 +155,7 @@ def completion_report(model, images: list[Path], ratio: float = 0.5, seed: int =
     config = dataclasses.replace(sampling or SamplingConfig(), seed=seed)
     done = {ev.sample: np.asarray(ev.image.convert("RGB"))
             for ev in generate_images(lm, prompts=prompts * samples, config=config,
-                                      batch=batch)
+                                      batch=batch, finish_early=finish_early)
             if isinstance(ev, ImageEvent)}
     n = len(truth)
     drawn = [[done[j * n + i] for j in range(samples)] for i in range(n)]  # [image][sample]
@@ -163,7 +164,7 @@ def completion_report(model, images: list[Path], ratio: float = 0.5, seed: int =
     report = {
         "model": str(model) if model else "bundled", "images": len(images), "ratio": ratio,
         "seed": seed, "temperature": config.temperature, "top_k": config.top_k,
-        "top_p": config.top_p, "mask_order": config.mask_order,
+        "top_p": config.top_p, "mask_order": config.mask_order, "finish_early": finish_early,
         "mse_model": float(np.mean(mse_model)), "mse_mean_fill": float(np.mean(mse_fill)),
         "model_beats_fill": float(np.mean(np.array(mse_model) < np.array(mse_fill))),
     }
@@ -228,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=1,
                    help="completions per image (> 1: also the MSE of their pixel mean)")
     p.add_argument("--batch", type=int, default=1, help="completions sampled together (1)")
+    p.add_argument("--no-finish-early", action="store_true",
+                   help="draw the model's next allowed token where it would end an MCU "
+                   "early (default: finish the MCU plainly)")
     add_sampling_flags(p)
     p.add_argument("-o", "--output", default=None, help="also write the JSON list here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
@@ -271,7 +275,8 @@ def _reports(args: argparse.Namespace) -> list[dict]:
     results = []
     for m in args.model or ["bundled"]:
         res = completion_report(None if m == "bundled" else m, images, args.ratio, args.seed,
-                                config, pool, args.samples, args.batch)
+                                config, pool, args.samples, args.batch,
+                                finish_early=not args.no_finish_early)
         print(json.dumps(res), flush=True)
         results.append(res)
     return results

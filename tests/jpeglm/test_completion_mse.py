@@ -91,6 +91,9 @@ def test_report_on_real_crops_and_a_real_model(heldout_and_model, tiny):
     assert res["mse_model"] > 0  # an untrained model does not guess the bottom half
     assert completion_report(model, paths, 0.5, seed=3) == res  # seeded: repeatable
     assert "mse_retrieval_sample" not in res
+    assert res["finish_early"] is True
+    off = completion_report(model, paths, 0.5, seed=3, finish_early=False)
+    assert off["finish_early"] is False and off["mse_mean_fill"] == res["mse_mean_fill"]
 
 
 def test_several_samples_add_the_mean_of_samples(heldout_and_model, tiny):
