@@ -575,9 +575,10 @@ class VideoGenerator:
             yield from self.continue_row(r)
             return
         if st.picture_done:
-            first = nalmod.strip_start_code(st.open_slices[0]) if st.open_slices else b""
+            from .resume import is_idr_picture
+
             st.note_picture(len(row.tokens) - st.frame_start_tokens,
-                            bool(first) and nalmod.nal_type(first) == nalmod.NAL_IDR)
+                            is_idr_picture(st.open_slices))
             st.frame_start_tokens = len(row.tokens)
             room = self.session.kv.max_length - len(row.tokens)
             reserve = self.settings.reserve
