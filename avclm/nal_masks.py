@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from codeclm.errors import ConfigError, DecodeError
+from codeclm.token_bytes import TokenPrefixes
 
 from . import slice_automaton
 from .bits import rbsp_int, rbsp_to_ebsp
@@ -155,6 +156,7 @@ class TokenFacts:
         self.no_tokens = np.zeros(self.vocab_size, bool)  # the empty part (read-only)
         self.no_tokens.flags.writeable = False
         self.grammars: dict = {}  # id(StreamFacts) -> SliceGrammar
+        self.prefixes = TokenPrefixes(tb)  # token id -> its prefix tokens, longest first
 
     def encode(self, data: bytes) -> list[int]:
         """The token ids of ``data`` (no BOS, no EOS)."""
@@ -433,10 +435,13 @@ class NalConstraint:
     def finish_early(self, token_id: int) -> list[int] | None:
         """The tokens that finish the open slice the plainest way
         (:func:`~avclm.slice_automaton.plainest_completion`) when ``token_id``, the
-        model's own draw, opens a start code but the slice cannot end here; else None
-        (also when ``finish_early`` is off, the open NAL is not a slice on one grammar
-        path, or an escape byte is pending). The tokens are checked: each is allowed in
-        turn and the slice may end after the last. Does not advance the constraint (an
+        model's own draw, opens a start code but the slice cannot end here, followed by
+        the model's start code: ``token_id`` itself where it is allowed after them, else
+        its longest prefix token that is allowed and still opens a start code (a wrong
+        slice header cut off; none: the model draws again). None when the slice may end,
+        when ``finish_early`` is off, the open NAL is not a slice on one grammar path,
+        or an escape byte is pending. The tokens are checked: each is allowed in turn
+        and the slice may end before the start code. Does not advance the constraint (an
         optional :class:`codeclm.generation.session.Constraint` capability: the sampler
         forces them)."""
         if not self.finishes_early:
@@ -455,7 +460,21 @@ class NalConstraint:
             if not c.allows(t):
                 return None
             c.advance(t)
-        return ids if c.can_end else None
+        if not c.can_end:
+            return None
+        start = c._start_code_of(token_id)
+        return ids + [start] if start is not None else ids
+
+    def _start_code_of(self, token_id: int) -> int | None:
+        """``token_id`` (a token that opens a start code) if allowed here, else its
+        longest allowed prefix token that still opens one, else None."""
+        T = self.tokens
+        if self.allows(token_id):
+            return token_id
+        for t in T.prefixes(token_id):
+            if opens_start_code(T.token_bytes[t], self.z) and self.allows(t):
+                return t
+        return None
 
     # ------------------------------------------------------------------ state
     @property

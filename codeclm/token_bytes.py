@@ -10,7 +10,7 @@ model directory.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .model_dir import LoadedModel, resolve_model_dir
@@ -42,3 +42,25 @@ def ids_to_bytes(ids: Iterable[int], tokenizer: ByteTokenizer | str | os.PathLik
         return model_parts(tokenizer, modality)[0].decode(ids)
     # transformers' decode() joins tokens with spaces; the tokens themselves are exact
     return text_to_bytes("".join(tokenizer.convert_ids_to_tokens(ids, skip_special_tokens=True)))
+
+
+class TokenPrefixes:
+    """``prefixes(token_id)``: the tokens of ``vocab`` (token id -> bytes, None for
+    special tokens) whose bytes are a proper prefix of ``token_id``'s, longest first.
+    Built lazily and memoized per token."""
+
+    def __init__(self, vocab: Sequence[bytes | None]):
+        self._vocab = vocab
+        self._ids: dict[bytes, int] | None = None
+        self._memo: dict[int, list[int]] = {}
+
+    def __call__(self, token_id: int) -> list[int]:
+        got = self._memo.get(token_id)
+        if got is None:
+            if self._ids is None:
+                self._ids = {b: t for t, b in enumerate(self._vocab) if b}
+            b = self._vocab[token_id] or b""
+            got = [t for t in (self._ids.get(b[:n]) for n in range(len(b) - 1, 0, -1))
+                   if t is not None]
+            self._memo[token_id] = got
+        return got

@@ -89,8 +89,9 @@ class Constraint(Protocol):
 # An optional Constraint capability, used where a row draws filters-first: ``finish_early(
 # token_id)`` -> the token ids that finish the open unit when ``token_id``, the model's
 # own (disallowed) draw, asks to end it before it may end (e.g. a start code inside an
-# H.264 slice: avclm.nal_masks.NalConstraint), or None; the first is the step's token,
-# the rest are forced, each one step.
+# H.264 slice: avclm.nal_masks.NalConstraint), then the model's boundary token where it
+# fits after them, or None; the first is the step's token, the rest are forced, each one
+# step.
 
 
 @runtime_checkable

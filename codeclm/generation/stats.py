@@ -24,7 +24,8 @@ class DecodeStats:
     draws whose token is not the model's own free draw (the masks intervened);
     ``finished``: of those, the draws where the model asked to end a unit that could not
     end yet and the constraint finished it (``finish_early``), ``finish_tokens`` the
-    tokens it wrote for them (the first drawn, the rest forced);
+    tokens it wrote for them (the first drawn, the rest forced; the model's boundary
+    token that follows a finish included);
     ``seed``: the run's seed (row ``r`` draws with ``seed + r``)."""
 
     prefill_s: float = 0.0

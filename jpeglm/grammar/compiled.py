@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from codeclm.errors import TokenizerError
+from codeclm.token_bytes import TokenPrefixes
 
 from .automaton import S_END, S_FIN, S_HDR, S_MARK, pred_preimage, scan_automaton
 from .bitsets import bits_matrix, row_bits
@@ -67,6 +68,8 @@ class CompiledScanGrammar:
         #: byte -> the id of its single-byte token
         self.byte_ids = {v[0]: i for i, v in enumerate(self.vocab)
                          if v is not None and len(v) == 1 and i != eos_id}
+        #: token id -> the tokens whose bytes are a proper prefix of its own, longest first
+        self.prefixes = TokenPrefixes(self.vocab)
         auto = self.automaton = scan_automaton(layout)
         self.header = layout.header
         self.n_mcus = layout.n_mcus

@@ -211,10 +211,13 @@ class JpegScanGrammar:
         """The tokens (single bytes) that finish the open MCU the plainest way
         (:func:`~jpeglm.grammar.plain.plain_mcu_bytes`: every block left a flat block of
         the running DC) when ``token_id``, the model's own draw, holds a marker (a
-        restart marker or EOI) but the MCU's blocks are not all coded; else None. The
-        tokens are checked: each is allowed in turn and only the marker may follow. Does
-        not advance the grammar (the :class:`codeclm.generation.session.Session` forces
-        them where the row draws filters-first)."""
+        restart marker or EOI) but the MCU's blocks are not all coded, followed by the
+        model's marker: ``token_id`` itself where it is allowed after them, else its
+        longest prefix token that is allowed and holds a marker (none: the model draws
+        again); else None. The tokens are checked: each is allowed in turn and only the
+        marker may follow the finish. Does not advance the grammar (the
+        :class:`codeclm.generation.session.Session` forces them where the row draws
+        filters-first)."""
         comp = self._compiled
         sid, k, ff = self._core
         if (not self.finishes_early or sid <= 0 or ff or sid == comp.pad_state
@@ -232,7 +235,11 @@ class JpegScanGrammar:
             if not twin.is_allowed(tok):
                 return None
             twin.advance(tok)
-        return ids if twin._core[0] == comp.pad_state and not twin._core[2] else None
+        if twin._core[0] != comp.pad_state or twin._core[2]:
+            return None
+        marker = next((t for t in [token_id, *comp.prefixes(token_id)]
+                       if _MARKER.search(comp.vocab[t]) and twin.is_allowed(t)), None)
+        return ids if marker is None else ids + [marker]
 
     def _move_fits(self, comp: CompiledScanGrammar, move: tuple) -> bool:
         """Whether ``move``'s predictor and MCU-class conditions hold here."""

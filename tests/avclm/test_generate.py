@@ -163,10 +163,10 @@ def test_seamless_continuations_write_no_frame(model_dir, explode_frames, gate):
 
 def test_context_full_inside_a_picture_resumes_it_without_substitutions(
         model_dir, explode_frames):
-    """A context (700) that fills inside P pictures (seed 0: once in 6 frames): the row's
+    """A context (600) that fills inside P pictures (seed 0: once in 6 frames): the row's
     cache restarts from a prompt that goes on with the same picture, nothing is written
     for it, no slice is substituted, and the stream decodes strictly to 6 frames."""
-    events = list(generate_video(model_dir, 6, config=SamplingConfig(seed=0), context=700))
+    events = list(generate_video(model_dir, 6, config=SamplingConfig(seed=0), context=600))
     stats = events[-1].stats
     nals = [e for e in events if isinstance(e, NalEvent)]
     frames = [e for e in events if isinstance(e, FrameEvent)]
@@ -184,7 +184,7 @@ def test_context_full_inside_a_picture_resumes_it_without_substitutions(
 
 def test_cli_summary_counts_resumed_pictures(model_dir, tmp_path, capsys):
     out = tmp_path / "v.h264"
-    assert main(["generate", "--frames", "6", "--context", "700", "--seed", "0",
+    assert main(["generate", "--frames", "6", "--context", "600", "--seed", "0",
                  "--model", str(model_dir), "-o", str(out)]) == 0
     summary = capsys.readouterr().err.strip().splitlines()[-1]
     got = re.search(r"\((\d+) tokens, \d+ tok/s, masks changed (\d+) of (\d+) draws \((\d+) "

@@ -394,8 +394,10 @@ def test_finish_early_gives_tokens_that_complete_the_open_slice(encodes):
     """Along x264's tokens, wherever a slice is open and cannot end yet, a start-code
     token gets finish_early's tokens: each allowed in turn, and the slice they complete
     passes the verifier's full check (x264's header, canonical escapes, the strict
-    one-macroblock decode). Where the slice may end, for a token that opens no start
-    code, and with ``finish_early=False``, there are none."""
+    one-macroblock decode); the model's start code (the token, or its start-code prefix
+    where the header it begins does not fit) follows them. Where the slice may end,
+    for a token that opens no start code, and with ``finish_early=False``, there are
+    none."""
     tok = ByteTokenizer.train(list(encodes["tiny"].values()), 384, "h264")
     sc = next(t for t in range(tok.vocab_size)
               if (tok.token_bytes[t] or b"").startswith(b"\x00\x00\x01"))
@@ -404,7 +406,7 @@ def test_finish_early_gives_tokens_that_complete_the_open_slice(encodes):
     off = NalConstraint(tok, profile=TINY, finish_early=False)
     gate = NalVerifier(TINY, after_header=False)
     rng = random.Random(2)
-    stream, observed, checked, at_end = bytearray(), 0, 0, 0
+    stream, observed, checked, at_end, kept = bytearray(), 0, 0, 0, 0
     for t in tok.encode(encodes["tiny"]["testsrc2_320x240_6s"], bos=False, eos=False)[:4000]:
         nals = nalmod.split_annexb(bytes(stream))
         for nal in nals[observed:-1]:  # the NALs a start code has closed since
@@ -420,6 +422,14 @@ def test_finish_early_gives_tokens_that_complete_the_open_slice(encodes):
                 for x in got:
                     assert probe.allows(x)
                     probe.advance(x)
+                # the model's start code follows the finish: the token or a prefix of it
+                last = tok.token_bytes[got[-1]]
+                if opens_start_code(last, 0):
+                    assert tok.token_bytes[sc].startswith(last)
+                    got, kept = got[:-1], kept + 1
+                else:  # none fits the NAL due here
+                    assert not any(opens_start_code(tok.token_bytes[x], probe.z)
+                                   and probe.allows(x) for x in [sc, *probe.tokens.prefixes(sc)])
                 open_nal = bytes(stream[stream.rfind(b"\x00\x00\x01") + 3:])  # (its zeros too)
                 nal = open_nal + b"".join(tok.token_bytes[x] for x in got)
                 assert gate.check(nal) is None, gate.check(nal)
@@ -428,4 +438,4 @@ def test_finish_early_gives_tokens_that_complete_the_open_slice(encodes):
         c.advance(t)
         off.advance(t)
         stream += tok.token_bytes[t]
-    assert checked > 100 and at_end > 5
+    assert checked > 100 and at_end > 5 and kept > checked // 2

@@ -743,7 +743,8 @@ def test_finish_early_ends_an_mcu_plainly(tiny, tiny_streams, ngram_vocab):
     still valid (restart markers reset the DC predictors), they are never more than one
     byte longer than what the encoder wrote up to the marker, and from an MCU's first
     byte they code a flat mid-grey MCU (each block a DC difference of 0 and an
-    end-of-block). Outside an MCU's data (a header byte, a marker due), for a token
+    end-of-block); the marker token follows them where its marker is the one due.
+    Outside an MCU's data (a header byte, a marker due), for a token
     with no marker, and with ``finishes_early`` off there are none."""
     import re
 
@@ -752,7 +753,7 @@ def test_finish_early_ends_an_mcu_plainly(tiny, tiny_streams, ngram_vocab):
     base = JpegScanGrammar.from_profile(tiny, vocab, eos)
     hdr = len(codec.header(tiny))
     rng = random.Random(4)
-    checked = flat = none_outside = 0
+    checked = flat = none_outside = kept = 0
     for data in tiny_streams[:10]:
         marks = [m.start() for m in re.finditer(rb"\xff[\xd0-\xd7\xd9]", data[hdr:])]
         starts = [hdr] + [hdr + m + 2 for m in marks[:-1]]
@@ -768,6 +769,11 @@ def test_finish_early_ends_an_mcu_plainly(tiny, tiny_streams, ngram_vocab):
             off = g.copy()
             off.finishes_early = False
             assert off.finish_early(marker) is None
+            if got[-1] == marker:  # the model's marker follows where it is the one due
+                assert data[end:end + 2] == b"\xff\xd0"
+                got, kept = got[:-1], kept + 1
+            else:
+                assert data[end:end + 2] != b"\xff\xd0"
             finish = b"".join(vocab[t] for t in got)
             assert len(finish) <= end - pos + 1
             stream = data[:pos] + finish + data[end:]
@@ -780,4 +786,4 @@ def test_finish_early_ends_an_mcu_plainly(tiny, tiny_streams, ngram_vocab):
                 assert np.abs(mcu[16 * y + 4:16 * y + 12, 16 * x + 4:16 * x + 12].astype(int)
                               - 128).max() <= 2
                 flat += 1
-    assert checked >= 60 and flat >= 10 and none_outside >= 1
+    assert checked >= 60 and flat >= 10 and none_outside >= 1 and kept >= 1
