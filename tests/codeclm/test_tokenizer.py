@@ -441,3 +441,14 @@ def test_fast_encoder_long_words_and_cache_reuse():
     fresh = FastBPE.from_backend(tok.backend, tok.byte_ids, "jpeg")
     for data in reversed(samples):
         assert fresh.encode(data) == _hf_ids(tok, data), data
+
+
+def test_token_prefixes_are_the_vocabulary_tokens_that_begin_a_token_longest_first():
+    from codeclm.token_bytes import TokenPrefixes
+
+    vocab = [None, b"\x00", b"\x00\x00", b"\x00\x00\x01", b"\x00\x00\x01\x65\x88", b"\x65",
+             b"\x00\x01"]
+    prefixes = TokenPrefixes(vocab)
+    assert prefixes(4) == [3, 2, 1]  # 00 00 01 65 (absent) skipped
+    assert prefixes(3) == [2, 1] and prefixes(1) == [] and prefixes(0) == []
+    assert prefixes(6) == [1] and prefixes(4) is prefixes(4)  # memoized
