@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The photo-pans video model's goals (issue 17), for each MODEL (a model directory or
 # 'bundled'):
-#  1. bundled_eval video: 8 generated clips of 16 frames (seeds 0-7 of one run) against
+#  1. bundled_eval video: 32 generated clips of 16 frames (seeds 0-31 of one run; 8 clips
+#     swing the mean motion by +-30%) against
 #     200 of the training clips in TRAIN_CLIPS: motion (mean absolute frame difference),
 #     frames inside the training frames' pixel-statistics box, substituted slices;
 #  2. prompted continuation of 32 pans over photos no model was trained on (`synth
@@ -26,7 +27,7 @@ i=0
 for m in "$@"; do
   model=()
   [ "$m" = bundled ] || model=(--model "$m")
-  "$py" -m codeclm_apps.bundled_eval video "${model[@]}" --data "$train" -n 8 \
+  "$py" -m codeclm_apps.bundled_eval video "${model[@]}" --data "$train" -n 32 \
       -o "$work/eval_video_$i.json" --overwrite > /dev/null
   "$py" -m avclm.cli eval continue "${model[@]}" --videos "$work/heldout" \
       -o "$work/continue_$i" --prompt-frames 4 --frames 4 --extractor none --seeds 0 \
