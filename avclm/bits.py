@@ -348,10 +348,6 @@ class SliceHeader:
         return SLICE_TYPE_NAMES[self.slice_type % 5]
 
 
-#: the bytes of a NAL unit that :func:`parse_slice_header` reads (its header byte included)
-SLICE_HEADER_BYTES = 33
-
-
 def parse_slice_header(nal: bytes, sps: Sps | None = None) -> SliceHeader:
     """Read first_mb_in_slice, slice_type, pic_parameter_set_id and, given the SPS,
     frame_num (``log2_max_frame_num`` bits) and idr_pic_id from a slice NAL unit (no
@@ -363,7 +359,7 @@ def parse_slice_header(nal: bytes, sps: Sps | None = None) -> SliceHeader:
         raise DecodeError(f"not a slice NAL unit (nal_unit_type {t})")
     if nal[0] >> 7:
         raise DecodeError("forbidden_zero_bit is set")
-    r = BitReader(ebsp_to_rbsp(nal[1:SLICE_HEADER_BYTES]))
+    r = BitReader(ebsp_to_rbsp(nal[1:33]))
     first_mb, slice_type, pps_id = r.ue(), r.ue(), r.ue()
     if slice_type > 9:
         raise DecodeError(f"slice_type {slice_type} out of range")

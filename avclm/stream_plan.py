@@ -18,7 +18,6 @@ from typing import NamedTuple
 
 from . import nal as nalmod
 from .bits import (
-    SLICE_HEADER_BYTES,
     SliceFields,
     compose_slice_header,
     data_bits,
@@ -127,24 +126,12 @@ class StreamFacts:
         self.i_fields = dataclasses.replace(  # a non-IDR I picture (a scene cut < keyint_min)
             self.idr_fields, nal_byte=p[0].nal_byte, idr_pic_id=None, dec_ref=(0,))
         self._expect_cache: dict[PlanState, tuple[Expect, ...]] = {}
-        self._observe_cache: dict[tuple[PlanState, bytes], PlanState] = {}
 
     # ------------------------------------------------------------------ the plan
     def observe(self, st: PlanState, nal: bytes) -> PlanState:
         """The state after NAL unit ``nal`` (no start code; a slice's first
         HEAD_BYTES bytes suffice). Lenient: follows whatever the NAL says, as
-        :meth:`SliceGate.observe` does. Raises DecodeError for an unreadable slice header.
-        Memoized by ``st`` and the bytes the slice header parser reads (a constraint
-        asks again for the same open NAL at each token where it may end)."""
-        key = (st, bytes(nal[:SLICE_HEADER_BYTES]))
-        got = self._observe_cache.get(key)
-        if got is None:
-            if len(self._observe_cache) > 65536:
-                self._observe_cache.clear()
-            got = self._observe_cache[key] = self._observe(st, nal)
-        return got
-
-    def _observe(self, st: PlanState, nal: bytes) -> PlanState:
+        :meth:`SliceGate.observe` does. Raises DecodeError for an unreadable slice header."""
         t = nal[0] & 0x1F
         if t == nalmod.NAL_SPS:
             return st._replace(ps=1, need_idr=True)
