@@ -314,7 +314,8 @@ def generate_video(model, frames: int, *, prompt=None, prompt_frames: int | None
     prompt and continuation gets the class token after ``<s>``). ``continuation``:
     ``"seamless"`` (nothing written for a continuation) or ``"idr"`` (its re-encoded
     frame written too); see the module docstring. ``finish_early``: where the model's draw
-    would end a slice that cannot end yet, finish it the plainest way (default;
+    would end a slice that cannot end yet, finish it the plainest way and write the
+    model's start code after it (default;
     :meth:`~avclm.nal_masks.NalConstraint.finish_early`; filters-first draws only) or,
     False (``--no-finish-early``), draw the model's next allowed token. Stats: ``frames`` (per
     row, generated), ``tokens_sampled``, ``tokens_per_s``, ``rejected`` and ``replaced``

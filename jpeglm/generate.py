@@ -109,8 +109,9 @@ def generate_images(model, count: int | None = None, *, prompts: Sequence[bytes]
     the image there (the rest is repaired). ``class_name``: a class-conditional model's
     class (every prompt gets its token after ``<s>``), ``cfg_scale``: classifier-free
     guidance scale (:func:`codeclm.guidance.conditioned_forward`). ``finish_early``: where
-    the model's draw would end an MCU before its blocks are coded, finish it plainly
-    (default; :meth:`~jpeglm.grammar.JpegScanGrammar.finish_early`, filters-first draws
+    the model's draw would end an MCU before its blocks are coded, finish it plainly and
+    write the model's marker after it (default;
+    :meth:`~jpeglm.grammar.JpegScanGrammar.finish_early`, filters-first draws
     only) or, False, draw the model's next allowed token. Stats: ``images``, ``valid``,
     ``tokens_sampled``, ``tokens_per_s``, ``seed``, ``wall_s``.
     """

@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-finish-early", action="store_true",
                    help="ablation: where the model's draw would end a slice that cannot end "
                    "yet, draw its next allowed token instead (default: finish the slice the "
-                   "plainest way: no more coefficients, see avclm/nal_masks.py)")
+                   "plainest way, no more coefficients, then write the model's start code; "
+                   "see avclm/nal_masks.py)")
     g.add_argument("--context", type=int, default=None, metavar="TOKENS",
                    help="KV cache per sample in tokens (default: the model's context)")
     g.add_argument("--window", type=int, default=None, metavar="FRAMES",

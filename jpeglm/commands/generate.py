@@ -53,7 +53,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-finish-early", action="store_true",
                    help="ablation: where the model's draw would end an MCU before its blocks "
                    "are coded, draw its next allowed token instead (default: finish the MCU "
-                   "plainly: flat blocks of the running DC, see jpeglm/grammar/plain.py)")
+                   "plainly, flat blocks of the running DC, then write the model's marker; "
+                   "see jpeglm/grammar/plain.py)")
     g.add_argument("--max-tokens", type=int, default=None, metavar="N",
                    help="new tokens per image at most (default: what the context leaves)")
     g.add_argument("--max-mcu-tokens", type=int, default=None, metavar="N",
