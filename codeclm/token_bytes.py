@@ -4,7 +4,8 @@ A model directory's ``tokenizer.json`` spells each byte ``b`` as the character
 ``chr(0x2800 + b)`` (see :mod:`codeclm.tokenizer`), so ``transformers``'
 ``tokenizer.decode(ids)`` returns Braille text, not bytes. :func:`ids_to_bytes` undoes
 that for a :class:`~codeclm.tokenizer.ByteTokenizer`, a ``transformers`` tokenizer, or a
-model directory.
+model directory. :class:`TokenPrefixes` lists the tokens that begin a token (where a
+grammar cuts the model's token to the part that still fits).
 """
 
 from __future__ import annotations
