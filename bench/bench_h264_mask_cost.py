@@ -5,14 +5,17 @@ run, so ``h264_goals``' constrained / unconstrained tokens/s (one run of each pe
 moves by +-0.1 between sittings. Here the same generations (the bundled video model,
 seeds ``0..SEEDS-1``, ``FRAMES`` frames, slice masks on and ``verify=False``) run
 ``REPS`` times, the two settings interleaved; a seeded generation repeats exactly, so
-each decode step's thread CPU time is taken as its minimum over the repetitions, for the
-forward (``KVCacheLM.decode``) and for the rest of the step apart (``Session.step`` less
-its forward: the draw with its filters, noise and masks, the constraint's advance over
-the chosen token, the NAL splitter and the unit checks; before the fifteenth session
-only ``Session._choose``, the draw, was timed). ``ratio``: constrained / unconstrained
-tokens/s from those minima (goal >= 0.9); also with the unconstrained run's forward cost
-per token, which tells the draw's cost from the longer clips' (a constrained clip is
-longer, so its average context, hence its forward, costs more per token).
+each step's thread CPU time is taken as its minimum over the repetitions, for the
+forward (``KVCacheLM.decode``, or the ``extend`` of a jump-forward step; 0 for a forced
+token added without a forward, since the nineteenth session) and for the rest of the
+step apart (``Session.step`` less its forward: the draw with its filters, noise and
+masks, the constraint's advance over the chosen token, the NAL splitter and the unit
+checks; before the fifteenth session only ``Session._choose``, the draw, was timed).
+Every step adds one token (the clip's one row), so costs are per token. ``ratio``:
+constrained / unconstrained tokens/s from those minima (goal >= 0.9); also with the
+unconstrained run's forward cost per token, which tells the draw's cost from the longer
+clips' (a constrained clip is longer, so its average context, hence its forward, costs
+more per token).
 ``ratio_equal_positions``: the same ratio with both forwards weighed by the
 unconstrained run's cache positions (buckets of :data:`BUCKET` slots): the masks' whole
 cost per token, draws and their interference with the forward included, without the
@@ -32,9 +35,11 @@ BUCKET = 128
 
 
 class _StepTimes:
-    """Records the thread CPU time of every ``Session.step`` less its ``KVCacheLM.decode``
-    (``rest``) and of that decode (``forward``), patched on the classes while open, and
-    each decode's cache slot (row 0's)."""
+    """Records, for every ``Session.step`` that adds a token (the one row's), the thread
+    CPU time of its forward (``forward``: ``KVCacheLM.decode``, or the ``extend`` /
+    ``prefill`` of a jump-forward step's unfed tokens; 0 for a forced token added
+    without a forward) and of the rest of the step (``rest``), patched on the classes
+    while open, and the token's cache slot (``positions``)."""
 
     def __init__(self):
         from codeclm.generation import session
@@ -43,34 +48,42 @@ class _StepTimes:
         self.rest: list[int] = []
         self.forward: list[int] = []
         self.positions: list[int] = []
-        self._saved = [(session.Session, "step"), (KVCacheLM, "decode")]
+        self._in_step: list[int] = []  # forward times of the step running now
+        self._saved = [(session.Session, "step"), (KVCacheLM, "decode"), (KVCacheLM, "extend"),
+                       (KVCacheLM, "prefill")]
         self._originals = [getattr(c, n) for c, n in self._saved]
         session.Session.step = self._step(self._originals[0])
-        KVCacheLM.decode = self._timed(self._originals[1], self.forward, self.positions)
+        KVCacheLM.decode = self._timed(self._originals[1])
+        KVCacheLM.extend = self._timed(self._originals[2])
+        KVCacheLM.prefill = self._timed(self._originals[3])
 
     def clear(self) -> None:
         for out in (self.rest, self.forward, self.positions):
             out.clear()
 
-    @staticmethod
-    def _timed(fn, out: list[int], positions: list[int] | None = None):
+    def _timed(self, fn):
         def timed(*args, **kwargs):
-            if positions is not None:  # decode(self, tokens, positions)
-                positions.append(args[2][0])
+            depth = len(self._in_step)
             t = time.thread_time_ns()
             result = fn(*args, **kwargs)
-            out.append(time.thread_time_ns() - t)
+            del self._in_step[depth:]  # (extend's fallback is a timed prefill)
+            self._in_step.append(time.thread_time_ns() - t)
             return result
         return timed
 
     def _step(self, fn):
-        def step(*args, **kwargs):
-            n = len(self.forward)
+        def step(session, *args, **kwargs):
+            self._in_step = []
+            rows = [r for r in session.rows if not r.done]
+            slot = len(rows[0].tokens) - 1 if rows else 0
             t = time.thread_time_ns()
-            result = fn(*args, **kwargs)
+            result = fn(session, *args, **kwargs)
             spent = time.thread_time_ns() - t
-            if len(self.forward) > n:  # (a step with no live row runs no forward)
-                self.rest.append(spent - self.forward[-1])
+            if rows:  # (a step with no live row adds nothing)
+                forward = sum(self._in_step)
+                self.rest.append(spent - forward)
+                self.forward.append(forward)
+                self.positions.append(slot)
             return result
         return step
 
@@ -99,6 +112,34 @@ def forward_at(positions: list[int], forward: list[int], at: list[int]) -> float
         return sum(mean[p // BUCKET] for p in at) / len(at)
     except KeyError:
         return None
+
+
+def _extend_rows(lm, slot: int = 500, reps: int = 50) -> list[dict]:
+    """Jump-forward's feed of S tokens at once (``KVCacheLM.extend``) against S decode
+    steps, the bundled model at cache slot ``slot``, one thread: thread CPU time, the
+    minimum of ``reps`` interleaved repetitions."""
+    import torch
+
+    from codeclm.generation.forward import KVCacheLM
+
+    kv = KVCacheLM(lm.model, 1, slot + 8)
+    ids = torch.randint(3, lm.tokenizer.vocab_size, (slot + 8,),
+                        generator=torch.Generator().manual_seed(0))
+    kv.prefill(0, ids[:slot])
+    rows = []
+    for S in (2, 3, 4):
+        best = {"extend": float("inf"), "decodes": float("inf")}
+        for _ in range(reps):
+            t = time.thread_time_ns()
+            kv.extend(0, ids[slot:slot + S], slot)
+            best["extend"] = min(best["extend"], time.thread_time_ns() - t)
+            t = time.thread_time_ns()
+            for j in range(S):
+                kv.decode(ids[slot + j:slot + j + 1], [slot + j])
+            best["decodes"] = min(best["decodes"], time.thread_time_ns() - t)
+        rows.append({"what": f"jump-forward: {S} tokens fed by one extend / by {S} decode steps",
+                     "value": best["extend"] / best["decodes"], "unit": "x (thread CPU time)"})
+    return rows
 
 
 def run(seeds: int = SEEDS, frames: int = FRAMES, reps: int = REPS) -> dict:
@@ -131,16 +172,19 @@ def run(seeds: int = SEEDS, frames: int = FRAMES, reps: int = REPS) -> dict:
     per_token = {}
     for name, (rest, forward, _positions) in best.items():
         n = len(rest)
-        per_token[name] = (n, sum(rest) / n / 1e3, sum(forward) / n / 1e3)
-    (nm, cm, fm), (nf, cf, ff) = per_token["masks"], per_token["free"]
+        per_token[name] = (n, sum(rest) / n / 1e3, sum(forward) / n / 1e3,
+                           sum(1 for f in forward if f))
+    (nm, cm, fm, wm), (nf, cf, ff, _wf) = per_token["masks"], per_token["free"]
     ratio = (cf + ff) / (cm + fm)
     free_at = best["free"][2]
     fm_eq = forward_at(best["masks"][2], best["masks"][1], free_at)
     ff_eq = forward_at(best["free"][2], best["free"][1], free_at)
     ratio_eq = None if fm_eq is None else (cf + ff_eq / 1e3) / (cm + fm_eq / 1e3)
     rows = [
-        {"what": f"draws, slice masks ({seeds} seeds x {frames} frames)", "value": nm, "unit": ""},
-        {"what": "draws, no masks", "value": nf, "unit": ""},
+        {"what": f"tokens, slice masks ({seeds} seeds x {frames} frames)", "value": nm,
+         "unit": ""},
+        {"what": "forwards, slice masks (forced tokens jump forward)", "value": wm, "unit": ""},
+        {"what": "tokens (and forwards), no masks", "value": nf, "unit": ""},
         {"what": "rest of a step (draw, advance, checks) per token, slice masks", "value": cm,
          "unit": "us"},
         {"what": "rest of a step per token, no masks", "value": cf, "unit": "us"},
@@ -160,6 +204,7 @@ def run(seeds: int = SEEDS, frames: int = FRAMES, reps: int = REPS) -> dict:
             {"what": "constrained / unconstrained tokens/s at equal positions", "value":
              ratio_eq, "unit": "x (draws and their interference, not the longer clips)"},
         ]
+    rows += _extend_rows(model)
     return {"name": "h264_mask_cost", "rows": rows, "ratio": ratio,
             "ratio_equal_positions": ratio_eq, "goal": ">= 0.9",
             "baseline": "the same seeds without masks (verify=False), interleaved",

@@ -313,6 +313,29 @@ class KVCacheLM:
             x = self._mlp_block(L, x)
         return self._logits(x[:, -1])
 
+    @torch.inference_mode()
+    def extend(self, row: int, ids: torch.Tensor, start: int) -> torch.Tensor:
+        """:meth:`prefill` of a few tokens ``ids`` ``[S]`` at row ``row``'s slots
+        ``start..start+S-1`` (jump-forward: forced tokens fed together), as one decode
+        step of ``S`` queries over that row's cache: token ``j`` sees slots
+        ``<= start + j``. In the C kernel where it runs (a view that repeats the row,
+        no copy), else by :meth:`prefill`. Returns the logits ``[V]`` after the last."""
+        S = ids.shape[0]
+        end = start + S
+        if not self._native_attention() or end > self.max_length:
+            return self.prefill(row, ids, start)
+        pos = torch.arange(start, end, device=self.device)
+        cos, sin = self.cos[pos][:, 0], self.sin_signed[pos][:, 0]  # [S, 1, D]
+        x = F.embedding(ids.to(self.device), self.embed)  # [S, hidden]
+        for L, cache in zip(self.layers, self._kv_layers):  # cache: [2, B, kv_heads, T, D]
+            q, kv = self._qkv(L, self._rms(x, L["ln1"]), cos, sin)  # [S, heads, D], [S, 2, ..]
+            cache[:, row, :, start:end] = kv.permute(1, 2, 0, 3)  # [2, kv_heads, S, D]
+            own = cache.narrow(1, row, 1).narrow(3, 0, end)
+            own = own.expand(-1, S, -1, -1, -1)  # [2, S, kv_heads, end, D]: the row S times
+            x = self._attention_block(L, x, q, own, None, pos + 1)
+            x = self._mlp_block(L, x)
+        return self._logits(x[-1:])[0]
+
     def decode(self, tokens: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
         """One token per row: ``tokens`` ``[B]`` at slots ``positions`` (one int per row);
         returns logits ``[B, V]`` (float32). Each row attends to its slots ``0..pos``."""

@@ -204,7 +204,9 @@ class Session:
     count); ``min_new_tokens`` holds it back for that many new tokens only. A row whose
     constraint is done is still given EOS. ``compile``: ``torch.compile`` the decode step
     of the :class:`KVCacheLM` built here (:mod:`codeclm.generation.compiled`; ignored
-    when ``model`` is already a forward).
+    when ``model`` is already a forward). ``jump_forward``: a lone row's forced tokens
+    skip forwards of their own (see :meth:`step`; False: one forward per token, the
+    reference the tests compare with).
     """
 
     def __init__(self, model, tokenizer, batch_size: int, config: SamplingConfig | None = None,
@@ -213,7 +215,7 @@ class Session:
                  modality: str | None = None, max_unit_tokens: int | None = None,
                  on_token: Callable[[int, int], None] | None = None,
                  on_unit: Callable[[int, Unit], Verdict] | None = None,
-                 compile: bool = False):
+                 compile: bool = False, jump_forward: bool = True):
         # a KVCacheLM, or a forward with its interface (codeclm.guidance.GuidedLM)
         self.kv = (model if isinstance(model, CachedForward)
                    else KVCacheLM(model, batch_size, max_length, compile=compile))
@@ -233,6 +235,7 @@ class Session:
             raise ConfigError(f"no unit markers for modality {self.modality!r}")
         self.max_unit_tokens = max_unit_tokens
         self.on_token, self.on_unit = on_token, on_unit
+        self.jump_forward = jump_forward
         self.rows: list[Row] = []
         self._token_bytes = tokenizer.token_bytes
         self._noise = noise_buffer(batch_size, self.kv.vocab_size, config, self.kv.device)
@@ -348,25 +351,50 @@ class Session:
     # ---------------------------------------------------------------- the decode step
     @torch.inference_mode()
     def step(self) -> StepEvents:
-        """Feed one token per unfinished row, pick each row's next token, handle units."""
+        """Feed one token per unfinished row, pick each row's next token, handle units.
+
+        Jump-forward: with one unfinished row whose next token is already forced, that
+        token is added without a forward (nothing is drawn from the logits it would
+        give); the next step feeds the row's tokens not yet in the cache together."""
         self._events = events = StepEvents()
         live = [i for i, r in enumerate(self.rows) if not r.done]
         if not live:
             return events
+        if self.jump_forward and len(live) == 1 and self.rows[live[0]].forced:
+            self.stats.jumped += 1  # (no forward, no draw: nothing for decode_s)
+            self._add_token(live[0], self.rows[live[0]].forced.popleft())
+            return events
         t0, c0 = time.perf_counter(), time.thread_time()
-        feed = [r.tokens[r.fed] if not r.done else self.tok.pad_id for r in self.rows]
-        pos = [min(r.fed, self.kv.max_length - 1) for r in self.rows]
-        logits = self.kv.decode(torch.tensor(feed), pos)
+        logits = self._forward(live)
         chosen = self._choose(logits)
         for r in self.rows:
             if not r.done:
-                r.fed += 1
+                r.fed = len(r.tokens)
         self.stats.decode_s += time.perf_counter() - t0
         self.stats.decode_cpu_s += time.thread_time() - c0
         self.stats.steps += 1
         for i in live:
             self._add_token(i, chosen[i])
         return events
+
+    def _forward(self, live: list[int]) -> torch.Tensor:
+        """Logits ``[rows, V]`` after feeding each row its tokens not yet in the cache:
+        one decode step, or for a lone row with several (after jump-forward) one
+        ``extend`` where the forward has it, else a prefill."""
+        if len(live) == 1:
+            i = live[0]
+            r = self.rows[i]
+            if len(r.tokens) - r.fed > 1:
+                ids = torch.tensor(r.tokens[r.fed:])
+                extend = getattr(self.kv, "extend", None)
+                row = (extend(i, ids, r.fed) if extend is not None
+                       else self.kv.prefill(i, ids, r.fed))
+                logits = row.new_zeros((len(self.rows), row.shape[-1]))
+                logits[i] = row
+                return logits
+        feed = [r.tokens[r.fed] if not r.done else self.tok.pad_id for r in self.rows]
+        pos = [min(r.fed, self.kv.max_length - 1) for r in self.rows]
+        return self.kv.decode(torch.tensor(feed), pos)
 
     def _choose(self, logits: torch.Tensor) -> list[int]:
         """Next token per row: forced ones, EOS for rows whose constraint is done, else

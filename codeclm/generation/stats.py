@@ -16,7 +16,10 @@ class DecodeStats:
     """Counts and timings of one or more decode runs.
 
     ``sampled``: tokens drawn (rolled-back ones included; forced tokens not);
-    ``steps``: decode steps (one token per row each); ``rejected``: units sampled again;
+    ``steps``: decode steps (forwards: one token per row each, or a lone row's unfed
+    tokens together); ``jumped``: forced tokens of a lone row added without a forward
+    of their own (fed with the next step's: jump-forward); ``rejected``: units sampled
+    again;
     ``prefill_s`` / ``decode_s``: seconds spent in prompt prefill / decode steps;
     ``decode_cpu_s``: the decode steps' CPU seconds in this thread (a measure that a
     loaded machine disturbs less); ``constrained``: draws made filters-first under a
@@ -32,6 +35,7 @@ class DecodeStats:
     decode_s: float = 0.0
     decode_cpu_s: float = 0.0
     steps: int = 0
+    jumped: int = 0
     sampled: int = 0
     rejected: int = 0
     constrained: int = 0
@@ -47,7 +51,8 @@ class DecodeStats:
 
     def add(self, other: DecodeStats) -> None:
         """Add ``other``'s counts and timings to these (the seed is kept)."""
-        for f in ("prefill_s", "decode_s", "decode_cpu_s", "steps", "sampled", "rejected",
+        for f in ("prefill_s", "decode_s", "decode_cpu_s", "steps", "jumped", "sampled",
+                  "rejected",
                   "constrained", "changed", "finished", "finish_tokens"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
 

@@ -227,3 +227,30 @@ def test_batch_with_lazy_and_full_masks_same_tokens(order):
             outs.append(generate(model, tok, [[tok.bos_id]] * 3, cfg, max_new_tokens=12,
                                  constraints=cons).tokens)
         assert outs[0] == outs[1], (order, T, k, p)
+
+
+def test_forced_tokens_of_a_lone_row_jump_forward():
+    """A lone row's forced tokens (here finish_early's) are added without forwards of
+    their own and fed with the next drawn token in one ``extend``: the same tokens as
+    one forward per token, with ``jumped`` fewer forwards (``steps``)."""
+    from codeclm.generation.session import Session
+
+    tok, model = _tiny_lm()
+    V = tok.vocab_size
+    jumped = 0
+    for seed in range(6):
+        runs = []
+        for jump in (True, False):
+            session = Session(model, tok, 1, SamplingConfig(seed=seed), max_length=40,
+                              max_new_tokens=24, jump_forward=jump)
+            session.start([[tok.bos_id]], [_EvenFinishing(V, tok.eos_id)])
+            while session.active:
+                session.step()
+            runs.append((session.rows[0].tokens, session.stats))
+        (on, s_on), (off, s_off) = runs
+        assert on == off
+        assert s_off.jumped == 0 and s_on.sampled == s_off.sampled
+        assert s_on.steps == s_off.steps - s_on.jumped
+        assert s_on.jumped <= 2 * s_on.finished  # (a last finish may be cut)
+        jumped += s_on.jumped
+    assert jumped >= 4

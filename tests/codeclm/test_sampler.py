@@ -225,6 +225,30 @@ def test_same_length_prompts_prefilled_together_equal_one_row_at_a_time(tok, mod
         assert single.tokens[0] == batch.tokens[r]
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_extend_equals_one_decode_per_token(tok, model, threads):
+    """``KVCacheLM.extend`` (jump-forward's feed of a few tokens at once: the C kernel
+    over a view repeating the row with 1 thread, a prefill otherwise) leaves the cache
+    and gives the logits after the last token that one decode per token does."""
+    rng = np.random.default_rng(4)
+    ids = torch.tensor(rng.integers(3, tok.vocab_size, 30))
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for S in (2, 3, 6):
+            a, b = KVCacheLM(model, 2, 40), KVCacheLM(model, 2, 40)
+            for kv in (a, b):
+                kv.prefill(1, ids[:20])
+            got = a.extend(1, ids[20:20 + S], 20)
+            for j in range(S):
+                want = b.decode(torch.tensor([0, int(ids[20 + j])]), [0, 20 + j])[1]
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(a.kv[:, :, 1, :, :20 + S], b.kv[:, :, 1, :, :20 + S],
+                                       atol=1e-6, rtol=1e-5)
+    finally:
+        torch.set_num_threads(saved)
+
+
 def test_min_new_tokens_blocks_eos(tok, model, prompts):
     res = generate(model, tok, prompts[:1], SamplingConfig(1.5, None, None, seed=0),
                    max_new_tokens=80, min_new_tokens=80)
