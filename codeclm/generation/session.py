@@ -193,8 +193,9 @@ class StepEvents:
 class Session:
     """A batch of rows decoding together over one :class:`KVCacheLM`.
 
-    ``start(prompts)`` prefills; each ``step()`` feeds one token per unfinished row and
-    returns the :class:`StepEvents`. Between steps the owner may ``restart(row, ids)``
+    ``start(prompts)`` prefills; each ``step()`` feeds one token per unfinished row (or
+    adds a lone row's forced token without a forward: jump-forward) and returns the
+    :class:`StepEvents`. Between steps the owner may ``restart(row, ids)``
     (fresh prompt in the same row, e.g. a video continuing past the context) or
     ``finish(row)``. ``on_unit(row, unit) -> Verdict`` judges each unit when it
     completes; ``on_token(row, token_id)`` sees every token added (sampled or forced).
