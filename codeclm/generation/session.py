@@ -380,22 +380,31 @@ class Session:
 
     def _forward(self, live: list[int]) -> torch.Tensor:
         """Logits ``[rows, V]`` after feeding each row its tokens not yet in the cache:
-        one decode step, or for a lone row with several (after jump-forward) one
-        ``extend`` where the forward has it, else a prefill."""
-        if len(live) == 1:
-            i = live[0]
+        one decode step; a lone row with several (after jump-forward) gets one
+        :meth:`_extend` instead, and with other rows live its earlier ones go first."""
+        for i in live:
             r = self.rows[i]
             if len(r.tokens) - r.fed > 1:
-                ids = torch.tensor(r.tokens[r.fed:])
-                extend = getattr(self.kv, "extend", None)
-                row = (extend(i, ids, r.fed) if extend is not None
-                       else self.kv.prefill(i, ids, r.fed))
-                logits = row.new_zeros((len(self.rows), row.shape[-1]))
-                logits[i] = row
-                return logits
+                if len(live) == 1:
+                    row = self._extend(i, r.tokens[r.fed:], r.fed)
+                    logits = row.new_zeros((len(self.rows), row.shape[-1]))
+                    logits[i] = row
+                    return logits
+                # (a row that jumped forward alone, then others were restarted)
+                self._extend(i, r.tokens[r.fed:-1], r.fed)
+                r.fed = len(r.tokens) - 1
         feed = [r.tokens[r.fed] if not r.done else self.tok.pad_id for r in self.rows]
         pos = [min(r.fed, self.kv.max_length - 1) for r in self.rows]
         return self.kv.decode(torch.tensor(feed), pos)
+
+    def _extend(self, row: int, ids: list[int], start: int) -> torch.Tensor:
+        """Feed ``ids`` to row ``row`` from slot ``start``: the forward's ``extend`` where
+        it has one (:meth:`KVCacheLM.extend`), else its ``prefill``; the logits ``[V]``
+        after the last."""
+        extend = getattr(self.kv, "extend", None)
+        ids_t = torch.tensor(ids)
+        return extend(row, ids_t, start) if extend is not None else self.kv.prefill(
+            row, ids_t, start)
 
     def _choose(self, logits: torch.Tensor) -> list[int]:
         """Next token per row: forced ones, EOS for rows whose constraint is done, else

@@ -254,3 +254,31 @@ def test_forced_tokens_of_a_lone_row_jump_forward():
         assert s_on.jumped <= 2 * s_on.finished  # (a last finish may be cut)
         jumped += s_on.jumped
     assert jumped >= 4
+
+
+def test_a_row_that_jumped_forward_alone_is_fed_in_full_when_others_come_back():
+    """Row 0 jumps forward over forced tokens while row 1 is finished; the owner then
+    restarts row 1, and the next step, a batch decode, first feeds row 0's unfed tokens:
+    both rows sample what they sample without jump-forward."""
+    from codeclm.generation.session import Session
+
+    tok, model = _tiny_lm()
+    forced = [5, 7, 9, 11]
+    runs = []
+    for jump in (True, False):
+        session = Session(model, tok, 2, SamplingConfig(seed=3), max_length=60,
+                          max_new_tokens=30, jump_forward=jump)
+        session.start([[tok.bos_id], [tok.bos_id]])
+        for _ in range(3):
+            session.step()
+        session.finish(1)
+        session.rows[0].forced.extend(forced)
+        for _ in range(len(forced)):
+            session.step()
+        session.restart(1, [tok.bos_id])
+        for _ in range(10):
+            session.step()
+        runs.append(([list(r.tokens) for r in session.rows], session.stats.jumped))
+    (on, jumped), (off, _) = runs
+    assert jumped == len(forced)
+    assert on == off
