@@ -19,6 +19,7 @@ mid-grey. Rows of one batch share a KV cache; sample ``i`` uses seed ``seed + i`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -176,6 +177,7 @@ def _chunk(kv, lm, chunk: list[bytes], first: int, config: SamplingConfig,
         constraints = []
         base = JpegScanGrammar.from_profile(profile, tok.token_bytes, tok.eos_id)
         base.finishes_early = finish_early
+        base.encode = functools.partial(tok.encode, bos=False, eos=False)
         for p in chunk:
             g = base.copy()
             g.feed_bytes(p)

@@ -98,6 +98,9 @@ class JpegScanGrammar:
     # -- state -----------------------------------------------------------------------
     #: whether :meth:`finish_early` answers (False: the sampler draws on instead)
     finishes_early = True
+    #: the tokenizer's ``bytes -> token ids`` (no BOS/EOS), or None: :meth:`finish_early`
+    #: then writes its finish as the tokenizer would (its merges), not as single bytes
+    encode = None
 
     def reset(self) -> None:
         """Back to the start of a stream (before the header)."""
@@ -120,7 +123,7 @@ class JpegScanGrammar:
         twin = JpegScanGrammar.__new__(JpegScanGrammar)
         twin._compiled, twin._core, twin._pred = self._compiled, self._core, self._pred
         twin._mcus_done, twin._cur_entry = self._mcus_done, self._cur_entry
-        twin.finishes_early = self.finishes_early
+        twin.finishes_early, twin.encode = self.finishes_early, self.encode
         return twin
 
     @property
@@ -208,14 +211,16 @@ class JpegScanGrammar:
         return move is not None and bool(self._move_fits(comp, move))
 
     def finish_early(self, token_id: int) -> list[int] | None:
-        """The tokens (single bytes) that finish the open MCU the plainest way
+        """The tokens that finish the open MCU the plainest way
         (:func:`~jpeglm.grammar.plain.plain_mcu_bytes`: every block left a flat block of
         the running DC) when ``token_id``, the model's own draw, holds a marker (a
         restart marker or EOI) but the MCU's blocks are not all coded, followed by the
         model's marker: ``token_id`` itself where it is allowed after them, else its
         longest prefix token that is allowed and holds a marker (none: the model draws
-        again); else None. The tokens are checked: each is allowed in turn and only the
-        marker may follow the finish. Does not advance the grammar (the
+        again); else None. The finish (with the marker) is tokenized by :attr:`encode`
+        where set and its tokens fit, else written as single bytes (then the marker).
+        The tokens are checked: each is allowed in turn and only the marker may follow
+        the finish. Does not advance the grammar (the
         :class:`codeclm.generation.session.Session` forces them where the row draws
         filters-first)."""
         comp = self._compiled
@@ -239,7 +244,22 @@ class JpegScanGrammar:
             return None
         marker = next((t for t in [token_id, *comp.prefixes(token_id)]
                        if _MARKER.search(comp.vocab[t]) and twin.is_allowed(t)), None)
-        return ids if marker is None else ids + [marker]
+        ids = ids if marker is None else ids + [marker]
+        if self.encode is not None:  # the same bytes as the tokenizer writes them
+            tail = comp.vocab[marker] if marker is not None else b""
+            for merged in (self.encode(finish + tail), self.encode(finish) + ids[len(finish):]):
+                if self._all_allowed(merged):
+                    return merged
+        return ids
+
+    def _all_allowed(self, ids: list[int]) -> bool:
+        """Whether the tokens ``ids`` may come here one after another."""
+        twin = self.copy()
+        for tok in ids:
+            if not twin.is_allowed(tok):
+                return False
+            twin.advance(tok)
+        return True
 
     def _move_fits(self, comp: CompiledScanGrammar, move: tuple) -> bool:
         """Whether ``move``'s predictor and MCU-class conditions hold here."""

@@ -737,9 +737,29 @@ def test_shared_sampler_constraint_hook(tiny, tiny_streams):
         strict_ok(head + tok.decode(ids), tiny)
 
 
-def test_finish_early_ends_an_mcu_plainly(tiny, tiny_streams, ngram_vocab):
-    """Inside an MCU's data, a token holding a restart marker gets finish_early's single
-    bytes: with them and the original stream from that MCU's marker on, the stream is
+def _greedy_encoder(vocab):
+    """A tokenizer's ``encode`` for ``vocab`` (special ids None): longest match first."""
+    ids = {v: i for i, v in enumerate(vocab) if v is not None}
+    longest = max(len(v) for v in ids)
+
+    def encode(data: bytes) -> list[int]:
+        out, i = [], 0
+        while i < len(data):
+            n = next(n for n in range(min(longest, len(data) - i), 0, -1)
+                     if data[i:i + n] in ids)
+            out.append(ids[data[i:i + n]])
+            i += n
+        return out
+
+    return encode
+
+
+@pytest.mark.parametrize("merges", [False, True])
+def test_finish_early_ends_an_mcu_plainly(tiny, tiny_streams, ngram_vocab, merges):
+    """Inside an MCU's data, a token holding a restart marker gets finish_early's tokens
+    (single bytes; with the grammar's ``encode`` set, the tokenizer's merges, marker
+    included where they fit, fewer tokens for the same bytes at least once): with them
+    and the original stream from that MCU's marker on, the stream is
     still valid (restart markers reset the DC predictors), they are never more than one
     byte longer than what the encoder wrote up to the marker, and from an MCU's first
     byte they code a flat mid-grey MCU (each block a DC difference of 0 and an
@@ -751,9 +771,11 @@ def test_finish_early_ends_an_mcu_plainly(tiny, tiny_streams, ngram_vocab):
     vocab, eos = ngram_vocab
     marker, plain = vocab.index(b"\xff\xd0"), vocab.index(b"\x8a")
     base = JpegScanGrammar.from_profile(tiny, vocab, eos)
+    if merges:
+        base.encode = _greedy_encoder(vocab)
     hdr = len(codec.header(tiny))
     rng = random.Random(4)
-    checked = flat = none_outside = kept = 0
+    checked = flat = none_outside = kept = merged = 0
     for data in tiny_streams[:10]:
         marks = [m.start() for m in re.finditer(rb"\xff[\xd0-\xd7\xd9]", data[hdr:])]
         starts = [hdr] + [hdr + m + 2 for m in marks[:-1]]
@@ -769,12 +791,14 @@ def test_finish_early_ends_an_mcu_plainly(tiny, tiny_streams, ngram_vocab):
             off = g.copy()
             off.finishes_early = False
             assert off.finish_early(marker) is None
-            if got[-1] == marker:  # the model's marker follows where it is the one due
+            finish = b"".join(vocab[t] for t in got)
+            ends = finish.endswith(b"\xff\xd0")
+            if ends:  # the model's marker follows, where it is the one due
                 assert data[end:end + 2] == b"\xff\xd0"
-                got, kept = got[:-1], kept + 1
+                finish, kept = finish[:-2], kept + 1
             else:
                 assert data[end:end + 2] != b"\xff\xd0"
-            finish = b"".join(vocab[t] for t in got)
+            merged += len(got) < len(finish) + ends  # (single bytes, then the marker token)
             assert len(finish) <= end - pos + 1
             stream = data[:pos] + finish + data[end:]
             codec.check(stream, tiny)
@@ -787,3 +811,4 @@ def test_finish_early_ends_an_mcu_plainly(tiny, tiny_streams, ngram_vocab):
                               - 128).max() <= 2
                 flat += 1
     assert checked >= 60 and flat >= 10 and none_outside >= 1 and kept >= 1
+    assert (merged >= 1) is merges
