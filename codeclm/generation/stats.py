@@ -52,8 +52,7 @@ class DecodeStats:
     def add(self, other: DecodeStats) -> None:
         """Add ``other``'s counts and timings to these (the seed is kept)."""
         for f in ("prefill_s", "decode_s", "decode_cpu_s", "steps", "jumped", "sampled",
-                  "rejected",
-                  "constrained", "changed", "finished", "finish_tokens"):
+                  "rejected", "constrained", "changed", "finished", "finish_tokens"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
 
     def as_dict(self) -> dict:

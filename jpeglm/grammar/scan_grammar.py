@@ -98,8 +98,8 @@ class JpegScanGrammar:
     # -- state -----------------------------------------------------------------------
     #: whether :meth:`finish_early` answers (False: the sampler draws on instead)
     finishes_early = True
-    #: the tokenizer's ``bytes -> token ids`` (no BOS/EOS), or None: :meth:`finish_early`
-    #: then writes its finish as the tokenizer would (its merges), not as single bytes
+    #: the tokenizer's ``bytes -> token ids`` (no BOS/EOS): where set, :meth:`finish_early`
+    #: writes its finish as the tokenizer would (its merges); None: as single bytes
     encode = None
 
     def reset(self) -> None:
@@ -235,12 +235,8 @@ class JpegScanGrammar:
         if not finish:
             return None
         ids = [comp.byte_ids[b] for b in finish]
-        twin = self.copy()
-        for tok in ids:
-            if not twin.is_allowed(tok):
-                return None
-            twin.advance(tok)
-        if twin._core[0] != comp.pad_state or twin._core[2]:
+        twin = self._after(ids)
+        if twin is None or twin._core[0] != comp.pad_state or twin._core[2]:
             return None
         marker = next((t for t in [token_id, *comp.prefixes(token_id)]
                        if _MARKER.search(comp.vocab[t]) and twin.is_allowed(t)), None)
@@ -248,18 +244,19 @@ class JpegScanGrammar:
         if self.encode is not None:  # the same bytes as the tokenizer writes them
             tail = comp.vocab[marker] if marker is not None else b""
             for merged in (self.encode(finish + tail), self.encode(finish) + ids[len(finish):]):
-                if self._all_allowed(merged):
+                if self._after(merged) is not None:
                     return merged
         return ids
 
-    def _all_allowed(self, ids: list[int]) -> bool:
-        """Whether the tokens ``ids`` may come here one after another."""
+    def _after(self, ids: list[int]) -> JpegScanGrammar | None:
+        """A copy advanced over the tokens ``ids``, or None if one of them is not
+        allowed in turn."""
         twin = self.copy()
         for tok in ids:
             if not twin.is_allowed(tok):
-                return False
+                return None
             twin.advance(tok)
-        return True
+        return twin
 
     def _move_fits(self, comp: CompiledScanGrammar, move: tuple) -> bool:
         """Whether ``move``'s predictor and MCU-class conditions hold here."""
